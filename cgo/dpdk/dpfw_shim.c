@@ -1,0 +1,220 @@
+#define _GNU_SOURCE
+#include <string.h>
+#include <pthread.h>
+#include <sched.h>
+#include "dpfw_shim.h"
+
+int dpfw_eal_init(int argc, char **argv) { return rte_eal_init(argc, argv); }
+int dpfw_eal_cleanup(void) { return rte_eal_cleanup(); }
+int dpfw_errno(void) { return rte_errno; }
+const char *dpfw_strerror(int err) { return rte_strerror(err); }
+
+struct rte_mempool *dpfw_pool_create(const char *name, unsigned n, unsigned cache,
+				     uint16_t data_room, int socket)
+{
+	return rte_pktmbuf_pool_create(name, n, cache, 0, data_room, socket);
+}
+unsigned dpfw_pool_in_use(const struct rte_mempool *mp) { return rte_mempool_in_use_count(mp); }
+unsigned dpfw_pool_avail(const struct rte_mempool *mp) { return rte_mempool_avail_count(mp); }
+void dpfw_pool_free(struct rte_mempool *mp) { rte_mempool_free(mp); }
+
+int dpfw_port_by_name(const char *name, uint16_t *port)
+{
+	return rte_eth_dev_get_port_by_name(name, port);
+}
+
+/* The symmetric Toeplitz key: 0x6D5A repeated makes hash(a,b) == hash(b,a),
+ * so both directions of a flow land on the same queue (Woo & Park, 2012). */
+static void symmetric_key(uint8_t *key, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++)
+		key[i] = (i & 1) ? 0x5A : 0x6D;
+}
+
+int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16_t ntxq,
+		    uint16_t nrxd, uint16_t ntxd, int promisc, struct dpfw_port_info *info)
+{
+	struct rte_eth_dev_info di;
+	struct rte_eth_conf conf;
+	static uint8_t key[64];
+	int ret;
+
+	if (!rte_eth_dev_is_valid_port(port))
+		return -ENODEV;
+	ret = rte_eth_dev_info_get(port, &di);
+	if (ret != 0)
+		return ret;
+	memset(info, 0, sizeof(*info));
+	snprintf(info->driver, sizeof(info->driver), "%s", di.driver_name ? di.driver_name : "");
+	info->max_rx_queues = di.max_rx_queues;
+	info->max_tx_queues = di.max_tx_queues;
+	info->hash_key_size = di.hash_key_size;
+	info->flow_type_rss_offloads = di.flow_type_rss_offloads;
+	info->socket = (uint32_t)rte_eth_dev_socket_id(port);
+	if (nrxq > di.max_rx_queues || ntxq > di.max_tx_queues)
+		return -E2BIG;
+
+	memset(&conf, 0, sizeof(conf));
+	/* Ask only for the hash types the device reports: net_tap and net_pcap
+	 * report none and fail rte_eth_dev_configure with -EINVAL otherwise. */
+	uint64_t hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & di.flow_type_rss_offloads;
+	if (nrxq > 1 && hf != 0) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		unsigned klen = di.hash_key_size ? di.hash_key_size : 40;
+		if (klen > sizeof(key))
+			klen = sizeof(key);
+		symmetric_key(key, klen);
+		conf.rx_adv_conf.rss_conf.rss_key = key;
+		conf.rx_adv_conf.rss_conf.rss_key_len = klen;
+		conf.rx_adv_conf.rss_conf.rss_hf = hf;
+		info->rss_hf = hf;
+	}
+	if (di.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+
+	ret = rte_eth_dev_configure(port, nrxq, ntxq, &conf);
+	if (ret != 0)
+		return ret;
+	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrxd, &ntxd);
+	if (ret != 0)
+		return ret;
+	int socket = rte_eth_dev_socket_id(port);
+	for (uint16_t q = 0; q < nrxq; q++) {
+		ret = rte_eth_rx_queue_setup(port, q, nrxd, socket, NULL, mp);
+		if (ret != 0)
+			return ret;
+	}
+	for (uint16_t q = 0; q < ntxq; q++) {
+		struct rte_eth_txconf txc = di.default_txconf;
+		txc.offloads = conf.txmode.offloads;
+		ret = rte_eth_tx_queue_setup(port, q, ntxd, socket, &txc);
+		if (ret != 0)
+			return ret;
+	}
+	ret = rte_eth_dev_start(port);
+	if (ret != 0)
+		return ret;
+	if (promisc) {
+		ret = rte_eth_promiscuous_enable(port);
+		/* Some vdevs cannot change promiscuity; that is not fatal. */
+		if (ret != 0 && ret != -ENOTSUP)
+			return ret;
+	}
+	struct rte_ether_addr mac;
+	if (rte_eth_macaddr_get(port, &mac) == 0)
+		memcpy(info->mac, mac.addr_bytes, 6);
+	return 0;
+}
+
+int dpfw_port_stop(uint16_t port) { return rte_eth_dev_stop(port); }
+int dpfw_port_close(uint16_t port) { return rte_eth_dev_close(port); }
+
+int dpfw_link(uint16_t port, uint32_t *speed, int *up, int *duplex)
+{
+	struct rte_eth_link l;
+	int ret = rte_eth_link_get_nowait(port, &l);
+	if (ret != 0)
+		return ret;
+	*speed = l.link_speed;
+	*up = l.link_status;
+	*duplex = l.link_duplex;
+	return 0;
+}
+
+int dpfw_port_stats(uint16_t port, struct rte_eth_stats *st) { return rte_eth_stats_get(port, st); }
+
+int dpfw_thread_register(int cpu, unsigned *lcore)
+{
+	if (cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		int ret = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+		if (ret != 0)
+			return -ret;
+	}
+	if (rte_thread_register() != 0)
+		return -rte_errno;
+	*lcore = rte_lcore_id();
+	return 0;
+}
+
+void dpfw_thread_unregister(void) { rte_thread_unregister(); }
+
+struct dpfw_io *dpfw_io_alloc(void)
+{
+	return rte_zmalloc("dpfw_io", sizeof(struct dpfw_io), RTE_CACHE_LINE_SIZE);
+}
+
+void dpfw_io_free(struct dpfw_io *io) { rte_free(io); }
+
+/* dpfw_io is the one crossing per burst: send what Go staged from the last
+ * burst, free what it dropped and what the tx ring refused, hand steered
+ * packets to their owners' rings, then receive the next burst. */
+void dpfw_io(struct dpfw_io *io)
+{
+	io->n_sent = 0;
+	if (io->n_tx) {
+		uint16_t sent = rte_eth_tx_burst(io->tx_port, io->tx_queue, io->tx, io->n_tx);
+		io->n_sent = sent;
+		if (sent < io->n_tx)
+			rte_pktmbuf_free_bulk(&io->tx[sent], io->n_tx - sent);
+		io->n_tx = 0;
+	}
+	if (io->n_drop) {
+		rte_pktmbuf_free_bulk(io->drop, io->n_drop);
+		io->n_drop = 0;
+	}
+	for (int w = 0; w < 8; w++) {
+		io->n_steer_full[w] = 0;
+		uint16_t n = io->n_steer[w];
+		if (n == 0)
+			continue;
+		unsigned q = rte_ring_enqueue_burst(io->steer_ring[w], (void **)io->steer[w], n, NULL);
+		if (q < n) {
+			rte_pktmbuf_free_bulk(&io->steer[w][q], n - q);
+			io->n_steer_full[w] = n - q;
+		}
+		io->n_steer[w] = 0;
+	}
+	uint16_t n = 0;
+	if (io->rx_port != UINT16_MAX)
+		n = rte_eth_rx_burst(io->rx_port, io->rx_queue, io->rx, DPFW_BURST);
+	else if (io->rx_ring != NULL)
+		n = rte_ring_dequeue_burst(io->rx_ring, (void **)io->rx, DPFW_BURST, NULL);
+	io->n_rx = n;
+}
+
+void dpfw_io_flush(struct dpfw_io *io)
+{
+	if (io->n_tx)
+		rte_pktmbuf_free_bulk(io->tx, io->n_tx);
+	if (io->n_drop)
+		rte_pktmbuf_free_bulk(io->drop, io->n_drop);
+	for (int w = 0; w < 8; w++) {
+		if (io->n_steer[w])
+			rte_pktmbuf_free_bulk(io->steer[w], io->n_steer[w]);
+		io->n_steer[w] = 0;
+	}
+	io->n_tx = io->n_drop = 0;
+}
+
+struct rte_ring *dpfw_ring_create(const char *name, unsigned count, int socket)
+{
+	return rte_ring_create(name, count, socket, RING_F_SC_DEQ);
+}
+
+void dpfw_ring_drain_free(struct rte_ring *r)
+{
+	void *objs[DPFW_BURST];
+	unsigned n;
+	while ((n = rte_ring_dequeue_burst(r, objs, DPFW_BURST, NULL)) > 0)
+		rte_pktmbuf_free_bulk((struct rte_mbuf **)objs, n);
+}
+
+void dpfw_ring_free(struct rte_ring *r) { rte_ring_free(r); }
+
+int dpfw_timestamp_offset(void)
+{
+	return rte_mbuf_dynfield_lookup(RTE_MBUF_DYNFIELD_TIMESTAMP_NAME, NULL);
+}

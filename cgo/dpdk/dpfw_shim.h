@@ -1,0 +1,101 @@
+/* dpfw's thin C shim over DPDK 22.11. Only the cgo/dpdk package includes it.
+ * Every function here is called at most once per burst from Go (see io.go). */
+#ifndef DPFW_SHIM_H
+#define DPFW_SHIM_H
+
+#include <stdint.h>
+#include <rte_config.h>
+#include <rte_version.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_mempool.h>
+#include <rte_ethdev.h>
+#include <rte_ring.h>
+#include <rte_malloc.h>
+
+#if RTE_VERSION < RTE_VERSION_NUM(21, 11, 0, 0)
+#error "dpfw needs DPDK 21.11 or newer (Debian 12 ships 22.11)"
+#endif
+
+#define DPFW_BURST 32
+
+/* Offsets of the rte_mbuf fields that Go reads directly (mbuf_unsafe.go).
+ * mbuf_test.go compares them with the Go constants. */
+enum {
+	DPFW_MBUF_SIZE = sizeof(struct rte_mbuf),
+	DPFW_MBUF_BUF_ADDR_OFF = offsetof(struct rte_mbuf, buf_addr),
+	DPFW_MBUF_DATA_OFF_OFF = offsetof(struct rte_mbuf, data_off),
+	DPFW_MBUF_PORT_OFF = offsetof(struct rte_mbuf, port),
+	DPFW_MBUF_OL_FLAGS_OFF = offsetof(struct rte_mbuf, ol_flags),
+	DPFW_MBUF_PKT_LEN_OFF = offsetof(struct rte_mbuf, pkt_len),
+	DPFW_MBUF_DATA_LEN_OFF = offsetof(struct rte_mbuf, data_len),
+	DPFW_MBUF_NB_SEGS_OFF = offsetof(struct rte_mbuf, nb_segs),
+	DPFW_MBUF_RSS_OFF = offsetof(struct rte_mbuf, hash.rss),
+	DPFW_MBUF_NEXT_OFF = offsetof(struct rte_mbuf, next),
+};
+
+/* One burst's worth of mbuf pointers, allocated in C memory (rte_zmalloc) so
+ * that cgo's pointer checks never walk it and Go never stores a Go pointer in it. */
+struct dpfw_io {
+	struct rte_mbuf *rx[DPFW_BURST];   /* out: received this call */
+	struct rte_mbuf *tx[DPFW_BURST];   /* in: to send on tx_port/tx_queue */
+	struct rte_mbuf *drop[DPFW_BURST]; /* in: to free */
+	uint16_t tx_port, tx_queue, n_tx, n_drop;
+	uint16_t rx_port, rx_queue, n_rx, n_sent; /* n_rx, n_sent: out */
+	/* Software steering (several workers on a device without RSS): packets to
+	 * hand to other workers' rings, freed when the ring is full. */
+	struct rte_ring *steer_ring[8];
+	struct rte_mbuf *steer[8][DPFW_BURST];
+	uint16_t n_steer[8];
+	uint16_t n_steer_full[8]; /* out: freed because the ring was full */
+	struct rte_ring *rx_ring;  /* if set, rx also drains this ring after the port */
+};
+
+int dpfw_eal_init(int argc, char **argv);
+int dpfw_eal_cleanup(void);
+int dpfw_errno(void);
+const char *dpfw_strerror(int err);
+
+struct rte_mempool *dpfw_pool_create(const char *name, unsigned n, unsigned cache,
+				     uint16_t data_room, int socket);
+unsigned dpfw_pool_in_use(const struct rte_mempool *mp);
+unsigned dpfw_pool_avail(const struct rte_mempool *mp);
+void dpfw_pool_free(struct rte_mempool *mp);
+
+struct dpfw_port_info {
+	char driver[64];
+	uint16_t max_rx_queues, max_tx_queues;
+	uint8_t hash_key_size;
+	uint64_t flow_type_rss_offloads;
+	uint64_t rss_hf; /* what was enabled */
+	uint32_t socket;
+	uint8_t mac[6];
+};
+
+int dpfw_port_by_name(const char *name, uint16_t *port);
+int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16_t ntxq,
+		    uint16_t nrxd, uint16_t ntxd, int promisc, struct dpfw_port_info *info);
+int dpfw_port_stop(uint16_t port);
+int dpfw_port_close(uint16_t port);
+int dpfw_link(uint16_t port, uint32_t *speed, int *up, int *duplex);
+int dpfw_port_stats(uint16_t port, struct rte_eth_stats *st);
+
+int dpfw_thread_register(int cpu, unsigned *lcore);
+void dpfw_thread_unregister(void);
+
+struct dpfw_io *dpfw_io_alloc(void);
+void dpfw_io_free(struct dpfw_io *io);
+void dpfw_io(struct dpfw_io *io);
+/* Frees every mbuf still referenced by io (tx and drop lists); used at shutdown. */
+void dpfw_io_flush(struct dpfw_io *io);
+
+struct rte_ring *dpfw_ring_create(const char *name, unsigned count, int socket);
+void dpfw_ring_drain_free(struct rte_ring *r);
+void dpfw_ring_free(struct rte_ring *r);
+
+int dpfw_timestamp_offset(void);
+
+#endif

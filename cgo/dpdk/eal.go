@@ -1,0 +1,76 @@
+package dpdk
+
+/*
+#include <stdlib.h>
+#include "dpfw_shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+)
+
+var eal struct {
+	mu   sync.Mutex
+	done bool
+	err  error
+	args []string
+}
+
+// Init initializes the EAL with args (args[0] is the program name). DPDK can
+// only be initialized once per process: later calls return the first result,
+// and fail if they ask for different arguments.
+func Init(args []string) error {
+	eal.mu.Lock()
+	defer eal.mu.Unlock()
+	if eal.done {
+		if fmt.Sprint(args) != fmt.Sprint(eal.args) && eal.err == nil {
+			return fmt.Errorf("dpdk: EAL already initialized with %q", eal.args)
+		}
+		return eal.err
+	}
+	eal.done = true
+	eal.args = append([]string(nil), args...)
+	argv := make([]*C.char, len(args)+1)
+	for i, a := range args {
+		argv[i] = C.CString(a)
+	}
+	// rte_eal_init may keep pointers into argv: leak them on purpose.
+	ret := C.dpfw_eal_init(C.int(len(args)), (**C.char)(unsafe.Pointer(&argv[0])))
+	if ret < 0 {
+		eal.err = rteErrno("rte_eal_init")
+	}
+	return eal.err
+}
+
+// Initialized reports whether Init succeeded.
+func Initialized() bool {
+	eal.mu.Lock()
+	defer eal.mu.Unlock()
+	return eal.done && eal.err == nil
+}
+
+// Cleanup releases EAL resources. No DPDK call may follow it.
+func Cleanup() error {
+	return errno("rte_eal_cleanup", C.dpfw_eal_cleanup())
+}
+
+// RegisterThread pins the calling OS thread to cpu (if cpu >= 0) and registers
+// it with DPDK as a non-EAL lcore, so that per-lcore mempool caches work.
+// Precondition: the calling goroutine holds runtime.LockOSThread.
+func RegisterThread(cpu int) (lcore uint, err error) {
+	var l C.unsigned
+	if err := errno("rte_thread_register", C.dpfw_thread_register(C.int(cpu), &l)); err != nil {
+		return 0, err
+	}
+	return uint(l), nil
+}
+
+// UnregisterThread releases the lcore id taken by RegisterThread.
+func UnregisterThread() { C.dpfw_thread_unregister() }
+
+// TimestampOffset returns the byte offset of the rx timestamp dynamic field
+// in the mbuf (set by drivers such as net_pcap), or -1 if none is registered.
+func TimestampOffset() int { return int(C.dpfw_timestamp_offset()) }

@@ -1,0 +1,261 @@
+package packet
+
+import (
+	"encoding/binary"
+
+	"github.com/dpfw/dpfw/dataplane/header"
+)
+
+// minFragBlks is the smallest fragment offset, in 8-byte blocks, that a later
+// fragment may have. Why: RFC 1858 describes the "tiny fragment" and
+// "overlapping fragment" attacks, where a later fragment rewrites the TCP
+// flags or ports of the first one after the firewall classified it. A first
+// fragment must carry the whole L4 header, and a later fragment must start at
+// or after the end of the largest L4 header we inspect: 60 bytes of IP options
+// plus a 20-byte TCP header, in 8-byte blocks. This is Tailscale's policy
+// (net/packet), which follows RFC 1858 §3.2/§4.
+const minFragBlks = (60 + 20) / 8
+
+// maxExtHeaders bounds the IPv6 extension header walk so that a hostile chain
+// costs a fixed amount of work.
+const maxExtHeaders = 8
+
+// Decode parses the frame b into p. It never allocates, never panics on any
+// input, and resets every field of p.
+func Decode(b []byte, p *Parsed) {
+	*p = Parsed{Buf: b}
+	if len(b) < header.EthernetSize {
+		p.Reason = ReasonTruncatedL2
+		return
+	}
+	off := header.EthernetSize
+	et := binary.BigEndian.Uint16(b[12:14])
+	for et == header.EtherTypeVLAN || et == header.EtherTypeQinQ {
+		if p.VLANs == 2 {
+			p.Reason = ReasonTooManyTags
+			return
+		}
+		if len(b) < off+header.VLANSize {
+			p.Reason = ReasonTruncatedL2
+			return
+		}
+		p.VLAN = binary.BigEndian.Uint16(b[off:off+2]) & 0x0fff
+		et = binary.BigEndian.Uint16(b[off+2 : off+4])
+		off += header.VLANSize
+		p.VLANs++
+	}
+	p.EtherType = et
+	p.L3Off = uint16(off)
+	switch et {
+	case header.EtherTypeIPv4:
+		decode4(b, off, p)
+	case header.EtherTypeIPv6:
+		decode6(b, off, p)
+	default:
+		p.Kind = NonIP
+		p.L3End = uint16(len(b))
+		p.L4Off, p.PayOff = p.L3End, p.L3End
+	}
+}
+
+func decode4(b []byte, off int, p *Parsed) {
+	ip := header.IPv4(b[off:])
+	if !ip.IsValid() {
+		p.Reason = ReasonBadIPv4
+		return
+	}
+	end := off + int(ip.TotalLen())
+	l4 := off + ip.HeaderLen()
+	p.L3End = uint16(end)
+	p.Proto = ip.Protocol()
+	copy(p.Src[:4], ip.Src())
+	copy(p.Dst[:4], ip.Dst())
+	p.FragID = uint32(ip.ID())
+	fo := ip.FragOffset()
+	p.FragOff = fo
+	switch {
+	case fo > 0:
+		if fo < minFragBlks*8 {
+			p.Reason = ReasonTinyFragment
+			return
+		}
+		p.Frag = FragLater
+		p.Kind = IPv4
+		p.L4Off, p.PayOff = uint16(l4), uint16(l4)
+		return
+	case ip.More():
+		p.Frag = FragFirst
+	}
+	p.Kind = IPv4
+	decodeL4(b[:end], l4, p)
+}
+
+func decode6(b []byte, off int, p *Parsed) {
+	ip := header.IPv6(b[off:])
+	if !ip.IsValid() {
+		p.Reason = ReasonBadIPv6
+		return
+	}
+	end := off + header.IPv6Size + int(ip.PayloadLen())
+	p.L3End = uint16(end)
+	copy(p.Src[:], ip.Src())
+	copy(p.Dst[:], ip.Dst())
+	b = b[:end:end]
+	nh := ip.NextHeader()
+	l4 := off + header.IPv6Size
+	for i := 0; ; i++ {
+		switch nh {
+		case header.ProtoHopOpts, header.ProtoRouting, header.ProtoDstOpts:
+			// RFC 8200 §4.1: Hop-by-Hop appears only right after the fixed header.
+			if i >= maxExtHeaders || (nh == header.ProtoHopOpts && i != 0) || len(b) < l4+8 {
+				p.Reason = ReasonBadExtHeader
+				return
+			}
+			nh = b[l4]
+			l4 += (int(b[l4+1]) + 1) * 8
+			if l4 > len(b) {
+				p.Reason = ReasonBadExtHeader
+				return
+			}
+			continue
+		case header.ProtoAH:
+			// RFC 4302: length in 4-octet units, minus 2.
+			if i >= maxExtHeaders || len(b) < l4+8 {
+				p.Reason = ReasonBadExtHeader
+				return
+			}
+			nh = b[l4]
+			l4 += (int(b[l4+1]) + 2) * 4
+			if l4 > len(b) {
+				p.Reason = ReasonBadExtHeader
+				return
+			}
+			continue
+		case header.ProtoFragment:
+			if i >= maxExtHeaders || p.Frag != 0 || len(b) < l4+header.IPv6FragmentSize {
+				p.Reason = ReasonBadExtHeader
+				return
+			}
+			fh := header.IPv6Fragment(b[l4:])
+			nh = fh.NextHeader()
+			p.FragID = fh.ID()
+			fo := fh.FragOffset()
+			p.FragOff = fo
+			l4 += header.IPv6FragmentSize
+			if fo > 0 {
+				if fo < minFragBlks*8 {
+					p.Reason = ReasonTinyFragment
+					return
+				}
+				p.Frag = FragLater
+				p.Proto = nh
+				p.Kind = IPv6
+				p.L4Off, p.PayOff = uint16(l4), uint16(l4)
+				return
+			}
+			if fh.More() {
+				p.Frag = FragFirst
+			}
+			// An atomic fragment (offset 0, M clear; RFC 6946) is a whole
+			// datagram and is decoded as one.
+			continue
+		}
+		break
+	}
+	p.Proto = nh
+	p.Kind = IPv6
+	decodeL4(b, l4, p)
+}
+
+// decodeL4 parses the L4 header at off. Precondition: b ends at the end of the
+// IP datagram and p.Kind is IPv4 or IPv6.
+func decodeL4(b []byte, off int, p *Parsed) {
+	p.L4Off = uint16(off)
+	p.PayOff = uint16(off)
+	rest := b[off:]
+	switch p.Proto {
+	case header.ProtoTCP:
+		t := header.TCP(rest)
+		if len(t) < header.TCPMinSize {
+			p.truncated()
+			return
+		}
+		if !t.IsValid() {
+			p.Kind, p.Reason = Malformed, ReasonBadTCPOffset
+			if p.Frag == FragFirst {
+				p.Reason = ReasonTinyFragment
+			}
+			return
+		}
+		p.SrcPort, p.DstPort = t.SrcPort(), t.DstPort()
+		p.TCPFlags = t.Flags()
+		p.PayOff = uint16(off + t.DataOffset())
+	case header.ProtoUDP:
+		u := header.UDP(rest)
+		if len(u) < header.UDPSize {
+			p.truncated()
+			return
+		}
+		// A fragmented datagram's UDP length covers all fragments.
+		if l := int(u.Length()); l < header.UDPSize || (p.Frag == 0 && l > len(u)) {
+			p.Kind, p.Reason = Malformed, ReasonBadUDPLength
+			return
+		}
+		p.SrcPort, p.DstPort = u.SrcPort(), u.DstPort()
+		p.PayOff = uint16(off + header.UDPSize)
+	case header.ProtoICMP, header.ProtoICMPv6:
+		if (p.Proto == header.ProtoICMP) != (p.Kind == IPv4) {
+			// ICMPv4 inside IPv6 or ICMPv6 inside IPv4: an unknown protocol.
+			return
+		}
+		c := header.ICMP(rest)
+		if len(c) < header.ICMPSize {
+			p.truncated()
+			return
+		}
+		p.ICMPType, p.ICMPCode = c.Type(), c.Code()
+		if isEcho(p.Proto, p.ICMPType) {
+			p.SrcPort, p.DstPort = c.ID(), c.ID()
+		}
+		p.PayOff = uint16(off + header.ICMPSize)
+	}
+}
+
+func (p *Parsed) truncated() {
+	p.Kind, p.Reason = Malformed, ReasonTruncatedL4
+	if p.Frag == FragFirst {
+		p.Reason = ReasonTinyFragment
+	}
+}
+
+// isEcho reports whether an ICMP type is a query whose identifier names the
+// flow (echo, timestamp, information, address mask, node information).
+func isEcho(proto, typ uint8) bool {
+	if proto == header.ProtoICMP {
+		switch typ {
+		case header.ICMPv4Echo, header.ICMPv4EchoReply, header.ICMPv4Timestamp, header.ICMPv4TimestampReply,
+			header.ICMPv4InfoRequest, header.ICMPv4InfoReply, header.ICMPv4AddrMask, header.ICMPv4AddrMaskReply:
+			return true
+		}
+		return false
+	}
+	switch typ {
+	case header.ICMPv6EchoRequest, header.ICMPv6EchoReply, header.ICMPv6NodeInfoQry, header.ICMPv6NodeInfoResp:
+		return true
+	}
+	return false
+}
+
+// IsICMPError reports whether the ICMP/ICMPv6 type carries a quoted packet
+// (destination unreachable, time exceeded, parameter problem, …).
+func IsICMPError(proto, typ uint8) bool {
+	if proto == header.ProtoICMP {
+		switch typ {
+		case header.ICMPv4DestUnreach, header.ICMPv4SourceQuench, header.ICMPv4Redirect,
+			header.ICMPv4TimeExceeded, header.ICMPv4ParamProblem:
+			return true
+		}
+		return false
+	}
+	return typ < 128 && typ >= header.ICMPv6DestUnreach && typ <= header.ICMPv6ParamProblem
+}
