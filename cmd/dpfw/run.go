@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dpfw/dpfw/configs"
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/control/daemon"
+	"github.com/dpfw/dpfw/control/metrics"
+	"github.com/dpfw/dpfw/dataplane"
+	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+)
+
+func dpdkVersion() string { return "22.11" }
+
+// loadConfig loads path, or the embedded default when path is "".
+func loadConfig(path string) (*config.Config, string, error) {
+	if path == "" {
+		cfg, err := config.Load(configs.DefaultName, configs.Default)
+		return cfg, configs.DefaultName, err
+	}
+	cfg, err := config.LoadFile(path)
+	return cfg, path, err
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func checkCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Validate a configuration without touching DPDK",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, name, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d ports, %d links, %d workers\n", name, len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (default: the embedded configs/default.yaml)")
+	return cmd
+}
+
+func runCmd() *cobra.Command {
+	var path string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the firewall until SIGINT or SIGTERM",
+		Long: `Run starts DPDK with the configured ports and workers and forwards traffic
+between linked ports until SIGINT or SIGTERM, then stops the ports, prints the
+final counters and checks that every mbuf came back to the pool.
+
+With no --config it runs the embedded default (configs/default.yaml): two
+net_tap ports, dpfw-out and dpfw-in, joined as one link.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, name, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				printPlan(cmd.OutOrStdout(), name, cfg)
+				return nil
+			}
+			return run(cmd.Context(), cfg, name, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (default: the embedded configs/default.yaml)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the EAL arguments and the port plan, then exit")
+	return cmd
+}
+
+func printPlan(w io.Writer, name string, cfg *config.Config) {
+	plan := daemon.PlanEAL(cfg)
+	fmt.Fprintf(w, "config: %s\nEAL: %s\n  (%s)\n", name, strings.Join(plan.Args, " "), plan.Why)
+	for _, p := range cfg.Ports {
+		fmt.Fprintf(w, "port %-10s %s  rx/tx queues %d, rx_desc %d, tx_desc %d\n", p.Name, p.Device, len(cfg.Workers.CPUs), p.RxDesc, p.TxDesc)
+	}
+	for _, l := range cfg.Links {
+		fmt.Fprintf(w, "link %-10s %s <-> %s (inside: %s)\n", l.Name, l.Ports[0], l.Ports[1], l.Inside)
+	}
+	for i, c := range cfg.Workers.CPUs {
+		fmt.Fprintf(w, "worker %d on cpu %d: rx queue %d of every port\n", i, c, i)
+	}
+}
+
+func run(ctx context.Context, cfg *config.Config, name string, stdout, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	if os.Geteuid() != 0 {
+		log.Warn("not running as root: DPDK usually needs root (or CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_IPC_LOCK) for hugepages and taps")
+	}
+	log.Info("config loaded", "file", name)
+	d, err := daemon.Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	var srv *http.Server
+	if cfg.Metrics.Listen != "" {
+		srv, err = serveMetrics(cfg, d, log)
+		if err != nil {
+			_ = d.Stop()
+			return err
+		}
+	}
+	var tick <-chan time.Time
+	if cfg.Metrics.StatsInterval > 0 {
+		t := time.NewTicker(cfg.Metrics.StatsInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+loop:
+	for {
+		select {
+		case s := <-sigs:
+			log.Info("stopping", "signal", s.String())
+			break loop
+		case <-ctx.Done():
+			break loop
+		case <-d.Done():
+			log.Error("every worker stopped", "err", d.Err())
+			break loop
+		case <-tick:
+			t := d.Total()
+			log.Info("stats", "rx", t.RxPackets, "tx", t.TxPackets, "dropped", t.TotalDrops(), "mbufs_in_use", d.MbufsInUse())
+		}
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	stopErr := d.Stop()
+	printFinal(stdout, d)
+	return stopErr
+}
+
+func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http.Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(metrics.NewCollector(metrics.Source{
+		Workers:    d.Snapshots,
+		Ports:      func() []metrics.PortStats { return portStats(d) },
+		MbufsInUse: func() uint64 { return uint64(d.MbufsInUse()) },
+		MbufsTotal: uint64(cfg.Mempool.Mbufs),
+	}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen %s: %w; pick a free address or set metrics.listen: \"\"", cfg.Metrics.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")
+	return srv, nil
+}
+
+func portStats(d *daemon.Daemon) []metrics.PortStats {
+	out := make([]metrics.PortStats, 0, len(d.Ports))
+	for _, p := range d.Ports {
+		st, err := p.ID.Stats()
+		if err != nil {
+			continue
+		}
+		link, _ := p.ID.Link()
+		out = append(out, metrics.PortStats{
+			Name: p.Config.Name, RxPackets: st.IPackets, TxPackets: st.OPackets,
+			RxBytes: st.IBytes, TxBytes: st.OBytes, RxMissed: st.IMissed,
+			RxErrors: st.IErrors, TxErrors: st.OErrors, RxNoMbuf: st.RxNoMbuf, LinkUp: link.Up,
+		})
+	}
+	return out
+}
+
+func printFinal(w io.Writer, d *daemon.Daemon) {
+	fmt.Fprintln(w, "final counters:")
+	for i, s := range d.Snapshots() {
+		printSnapshot(w, fmt.Sprintf("worker %d", i), &s)
+	}
+}
+
+func printSnapshot(w io.Writer, name string, s *dataplane.Snapshot) {
+	fmt.Fprintf(w, "  %s: rx %d pkts %d bytes, tx %d pkts %d bytes, bursts %d, empty polls %d\n",
+		name, s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Bursts, s.EmptyPolls)
+	for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
+		if s.Drops[r] != 0 {
+			fmt.Fprintf(w, "    dropped %-20s %d\n", r.String(), s.Drops[r])
+		}
+	}
+}
+

@@ -1,0 +1,334 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config is dpfw's whole configuration.
+type Config struct {
+	EAL       EAL       `mapstructure:"eal"`
+	Mempool   Mempool   `mapstructure:"mempool"`
+	Ports     []Port    `mapstructure:"ports"`
+	Links     []Link    `mapstructure:"links"`
+	Workers   Workers   `mapstructure:"workers"`
+	Dataplane Dataplane `mapstructure:"dataplane"`
+	Metrics   Metrics   `mapstructure:"metrics"`
+	Log       Log       `mapstructure:"log"`
+}
+
+// EAL configures DPDK's environment abstraction layer.
+type EAL struct {
+	// FilePrefix names this DPDK process's runtime files; every DPDK process
+	// on a machine needs its own.
+	FilePrefix string `mapstructure:"file_prefix"`
+	// Hugepages is "auto" (use them if mounted and free, else --no-huge),
+	// "yes" or "no".
+	Hugepages string `mapstructure:"hugepages"`
+	// MemoryMB is the memory EAL reserves (-m).
+	MemoryMB int `mapstructure:"memory_mb"`
+	// Args are extra EAL arguments, appended last.
+	Args []string `mapstructure:"args"`
+}
+
+// Mempool sizes the mbuf pool.
+type Mempool struct {
+	Mbufs    int `mapstructure:"mbufs"`
+	Cache    int `mapstructure:"cache"`
+	DataRoom int `mapstructure:"data_room"`
+}
+
+// Port is one DPDK port.
+type Port struct {
+	// Name is how links and rules refer to the port.
+	Name string `mapstructure:"name"`
+	// Device is DPDK devargs for a virtual device ("net_tap0,iface=dpfw0")
+	// or a PCI address ("0000:01:00.0", optionally with ",key=value" args).
+	Device      string `mapstructure:"device"`
+	RxDesc      int    `mapstructure:"rx_desc"`
+	TxDesc      int    `mapstructure:"tx_desc"`
+	Promiscuous *bool  `mapstructure:"promiscuous"`
+}
+
+// Link pairs two ports as a bump in the wire: what enters one leaves the other.
+type Link struct {
+	Name  string   `mapstructure:"name"`
+	Ports []string `mapstructure:"ports"`
+	// Inside names the port on the protected side (for INPUT/OUTPUT rules).
+	Inside string `mapstructure:"inside"`
+}
+
+// Workers configures the polling lcores.
+type Workers struct {
+	// CPUs lists one CPU per worker.
+	CPUs []int `mapstructure:"cpus"`
+	// IdlePolls empty rounds in a row make a worker sleep IdleSleep
+	// (0: busy-poll always, the DPDK default).
+	IdlePolls int           `mapstructure:"idle_polls"`
+	IdleSleep time.Duration `mapstructure:"idle_sleep"`
+}
+
+// Dataplane holds packet-path settings.
+type Dataplane struct {
+	// NonIP is "pass" (forward ARP and other non-IP frames) or "drop".
+	NonIP string `mapstructure:"non_ip"`
+}
+
+// Metrics configures the Prometheus endpoint and runtime API.
+type Metrics struct {
+	// Listen is host:port for /metrics; "" disables it.
+	Listen string `mapstructure:"listen"`
+	// StatsInterval logs a counter summary this often (0: never).
+	StatsInterval time.Duration `mapstructure:"stats_interval"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // text, json
+}
+
+// Default returns the defaults every loaded file starts from.
+func Default() Config {
+	return Config{
+		EAL:       EAL{FilePrefix: "dpfw", Hugepages: "auto", MemoryMB: 512},
+		Mempool:   Mempool{Mbufs: 16383, Cache: 256, DataRoom: 2048 + 128},
+		Workers:   Workers{CPUs: []int{1}, IdlePolls: 0, IdleSleep: 50 * time.Microsecond},
+		Dataplane: Dataplane{NonIP: "pass"},
+		Metrics:   Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
+		Log:       Log{Level: "info", Format: "text"},
+	}
+}
+
+// PortDefaults fills a port's unset fields.
+func (p *Port) applyDefaults() {
+	if p.RxDesc == 0 {
+		p.RxDesc = 1024
+	}
+	if p.TxDesc == 0 {
+		p.TxDesc = 1024
+	}
+	if p.Promiscuous == nil {
+		t := true
+		p.Promiscuous = &t
+	}
+}
+
+// FieldError is a validation error about one key.
+type FieldError struct {
+	Key string // e.g. "links[0].ports[1]"
+	Msg string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
+
+var (
+	nameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,31}$`)
+	pciRE  = regexp.MustCompile(`^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$`)
+	vdevRE = regexp.MustCompile(`^net_[a-z_]+[0-9]+$`)
+)
+
+// IsPCI reports whether a device string names a PCI device.
+func IsPCI(device string) bool { return pciRE.MatchString(devName(device)) }
+
+// DevName returns the DPDK device name of devargs (the part before the first comma).
+func devName(device string) string {
+	name, _, _ := strings.Cut(device, ",")
+	return name
+}
+
+// DeviceName returns the DPDK device name a port's devargs probe as.
+func (p *Port) DeviceName() string { return devName(p.Device) }
+
+// Validate checks every value and returns all problems found.
+func (c *Config) Validate() []FieldError {
+	var errs []FieldError
+	add := func(key, format string, a ...any) {
+		errs = append(errs, FieldError{Key: key, Msg: fmt.Sprintf(format, a...)})
+	}
+	if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`).MatchString(c.EAL.FilePrefix) {
+		add("eal.file_prefix", "%q: want 1-32 letters, digits, '_' or '-'", c.EAL.FilePrefix)
+	}
+	if !slices.Contains([]string{"auto", "yes", "no"}, c.EAL.Hugepages) {
+		add("eal.hugepages", "%q: want auto, yes or no", c.EAL.Hugepages)
+	}
+	if c.EAL.MemoryMB < 64 || c.EAL.MemoryMB > 1<<20 {
+		add("eal.memory_mb", "%d: want 64 to 1048576", c.EAL.MemoryMB)
+	}
+	if c.Mempool.Mbufs < 1024 {
+		add("mempool.mbufs", "%d: want at least 1024", c.Mempool.Mbufs)
+	}
+	if c.Mempool.Cache < 0 || c.Mempool.Cache > 512 {
+		add("mempool.cache", "%d: want 0 to 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)", c.Mempool.Cache)
+	}
+	if c.Mempool.DataRoom < 128+64 || c.Mempool.DataRoom > 65535 {
+		add("mempool.data_room", "%d: want 192 to 65535 bytes (headroom 128 included)", c.Mempool.DataRoom)
+	}
+	if len(c.Ports) == 0 {
+		add("ports", "no ports: list at least two, e.g. {name: outside, device: net_tap0,iface=dpfw0}")
+	}
+	names := map[string]int{}
+	devs := map[string]int{}
+	for i := range c.Ports {
+		p := &c.Ports[i]
+		key := fmt.Sprintf("ports[%d]", i)
+		if !nameRE.MatchString(p.Name) {
+			add(key+".name", "%q: want a name of letters, digits, '_', '.', '-', starting with a letter", p.Name)
+		} else if j, dup := names[p.Name]; dup {
+			add(key+".name", "%q is already the name of ports[%d]", p.Name, j)
+		} else {
+			names[p.Name] = i
+		}
+		dn := p.DeviceName()
+		switch {
+		case p.Device == "":
+			add(key+".device", "missing: give DPDK devargs (net_tap0,iface=NAME) or a PCI address (0000:01:00.0)")
+		case !IsPCI(p.Device) && !vdevRE.MatchString(dn):
+			add(key+".device", "%q: want a PCI address (0000:01:00.0) or a virtual device name such as net_tap0 or net_pcap0 followed by ,key=value args", p.Device)
+		default:
+			if j, dup := devs[dn]; dup {
+				add(key+".device", "device %q is already used by ports[%d]", dn, j)
+			}
+			devs[dn] = i
+		}
+		for _, d := range []struct {
+			k string
+			v int
+		}{{"rx_desc", p.RxDesc}, {"tx_desc", p.TxDesc}} {
+			if d.v < 32 || d.v > 32768 || d.v&(d.v-1) != 0 {
+				add(key+"."+d.k, "%d: want a power of two from 32 to 32768", d.v)
+			}
+		}
+	}
+	used := map[string]string{}
+	for i, l := range c.Links {
+		key := fmt.Sprintf("links[%d]", i)
+		if len(l.Ports) != 2 {
+			add(key+".ports", "want exactly two port names, e.g. [outside, inside]; got %d", len(l.Ports))
+			continue
+		}
+		if l.Ports[0] == l.Ports[1] {
+			add(key+".ports", "a link joins two different ports; both are %q", l.Ports[0])
+		}
+		for j, pn := range l.Ports {
+			if _, ok := names[pn]; !ok {
+				add(fmt.Sprintf("%s.ports[%d]", key, j), "no port named %q%s", pn, suggest(pn, keys(names)))
+				continue
+			}
+			if other, dup := used[pn]; dup {
+				add(fmt.Sprintf("%s.ports[%d]", key, j), "port %q is already in link %s; a port belongs to one link", pn, other)
+			}
+			used[pn] = key
+		}
+		if l.Inside != "" && !slices.Contains(l.Ports, l.Inside) {
+			add(key+".inside", "%q is not one of this link's ports %v", l.Inside, l.Ports)
+		}
+	}
+	if len(c.Links) == 0 && len(c.Ports) > 0 {
+		add("links", "no links: pair two ports, e.g. links: [{name: wire, ports: [outside, inside], inside: inside}]")
+	}
+	if len(c.Workers.CPUs) == 0 {
+		add("workers.cpus", "no workers: list one CPU per worker, e.g. [1]")
+	}
+	if len(c.Workers.CPUs) > 8 {
+		add("workers.cpus", "%d workers: at most 8 are supported", len(c.Workers.CPUs))
+	}
+	seen := map[int]bool{}
+	for i, cpu := range c.Workers.CPUs {
+		if cpu < 0 || cpu > 1023 {
+			add(fmt.Sprintf("workers.cpus[%d]", i), "%d: want a CPU number from 0", cpu)
+		} else if seen[cpu] {
+			add(fmt.Sprintf("workers.cpus[%d]", i), "CPU %d is listed twice; one worker per CPU", cpu)
+		}
+		seen[cpu] = true
+	}
+	if c.Workers.IdlePolls < 0 {
+		add("workers.idle_polls", "%d: want 0 (always busy-poll) or more", c.Workers.IdlePolls)
+	}
+	if c.Workers.IdleSleep < 0 || c.Workers.IdleSleep > time.Second {
+		add("workers.idle_sleep", "%s: want 0 to 1s", c.Workers.IdleSleep)
+	}
+	if c.Dataplane.NonIP != "pass" && c.Dataplane.NonIP != "drop" {
+		add("dataplane.non_ip", "%q: want pass or drop", c.Dataplane.NonIP)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			add("metrics.listen", "%q: want host:port, e.g. 127.0.0.1:9469 (%v)", c.Metrics.Listen, err)
+		} else if h, _, _ := net.SplitHostPort(c.Metrics.Listen); h != "" && h != "localhost" {
+			if _, err := netip.ParseAddr(h); err != nil {
+				add("metrics.listen", "%q: host must be an IP address or localhost", c.Metrics.Listen)
+			}
+		}
+	}
+	if c.Metrics.StatsInterval < 0 {
+		add("metrics.stats_interval", "%s: want 0 (off) or a positive duration", c.Metrics.StatsInterval)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		add("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add("log.format", "%q: want text or json", c.Log.Format)
+	}
+	return errs
+}
+
+func keys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// suggest returns "; did you mean X?" for the closest candidate, or a list.
+func suggest(bad string, candidates []string) string {
+	if best := Nearest(bad, candidates); best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	if len(candidates) > 0 {
+		return fmt.Sprintf("; known: %s", strings.Join(candidates, ", "))
+	}
+	return ""
+}
+
+// Nearest returns the candidate closest to s by edit distance (case-insensitive),
+// or "" if none is close enough to be a plausible typo.
+func Nearest(s string, candidates []string) string {
+	best, bestD := "", 1<<30
+	for _, c := range candidates {
+		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		if d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD <= max(2, len(s)/3) {
+		return best
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

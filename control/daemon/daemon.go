@@ -1,0 +1,197 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dpfw/dpfw/cgo/dpdk"
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/dataplane"
+	"github.com/dpfw/dpfw/dataplane/worker"
+)
+
+// Port is a started DPDK port.
+type Port struct {
+	Config config.Port
+	ID     dpdk.Port
+	Info   dpdk.PortInfo
+	// Peer is the index in Daemon.Ports of the paired port, or -1.
+	Peer int
+}
+
+// Daemon is a running data plane.
+type Daemon struct {
+	Config  *config.Config
+	EAL     EALPlan
+	Pool    *dpdk.Mempool
+	Ports   []Port
+	Workers []*worker.Worker
+	log     *slog.Logger
+
+	wg       sync.WaitGroup
+	errMu    sync.Mutex
+	errs     []error
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// Start initializes DPDK and starts every port and worker. On error, what was
+// started is stopped again.
+func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
+	d = &Daemon{Config: cfg, EAL: PlanEAL(cfg), log: log, done: make(chan struct{})}
+	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
+	if err := dpdk.Init(d.EAL.Args); err != nil {
+		return nil, fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
+			d.EAL.Args, err, cfg.EAL.FilePrefix)
+	}
+	defer func() {
+		if err != nil {
+			d.closePorts()
+		}
+	}()
+	nw := len(cfg.Workers.CPUs)
+	d.Pool, err = dpdk.NewMempool("dpfw_mbufs", uint(cfg.Mempool.Mbufs), uint(cfg.Mempool.Cache), uint16(cfg.Mempool.DataRoom), -1)
+	if err != nil {
+		return nil, fmt.Errorf("mempool (mempool.mbufs %d × %d bytes): %w; lower mempool.mbufs or raise eal.memory_mb",
+			cfg.Mempool.Mbufs, cfg.Mempool.DataRoom, err)
+	}
+	byName := map[string]int{}
+	for i, pc := range cfg.Ports {
+		id, err := dpdk.PortByName(pc.DeviceName())
+		if err != nil {
+			return nil, fmt.Errorf("ports[%d] (%s): device %q was not probed by DPDK: %w; check ports[%d].device", i, pc.Name, pc.Device, err, i)
+		}
+		info, err := id.Setup(dpdk.PortConfig{
+			RxQueues: uint16(nw), TxQueues: uint16(nw),
+			RxDesc: uint16(pc.RxDesc), TxDesc: uint16(pc.TxDesc),
+			Promiscuous: *pc.Promiscuous, Pool: d.Pool,
+		})
+		d.Ports = append(d.Ports, Port{Config: pc, ID: id, Info: info, Peer: -1})
+		if err != nil {
+			return nil, fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; with %d workers each port needs %d rx and tx queues (workers.cpus)",
+				i, pc.Name, pc.Device, err, nw, nw)
+		}
+		byName[pc.Name] = i
+		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver,
+			"mac", info.MAC.String(), "rss", fmt.Sprintf("%#x", info.RSSEnabled), "queues", nw)
+	}
+	for _, l := range cfg.Links {
+		a, b := byName[l.Ports[0]], byName[l.Ports[1]]
+		d.Ports[a].Peer, d.Ports[b].Peer = b, a
+	}
+	opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass"}
+	for w, cpu := range cfg.Workers.CPUs {
+		var qs []worker.Queue
+		for _, p := range d.Ports {
+			q := worker.Queue{RxPort: p.ID, RxQueue: uint16(w), TxQueue: uint16(w)}
+			if p.Peer >= 0 {
+				q.TxPort, q.Routed = d.Ports[p.Peer].ID, true
+			}
+			qs = append(qs, q)
+		}
+		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep},
+			dataplane.NewPipeline(opts, new(dataplane.Counters)))
+		d.Workers = append(d.Workers, wk)
+	}
+	for _, wk := range d.Workers {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := wk.Run(); err != nil {
+				d.fail(err)
+			}
+		}()
+	}
+	go func() { d.wg.Wait(); close(d.done) }()
+	// A worker that cannot register fails at once; give it that moment.
+	time.Sleep(20 * time.Millisecond)
+	if err := d.Err(); err != nil {
+		d.stopWorkers()
+		return nil, err
+	}
+	log.Info("data plane running", "workers", nw, "cpus", cfg.Workers.CPUs, "mbufs", cfg.Mempool.Mbufs)
+	return d, nil
+}
+
+func (d *Daemon) fail(err error) {
+	d.errMu.Lock()
+	d.errs = append(d.errs, err)
+	d.errMu.Unlock()
+	d.log.Error("worker failed", "err", err)
+}
+
+// Err returns the workers' errors so far.
+func (d *Daemon) Err() error {
+	d.errMu.Lock()
+	defer d.errMu.Unlock()
+	return errors.Join(d.errs...)
+}
+
+// Done is closed when every worker has returned.
+func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// Snapshots returns each worker's counters.
+func (d *Daemon) Snapshots() []dataplane.Snapshot {
+	out := make([]dataplane.Snapshot, len(d.Workers))
+	for i, w := range d.Workers {
+		out[i] = w.Counters().Snapshot()
+	}
+	return out
+}
+
+// Total sums every worker's counters.
+func (d *Daemon) Total() dataplane.Snapshot {
+	var t dataplane.Snapshot
+	for _, s := range d.Snapshots() {
+		t.Add(&s)
+	}
+	return t
+}
+
+func (d *Daemon) stopWorkers() {
+	for _, w := range d.Workers {
+		w.Stop()
+	}
+	d.wg.Wait()
+}
+
+// Stop stops the workers, then the ports, and reports mbufs still in use
+// (a leak) as an error. It is safe to call more than once.
+func (d *Daemon) Stop() error {
+	var err error
+	d.stopOnce.Do(func() {
+		d.stopWorkers()
+		err = errors.Join(d.Err(), d.closePorts())
+	})
+	return err
+}
+
+// closePorts stops and closes every port, then checks the pool.
+func (d *Daemon) closePorts() error {
+	var errs []error
+	for _, p := range d.Ports {
+		if err := p.ID.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range d.Ports {
+		if err := p.ID.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.Pool != nil {
+		if n := d.Pool.InUse(); n != 0 {
+			errs = append(errs, fmt.Errorf("mbuf leak: %d mbufs still in use after every port closed", n))
+		} else {
+			d.log.Info("all mbufs returned to the pool", "pool", d.Config.Mempool.Mbufs)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// MbufsInUse returns the pool's in-use count (mbufs in rx rings, in flight,
+// and in per-lcore caches).
+func (d *Daemon) MbufsInUse() uint { return d.Pool.InUse() }

@@ -1,0 +1,120 @@
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/dpfw/dpfw/dataplane"
+	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "dpfw"
+
+// PortStats are one port's counters as the Collector needs them.
+type PortStats struct {
+	Name                 string
+	RxPackets, TxPackets uint64
+	RxBytes, TxBytes     uint64
+	RxMissed, RxErrors   uint64
+	TxErrors, RxNoMbuf   uint64
+	LinkUp               bool
+}
+
+// Source is what the Collector reads at scrape time. It is implemented by the
+// daemon; the functions must be safe to call concurrently with the workers.
+type Source struct {
+	Workers func() []dataplane.Snapshot
+	Ports   func() []PortStats
+	// MbufsInUse and MbufsTotal describe the packet pool.
+	MbufsInUse func() uint64
+	MbufsTotal uint64
+}
+
+var (
+	workerLabels = []string{"worker"}
+
+	rxPackets  = desc("worker", "rx_packets_total", "Packets received by the worker.", workerLabels)
+	rxBytes    = desc("worker", "rx_bytes_total", "Bytes received by the worker.", workerLabels)
+	txPackets  = desc("worker", "tx_packets_total", "Packets transmitted by the worker.", workerLabels)
+	txBytes    = desc("worker", "tx_bytes_total", "Bytes transmitted by the worker.", workerLabels)
+	bursts     = desc("worker", "bursts_total", "Polls that returned at least one packet.", workerLabels)
+	emptyPolls = desc("worker", "empty_polls_total", "Polls that returned no packet.", workerLabels)
+	busy       = desc("worker", "busy_seconds_total", "Time spent processing non-empty bursts.", workerLabels)
+	idle       = desc("worker", "idle_seconds_total", "Time spent on empty polls and idle sleeps.", workerLabels)
+	drops      = desc("worker", "dropped_packets_total", "Packets dropped, by reason.", []string{"worker", "reason"})
+
+	portRx      = desc("port", "rx_packets_total", "Packets received by the port (rte_eth_stats.ipackets).", []string{"port"})
+	portTx      = desc("port", "tx_packets_total", "Packets transmitted by the port (rte_eth_stats.opackets).", []string{"port"})
+	portRxBytes = desc("port", "rx_bytes_total", "Bytes received by the port.", []string{"port"})
+	portTxBytes = desc("port", "tx_bytes_total", "Bytes transmitted by the port.", []string{"port"})
+	portMissed  = desc("port", "rx_missed_packets_total", "Packets the device dropped because the rx ring was full.", []string{"port"})
+	portRxErr   = desc("port", "rx_errors_total", "Erroneous received packets.", []string{"port"})
+	portTxErr   = desc("port", "tx_errors_total", "Failed transmissions.", []string{"port"})
+	portNoMbuf  = desc("port", "rx_nombuf_total", "Receive failures for lack of an mbuf.", []string{"port"})
+	portUp      = desc("port", "link_up", "1 if the port's link is up.", []string{"port"})
+
+	mbufInUse = desc("mempool", "mbufs_in_use", "Mbufs taken from the pool (rings, in flight, lcore caches).", nil)
+	mbufTotal = desc("mempool", "mbufs", "Mbufs in the pool.", nil)
+)
+
+func desc(sub, name, help string, labels []string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, sub, name), help, labels, nil)
+}
+
+// Collector is a prometheus.Collector over a Source.
+type Collector struct{ src Source }
+
+// NewCollector returns a collector reading src.
+func NewCollector(src Source) *Collector { return &Collector{src: src} }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, bursts, emptyPolls, busy, idle, drops,
+		portRx, portTx, portRxBytes, portTxBytes, portMissed, portRxErr, portTxErr, portNoMbuf, portUp, mbufInUse, mbufTotal} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	if c.src.Workers != nil {
+		for i, s := range c.src.Workers() {
+			w := strconv.Itoa(i)
+			counter(rxPackets, s.RxPackets, w)
+			counter(rxBytes, s.RxBytes, w)
+			counter(txPackets, s.TxPackets, w)
+			counter(txBytes, s.TxBytes, w)
+			counter(bursts, s.Bursts, w)
+			counter(emptyPolls, s.EmptyPolls, w)
+			ch <- prometheus.MustNewConstMetric(busy, prometheus.CounterValue, float64(s.BusyNanos)/1e9, w)
+			ch <- prometheus.MustNewConstMetric(idle, prometheus.CounterValue, float64(s.IdleNanos)/1e9, w)
+			for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
+				counter(drops, s.Drops[r], w, r.String())
+			}
+		}
+	}
+	if c.src.Ports != nil {
+		for _, p := range c.src.Ports() {
+			counter(portRx, p.RxPackets, p.Name)
+			counter(portTx, p.TxPackets, p.Name)
+			counter(portRxBytes, p.RxBytes, p.Name)
+			counter(portTxBytes, p.TxBytes, p.Name)
+			counter(portMissed, p.RxMissed, p.Name)
+			counter(portRxErr, p.RxErrors, p.Name)
+			counter(portTxErr, p.TxErrors, p.Name)
+			counter(portNoMbuf, p.RxNoMbuf, p.Name)
+			up := 0.0
+			if p.LinkUp {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(portUp, prometheus.GaugeValue, up, p.Name)
+		}
+	}
+	if c.src.MbufsInUse != nil {
+		ch <- prometheus.MustNewConstMetric(mbufInUse, prometheus.GaugeValue, float64(c.src.MbufsInUse()))
+		ch <- prometheus.MustNewConstMetric(mbufTotal, prometheus.GaugeValue, float64(c.src.MbufsTotal))
+	}
+}

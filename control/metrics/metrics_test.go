@@ -1,0 +1,65 @@
+package metrics_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/dpfw/dpfw/control/metrics"
+	"github.com/dpfw/dpfw/dataplane"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func source() metrics.Source {
+	return metrics.Source{
+		Workers: func() []dataplane.Snapshot {
+			s := dataplane.Snapshot{RxPackets: 10, TxPackets: 9}
+			s.Drops[1] = 1
+			return []dataplane.Snapshot{s}
+		},
+		Ports: func() []metrics.PortStats {
+			return []metrics.PortStats{{Name: "outside", RxPackets: 10, LinkUp: true}}
+		},
+		MbufsInUse: func() uint64 { return 42 },
+		MbufsTotal: 1023,
+	}
+}
+
+// TestMetricNaming runs promlint over every metric the collector exports.
+func TestMetricNaming(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics.NewCollector(source()))
+	problems, err := promlint.NewWithMetricFamilies(mustGather(t, reg)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestCollectValues(t *testing.T) {
+	c := metrics.NewCollector(source())
+	want := `
+# HELP dpfw_worker_rx_packets_total Packets received by the worker.
+# TYPE dpfw_worker_rx_packets_total counter
+dpfw_worker_rx_packets_total{worker="0"} 10
+# HELP dpfw_port_link_up 1 if the port's link is up.
+# TYPE dpfw_port_link_up gauge
+dpfw_port_link_up{port="outside"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "dpfw_worker_rx_packets_total", "dpfw_port_link_up"); err != nil {
+		t.Error(err)
+	}
+}
+
+func mustGather(t *testing.T, g prometheus.Gatherer) []*dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}

@@ -1,0 +1,88 @@
+package dataplane
+
+import (
+	"sync/atomic"
+
+	"github.com/dpfw/dpfw/dataplane/filter"
+	"golang.org/x/sys/cpu"
+)
+
+// Counter is a single-writer counter: the owning worker adds, anyone reads.
+// Add is a plain load plus an atomic store (no locked read-modify-write),
+// which is correct only because one goroutine ever writes it.
+type Counter struct{ v atomic.Uint64 }
+
+// Add adds n. Precondition: called only by the owning worker.
+func (c *Counter) Add(n uint64) { c.v.Store(c.v.Load() + n) }
+
+// Load returns the current value.
+func (c *Counter) Load() uint64 { return c.v.Load() }
+
+// Counters are one worker's statistics. They are written by the worker once
+// per burst and read by the control side at scrape time. Padded so two
+// workers' counters never share a cache line.
+type Counters struct {
+	_ cpu.CacheLinePad
+
+	RxPackets, RxBytes Counter
+	TxPackets, TxBytes Counter
+	Bursts             Counter // polls that returned packets
+	EmptyPolls         Counter // polls that returned none
+	BusyNanos          Counter // time spent on non-empty bursts
+	IdleNanos          Counter // time spent on empty polls and idle sleeps
+	Accepted, Rejected Counter
+	Drops              [filter.NumDropReasons]Counter
+
+	_ cpu.CacheLinePad
+}
+
+// Snapshot is a plain copy of Counters.
+type Snapshot struct {
+	RxPackets, RxBytes, TxPackets, TxBytes uint64
+	Bursts, EmptyPolls                     uint64
+	BusyNanos, IdleNanos                   uint64
+	Accepted, Rejected                     uint64
+	Drops                                  [filter.NumDropReasons]uint64
+}
+
+// Snapshot reads every counter. Counters are read one by one, so a snapshot
+// taken while the worker runs is not a single instant.
+func (c *Counters) Snapshot() Snapshot {
+	s := Snapshot{
+		RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(),
+		TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(),
+		Bursts: c.Bursts.Load(), EmptyPolls: c.EmptyPolls.Load(),
+		BusyNanos: c.BusyNanos.Load(), IdleNanos: c.IdleNanos.Load(),
+		Accepted: c.Accepted.Load(), Rejected: c.Rejected.Load(),
+	}
+	for i := range c.Drops {
+		s.Drops[i] = c.Drops[i].Load()
+	}
+	return s
+}
+
+// TotalDrops sums the drops over all reasons.
+func (s *Snapshot) TotalDrops() uint64 {
+	var n uint64
+	for _, d := range s.Drops {
+		n += d
+	}
+	return n
+}
+
+// Add adds o into s (for totals across workers).
+func (s *Snapshot) Add(o *Snapshot) {
+	s.RxPackets += o.RxPackets
+	s.RxBytes += o.RxBytes
+	s.TxPackets += o.TxPackets
+	s.TxBytes += o.TxBytes
+	s.Bursts += o.Bursts
+	s.EmptyPolls += o.EmptyPolls
+	s.BusyNanos += o.BusyNanos
+	s.IdleNanos += o.IdleNanos
+	s.Accepted += o.Accepted
+	s.Rejected += o.Rejected
+	for i := range s.Drops {
+		s.Drops[i] += o.Drops[i]
+	}
+}
