@@ -71,7 +71,9 @@ func (p Port) Setup(c PortConfig) (PortInfo, error) {
 }
 
 // Stop stops the port.
-func (p Port) Stop() error { return errno(fmt.Sprintf("port %d stop", p), C.dpfw_port_stop(C.uint16_t(p))) }
+func (p Port) Stop() error {
+	return errno(fmt.Sprintf("port %d stop", p), C.dpfw_port_stop(C.uint16_t(p)))
+}
 
 // Close releases the port (and, for net_tap, removes its kernel interface).
 func (p Port) Close() error {

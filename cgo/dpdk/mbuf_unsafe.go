@@ -70,11 +70,11 @@ func (m *Mbuf) Dynfield64(off int) uint64 { return *(*uint64)(unsafe.Add(unsafe.
 
 // Offload flags read by the data plane.
 const (
-	RxRSSHash      = uint64(C.RTE_MBUF_F_RX_RSS_HASH)
-	RxIPCksumMask  = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_MASK)
-	RxIPCksumBad   = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_BAD)
-	RxIPCksumGood  = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_GOOD)
-	RxL4CksumMask  = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_MASK)
-	RxL4CksumBad   = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_BAD)
-	RxL4CksumGood  = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_GOOD)
+	RxRSSHash     = uint64(C.RTE_MBUF_F_RX_RSS_HASH)
+	RxIPCksumMask = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_MASK)
+	RxIPCksumBad  = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_BAD)
+	RxIPCksumGood = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_GOOD)
+	RxL4CksumMask = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_MASK)
+	RxL4CksumBad  = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_BAD)
+	RxL4CksumGood = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_GOOD)
 )

@@ -226,4 +226,3 @@ func printSnapshot(w io.Writer, name string, s *dataplane.Snapshot) {
 		}
 	}
 }
-
