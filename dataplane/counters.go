@@ -7,19 +7,15 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// Counter is a single-writer counter: the owning worker adds, anyone reads.
-// Add is a plain load plus an atomic store (no locked read-modify-write),
-// which is correct only because one goroutine ever writes it.
+// Counter is a single-writer counter: the owning worker publishes, anyone reads.
 type Counter struct{ v atomic.Uint64 }
-
-// Add adds n. Precondition: called only by the owning worker.
-func (c *Counter) Add(n uint64) { c.v.Store(c.v.Load() + n) }
 
 // Load returns the current value.
 func (c *Counter) Load() uint64 { return c.v.Load() }
 
-// Counters are one worker's statistics. They are written by the worker once
-// per burst and read by the control side at scrape time. Padded so two
+// Counters are one worker's published statistics, read by the control side
+// at scrape time. The worker counts into a plain Snapshot and publishes it
+// (Publish) every few bursts and whenever it goes idle. Padded so two
 // workers' counters never share a cache line.
 type Counters struct {
 	_ cpu.CacheLinePad
@@ -59,6 +55,27 @@ func (c *Counters) Snapshot() Snapshot {
 		s.Drops[i] = c.Drops[i].Load()
 	}
 	return s
+}
+
+// Publish stores s into c. Precondition: called only by the owning worker.
+// Workers count into a plain Snapshot on the packet path and publish it every
+// few bursts, so the per-burst cost is plain additions.
+func (c *Counters) Publish(s *Snapshot) {
+	c.RxPackets.v.Store(s.RxPackets)
+	c.RxBytes.v.Store(s.RxBytes)
+	c.TxPackets.v.Store(s.TxPackets)
+	c.TxBytes.v.Store(s.TxBytes)
+	c.Bursts.v.Store(s.Bursts)
+	c.EmptyPolls.v.Store(s.EmptyPolls)
+	c.BusyNanos.v.Store(s.BusyNanos)
+	c.IdleNanos.v.Store(s.IdleNanos)
+	c.Accepted.v.Store(s.Accepted)
+	c.Rejected.v.Store(s.Rejected)
+	for i := range s.Drops {
+		if c.Drops[i].v.Load() != s.Drops[i] {
+			c.Drops[i].v.Store(s.Drops[i])
+		}
+	}
 }
 
 // TotalDrops sums the drops over all reasons.

@@ -24,21 +24,24 @@ type Burst struct {
 
 // Pipeline gives verdicts to bursts of frames. Owned by one worker.
 type Pipeline struct {
-	noCopy   noCopy
-	opts     Options
+	noCopy noCopy
+	opts   Options
+	// Stats are counted here, in plain memory, by the owning worker, and
+	// published to counters by Publish.
+	Stats    Snapshot
 	counters *Counters
-	// drops accumulates per-reason drops within a burst; flushed to counters
-	// once per burst so the per-packet path never touches shared memory.
-	drops [filter.NumDropReasons]uint32
 }
 
-// NewPipeline returns a pipeline that writes its counters to c.
+// NewPipeline returns a pipeline that publishes its counters to c.
 func NewPipeline(opts Options, c *Counters) *Pipeline {
 	return &Pipeline{opts: opts, counters: c}
 }
 
-// Counters returns the pipeline's counters.
+// Counters returns the pipeline's published counters.
 func (pl *Pipeline) Counters() *Counters { return pl.counters }
+
+// Publish makes Stats visible to readers of Counters.
+func (pl *Pipeline) Publish() { pl.counters.Publish(&pl.Stats) }
 
 // Decode decodes frame i of the burst. It exists so that feeders (the DPDK
 // worker, tests, benchmarks) fill a Burst the same way.
@@ -51,7 +54,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	if n > BurstSize {
 		n = BurstSize
 	}
-	var accepted uint64
+	st := &pl.Stats
 	for i := 0; i < n; i++ {
 		p := &b.Parsed[i]
 		v, r := filter.Accept, filter.DropNone
@@ -66,23 +69,9 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 		}
 		b.Verdict[i], b.Reason[i] = v, r
 		if v == filter.Accept {
-			accepted++
+			st.Accepted++
 		} else {
-			pl.drops[r]++
-		}
-	}
-	pl.counters.Accepted.Add(accepted)
-	pl.flushDrops()
-}
-
-// CountDrop records a drop decided outside Process (tx back-pressure, …).
-func (pl *Pipeline) CountDrop(r filter.DropReason, n uint64) { pl.counters.Drops[r].Add(n) }
-
-func (pl *Pipeline) flushDrops() {
-	for r := range pl.drops {
-		if d := pl.drops[r]; d != 0 {
-			pl.counters.Drops[r].Add(uint64(d))
-			pl.drops[r] = 0
+			st.Drops[r]++
 		}
 	}
 }

@@ -143,7 +143,10 @@ void dpfw_thread_unregister(void) { rte_thread_unregister(); }
 
 struct dpfw_io *dpfw_io_alloc(void)
 {
-	return rte_zmalloc("dpfw_io", sizeof(struct dpfw_io), RTE_CACHE_LINE_SIZE);
+	struct dpfw_io *io = rte_zmalloc("dpfw_io", sizeof(struct dpfw_io), RTE_CACHE_LINE_SIZE);
+	if (io != NULL)
+		io->max_empty = 1;
+	return io;
 }
 
 void dpfw_io_free(struct dpfw_io *io) { rte_free(io); }
@@ -154,6 +157,20 @@ void dpfw_io_free(struct dpfw_io *io) { rte_free(io); }
 void dpfw_io(struct dpfw_io *io)
 {
 	io->n_sent = 0;
+	/* Partition the last burst by the actions Go gave it. */
+	for (uint16_t i = 0; i < io->n_action; i++) {
+		struct rte_mbuf *m = io->rx[i];
+		uint8_t a = io->action[i];
+		if (a == DPFW_ACT_TX) {
+			io->tx[io->n_tx++] = m;
+		} else if (a >= DPFW_ACT_STEER && a < DPFW_ACT_STEER + 8 && io->steer_ring[a - DPFW_ACT_STEER] != NULL) {
+			unsigned w = a - DPFW_ACT_STEER;
+			io->steer[w][io->n_steer[w]++] = m;
+		} else {
+			io->drop[io->n_drop++] = m;
+		}
+	}
+	io->n_action = 0;
 	if (io->n_tx) {
 		uint16_t sent = rte_eth_tx_burst(io->tx_port, io->tx_queue, io->tx, io->n_tx);
 		io->n_sent = sent;
@@ -177,16 +194,38 @@ void dpfw_io(struct dpfw_io *io)
 		}
 		io->n_steer[w] = 0;
 	}
+	/* Poll the queues round-robin, starting after the last one served,
+	 * until one has packets or max_empty polls came back empty. */
 	uint16_t n = 0;
-	if (io->rx_port != UINT16_MAX)
-		n = rte_eth_rx_burst(io->rx_port, io->rx_queue, io->rx, DPFW_BURST);
-	else if (io->rx_ring != NULL)
-		n = rte_ring_dequeue_burst(io->rx_ring, (void **)io->rx, DPFW_BURST, NULL);
+	uint32_t polls = 0;
+	uint16_t nq = io->n_rxq;
+	io->n_rx = 0;
+	if (nq == 0)
+		return;
+	uint16_t q = io->cursor;
+	while (polls < io->max_empty) {
+		if (q >= nq)
+			q = 0;
+		if (io->rx_ring[q] != NULL)
+			n = rte_ring_dequeue_burst(io->rx_ring[q], (void **)io->rx, DPFW_BURST, NULL);
+		else
+			n = rte_eth_rx_burst(io->rx_port[q], io->rx_queue[q], io->rx, DPFW_BURST);
+		q++;
+		if (n > 0)
+			break;
+		polls++;
+	}
+	io->empty_polls += polls;
+	io->cursor = q;
+	io->rx_index = q - 1;
 	io->n_rx = n;
 }
 
 void dpfw_io_flush(struct dpfw_io *io)
 {
+	if (io->n_action)
+		rte_pktmbuf_free_bulk(io->rx, io->n_action);
+	io->n_action = 0;
 	if (io->n_tx)
 		rte_pktmbuf_free_bulk(io->tx, io->n_tx);
 	if (io->n_drop)

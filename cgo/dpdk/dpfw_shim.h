@@ -21,6 +21,7 @@
 #endif
 
 #define DPFW_BURST 32
+#define DPFW_MAX_RXQ 32
 
 /* Offsets of the rte_mbuf fields that Go reads directly (mbuf_unsafe.go).
  * mbuf_test.go compares them with the Go constants. */
@@ -39,19 +40,35 @@ enum {
 
 /* One burst's worth of mbuf pointers, allocated in C memory (rte_zmalloc) so
  * that cgo's pointer checks never walk it and Go never stores a Go pointer in it. */
+/* Actions Go gives the packets of the last burst (io->action). */
+enum {
+	DPFW_ACT_DROP = 0,  /* free */
+	DPFW_ACT_TX = 1,    /* send on tx_port/tx_queue */
+	DPFW_ACT_STEER = 2, /* 2 + w: enqueue on steer_ring[w] */
+};
+
 struct dpfw_io {
 	struct rte_mbuf *rx[DPFW_BURST];   /* out: received this call */
-	struct rte_mbuf *tx[DPFW_BURST];   /* in: to send on tx_port/tx_queue */
-	struct rte_mbuf *drop[DPFW_BURST]; /* in: to free */
+	uint8_t action[DPFW_BURST];        /* in: what to do with rx[i], i < n_action */
+	uint16_t n_action;                 /* in: how many of rx have an action */
+	struct rte_mbuf *tx[DPFW_BURST];   /* scratch: partitioned from rx */
+	struct rte_mbuf *drop[DPFW_BURST]; /* scratch */
 	uint16_t tx_port, tx_queue, n_tx, n_drop;
-	uint16_t rx_port, rx_queue, n_rx, n_sent; /* n_rx, n_sent: out */
+	uint16_t n_rx, n_sent;     /* out */
+	/* The worker's rx queues, polled round-robin from cursor until one
+	 * returns packets: empty polls never return to Go. */
+	uint16_t n_rxq, cursor;
+	uint16_t rx_index;         /* out: which rxq the burst came from */
+	uint16_t rx_port[DPFW_MAX_RXQ], rx_queue[DPFW_MAX_RXQ];
+	struct rte_ring *rx_ring[DPFW_MAX_RXQ]; /* non-NULL: dequeue this ring instead */
+	uint32_t max_empty;        /* in: give up after this many empty polls */
+	uint64_t empty_polls;      /* out: cumulative */
 	/* Software steering (several workers on a device without RSS): packets to
 	 * hand to other workers' rings, freed when the ring is full. */
 	struct rte_ring *steer_ring[8];
 	struct rte_mbuf *steer[8][DPFW_BURST];
 	uint16_t n_steer[8];
 	uint16_t n_steer_full[8]; /* out: freed because the ring was full */
-	struct rte_ring *rx_ring;  /* if set, rx also drains this ring after the port */
 };
 
 int dpfw_eal_init(int argc, char **argv);

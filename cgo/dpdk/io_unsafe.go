@@ -6,10 +6,10 @@ package dpdk
 */
 import "C"
 
-import "unsafe"
-
-// NoPort as an rx port makes IO.Do skip the port and read its ring instead.
-const NoPort = 0xffff
+import (
+	"fmt"
+	"unsafe"
+)
 
 // IO is one worker's burst exchange area with DPDK, in C memory. It is owned
 // by one lcore and not safe for concurrent use.
@@ -25,7 +25,6 @@ func NewIO() (*IO, error) {
 	if io == nil {
 		return nil, rteErrno("rte_zmalloc dpfw_io")
 	}
-	io.rx_port = NoPort
 	return (*IO)(io), nil
 }
 
@@ -38,17 +37,31 @@ func (io *IO) Free() {
 // Flush frees every staged mbuf without sending it.
 func (io *IO) Flush() { C.dpfw_io_flush((*C.struct_dpfw_io)(io)) }
 
-// SetRx chooses where the next Do receives from.
-func (io *IO) SetRx(p Port, queue uint16) {
-	io.rx_port = C.uint16_t(p)
-	io.rx_queue = C.uint16_t(queue)
-	io.rx_ring = nil
+// MaxRxQueues is the most rx sources one IO polls.
+const MaxRxQueues = C.DPFW_MAX_RXQ
+
+// RxSource is one place Do receives from: a port's rx queue, or a ring.
+type RxSource struct {
+	Port  Port
+	Queue uint16
+	Ring  *Ring // non-nil: dequeue the ring instead of the port
 }
 
-// SetRxRing makes the next Do receive from r instead of a port.
-func (io *IO) SetRxRing(r *Ring) {
-	io.rx_port = NoPort
-	io.rx_ring = (*C.struct_rte_ring)(r)
+// SetRxSources sets the sources Do polls round-robin. Do returns after the
+// first non-empty poll or after maxEmpty empty ones.
+func (io *IO) SetRxSources(srcs []RxSource, maxEmpty uint32) error {
+	if len(srcs) > MaxRxQueues {
+		return fmt.Errorf("dpdk: %d rx sources; at most %d", len(srcs), MaxRxQueues)
+	}
+	for i, s := range srcs {
+		io.rx_port[i] = C.uint16_t(s.Port)
+		io.rx_queue[i] = C.uint16_t(s.Queue)
+		io.rx_ring[i] = (*C.struct_rte_ring)(s.Ring)
+	}
+	io.n_rxq = C.uint16_t(len(srcs))
+	io.cursor = 0
+	io.max_empty = C.uint32_t(max(maxEmpty, 1))
+	return nil
 }
 
 // SetTx chooses where the staged tx mbufs go on the next Do.
@@ -57,8 +70,15 @@ func (io *IO) SetTx(p Port, queue uint16) {
 	io.tx_queue = C.uint16_t(queue)
 }
 
-// Do is the burst's one cgo call: send, free, steer, receive.
+// Do is the burst's one cgo call: send, free, steer, then poll the rx
+// sources until one has packets (or maxEmpty polls were empty).
 func (io *IO) Do() { C.dpfw_io((*C.struct_dpfw_io)(io)) }
+
+// RxIndex returns which source (index into SetRxSources) the last burst came from.
+func (io *IO) RxIndex() int { return int(io.rx_index) }
+
+// EmptyPolls returns the cumulative number of polls that returned nothing.
+func (io *IO) EmptyPolls() uint64 { return uint64(io.empty_polls) }
 
 // Rx returns the mbufs received by the last Do.
 func (io *IO) Rx() []*Mbuf {
@@ -69,33 +89,29 @@ func (io *IO) Rx() []*Mbuf {
 // were freed (tx ring full).
 func (io *IO) Sent() int { return int(io.n_sent) }
 
-// Tx stages m for transmission by the next Do. At most BurstSize mbufs can be
-// staged per Do; Precondition: fewer than BurstSize are staged.
-func (io *IO) Tx(m *Mbuf) {
-	io.tx[io.n_tx&(BurstSize-1)] = (*C.struct_rte_mbuf)(unsafe.Pointer(m))
-	io.n_tx++
+// Actions for the packets of a burst (see Actions).
+const (
+	ActDrop  = C.DPFW_ACT_DROP
+	ActTx    = C.DPFW_ACT_TX
+	ActSteer = C.DPFW_ACT_STEER // + worker index
+)
+
+// Actions returns the action array for the burst Rx returned: the caller
+// sets Actions()[i] for every received mbuf and calls Commit; the next Do
+// sends, frees or steers each accordingly. Every received mbuf must be given
+// an action: Commit(len(Rx())) is the only valid count.
+func (io *IO) Actions() *[BurstSize]uint8 {
+	return (*[BurstSize]uint8)(unsafe.Pointer(&io.action[0]))
 }
 
-// Drop stages m to be freed by the next Do. Precondition: fewer than
-// BurstSize are staged.
-func (io *IO) Drop(m *Mbuf) {
-	io.drop[io.n_drop&(BurstSize-1)] = (*C.struct_rte_mbuf)(unsafe.Pointer(m))
-	io.n_drop++
-}
+// Commit hands the first n received mbufs, with their actions, to the next Do.
+func (io *IO) Commit(n int) { io.n_action = C.uint16_t(n) }
 
 // MaxSteer is the largest number of workers software steering can address.
 const MaxSteer = 8
 
-// SetSteerRing sets the ring that Steer(w, …) feeds.
+// SetSteerRing sets the ring that ActSteer+w feeds.
 func (io *IO) SetSteerRing(w int, r *Ring) { io.steer_ring[w] = (*C.struct_rte_ring)(r) }
-
-// Steer stages m to be enqueued on worker w's ring by the next Do.
-// Precondition: SetSteerRing(w) was called; fewer than BurstSize are staged for w.
-func (io *IO) Steer(w int, m *Mbuf) {
-	n := io.n_steer[w&(MaxSteer-1)]
-	io.steer[w&(MaxSteer-1)][n&(BurstSize-1)] = (*C.struct_rte_mbuf)(unsafe.Pointer(m))
-	io.n_steer[w&(MaxSteer-1)] = n + 1
-}
 
 // SteerRefused returns how many mbufs the last Do freed because worker w's
 // ring was full.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -70,6 +71,7 @@ func checkCmd() *cobra.Command {
 func runCmd() *cobra.Command {
 	var path string
 	var dryRun bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the firewall until SIGINT or SIGTERM",
@@ -89,11 +91,23 @@ net_tap ports, dpfw-out and dpfw-in, joined as one link.`,
 				printPlan(cmd.OutOrStdout(), name, cfg)
 				return nil
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return run(cmd.Context(), cfg, name, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (default: the embedded configs/default.yaml)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the EAL arguments and the port plan, then exit")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file")
 	return cmd
 }
 

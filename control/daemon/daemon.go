@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,8 +41,8 @@ type Daemon struct {
 
 // Start initializes DPDK and starts every port and worker. On error, what was
 // started is stopped again.
-func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
-	d = &Daemon{Config: cfg, EAL: PlanEAL(cfg), log: log, done: make(chan struct{})}
+func Start(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
+	d := &Daemon{Config: cfg, EAL: PlanEAL(cfg), log: log, done: make(chan struct{})}
 	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
 	if err := dpdk.Init(d.EAL.Args); err != nil {
 		return nil, fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
@@ -49,7 +50,9 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	}
 	defer func() {
 		if err != nil {
-			d.closePorts()
+			if cerr := d.closePorts(); cerr != nil {
+				log.Warn("cleaning up after a failed start", "err", cerr)
+			}
 		}
 	}()
 	nw := len(cfg.Workers.CPUs)
@@ -71,8 +74,11 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		})
 		d.Ports = append(d.Ports, Port{Config: pc, ID: id, Info: info, Peer: -1})
 		if err != nil {
-			return nil, fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; with %d workers each port needs %d rx and tx queues (workers.cpus)",
-				i, pc.Name, pc.Device, err, nw, nw)
+			hint := fmt.Sprintf("with %d workers each port needs %d rx and tx queues (workers.cpus)", nw, nw)
+			if strings.Contains(pc.Device, "infinite_rx=1") {
+				hint = "net_pcap with infinite_rx=1 keeps the whole pcap in mbufs: raise mempool.mbufs above the pcap's packet count"
+			}
+			return nil, fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; %s", i, pc.Name, pc.Device, err, hint)
 		}
 		byName[pc.Name] = i
 		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver,

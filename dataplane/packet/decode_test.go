@@ -2,6 +2,7 @@ package packet_test
 
 import (
 	"encoding/hex"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -234,3 +235,41 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+// TestDecodeFastMatchesFull is a differential test: wherever the fast path
+// accepts a frame, the general decoder must produce exactly the same Parsed.
+func TestDecodeFastMatchesFull(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	seeds := [][]byte{tcp4SYN, udp6HBH, icmp4EchoVLAN, arp, udp4}
+	accepted := 0
+	for i := 0; i < 200000; i++ {
+		b := append([]byte(nil), seeds[rng.IntN(len(seeds))]...)
+		// Flip a few bytes, mostly in the headers; sometimes truncate.
+		for k := rng.IntN(4); k > 0; k-- {
+			b[rng.IntN(min(len(b), 60))] = byte(rng.Uint32())
+		}
+		if rng.IntN(8) == 0 {
+			b = b[:rng.IntN(len(b)+1)]
+		}
+		var fast, full packet.Parsed
+		if !packet.DecodeFast(b, &fast) {
+			continue
+		}
+		accepted++
+		packet.DecodeFull(b, &full)
+		if !reflect.DeepEqual(fast, full) {
+			t.Fatalf("frame %x:\nfast %+v\nfull %+v", b, fast, full)
+		}
+	}
+	if accepted < 1000 {
+		t.Fatalf("fast path accepted only %d frames; the test exercises nothing", accepted)
+	}
+}
+
+// udp4: 198.18.0.1:1024 > 198.19.0.1:9, 4 bytes of payload.
+var udp4 = mustHexDecode(ethIPv4 + `
+	45 00 0020 0003 4000 40 11 0000  # v4, total 32, DF, proto UDP
+	c6 12 00 01  c6 13 00 01         # src, dst
+	0400 0009 000c 0000              # sport 1024, dport 9, length 12
+	01 02 03 04                      # payload
+`)

@@ -26,7 +26,7 @@ type Queue struct {
 type Config struct {
 	ID  int
 	CPU int // -1: do not pin
-	// Queues are polled round-robin, one burst each.
+	// Queues are polled round-robin.
 	Queues []Queue
 	// IdlePolls empty rounds in a row make the worker sleep IdleSleep before
 	// polling again (0 disables: pure busy polling, the DPDK default).
@@ -34,8 +34,16 @@ type Config struct {
 	IdleSleep time.Duration
 }
 
-// Worker is one polling lcore. It is owned by its goroutine: only Stop and
-// Counters may be called from elsewhere.
+// publishEvery is how many bursts the worker counts before publishing its
+// counters (it also publishes whenever a poll comes back empty).
+const publishEvery = 16
+
+// busyPollRounds bounds one Do when the worker never sleeps, so that it
+// still checks its stop flag regularly.
+const busyPollRounds = 64
+
+// Worker is one polling lcore. It is owned by its goroutine: only Stop,
+// Counters, Lcore and ID may be called from elsewhere.
 type Worker struct {
 	noCopy noCopy
 	cfg    Config
@@ -43,6 +51,7 @@ type Worker struct {
 	burst  dataplane.Burst
 	// txBytes holds the staged frames' lengths, to count bytes actually sent.
 	txBytes [dataplane.BurstSize]uint32
+	rxLen   [dataplane.BurstSize]uint32
 	stop    atomic.Bool
 	lcore   atomic.Int32
 }
@@ -54,7 +63,7 @@ func New(cfg Config, pl *dataplane.Pipeline) *Worker {
 	return w
 }
 
-// Counters returns the worker's counters.
+// Counters returns the worker's published counters.
 func (w *Worker) Counters() *dataplane.Counters { return w.pl.Counters() }
 
 // Lcore returns the DPDK lcore id the worker registered as, or -1.
@@ -63,7 +72,7 @@ func (w *Worker) Lcore() int { return int(w.lcore.Load()) }
 // ID returns the worker's index.
 func (w *Worker) ID() int { return w.cfg.ID }
 
-// Stop asks Run to return after its current round.
+// Stop asks Run to return after its current burst.
 func (w *Worker) Stop() { w.stop.Store(true) }
 
 // epoch anchors the monotonic clock the data plane uses.
@@ -72,8 +81,8 @@ var epoch = time.Now()
 func monoNow() int64 { return int64(time.Since(epoch)) }
 
 // Run polls until Stop. It locks the goroutine to its OS thread, pins it and
-// registers it with DPDK; it panics (crashing the process) on a bug in the
-// loop, as go-dpdk does: a worker that dies silently would black-hole traffic.
+// registers it with DPDK. A bug in the loop panics and crashes the process,
+// as go-dpdk does: a worker that died silently would black-hole traffic.
 func (w *Worker) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -88,48 +97,60 @@ func (w *Worker) Run() error {
 		return fmt.Errorf("worker %d: %w", w.cfg.ID, err)
 	}
 	defer io.Free()
+	srcs := make([]dpdk.RxSource, len(w.cfg.Queues))
+	for i, q := range w.cfg.Queues {
+		srcs[i] = dpdk.RxSource{Port: q.RxPort, Queue: q.RxQueue}
+	}
+	rounds := busyPollRounds
+	if w.cfg.IdlePolls > 0 {
+		rounds = w.cfg.IdlePolls
+	}
+	if err := io.SetRxSources(srcs, uint32(rounds*len(srcs))); err != nil {
+		return fmt.Errorf("worker %d: %w", w.cfg.ID, err)
+	}
 	w.loop(io)
-	// Send what the last round staged; receive nothing.
-	io.SetRx(dpdk.NoPort, 0)
-	io.SetRxRing(nil)
+	// Send what the last burst staged; receive nothing.
+	_ = io.SetRxSources(nil, 1)
 	w.doIO(io, 0)
+	w.pl.Publish()
 	return nil
 }
 
 func (w *Worker) loop(io *dpdk.IO) {
-	c := w.pl.Counters()
-	queues := w.cfg.Queues
+	st := &w.pl.Stats
 	staged := 0 // frames staged for tx by the previous burst
-	idle := 0
+	sincePublish := 0
 	last := monoNow()
+	wasBusy := false
 	for !w.stop.Load() {
-		empty := true
-		for qi := range queues {
-			q := &queues[qi]
-			io.SetRx(q.RxPort, q.RxQueue)
-			w.doIO(io, staged)
-			staged = 0
-			rx := io.Rx()
-			now := monoNow()
-			if len(rx) == 0 {
-				c.EmptyPolls.Add(1)
-				c.IdleNanos.Add(uint64(now - last))
-				last = now
-				continue
-			}
-			empty = false
-			staged = w.process(io, q, rx, now)
-			end := monoNow()
-			c.BusyNanos.Add(uint64(end - last))
-			last = end
-		}
-		if empty && w.cfg.IdlePolls > 0 {
-			if idle++; idle >= w.cfg.IdlePolls {
-				time.Sleep(w.cfg.IdleSleep)
-				idle = 0
-			}
+		w.doIO(io, staged)
+		staged = 0
+		rx := io.Rx()
+		now := monoNow()
+		// One clock read per burst: the interval since the last read was
+		// spent on the previous burst (busy) or on polling (idle).
+		if wasBusy {
+			st.BusyNanos += uint64(now - last)
 		} else {
-			idle = 0
+			st.IdleNanos += uint64(now - last)
+		}
+		last = now
+		if len(rx) == 0 {
+			wasBusy = false
+			st.EmptyPolls = io.EmptyPolls()
+			w.pl.Publish()
+			sincePublish = 0
+			if w.cfg.IdlePolls > 0 {
+				time.Sleep(w.cfg.IdleSleep)
+			}
+			continue
+		}
+		wasBusy = true
+		staged = w.process(io, &w.cfg.Queues[io.RxIndex()], rx, now)
+		if sincePublish++; sincePublish >= publishEvery {
+			st.EmptyPolls = io.EmptyPolls()
+			w.pl.Publish()
+			sincePublish = 0
 		}
 	}
 }
@@ -141,17 +162,15 @@ func (w *Worker) doIO(io *dpdk.IO, staged int) {
 	if staged == 0 {
 		return
 	}
+	st := &w.pl.Stats
 	sent := io.Sent()
 	var bytes uint64
 	for i := 0; i < sent && i < len(w.txBytes); i++ {
 		bytes += uint64(w.txBytes[i])
 	}
-	c := w.pl.Counters()
-	c.TxPackets.Add(uint64(sent))
-	c.TxBytes.Add(bytes)
-	if sent < staged {
-		w.pl.CountDrop(filter.DropTxFull, uint64(staged-sent))
-	}
+	st.TxPackets += uint64(sent)
+	st.TxBytes += bytes
+	st.Drops[filter.DropTxFull] += uint64(staged - sent)
 }
 
 // process decodes and judges one burst, stages accepted frames for tx on the
@@ -160,35 +179,41 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 	b := &w.burst
 	n := min(len(rx), dataplane.BurstSize)
 	b.N = n
+	st := &w.pl.Stats
 	var rxBytes uint64
 	for i := 0; i < n; i++ {
 		m := rx[i]
-		rxBytes += uint64(m.PktLen())
+		l := m.PktLen()
+		w.rxLen[i] = l
+		rxBytes += uint64(l)
 		b.Decode(i, m.Data())
 	}
-	c := w.pl.Counters()
-	c.RxPackets.Add(uint64(n))
-	c.RxBytes.Add(rxBytes)
-	c.Bursts.Add(1)
+	st.RxPackets += uint64(n)
+	st.RxBytes += rxBytes
+	st.Bursts++
 	if !q.Routed {
+		act := io.Actions()
 		for i := 0; i < n; i++ {
-			io.Drop(rx[i])
+			act[i] = dpdk.ActDrop
 		}
-		w.pl.CountDrop(filter.DropNoRoute, uint64(n))
+		io.Commit(n)
+		st.Drops[filter.DropNoRoute] += uint64(n)
 		return 0
 	}
 	w.pl.Process(b, uint16(q.RxPort), now)
 	io.SetTx(q.TxPort, q.TxQueue)
+	act := io.Actions()
 	staged := 0
 	for i := 0; i < n; i++ {
 		if b.Verdict[i] == filter.Accept {
-			w.txBytes[staged] = rx[i].PktLen()
-			io.Tx(rx[i])
+			act[i] = dpdk.ActTx
+			w.txBytes[staged] = w.rxLen[i]
 			staged++
 		} else {
-			io.Drop(rx[i])
+			act[i] = dpdk.ActDrop
 		}
 	}
+	io.Commit(n)
 	return staged
 }
 

@@ -1,0 +1,7 @@
+package packet
+
+// Test hooks.
+var (
+	DecodeFast = decodeFast
+	DecodeFull = decodeFull
+)

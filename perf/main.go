@@ -1,0 +1,233 @@
+// Command perf is dpfw's throughput runner. It generates a workload pcap
+// (64-byte UDP, N flows), then feeds it through net_pcap with infinite_rx=1
+// into net_null0,no-rx=1 — first through dpdk-testpmd (io, then mac forward
+// mode) and then through dpfw, one after the other in the same run — and
+// prints Mpps for each and the ratio dpfw/testpmd.
+//
+//	go run ./perf -flows 1024,65536 -seconds 5
+//
+// Needs root and DPDK (make deps); uses hugepages when mounted (make hugepages).
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dpfw/dpfw/perf/pcapgen"
+)
+
+func main() {
+	flows := flag.String("flows", "1024,65536", "comma-separated flow counts, one workload each")
+	seconds := flag.Int("seconds", 5, "measurement window per system")
+	warmup := flag.Int("warmup", 2, "seconds to let each system settle before measuring")
+	dpfwBin := flag.String("dpfw", "bin/dpfw", "dpfw binary")
+	testpmd := flag.String("testpmd", "dpdk-testpmd", "testpmd binary")
+	cpu := flag.Int("cpu", runtime.NumCPU()-1, "CPU for the forwarding lcore of both systems")
+	noHuge := flag.Bool("no-huge", false, "run both systems with --no-huge")
+	out := flag.String("out", "", "append a Markdown results row per workload to this file")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "dpfw-perf-")
+	check(err)
+	defer os.RemoveAll(dir)
+	host, _ := os.Hostname()
+	fmt.Printf("machine: %s, %d CPUs, %s; forwarding lcore on CPU %d; hugepages: %v\n",
+		host, runtime.NumCPU(), cpuModel(), *cpu, !*noHuge)
+	fmt.Printf("%-18s %-12s %8s %8s\n", "workload", "system", "Mpps", "ratio")
+	var rows []string
+	for _, f := range strings.Split(*flows, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		check(err)
+		pcap := filepath.Join(dir, fmt.Sprintf("udp64-%d.pcap", n))
+		check(pcapgen.Write(pcap, pcapgen.UDPFlows(n, false)))
+		name := fmt.Sprintf("udp64/%dflows", n)
+		w := time.Duration(*warmup) * time.Second
+		m := time.Duration(*seconds) * time.Second
+		io, err := runTestpmd(*testpmd, "io", pcap, *cpu, *noHuge, w, m)
+		check(err)
+		mac, err := runTestpmd(*testpmd, "mac", pcap, *cpu, *noHuge, w, m)
+		check(err)
+		d, err := runDPFW(*dpfwBin, dir, pcap, n, *cpu, *noHuge, w, m)
+		check(err)
+		fmt.Printf("%-18s %-12s %8.2f %8s\n", name, "testpmd io", io, "1.00")
+		fmt.Printf("%-18s %-12s %8.2f %8.2f\n", name, "testpmd mac", mac, mac/io)
+		fmt.Printf("%-18s %-12s %8.2f %8.2f\n", name, "dpfw", d, d/io)
+		rows = append(rows, fmt.Sprintf("| %s | %s | %.2f | %.2f | %.2f | %.2f |", time.Now().Format("2006-01-02"), name, io, mac, d, d/io))
+	}
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+		check(err)
+		for _, r := range rows {
+			fmt.Fprintln(f, r)
+		}
+		check(f.Close())
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "perf:", err)
+		os.Exit(1)
+	}
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+func ealMem(noHuge bool) []string {
+	if noHuge {
+		return []string{"--no-huge", "-m", "1024"}
+	}
+	return []string{"-m", "1024"}
+}
+
+var txPPS = regexp.MustCompile(`Tx-pps:\s+(\d+)`)
+
+// runTestpmd forwards the pcap into net_null with testpmd and returns the
+// mean of its per-second Tx-pps reports after warm-up.
+func runTestpmd(bin, mode, pcap string, cpu int, noHuge bool, warmup, measure time.Duration) (float64, error) {
+	main := 0
+	if cpu == 0 {
+		main = 1
+	}
+	args := append([]string{"--file-prefix", fmt.Sprintf("perf-tpmd-%d", os.Getpid()), "-l", fmt.Sprintf("%d,%d", main, cpu), "--main-lcore", strconv.Itoa(main), "--no-pci",
+		"--vdev", "net_pcap0,rx_pcap=" + pcap + ",infinite_rx=1", "--vdev", "net_null0,no-rx=1"}, ealMem(noHuge)...)
+	args = append(args, "--", "--forward-mode="+mode, "--stats-period", "1", "--nb-cores=1", "--no-lsc-interrupt")
+	ctx, cancel := context.WithTimeout(context.Background(), warmup+measure+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", bin}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	cmd.Stderr = io.Discard
+	cmd.Stdin = nil
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("starting %s: %w (install DPDK: make deps)", bin, err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGINT); _ = cmd.Wait() }()
+	// Each stats period prints Tx-pps for port 0 (pcap) then port 1 (null);
+	// the forwarded rate is port 1's.
+	sc := bufio.NewScanner(stdout)
+	var samples []float64
+	start := time.Now()
+	k := 0
+	for sc.Scan() {
+		m := txPPS.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		k++
+		if k%2 == 1 {
+			continue
+		}
+		if time.Since(start) < warmup {
+			continue
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		samples = append(samples, v/1e6)
+		if time.Since(start) >= warmup+measure {
+			break
+		}
+	}
+	if len(samples) == 0 {
+		return 0, errors.New("testpmd printed no Tx-pps after warm-up")
+	}
+	var sum float64
+	for _, s := range samples {
+		sum += s
+	}
+	return sum / float64(len(samples)), nil
+}
+
+// runDPFW forwards the pcap into net_null with dpfw and returns the sink
+// port's tx rate over the measurement window, read from /metrics.
+func runDPFW(bin, dir, pcap string, packets, cpu int, noHuge bool, warmup, measure time.Duration) (float64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	// net_pcap's infinite_rx holds the whole pcap in mbufs.
+	mbufs := packets + 16384
+	huge := "yes"
+	if noHuge {
+		huge = "no"
+	}
+	cfg := fmt.Sprintf(`eal: {file_prefix: perf-dpfw-%d, hugepages: "%s", memory_mb: 1024}
+mempool: {mbufs: %d}
+ports:
+  - {name: src, device: "net_pcap0,rx_pcap=%s,infinite_rx=1"}
+  - {name: sink, device: "net_null0,no-rx=1"}
+links: [{name: wire, ports: [src, sink]}]
+workers: {cpus: [%d]}
+metrics: {listen: "%s"}
+log: {level: warn}
+`, os.Getpid(), huge, mbufs, pcap, cpu, addr)
+	path := filepath.Join(dir, "dpfw.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(bin, "run", "--config", path)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("starting %s: %w (build it: make build)", bin, err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGINT); _ = cmd.Wait() }()
+	time.Sleep(warmup)
+	a, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	time.Sleep(measure)
+	b, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
+	if err != nil {
+		return 0, err
+	}
+	return (b - a) / time.Since(t0).Seconds() / 1e6, nil
+}
+
+func scrape(addr, series string) (float64, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(body), "\n") {
+				if v, ok := strings.CutPrefix(l, series+" "); ok {
+					return strconv.ParseFloat(v, 64)
+				}
+			}
+			return 0, fmt.Errorf("metric %s not found", series)
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("dpfw metrics at %s: %w", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
