@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// dpfwBin is the binary under test, built once by TestMain.
+var dpfwBin string
+
+func TestMain(m *testing.M) {
+	switch os.Getenv("DPFW_E2E_HELPER") {
+	case "tcp-server":
+		os.Exit(tcpServer())
+	case "tcp-client":
+		os.Exit(tcpClient())
+	}
+	dir, err := os.MkdirTemp("", "dpfw-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		if canRunDPDK() == "" {
+			dpfwBin = filepath.Join(dir, "dpfw")
+			out, err := exec.Command("go", "build", "-o", dpfwBin, ".").CombinedOutput()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "building dpfw: %v\n%s", err, out)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// canRunDPDK returns why DPDK end-to-end tests cannot run here, or "".
+func canRunDPDK() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	if err := exec.Command("pkg-config", "--exists", "libdpdk").Run(); err != nil {
+		return "DPDK is not installed (make deps)"
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return "iproute2 is not installed (make deps)"
+	}
+	return ""
+}
+
+// requireDPDK skips a test that cannot run here, except in CI, where every
+// test must run: there it fails.
+func requireDPDK(t *testing.T) {
+	t.Helper()
+	if why := canRunDPDK(); why != "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("end-to-end test cannot run in CI: %s", why)
+		}
+		t.Skipf("end-to-end test skipped: %s (run as root after make deps)", why)
+	}
+}
+
+// proc is a running dpfw.
+type proc struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	metrics string
+	out     *bytes.Buffer
+	errOut  *safeBuffer
+	done    chan struct{}
+	exitErr error
+}
+
+// startDPFW writes cfg (with METRICS and PREFIX replaced) and runs dpfw on it,
+// waiting until its data plane runs.
+func startDPFW(t *testing.T, cfg string) *proc {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg = strings.ReplaceAll(cfg, "METRICS", addr)
+	cfg = strings.ReplaceAll(cfg, "PREFIX", fmt.Sprintf("dpfwt%d", rand.IntN(1<<30)))
+	path := filepath.Join(t.TempDir(), "dpfw.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, metrics: addr, out: new(bytes.Buffer), errOut: new(safeBuffer), done: make(chan struct{})}
+	p.cmd = exec.Command(dpfwBin, "run", "--config", path)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.errOut
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exitErr = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(p.errOut.String(), "data plane running") {
+		select {
+		case <-p.done:
+			t.Fatalf("dpfw exited during start-up: %v\n%s", p.exitErr, p.errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dpfw did not start in 20s:\n%s", p.errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return p
+}
+
+// stop sends SIGINT and requires a clean exit with every mbuf returned.
+func (p *proc) stop() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		p.t.Fatalf("dpfw did not stop within 20s of SIGINT")
+	}
+	if p.exitErr != nil {
+		p.t.Fatalf("dpfw exited with %v:\n%s", p.exitErr, p.errOut.String())
+	}
+	if !strings.Contains(p.errOut.String(), "all mbufs returned to the pool") {
+		p.t.Fatalf("dpfw did not report every mbuf returned:\n%s", p.errOut.String())
+	}
+}
+
+// metric returns the sum of every series of a metric whose labels contain sel.
+func (p *proc) metric(name, sel string) float64 {
+	p.t.Helper()
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		p.t.Fatalf("scraping dpfw: %v", err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		if sel != "" && !strings.Contains(l, sel) {
+			continue
+		}
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
+// waitMetric waits until metric ≥ want, up to d.
+func (p *proc) waitMetric(name, sel string, want float64, d time.Duration) float64 {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		v := p.metric(name, sel)
+		if v >= want || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// mustRun runs a command, failing the test with its output on error.
+func mustRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Helpers run inside namespaces by re-executing the test binary.
+
+const helperBytes = 10 << 20
+
+// tcpServer listens on DPFW_E2E_ADDR and sends helperBytes of deterministic
+// data to the first client, then exits. Bounded: it gives up after 30s.
+func tcpServer() int {
+	ln, err := net.Listen("tcp", os.Getenv("DPFW_E2E_ADDR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("listening")
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second))
+	c, err := ln.Accept()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.Copy(c, io.LimitReader(newDataSource(), helperBytes)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// tcpClient connects to DPFW_E2E_ADDR and prints the sha256 of what it reads.
+func tcpClient() int {
+	c, err := net.DialTimeout("tcp", os.Getenv("DPFW_E2E_ADDR"), 5*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	h := sha256.New()
+	n, err := io.Copy(h, c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("%d %s\n", n, hex.EncodeToString(h.Sum(nil)))
+	return 0
+}
+
+// newDataSource returns the deterministic byte stream both sides agree on.
+func newDataSource() io.Reader { return &chachaReader{r: rand.NewChaCha8([32]byte{'d', 'p', 'f', 'w'})} }
+
+type chachaReader struct{ r *rand.ChaCha8 }
+
+func (c *chachaReader) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func expectedDigest() string {
+	h := sha256.New()
+	_, _ = io.Copy(h, io.LimitReader(newDataSource(), helperBytes))
+	return fmt.Sprintf("%d %s", helperBytes, hex.EncodeToString(h.Sum(nil)))
+}

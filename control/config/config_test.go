@@ -1,0 +1,165 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpfw/dpfw/control/config"
+)
+
+const good = `
+eal: {file_prefix: t1, hugepages: "no", memory_mb: 256}
+ports:
+  - name: outside
+    device: net_tap0,iface=x0
+  - name: inside
+    device: 0000:01:00.0
+links:
+  - name: wire
+    ports: [outside, inside]
+    inside: inside
+workers:
+  cpus: [1]
+  idle_sleep: 20us
+`
+
+func TestLoadGood(t *testing.T) {
+	cfg, err := config.Load("good.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Workers.IdleSleep, 20*time.Microsecond; got != want {
+		t.Errorf("idle_sleep: got %v; want %v", got, want)
+	}
+	if got := cfg.Ports[0].RxDesc; got != 1024 {
+		t.Errorf("default rx_desc: got %d; want 1024", got)
+	}
+	if !*cfg.Ports[1].Promiscuous {
+		t.Error("promiscuous should default to true")
+	}
+	if !config.IsPCI(cfg.Ports[1].Device) || config.IsPCI(cfg.Ports[0].Device) {
+		t.Error("IsPCI misclassifies the ports")
+	}
+	if got := cfg.Metrics.Listen; got != "127.0.0.1:9469" {
+		t.Errorf("default metrics.listen: got %q", got)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error
+	}{
+		{"unknown top-level key", good + "metrix: {}\n", []string{"bad.yaml:15:", `unknown key "metrix"`, `did you mean "metrics"?`}},
+		{"misspelt port key", strings.Replace(good, "    device: net_tap0", "    devce: net_tap0", 1),
+			[]string{"bad.yaml:5:", `unknown key "devce" in ports[0]`, `did you mean "device"?`}},
+		{"unknown port in link", strings.Replace(good, "[outside, inside]", "[outsde, inside]", 1),
+			[]string{"bad.yaml:10:", `links[0].ports[0]: no port named "outsde"; did you mean "outside"?`}},
+		{"bad hugepages", strings.Replace(good, `hugepages: "no"`, `hugepages: maybe`, 1),
+			[]string{"bad.yaml:2:", "eal.hugepages", "want auto, yes or no"}},
+		{"rx_desc not a power of two", strings.Replace(good, "device: 0000:01:00.0", "device: 0000:01:00.0\n    rx_desc: 1000", 1),
+			[]string{"bad.yaml:8:", "ports[1].rx_desc: 1000: want a power of two"}},
+		{"bad device", strings.Replace(good, "net_tap0,iface=x0", "tap0", 1), []string{"ports[0].device", `"tap0"`}},
+		{"duplicate cpu", strings.Replace(good, "cpus: [1]", "cpus: [1, 1]", 1), []string{"workers.cpus[1]", "listed twice"}},
+		{"wrong type", strings.Replace(good, "memory_mb: 256", "memory_mb: lots", 1), []string{"bad.yaml:2:", "memory_mb"}},
+		{"yaml syntax", "ports: [\n", []string{"bad.yaml:", "YAML syntax"}},
+		{"not a mapping", "- a\n- b\n", []string{"bad.yaml:1:", "must be a YAML mapping"}},
+		{"no ports", "eal: {file_prefix: x}\n", []string{"ports: no ports"}},
+		{"link to itself", strings.Replace(good, "[outside, inside]", "[outside, outside]", 1), []string{"two different ports"}},
+		{"inside not in link", strings.Replace(good, "inside: inside", "inside: nowhere", 1), []string{"links[0].inside"}},
+		{"bad listen", good + "metrics: {listen: nonsense}\n", []string{"metrics.listen", "host:port"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load("bad.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatal("got no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvOverride(t *testing.T) {
+	t.Setenv("DPFW_METRICS_LISTEN", "127.0.0.1:9999")
+	t.Setenv("DPFW_WORKERS_IDLE_POLLS", "7")
+	cfg, err := config.Load("good.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Metrics.Listen != "127.0.0.1:9999" || cfg.Workers.IdlePolls != 7 {
+		t.Errorf("env overrides not applied: listen %q idle_polls %d", cfg.Metrics.Listen, cfg.Workers.IdlePolls)
+	}
+	t.Setenv("DPFW_WORKERS_IDLE_POLLS", "-1")
+	if _, err := config.Load("good.yaml", []byte(good)); err == nil || !strings.Contains(err.Error(), "workers.idle_polls") {
+		t.Errorf("a bad env override must fail validation; got %v", err)
+	}
+}
+
+// TestExamples loads and validates every config shipped in configs/.
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("../../configs/*.yaml")
+	if len(files) < 3 {
+		t.Fatalf("found %d configs; want the default, the reference and the examples", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := config.LoadFile(f); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestReadmeSnippets loads every ```yaml block of the README that starts
+// with a "# dpfw config" comment.
+func TestReadmeSnippets(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, block := range strings.Split(string(b), "```yaml\n")[1:] {
+		body, _, _ := strings.Cut(block, "```")
+		if !strings.HasPrefix(body, "# dpfw config") {
+			continue
+		}
+		n++
+		if _, err := config.Load("README.md snippet", []byte(body)); err != nil {
+			t.Errorf("README snippet %d: %v", n, err)
+		}
+	}
+	if n == 0 {
+		t.Error("README has no '# dpfw config' yaml snippet")
+	}
+}
+
+func TestNearest(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"devce", "device"}, {"Ports", "ports"}, {"zzzzzzzz", ""},
+	} {
+		if got := config.Nearest(tt.in, []string{"device", "ports", "name"}); got != tt.want {
+			t.Errorf("Nearest(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("ports: [{name: a, device: net_null0}]\n"))
+	f.Add([]byte("eal: {args: [1, 2]}\nworkers: {cpus: 3}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, err := config.Load("fuzz.yaml", b)
+		if err == nil && len(cfg.Validate()) != 0 {
+			t.Fatal("Load accepted a config that does not validate")
+		}
+	})
+}
