@@ -264,7 +264,9 @@ func tcpClient() int {
 }
 
 // newDataSource returns the deterministic byte stream both sides agree on.
-func newDataSource() io.Reader { return &chachaReader{r: rand.NewChaCha8([32]byte{'d', 'p', 'f', 'w'})} }
+func newDataSource() io.Reader {
+	return &chachaReader{r: rand.NewChaCha8([32]byte{'d', 'p', 'f', 'w'})}
+}
 
 type chachaReader struct{ r *rand.ChaCha8 }
 
