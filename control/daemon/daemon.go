@@ -65,7 +65,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	for i, pc := range cfg.Ports {
 		id, err := dpdk.PortByName(pc.DeviceName())
 		if err != nil {
-			return nil, fmt.Errorf("ports[%d] (%s): device %q was not probed by DPDK: %w; check ports[%d].device", i, pc.Name, pc.Device, err, i)
+			return nil, fmt.Errorf("ports[%d] (%s): device %q was not probed by DPDK: %w; check ports[%d].device (the EAL log above says why)", i, pc.Name, pc.Device, err, i)
 		}
 		info, err := id.Setup(dpdk.PortConfig{
 			RxQueues: uint16(nw), TxQueues: uint16(nw),

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the dpfw binary and returns its combined output and exit code.
+func runCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	if dpfwBin == "" {
+		t.Skip("dpfw binary not built (not root or no DPDK)")
+	}
+	out, err := exec.Command(dpfwBin, args...).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(out), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCLIErrors(t *testing.T) {
+	requireDPDK(t)
+	empty := filepath.Join(t.TempDir(), "empty.pcap")
+	if err := os.WriteFile(empty, []byte("\xd4\xc3\xb2\xa1\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x00\x00\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args func(t *testing.T) []string
+		want []string
+	}{
+		{"check: typo", func(t *testing.T) []string {
+			return []string{"check", "--config", writeFile(t, "ports:\n  - name: a\n    devce: net_null0\n")}
+		}, []string{"c.yaml:3:", `unknown key "devce" in ports[0]; did you mean "device"?`}},
+		{"run: missing file", func(*testing.T) []string { return []string{"run", "--config", "/nonexistent.yaml"} },
+			[]string{"reading config", "no such file"}},
+		{"run: device not probed", func(t *testing.T) []string {
+			return []string{"run", "--config", writeFile(t, `
+eal: {file_prefix: dpfwt-bad1, hugepages: "no", memory_mb: 256}
+ports:
+  - {name: a, device: "net_pcap0,rx_pcap=/nonexistent.pcap,tx_pcap=/dev/null"}
+  - {name: b, device: "net_null0"}
+links: [{name: w, ports: [a, b]}]
+metrics: {listen: ""}
+`)}
+		}, []string{`ports[0] (a): device "net_pcap0,rx_pcap=/nonexistent.pcap`, "was not probed by DPDK", "check ports[0].device"}},
+		{"run: too many queues", func(t *testing.T) []string {
+			return []string{"run", "--config", writeFile(t, `
+eal: {file_prefix: dpfwt-bad2, hugepages: "no", memory_mb: 256}
+ports:
+  - {name: a, device: "net_pcap0,rx_pcap=`+empty+`,tx_pcap=/dev/null"}
+  - {name: b, device: "net_null0"}
+links: [{name: w, ports: [a, b]}]
+workers: {cpus: [0, 1]}
+metrics: {listen: ""}
+`)}
+		}, []string{"ports[0] (a", "2 rx / 2 tx queues asked, the device has at most 1 rx / 1 tx", "workers.cpus"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := runCLI(t, tt.args(t)...)
+			if code == 0 {
+				t.Fatalf("exit code 0; want non-zero\n%s", out)
+			}
+			if strings.Contains(out, "panic:") {
+				t.Fatalf("dpfw crashed:\n%s", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestCLIVersionAndDryRun(t *testing.T) {
+	requireDPDK(t)
+	out, code := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "dpfw ") {
+		t.Errorf("dpfw version: exit %d, %q", code, out)
+	}
+	out, code = runCLI(t, "run", "--dry-run")
+	if code != 0 || !strings.Contains(out, "--vdev net_tap0,iface=dpfw-out") || !strings.Contains(out, "link wire") {
+		t.Errorf("dpfw run --dry-run: exit %d\n%s", code, out)
+	}
+}
