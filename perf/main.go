@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +41,7 @@ func main() {
 	cpu := flag.Int("cpu", runtime.NumCPU()-1, "CPU for the forwarding lcore of both systems")
 	noHuge := flag.Bool("no-huge", false, "run both systems with --no-huge")
 	out := flag.String("out", "", "append a Markdown results row per workload to this file")
+	rounds := flag.Int("rounds", 3, "alternate testpmd io and dpfw this many times; the median ratio is reported")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "dpfw-perf-")
@@ -48,7 +50,6 @@ func main() {
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %d CPUs, %s; forwarding lcore on CPU %d; hugepages: %v\n",
 		host, runtime.NumCPU(), cpuModel(), *cpu, !*noHuge)
-	fmt.Printf("%-18s %-12s %8s %8s\n", "workload", "system", "Mpps", "ratio")
 	var rows []string
 	for _, f := range strings.Split(*flows, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -58,17 +59,24 @@ func main() {
 		name := fmt.Sprintf("udp64/%dflows", n)
 		w := time.Duration(*warmup) * time.Second
 		m := time.Duration(*seconds) * time.Second
-		io, err := runTestpmd(*testpmd, "io", pcap, *cpu, *noHuge, w, m)
-		check(err)
+		var ios, ds, ratios []float64
+		for r := 0; r < *rounds; r++ {
+			io, err := runTestpmd(*testpmd, "io", pcap, *cpu, *noHuge, w, m)
+			check(err)
+			d, err := runDPFW(*dpfwBin, dir, pcap, n, *cpu, *noHuge, w, m)
+			check(err)
+			ios, ds, ratios = append(ios, io), append(ds, d), append(ratios, d/io)
+			fmt.Printf("%-18s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f\n", name, r+1, io, d, d/io)
+		}
 		mac, err := runTestpmd(*testpmd, "mac", pcap, *cpu, *noHuge, w, m)
 		check(err)
-		d, err := runDPFW(*dpfwBin, dir, pcap, n, *cpu, *noHuge, w, m)
-		check(err)
+		io, d, ratio := median(ios), median(ds), median(ratios)
 		fmt.Printf("%-18s %-12s %8.2f %8s\n", name, "testpmd io", io, "1.00")
 		fmt.Printf("%-18s %-12s %8.2f %8.2f\n", name, "testpmd mac", mac, mac/io)
-		fmt.Printf("%-18s %-12s %8.2f %8.2f\n", name, "dpfw", d, d/io)
-		rows = append(rows, fmt.Sprintf("| %s | %s | %.2f | %.2f | %.2f | %.2f |", time.Now().Format("2006-01-02"), name, io, mac, d, d/io))
+		fmt.Printf("%-18s %-12s %8.2f %8.2f  (median of %d rounds)\n", name, "dpfw", d, ratio, *rounds)
+		rows = append(rows, fmt.Sprintf("| %s | %s | %.2f | %.2f | %.2f | %.2f |", time.Now().Format("2006-01-02"), name, io, mac, d, ratio))
 	}
+	fmt.Println("(ratio: dpfw / testpmd io, each round measured back to back)")
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
 		check(err)
@@ -77,6 +85,12 @@ func main() {
 		}
 		check(f.Close())
 	}
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 func check(err error) {

@@ -200,8 +200,10 @@ void dpfw_io(struct dpfw_io *io)
 	uint32_t polls = 0;
 	uint16_t nq = io->n_rxq;
 	io->n_rx = 0;
-	if (nq == 0)
+	if (nq == 0) {
+		io->tsc = rte_rdtsc();
 		return;
+	}
 	uint16_t q = io->cursor;
 	while (polls < io->max_empty) {
 		if (q >= nq)
@@ -216,6 +218,7 @@ void dpfw_io(struct dpfw_io *io)
 		polls++;
 	}
 	io->empty_polls += polls;
+	io->tsc = rte_rdtsc();
 	io->cursor = q;
 	io->rx_index = q - 1;
 	io->n_rx = n;
@@ -257,3 +260,6 @@ int dpfw_timestamp_offset(void)
 {
 	return rte_mbuf_dynfield_lookup(RTE_MBUF_DYNFIELD_TIMESTAMP_NAME, NULL);
 }
+
+uint64_t dpfw_tsc_hz(void) { return rte_get_tsc_hz(); }
+uint64_t dpfw_rdtsc(void) { return rte_rdtsc(); }

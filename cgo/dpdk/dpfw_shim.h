@@ -63,6 +63,7 @@ struct dpfw_io {
 	struct rte_ring *rx_ring[DPFW_MAX_RXQ]; /* non-NULL: dequeue this ring instead */
 	uint32_t max_empty;        /* in: give up after this many empty polls */
 	uint64_t empty_polls;      /* out: cumulative */
+	uint64_t tsc;              /* out: rte_rdtsc() when the rx poll returned */
 	/* Software steering (several workers on a device without RSS): packets to
 	 * hand to other workers' rings, freed when the ring is full. */
 	struct rte_ring *steer_ring[8];
@@ -114,5 +115,7 @@ void dpfw_ring_drain_free(struct rte_ring *r);
 void dpfw_ring_free(struct rte_ring *r);
 
 int dpfw_timestamp_offset(void);
+uint64_t dpfw_tsc_hz(void);
+uint64_t dpfw_rdtsc(void);
 
 #endif

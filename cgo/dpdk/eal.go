@@ -74,3 +74,32 @@ func UnregisterThread() { C.dpfw_thread_unregister() }
 // TimestampOffset returns the byte offset of the rx timestamp dynamic field
 // in the mbuf (set by drivers such as net_pcap), or -1 if none is registered.
 func TimestampOffset() int { return int(C.dpfw_timestamp_offset()) }
+
+// TSCClock converts time stamp counter readings to nanoseconds. The zero
+// value is not usable; use NewTSCClock.
+type TSCClock struct {
+	hz    uint64
+	mult  uint64 // ns per cycle in 32.32 fixed point
+	start uint64
+}
+
+// NewTSCClock returns a clock whose zero is now. Precondition: EAL initialized.
+func NewTSCClock() TSCClock {
+	hz := uint64(C.dpfw_tsc_hz())
+	if hz == 0 {
+		hz = 1
+	}
+	return TSCClock{hz: hz, mult: (1e9 << 32) / hz, start: uint64(C.dpfw_rdtsc())}
+}
+
+// Nanos converts a TSC reading taken after the clock's creation to
+// nanoseconds since then.
+func (c *TSCClock) Nanos(tsc uint64) int64 {
+	d := tsc - c.start
+	// (d * mult) >> 32 without overflow for ~2^32 s of uptime deltas.
+	hi, lo := d>>32, d&0xffffffff
+	return int64(hi*c.mult + (lo*c.mult)>>32)
+}
+
+// Hz returns the TSC frequency.
+func (c *TSCClock) Hz() uint64 { return c.hz }

@@ -77,6 +77,9 @@ func (io *IO) Do() { C.dpfw_io((*C.struct_dpfw_io)(io)) }
 // RxIndex returns which source (index into SetRxSources) the last burst came from.
 func (io *IO) RxIndex() int { return int(io.rx_index) }
 
+// TSC returns the time stamp counter read when the last Do's poll returned.
+func (io *IO) TSC() uint64 { return uint64(io.tsc) }
+
 // EmptyPolls returns the cumulative number of polls that returned nothing.
 func (io *IO) EmptyPolls() uint64 { return uint64(io.empty_polls) }
 

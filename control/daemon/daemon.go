@@ -56,6 +56,13 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 		}
 	}()
 	nw := len(cfg.Workers.CPUs)
+	if house, err := isolateWorkers(cfg.Workers.CPUs); err != nil {
+		log.Warn("could not move control threads off the worker CPUs", "err", err)
+	} else if house == nil {
+		log.Warn("every CPU runs a worker: control threads share them", "cpus", cfg.Workers.CPUs)
+	} else {
+		log.Info("control threads on housekeeping CPUs", "cpus", house)
+	}
 	d.Pool, err = dpdk.NewMempool("dpfw_mbufs", uint(cfg.Mempool.Mbufs), uint(cfg.Mempool.Cache), uint16(cfg.Mempool.DataRoom), -1)
 	if err != nil {
 		return nil, fmt.Errorf("mempool (mempool.mbufs %d × %d bytes): %w; lower mempool.mbufs or raise eal.memory_mb",

@@ -75,11 +75,6 @@ func (w *Worker) ID() int { return w.cfg.ID }
 // Stop asks Run to return after its current burst.
 func (w *Worker) Stop() { w.stop.Store(true) }
 
-// epoch anchors the monotonic clock the data plane uses.
-var epoch = time.Now()
-
-func monoNow() int64 { return int64(time.Since(epoch)) }
-
 // Run polls until Stop. It locks the goroutine to its OS thread, pins it and
 // registers it with DPDK. A bug in the loop panics and crashes the process,
 // as go-dpdk does: a worker that died silently would black-hole traffic.
@@ -108,7 +103,7 @@ func (w *Worker) Run() error {
 	if err := io.SetRxSources(srcs, uint32(rounds*len(srcs))); err != nil {
 		return fmt.Errorf("worker %d: %w", w.cfg.ID, err)
 	}
-	w.loop(io)
+	w.loop(io, dpdk.NewTSCClock())
 	// Send what the last burst staged; receive nothing.
 	_ = io.SetRxSources(nil, 1)
 	w.doIO(io, 0)
@@ -116,17 +111,19 @@ func (w *Worker) Run() error {
 	return nil
 }
 
-func (w *Worker) loop(io *dpdk.IO) {
+// loop polls until Stop. Time comes from the TSC read inside the burst's C
+// call (clk), not from a clock_gettime per burst.
+func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) {
 	st := &w.pl.Stats
 	staged := 0 // frames staged for tx by the previous burst
 	sincePublish := 0
-	last := monoNow()
+	last := int64(0)
 	wasBusy := false
 	for !w.stop.Load() {
 		w.doIO(io, staged)
 		staged = 0
 		rx := io.Rx()
-		now := monoNow()
+		now := clk.Nanos(io.TSC())
 		// One clock read per burst: the interval since the last read was
 		// spent on the previous burst (busy) or on polling (idle).
 		if wasBusy {
