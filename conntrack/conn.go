@@ -1,0 +1,102 @@
+package conntrack
+
+import (
+	"fmt"
+
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
+)
+
+// State is a packet's connection state, as iptables' -m state names it.
+type State uint8
+
+// States. Their Mask values combine into the sets rules match on.
+const (
+	Invalid State = iota
+	New
+	Established
+	Related
+	Untracked
+	NumStates
+)
+
+var stateNames = [...]string{"INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Mask returns the state's bit, for state sets.
+func (s State) Mask() uint8 { return 1 << s }
+
+// ParseState parses an iptables state name (upper case, as iptables prints
+// it; iptables itself also accepts lower case).
+func ParseState(name string) (State, bool) {
+	for i, n := range stateNames {
+		if n == name {
+			return State(i), true
+		}
+	}
+	return 0, false
+}
+
+// Entry flags.
+const (
+	flagUsed      = 1 << 0
+	flagSeenReply = 1 << 1 // IPS_SEEN_REPLY
+	flagAssured   = 1 << 2 // IPS_ASSURED: never early-dropped
+	flagRelated   = 1 << 3 // created by an expectation (or an ICMP error's flow)
+	flagHelper    = 1 << 4 // an FTP control connection: inspect its payload
+)
+
+// Conn is one tracked connection. It holds no pointers and refers to other
+// entries by index. Its size is checked in conn_test.go (≤ 112 bytes, so that
+// with its two bucket slots a connection costs ≤ 128 bytes).
+type Conn struct {
+	// Orig is the tuple of the connection's first packet.
+	Orig Tuple
+	// expires is when the entry times out, in milliseconds of the tracker's
+	// clock; compared with wrap-around arithmetic (timeouts < 24 days).
+	expires uint32
+	// TCP is the TCP tracking state (TCP connections only).
+	TCP tcpstate.TCB
+	// master is 1 + the index of the connection that expected this one
+	// (RELATED), or 0.
+	master uint32
+	// ruleGen, cacheState and verdict cache the rule set's verdict for this
+	// connection: valid while the rule-set generation and the packet's
+	// state are unchanged (see dataplane.Pipeline).
+	ruleGen    uint32
+	flags      uint8
+	cacheState uint8
+	verdict    uint8
+	helperLen  uint8 // bytes buffered by the FTP helper (see conntrack/ftp)
+}
+
+// connSize is the size of Conn, checked in conn_test.go.
+const connSize = 112
+
+// SeenReply reports whether packets were seen in both directions.
+func (c *Conn) SeenReply() bool { return c.flags&flagSeenReply != 0 }
+
+// Assured reports whether the connection is assured (not early-dropped).
+func (c *Conn) Assured() bool { return c.flags&flagAssured != 0 }
+
+// IsRelated reports whether an expectation created the connection.
+func (c *Conn) IsRelated() bool { return c.flags&flagRelated != 0 }
+
+// Master returns the index of the connection that expected this one.
+func (c *Conn) Master() (uint32, bool) { return c.master - 1, c.master != 0 }
+
+// CachedVerdict returns the verdict cached for rule-set generation gen and
+// packet state st, if any.
+func (c *Conn) CachedVerdict(gen uint32, st State) (uint8, bool) {
+	return c.verdict, c.ruleGen == gen && c.cacheState == uint8(st)+1
+}
+
+// CacheVerdict caches a verdict for rule-set generation gen and state st.
+func (c *Conn) CacheVerdict(gen uint32, st State, v uint8) {
+	c.ruleGen, c.cacheState, c.verdict = gen, uint8(st)+1, v
+}

@@ -1,0 +1,22 @@
+package conntrack
+
+import (
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// tupleSize is the size of Tuple in bytes, checked in tuple_test.go.
+const tupleSize = 40
+
+// hashTuple hashes t with a per-table seed mixed in as the first 8 bytes of
+// the input (xxhash.Sum64 is unseeded). Why seeded: cuckoo tables are
+// sensitive to adversarial keys; an attacker who cannot predict the seed
+// cannot aim floods of tuples at a few buckets. It must not allocate: the
+// buffer lives on the stack.
+func hashTuple(seed uint64, t *Tuple) uint64 {
+	var buf [8 + tupleSize]byte
+	*(*uint64)(unsafe.Pointer(&buf[0])) = seed
+	*(*[tupleSize]byte)(buf[8:]) = *(*[tupleSize]byte)(unsafe.Pointer(t))
+	return xxhash.Sum64(buf[:])
+}

@@ -1,0 +1,380 @@
+package conntrack
+
+import (
+	"errors"
+	"math/bits"
+)
+
+// Table geometry. A bucket is one 64-byte cache line holding bucketSlots
+// slots: a 16-bit tag (from the key's hash, never 0) and a 32-bit reference
+// (entry index × 2 + direction, plus 1; 0 means empty). Every key has two
+// candidate buckets; a lookup reads at most those two lines plus the entry.
+const (
+	bucketSlots = 10
+	// maxLoad is the bucket fill at full capacity (keys / slots). With 10
+	// slots per bucket and a BFS displacement search, bucketized cuckoo
+	// tables reach it (TestTableFillsTo90Percent measures the fill).
+	maxLoad = 0.98
+	// bfsNodes bounds the breadth-first search for a displacement path.
+	bfsNodes = 256
+	// maxEntries bounds a table so that refs fit in 31 bits.
+	maxEntries = 1 << 30
+)
+
+type bucket struct {
+	tag [bucketSlots]uint16
+	ref [bucketSlots]uint32
+	_   [64 - bucketSlots*6]byte
+}
+
+// Dir is a packet's direction relative to its connection.
+type Dir uint8
+
+// Directions.
+const (
+	Original Dir = 0
+	Reply    Dir = 1
+)
+
+func (d Dir) String() string {
+	if d == Original {
+		return "original"
+	}
+	return "reply"
+}
+
+// Table is a fixed-capacity bucketized cuckoo hash from tuples to connection
+// entries, indexing both directions of each connection. It is owned by one
+// worker and is not safe for concurrent use; it never allocates after New.
+type Table struct {
+	noCopy noCopy
+	seed   uint64
+	bkts   []bucket
+	nb     uint64 // len(bkts)
+	conns  []Conn
+	// freeHead is 1 + the first free entry; free entries chain through
+	// their master field (1 + next free, 0 at the end), so the free list
+	// costs no memory of its own.
+	freeHead uint32
+	used     int
+
+	// BFS scratch for insertions, preallocated.
+	bfsBucket [bfsNodes]uint32
+	bfsSlot   [bfsNodes]int8
+	bfsParent [bfsNodes]int16
+	// kickRand is a xorshift state for choosing BFS expansion order.
+	kickRand uint64
+
+	// Stats counts table events.
+	Stats TableStats
+}
+
+// TableStats are a table's event counters, updated by its owner.
+type TableStats struct {
+	Inserts        uint64
+	InsertFailures uint64 // no displacement path: the flow was not tracked
+	Deletes        uint64
+	Kicks          uint64 // keys moved to make room
+}
+
+// ErrTableFull is returned by Insert when no entry is free.
+var ErrTableFull = errors.New("conntrack: table full")
+
+// ErrNoSlot is returned by Insert when no displacement path was found.
+var ErrNoSlot = errors.New("conntrack: no free slot within the displacement bound")
+
+// NewTable returns a table of capacity connections, hashing with seed (a
+// one-time random value chosen at start-up and immutable afterwards).
+func NewTable(capacity int, seed uint64) *Table {
+	capacity = max(capacity, 1)
+	if capacity > maxEntries {
+		capacity = maxEntries
+	}
+	nb := uint64(float64(2*capacity)/(bucketSlots*maxLoad)) + 1
+	t := &Table{
+		seed:     seed,
+		bkts:     make([]bucket, nb),
+		nb:       nb,
+		conns:    make([]Conn, capacity),
+		kickRand: seed | 1,
+	}
+	for i := range t.conns {
+		if i+1 < capacity {
+			t.conns[i].master = uint32(i + 2)
+		}
+	}
+	t.freeHead = 1
+	return t
+}
+
+// Cap returns the number of connections the table holds at most.
+func (t *Table) Cap() int { return len(t.conns) }
+
+// Len returns the number of connections in the table.
+func (t *Table) Len() int { return t.used }
+
+// MemoryBytes returns the table's memory: buckets and entries.
+func (t *Table) MemoryBytes() int {
+	return len(t.bkts)*64 + len(t.conns)*connSize
+}
+
+// Conn returns entry i. Precondition: i was returned by Lookup or Insert and
+// the entry has not been deleted since.
+func (t *Table) Conn(i uint32) *Conn { return &t.conns[i] }
+
+// keyHash splits a hash into the two candidate buckets and the tag.
+func (t *Table) keyHash(h uint64) (b1, b2 uint64, tag uint16) {
+	tag = uint16(h>>48) | 1 // never 0
+	hi, _ := bits.Mul64(h, t.nb)
+	b1 = hi
+	hi2, _ := bits.Mul64(bits.RotateLeft64(h, 32)^0x9e3779b97f4a7c15, t.nb)
+	b2 = hi2
+	return b1, b2, tag
+}
+
+// Hash returns the hash of a tuple, to be passed to LookupHash. Computing the
+// hashes of a burst first lets Prefetch warm the buckets before lookups.
+func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
+
+// Prefetch touches the key's candidate buckets, so that a later lookup finds
+// them in cache. Go has no prefetch instruction; independent loads issued for
+// a whole burst before the lookups let the CPU overlap the misses.
+func (t *Table) Prefetch(h uint64) uint32 {
+	b1, b2, _ := t.keyHash(h)
+	return uint32(t.bkts[b1].tag[0]) + uint32(t.bkts[b2].tag[0])
+}
+
+// Lookup finds the connection k belongs to. It returns the entry index and
+// the direction of k, and ok == false if there is none.
+func (t *Table) Lookup(k *Tuple) (idx uint32, dir Dir, ok bool) {
+	return t.LookupHash(k, hashTuple(t.seed, k))
+}
+
+// LookupHash is Lookup with the key's hash precomputed by Hash.
+func (t *Table) LookupHash(k *Tuple, h uint64) (idx uint32, dir Dir, ok bool) {
+	b1, b2, tag := t.keyHash(h)
+	if i, d, ok := t.findIn(&t.bkts[b1], k, tag); ok {
+		return i, d, true
+	}
+	return t.findIn(&t.bkts[b2], k, tag)
+}
+
+func (t *Table) findIn(b *bucket, k *Tuple, tag uint16) (uint32, Dir, bool) {
+	for s := 0; s < bucketSlots; s++ {
+		if b.tag[s] != tag || b.ref[s] == 0 {
+			continue
+		}
+		ref := b.ref[s] - 1
+		i, d := ref>>1, Dir(ref&1)
+		c := &t.conns[i]
+		if d == Original {
+			if c.Orig == *k {
+				return i, d, true
+			}
+		} else if k.isReverseOf(&c.Orig) {
+			return i, d, true
+		}
+	}
+	return 0, 0, false
+}
+
+// Insert adds a connection whose original direction is orig, indexing both
+// directions, and returns its entry, zeroed except for Orig. It fails with
+// ErrTableFull when no entry is free (the caller may evict and retry) and
+// with ErrNoSlot when the buckets have no room within the displacement bound.
+// Precondition: no connection with either direction of orig exists.
+func (t *Table) Insert(orig *Tuple) (uint32, error) {
+	if t.freeHead == 0 {
+		return 0, ErrTableFull
+	}
+	idx := t.freeHead - 1
+	c := &t.conns[idx]
+	next := c.master
+	// The tuple must be in place before the keys: placing the reply key may
+	// displace the original one, and displacement recomputes a key from its
+	// entry.
+	*c = Conn{Orig: *orig}
+	rev := orig.Reverse()
+	if !t.addKey(orig, idx<<1|uint32(Original)+1) {
+		c.master = next
+		t.Stats.InsertFailures++
+		return 0, ErrNoSlot
+	}
+	if !t.addKey(&rev, idx<<1|uint32(Reply)+1) {
+		t.removeKey(orig, idx<<1|uint32(Original)+1)
+		c.master = next
+		t.Stats.InsertFailures++
+		return 0, ErrNoSlot
+	}
+	t.freeHead = next
+	t.used++
+	t.Stats.Inserts++
+	c.flags = flagUsed
+	return idx, nil
+}
+
+// Delete removes entry i. Precondition: i is in use.
+func (t *Table) Delete(i uint32) {
+	c := &t.conns[i]
+	if c.flags&flagUsed == 0 {
+		return
+	}
+	rev := c.Orig.Reverse()
+	t.removeKey(&c.Orig, i<<1|uint32(Original)+1)
+	t.removeKey(&rev, i<<1|uint32(Reply)+1)
+	*c = Conn{master: t.freeHead}
+	t.freeHead = i + 1
+	t.used--
+	t.Stats.Deletes++
+}
+
+func (t *Table) removeKey(k *Tuple, ref uint32) {
+	b1, b2, _ := t.keyHash(hashTuple(t.seed, k))
+	for _, b := range [2]uint64{b1, b2} {
+		bk := &t.bkts[b]
+		for s := range bk.ref {
+			if bk.ref[s] == ref {
+				bk.ref[s], bk.tag[s] = 0, 0
+				return
+			}
+		}
+	}
+}
+
+// refKey returns the key a slot reference stands for.
+func (t *Table) refKey(ref uint32) Tuple {
+	c := &t.conns[(ref-1)>>1]
+	if (ref-1)&1 == uint32(Reply) {
+		return c.Orig.Reverse()
+	}
+	return c.Orig
+}
+
+func freeSlot(b *bucket) int {
+	for s := range b.ref {
+		if b.ref[s] == 0 {
+			return s
+		}
+	}
+	return -1
+}
+
+// addKey places a key, displacing others along a breadth-first path of at
+// most bfsNodes nodes if both candidate buckets are full (bucketized cuckoo
+// hashing with BFS, as in MemC3 / libcuckoo). It reports false, changing
+// nothing, if no path exists within the bound.
+func (t *Table) addKey(k *Tuple, ref uint32) bool {
+	b1, b2, tag := t.keyHash(hashTuple(t.seed, k))
+	for _, b := range [2]uint64{b1, b2} {
+		if s := freeSlot(&t.bkts[b]); s >= 0 {
+			t.bkts[b].tag[s], t.bkts[b].ref[s] = tag, ref
+			return true
+		}
+	}
+	// BFS over buckets: node n is a bucket reached by moving the key in
+	// (parent bucket, slot) to its other candidate.
+	n := 0
+	t.bfsBucket[0], t.bfsParent[0], t.bfsSlot[0] = uint32(b1), -1, -1
+	t.bfsBucket[1], t.bfsParent[1], t.bfsSlot[1] = uint32(b2), -1, -1
+	n = 2
+	for head := 0; head < n && n < bfsNodes; head++ {
+		b := &t.bkts[t.bfsBucket[head]]
+		start := int(t.nextRand() % bucketSlots)
+		for j := 0; j < bucketSlots && n < bfsNodes; j++ {
+			s := (start + j) % bucketSlots
+			other := t.altBucket(uint64(t.bfsBucket[head]), b.ref[s])
+			if t.onPath(head, uint32(other)) {
+				// A path through the same bucket twice could move one
+				// slot twice and strand a key.
+				continue
+			}
+			t.bfsBucket[n], t.bfsParent[n], t.bfsSlot[n] = uint32(other), int16(head), int8(s)
+			if fs := freeSlot(&t.bkts[other]); fs >= 0 {
+				t.applyPath(n, fs)
+				b0 := &t.bkts[t.bfsBucket[t.rootOf(n)]]
+				// The root bucket now has a free slot where the path started.
+				s0 := freeSlot(b0)
+				b0.tag[s0], b0.ref[s0] = tag, ref
+				return true
+			}
+			n++
+		}
+	}
+	return false
+}
+
+// onPath reports whether bucket b is node n or one of its ancestors, or
+// either root (the two roots are both candidates of the new key).
+func (t *Table) onPath(n int, b uint32) bool {
+	if b == t.bfsBucket[0] || b == t.bfsBucket[1] {
+		return true
+	}
+	for ; n >= 0; n = int(t.bfsParent[n]) {
+		if t.bfsBucket[n] == b {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Table) rootOf(n int) int {
+	for t.bfsParent[n] >= 0 {
+		n = int(t.bfsParent[n])
+	}
+	return n
+}
+
+// applyPath moves keys along the BFS path ending at node n, whose bucket has
+// free slot fs, from the end back to the root.
+func (t *Table) applyPath(n, fs int) {
+	for t.bfsParent[n] >= 0 {
+		p := int(t.bfsParent[n])
+		src := &t.bkts[t.bfsBucket[p]]
+		dst := &t.bkts[t.bfsBucket[n]]
+		s := int(t.bfsSlot[n])
+		dst.tag[fs], dst.ref[fs] = src.tag[s], src.ref[s]
+		src.tag[s], src.ref[s] = 0, 0
+		t.Stats.Kicks++
+		n, fs = p, s
+	}
+}
+
+// altBucket returns the other candidate bucket of the key in slot ref, which
+// currently sits in bucket cur.
+func (t *Table) altBucket(cur uint64, ref uint32) uint64 {
+	k := t.refKey(ref)
+	b1, b2, _ := t.keyHash(hashTuple(t.seed, &k))
+	if b1 == cur {
+		return b2
+	}
+	return b1
+}
+
+func (t *Table) nextRand() uint64 {
+	x := t.kickRand
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	t.kickRand = x
+	return x
+}
+
+// candidates calls f for each entry referenced from k's candidate buckets
+// (used to pick an early-drop victim). f returns false to stop.
+func (t *Table) candidates(k *Tuple, f func(idx uint32) bool) {
+	b1, b2, _ := t.keyHash(hashTuple(t.seed, k))
+	for _, b := range [2]uint64{b1, b2} {
+		bk := &t.bkts[b]
+		for s := range bk.ref {
+			if bk.ref[s] != 0 && !f((bk.ref[s]-1)>>1) {
+				return
+			}
+		}
+	}
+}
+
+// noCopy makes go vet reject copies of the structs that embed it.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}

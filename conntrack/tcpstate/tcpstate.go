@@ -1,0 +1,562 @@
+package tcpstate
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// State is a connection's TCP state, numbered as in netfilter.
+type State uint8
+
+// States.
+const (
+	None State = iota
+	SynSent
+	SynRecv
+	Established
+	FinWait
+	CloseWait
+	LastAck
+	TimeWait
+	Close
+	SynSent2
+	numStates
+
+	// ignore and invalid are transition results, never stored.
+	ignore  State = 0xfe
+	invalid State = 0xff
+)
+
+var stateNames = [...]string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// NumStates is the number of states, for per-state arrays such as timeouts.
+const NumStates = int(numStates)
+
+// flag index of a segment (netfilter's tcp_bit_set).
+type index uint8
+
+const (
+	idxSyn index = iota
+	idxSynAck
+	idxFin
+	idxAck
+	idxRst
+	idxNone
+)
+
+// TCP flag bits.
+const (
+	tFIN = 0x01
+	tSYN = 0x02
+	tRST = 0x04
+	tPSH = 0x08
+	tACK = 0x10
+	tURG = 0x20
+	tECE = 0x40
+	tCWR = 0x80
+)
+
+func segIndex(flags uint8) index {
+	switch {
+	case flags&tRST != 0:
+		return idxRst
+	case flags&tSYN != 0:
+		if flags&tACK != 0 {
+			return idxSynAck
+		}
+		return idxSyn
+	case flags&tFIN != 0:
+		return idxFin
+	case flags&tACK != 0:
+		return idxAck
+	}
+	return idxNone
+}
+
+const (
+	sNO = None
+	sSS = SynSent
+	sSR = SynRecv
+	sES = Established
+	sFW = FinWait
+	sCW = CloseWait
+	sLA = LastAck
+	sTW = TimeWait
+	sCL = Close
+	sS2 = SynSent2
+	sIV = invalid
+	sIG = ignore
+)
+
+// transitions[dir][index][state] is netfilter's tcp_conntracks table
+// (net/netfilter/nf_conntrack_proto_tcp.c, Linux 5.10), restated.
+var transitions = [2][6][numStates]State{
+	{ // original direction
+		//          sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
+		idxSyn:    {sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2},
+		idxSynAck: {sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR},
+		idxFin:    {sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+		idxAck:    {sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV},
+		idxRst:    {sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+		idxNone:   {sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
+	},
+	{ // reply direction
+		//          sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
+		idxSyn:    {sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2},
+		idxSynAck: {sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR},
+		idxFin:    {sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+		idxAck:    {sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG},
+		idxRst:    {sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+		idxNone:   {sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
+	},
+}
+
+// validFlags is netfilter's table of valid flag combinations, PSH, ECE and
+// CWR aside (tcp_error).
+func validFlags(flags uint8) bool {
+	switch flags &^ (tECE | tCWR | tPSH) {
+	case tSYN, tSYN | tURG, tSYN | tACK, tRST, tRST | tACK, tFIN | tACK, tFIN | tACK | tURG, tACK, tACK | tURG:
+		return true
+	}
+	return false
+}
+
+// Per-direction flags (netfilter's IP_CT_TCP_FLAG_*).
+const (
+	flagWScale    = 1 << 0
+	flagSackPerm  = 1 << 1
+	flagCloseInit = 1 << 2
+	flagBeLiberal = 1 << 3
+	flagUnacked   = 1 << 4
+	flagMaxAckSet = 1 << 5
+)
+
+// seen is what one direction's segments told us (ip_ct_tcp_state).
+type seen struct {
+	End, MaxEnd, MaxWin, MaxAck uint32
+	Scale, Flags                uint8
+}
+
+// TCB is one connection's tracking state. The zero value is a connection
+// that has seen nothing. It holds no pointers.
+type TCB struct {
+	Seen   [2]seen
+	State  State
+	lastIx index
+	// lastDir is the direction of the last in-window (or ignored) segment.
+	lastDir    uint8
+	Retrans    uint8
+	lastWscale uint8
+	lastFlags  uint8
+	lastWin    uint16
+	lastSeq    uint32
+	lastEnd    uint32
+}
+
+// Segment is what the tracker needs from one TCP segment.
+type Segment struct {
+	Seq, Ack uint32
+	Window   uint16
+	Flags    uint8
+	// PayloadLen is the number of data bytes.
+	PayloadLen int
+	// Options are the TCP option bytes (window scale, SACK permitted, SACK).
+	Options []byte
+}
+
+// SegmentOf reads a Segment from a TCP header plus payload.
+// Precondition: tcp holds a valid header (header.TCP.IsValid).
+func SegmentOf(tcp []byte) Segment {
+	off := int(tcp[12]>>4) * 4
+	return Segment{
+		Seq:        binary.BigEndian.Uint32(tcp[4:8]),
+		Ack:        binary.BigEndian.Uint32(tcp[8:12]),
+		Window:     binary.BigEndian.Uint16(tcp[14:16]),
+		Flags:      tcp[13],
+		PayloadLen: len(tcp) - off,
+		Options:    tcp[20:off],
+	}
+}
+
+func (s *Segment) end() uint32 {
+	e := s.Seq + uint32(s.PayloadLen)
+	if s.Flags&tSYN != 0 {
+		e++
+	}
+	if s.Flags&tFIN != 0 {
+		e++
+	}
+	return e
+}
+
+// Result is the outcome of one segment.
+type Result uint8
+
+// Results.
+const (
+	// Accept: the segment belongs to the connection and moved it on.
+	Accept Result = iota
+	// Ignore: the segment may be valid but the tracker may be out of sync
+	// (netfilter's sIG): the state is unchanged and the packet passes.
+	Ignore
+	// Invalid: the segment cannot belong to the connection (bad flags,
+	// impossible transition, out of window); the state is unchanged.
+	Invalid
+	// Reopen: a SYN reopens a closed or aborted connection: delete the
+	// entry and track the segment as a new connection.
+	Reopen
+)
+
+var resultNames = [...]string{"accept", "ignore", "invalid", "reopen"}
+
+func (r Result) String() string { return resultNames[r] }
+
+// Reason says why a segment was Invalid.
+type Reason uint8
+
+// Invalid reasons.
+const (
+	ReasonNone Reason = iota
+	ReasonFlags
+	ReasonCannotStart // first segment cannot open a connection
+	ReasonTransition  // no transition from this state
+	ReasonSeqAbove    // SEQ is over the upper bound (over the receiver's window)
+	ReasonSeqBelow    // SEQ is under the lower bound (already ACKed data)
+	ReasonAckAbove    // ACK is over the upper bound (ACKed data not seen yet)
+	ReasonAckBelow    // ACK is under the lower bound (overly delayed ACK)
+	ReasonRst         // RST below the maximum ACK seen
+	NumReasons
+)
+
+var reasonNames = [...]string{"none", "tcp_flags", "tcp_cannot_start", "tcp_transition",
+	"tcp_seq_above_window", "tcp_seq_below_window", "tcp_ack_above_window", "tcp_ack_below_window", "tcp_rst_invalid"}
+
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Options are tracker-wide settings (netfilter sysctls).
+type Options struct {
+	// Liberal accepts out-of-window segments (nf_conntrack_tcp_be_liberal).
+	Liberal bool
+	// Loose picks up connections from mid-stream segments
+	// (nf_conntrack_tcp_loose); netfilter's default is on.
+	Loose bool
+}
+
+// ValidFlags reports whether a flag combination can appear at all.
+func ValidFlags(flags uint8) bool { return validFlags(flags) }
+
+// Init starts tracking from the connection's first segment (original
+// direction). It reports false, with a reason, if that segment cannot start a
+// connection: only a SYN can, or with Loose any segment whose transition from
+// NONE is not invalid (an ACK: a connection picked up mid-stream).
+func (t *TCB) Init(s *Segment, o Options) (bool, Reason) {
+	if !validFlags(s.Flags) {
+		return false, ReasonFlags
+	}
+	ns := transitions[0][segIndex(s.Flags)][None]
+	if ns == invalid {
+		return false, ReasonCannotStart
+	}
+	*t = TCB{}
+	snd := &t.Seen[0]
+	snd.End = s.end()
+	snd.MaxWin = max(uint32(s.Window), 1)
+	if ns == SynSent {
+		snd.MaxEnd = snd.End
+		parseOptions(s.Options, snd)
+	} else {
+		if !o.Loose {
+			return false, ReasonCannotStart
+		}
+		// Mid-stream pickup: the history is lost; assume SACK and be
+		// liberal with windows (they may be scaled).
+		snd.MaxEnd = snd.End + snd.MaxWin
+		t.Seen[0].Flags = flagSackPerm | flagBeLiberal
+		t.Seen[1].Flags = flagSackPerm | flagBeLiberal
+	}
+	t.lastIx = idxNone
+	return true, ReasonNone
+}
+
+// parseOptions reads window scale and SACK-permitted into st.
+func parseOptions(o []byte, st *seen) {
+	st.Scale, st.Flags = 0, st.Flags&^(flagWScale|flagSackPerm)
+	for i := 0; i < len(o); {
+		switch o[i] {
+		case 0:
+			return
+		case 1:
+			i++
+			continue
+		}
+		if i+1 >= len(o) || o[i+1] < 2 || i+int(o[i+1]) > len(o) {
+			return
+		}
+		l := int(o[i+1])
+		switch {
+		case o[i] == 4 && l == 2:
+			st.Flags |= flagSackPerm
+		case o[i] == 3 && l == 3:
+			st.Scale = min(o[i+2], 14)
+			st.Flags |= flagWScale
+		}
+		i += l
+	}
+}
+
+// highestSack returns the highest right edge of the SACK blocks in o, or ack.
+func highestSack(o []byte, ack uint32) uint32 {
+	sack := ack
+	for i := 0; i < len(o); {
+		switch o[i] {
+		case 0:
+			return sack
+		case 1:
+			i++
+			continue
+		}
+		if i+1 >= len(o) || o[i+1] < 2 || i+int(o[i+1]) > len(o) {
+			return sack
+		}
+		l := int(o[i+1])
+		if o[i] == 5 && l >= 10 && (l-2)%8 == 0 {
+			for j := i + 2; j+8 <= i+l; j += 8 {
+				if r := binary.BigEndian.Uint32(o[j+4:]); after(r, sack) {
+					sack = r
+				}
+			}
+			return sack
+		}
+		i += l
+	}
+	return sack
+}
+
+func before(a, b uint32) bool { return int32(a-b) < 0 }
+func after(a, b uint32) bool  { return int32(b-a) < 0 }
+
+const maxAckWinConst = 66000
+
+// Update tracks a segment of an existing connection in direction dir
+// (0 original, 1 reply). seenReply and assured are the connection's status
+// bits, which some transitions consult.
+func (t *TCB) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (Result, Reason) {
+	if !validFlags(s.Flags) {
+		return Invalid, ReasonFlags
+	}
+	old := t.State
+	ix := segIndex(s.Flags)
+	ns := transitions[dir][ix][old]
+	switch ns {
+	case SynSent:
+		if old < TimeWait {
+			break
+		}
+		// RFC 1122: a SYN may reopen a connection in TIME_WAIT; and a client
+		// may abort and start again.
+		if (t.Seen[dir].Flags|t.Seen[1-dir].Flags)&flagCloseInit != 0 ||
+			(t.lastDir == dir && t.lastIx == idxRst) {
+			return Reopen, ReasonNone
+		}
+		fallthrough
+	case ignore:
+		// The tracker may be out of sync: let the segment pass without
+		// changing state. If it answers a SYN we ignored earlier, resync.
+		if ix == idxSynAck && t.lastIx == idxSyn && t.lastDir != dir && s.Ack == t.lastEnd {
+			old, ns = SynSent, SynRecv
+			ld := t.lastDir
+			t.Seen[ld] = seen{End: t.lastEnd, MaxEnd: t.lastEnd, MaxWin: max(uint32(t.lastWin), 1), Scale: t.lastWscale, Flags: t.lastFlags}
+			t.Seen[dir] = seen{}
+			break
+		}
+		t.lastIx, t.lastDir, t.lastSeq, t.lastEnd, t.lastWin = ix, dir, s.Seq, s.end(), s.Window
+		if ix == idxSyn && dir == 0 {
+			var st seen
+			parseOptions(s.Options, &st)
+			t.lastFlags, t.lastWscale = st.Flags&(flagWScale|flagSackPerm), st.Scale
+		}
+		return Ignore, ReasonNone
+	case invalid:
+		return Invalid, ReasonTransition
+	case SynRecv:
+		// Simultaneous open: the final ACK arrives in reply direction.
+		if dir == 1 && ix == idxAck && t.lastFlags&flagSimOpen != 0 {
+			ns = Established
+		}
+	case SynSent2:
+		t.lastFlags |= flagSimOpen
+	case Close:
+		if ix != idxRst {
+			break
+		}
+		rcv := &t.Seen[1-dir]
+		if rcv.Flags&flagMaxAckSet != 0 {
+			if before(s.Seq, rcv.MaxAck) {
+				return Invalid, ReasonRst
+			}
+			if assured && old == Established && s.Seq != rcv.MaxAck &&
+				!(t.lastIx == idxAck && t.lastDir == dir && s.Seq == t.lastEnd) {
+				// Not an exact match: keep the state to allow a challenge ACK.
+				ns = old
+			}
+		}
+		// A RST answering a SYN or ACK we let through while out of sync:
+		// accept it without the window check.
+		if ((seenReply && t.lastIx == idxSyn) || (!assured && t.lastIx == idxAck)) && s.Ack == t.lastEnd {
+			t.lastIx, t.lastDir = ix, dir
+			t.State = ns
+			return Accept, ReasonNone
+		}
+	}
+	if ok, reason := t.inWindow(s, dir, ix, o); !ok {
+		return Invalid, reason
+	}
+	t.lastIx, t.lastDir = ix, dir
+	t.State = ns
+	if old != ns && ns == FinWait {
+		t.Seen[dir].Flags |= flagCloseInit
+	}
+	return Accept, ReasonNone
+}
+
+// flagSimOpen in lastFlags marks a simultaneous open.
+const flagSimOpen = 1 << 7
+
+// inWindow is netfilter's tcp_in_window without NAT sequence offsets.
+func (t *TCB) inWindow(s *Segment, dir uint8, ix index, o Options) (bool, Reason) {
+	snd, rcv := &t.Seen[dir], &t.Seen[1-dir]
+	seq, ack := s.Seq, s.Ack
+	sack := ack
+	win := uint32(s.Window)
+	end := s.end()
+	if rcv.Flags&flagSackPerm != 0 {
+		sack = highestSack(s.Options, ack)
+	}
+	if snd.MaxWin == 0 {
+		if s.Flags&tSYN != 0 {
+			// SYN-ACK in reply to a SYN, or SYN in reply direction
+			// (simultaneous open).
+			snd.End, snd.MaxEnd = end, end
+			snd.MaxWin = max(win, 1)
+			parseOptions(s.Options, snd)
+			// RFC 7323: window scaling only if both sides offer it.
+			if snd.Flags&flagWScale == 0 || rcv.Flags&flagWScale == 0 {
+				snd.Scale, rcv.Scale = 0, 0
+			}
+			if s.Flags&tACK == 0 {
+				return true, ReasonNone
+			}
+		} else {
+			// Mid-connection: use what the segment says.
+			snd.End = end
+			swin := win << snd.Scale
+			snd.MaxWin = max(swin, 1)
+			snd.MaxEnd = end + snd.MaxWin
+			if rcv.MaxWin == 0 {
+				rcv.End, rcv.MaxEnd = sack, sack
+			} else if sack == rcv.End+1 {
+				rcv.End++ // likely a keepalive reply
+			}
+		}
+	} else if ((t.State == SynSent && dir == 0) || (t.State == SynRecv && dir == 1)) && after(end, snd.End) {
+		// RFC 793: a reinitialized TCP uses larger sequence numbers.
+		snd.End, snd.MaxEnd = end, end
+		snd.MaxWin = max(win, 1)
+		parseOptions(s.Options, snd)
+	}
+	if s.Flags&tACK == 0 {
+		ack, sack = rcv.End, rcv.End
+	} else if s.Flags&(tACK|tRST) == tACK|tRST && ack == 0 {
+		ack, sack = rcv.End, rcv.End // broken stacks: RST+ACK with ack 0
+	}
+	if s.Flags&tRST != 0 && seq == 0 && t.State == SynSent {
+		seq, end = snd.End, snd.End // RST answering a SYN
+	}
+	maxAckWin := max(snd.MaxWin, maxAckWinConst)
+	inRecvWin := rcv.MaxWin == 0 || after(end, snd.End-rcv.MaxWin-1)
+	i := before(seq, snd.MaxEnd+1)
+	iii := before(sack, rcv.End+1)
+	iv := after(sack, rcv.End-maxAckWin-1)
+	if i && inRecvWin && iii && iv {
+		if s.Flags&tSYN == 0 {
+			win <<= snd.Scale
+		}
+		if swin := win + (sack - ack); snd.MaxWin < swin {
+			snd.MaxWin = swin
+		}
+		if after(end, snd.End) {
+			snd.End = end
+			snd.Flags |= flagUnacked
+		}
+		if s.Flags&tACK != 0 {
+			if snd.Flags&flagMaxAckSet == 0 {
+				snd.MaxAck = ack
+				snd.Flags |= flagMaxAckSet
+			} else if after(ack, snd.MaxAck) {
+				snd.MaxAck = ack
+			}
+		}
+		if rcv.MaxWin != 0 && after(end, snd.MaxEnd) {
+			rcv.MaxWin += end - snd.MaxEnd
+		}
+		if after(sack+win, rcv.MaxEnd-1) {
+			rcv.MaxEnd = sack + win
+			if win == 0 {
+				rcv.MaxEnd++
+			}
+		}
+		if ack == rcv.End {
+			rcv.Flags &^= flagUnacked
+		}
+		if ix == idxAck {
+			if t.lastDir == dir && t.lastSeq == seq && t.lastEnd == end && t.lastWin == s.Window {
+				if t.Retrans < 255 {
+					t.Retrans++
+				}
+			} else {
+				t.lastSeq, t.lastEnd, t.lastWin, t.Retrans = seq, end, s.Window, 0
+			}
+		}
+		return true, ReasonNone
+	}
+	if snd.Flags&flagBeLiberal != 0 || o.Liberal {
+		return true, ReasonNone
+	}
+	switch {
+	case !i:
+		return false, ReasonSeqAbove
+	case !inRecvWin:
+		return false, ReasonSeqBelow
+	case !iii:
+		return false, ReasonAckAbove
+	}
+	return false, ReasonAckBelow
+}
+
+// Unacked reports whether either direction has data not yet acknowledged.
+func (t *TCB) Unacked() bool { return (t.Seen[0].Flags|t.Seen[1].Flags)&flagUnacked != 0 }
+
+// LastWindowZero reports whether the last segment advertised a zero window.
+func (t *TCB) LastWindowZero() bool { return t.lastWin == 0 }
+
+// CanEarlyDrop reports whether the connection is closing and may be evicted
+// first when the table is full (netfilter's tcp_can_early_drop).
+func (t *TCB) CanEarlyDrop() bool {
+	switch t.State {
+	case FinWait, LastAck, TimeWait, Close, CloseWait:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,549 @@
+package conntrack
+
+import (
+	"time"
+
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
+	"github.com/dpfw/dpfw/dataplane/header"
+	"github.com/dpfw/dpfw/dataplane/packet"
+)
+
+// Timeouts are per-state idle timeouts. Defaults are Linux netfilter's
+// (nf_conntrack_proto_{tcp,udp,icmp,generic}.c, as of Linux 6.x).
+type Timeouts struct {
+	TCP        [tcpstate.NumStates]time.Duration
+	TCPRetrans time.Duration // after 3 retransmissions
+	TCPUnack   time.Duration // while data is unacknowledged
+	UDP        time.Duration // before a reply
+	UDPStream  time.Duration // after a reply
+	ICMP       time.Duration
+	Generic    time.Duration
+}
+
+// DefaultTimeouts returns netfilter's defaults.
+func DefaultTimeouts() Timeouts {
+	var t Timeouts
+	t.TCP[tcpstate.None] = 2 * time.Minute
+	t.TCP[tcpstate.SynSent] = 2 * time.Minute
+	t.TCP[tcpstate.SynRecv] = 60 * time.Second
+	t.TCP[tcpstate.Established] = 5 * 24 * time.Hour
+	t.TCP[tcpstate.FinWait] = 2 * time.Minute
+	t.TCP[tcpstate.CloseWait] = 60 * time.Second
+	t.TCP[tcpstate.LastAck] = 30 * time.Second
+	t.TCP[tcpstate.TimeWait] = 2 * time.Minute
+	t.TCP[tcpstate.Close] = 10 * time.Second
+	t.TCP[tcpstate.SynSent2] = 2 * time.Minute
+	t.TCPRetrans = 5 * time.Minute
+	t.TCPUnack = 5 * time.Minute
+	t.UDP = 30 * time.Second
+	t.UDPStream = 120 * time.Second
+	t.ICMP = 30 * time.Second
+	t.Generic = 600 * time.Second
+	return t
+}
+
+// tcpMaxRetrans is netfilter's nf_conntrack_tcp_max_retrans.
+const tcpMaxRetrans = 3
+
+// Config configures a Tracker.
+type Config struct {
+	// Capacity is the most connections the tracker holds.
+	Capacity int
+	Timeouts Timeouts
+	TCP      tcpstate.Options
+	// Seed keys the table's hash: a one-time random value, immutable.
+	Seed uint64
+}
+
+// InvalidReason says why a packet is INVALID. Each has a counter.
+type InvalidReason uint8
+
+// Invalid reasons. InvalidTCP + r stands for the TCP tracker's reason r
+// (tcpstate.Reason, r ≥ 1); the others follow.
+const (
+	InvalidNone InvalidReason = 0
+	InvalidTCP  InvalidReason = 1
+)
+
+// Invalid reasons other than the TCP tracker's.
+const (
+	InvalidICMPNotRequest  = InvalidTCP + InvalidReason(tcpstate.NumReasons) + iota
+	InvalidICMPUnknownFlow // an ICMP error quoting no tracked connection
+	InvalidICMPBadQuote    // the quoted packet cannot be parsed or does not match the error
+	InvalidFragment        // a later fragment with no first fragment seen
+	NumInvalidReasons
+)
+
+// String names the reason.
+func (r InvalidReason) String() string {
+	switch {
+	case r == InvalidNone:
+		return "none"
+	case r < InvalidICMPNotRequest:
+		return tcpstate.Reason(r - InvalidTCP).String()
+	case r == InvalidICMPNotRequest:
+		return "icmp_not_a_request"
+	case r == InvalidICMPUnknownFlow:
+		return "icmp_error_unknown_flow"
+	case r == InvalidICMPBadQuote:
+		return "icmp_error_bad_quote"
+	case r == InvalidFragment:
+		return "fragment_without_first"
+	}
+	return "unknown"
+}
+
+// Result is the tracker's answer for one packet.
+type Result struct {
+	State State
+	// Conn is the entry (valid unless State is Invalid or Full is set);
+	// for RELATED ICMP errors, the quoted connection.
+	Conn uint32
+	Dir  Dir
+	// Reason is set when State is Invalid.
+	Reason InvalidReason
+	// Full is set when a new connection found no room: drop the packet.
+	Full bool
+}
+
+// Stats are a tracker's counters, written by its owner only.
+type Stats struct {
+	Lookups, Hits  uint64
+	Created        uint64
+	Expired        uint64
+	EarlyDrops     uint64 // unassured entries evicted to make room
+	TableFullDrops uint64 // new flows dropped: no room even after early drop
+	Invalid        [NumInvalidReasons]uint64
+	ByProto        [numProtoClasses]int64 // live entries
+	TCPByState     [tcpstate.NumStates]int64
+}
+
+// Protocol classes for entry counts.
+const (
+	ProtoClassTCP = iota
+	ProtoClassUDP
+	ProtoClassICMP
+	ProtoClassOther
+	numProtoClasses
+)
+
+// ProtoClassNames names the protocol classes.
+var ProtoClassNames = [numProtoClasses]string{"tcp", "udp", "icmp", "other"}
+
+func protoClass(p uint8) int {
+	switch p {
+	case header.ProtoTCP:
+		return ProtoClassTCP
+	case header.ProtoUDP:
+		return ProtoClassUDP
+	case header.ProtoICMP, header.ProtoICMPv6:
+		return ProtoClassICMP
+	}
+	return ProtoClassOther
+}
+
+// Tracker gives packets their connection state. It is owned by one worker
+// and not safe for concurrent use.
+type Tracker struct {
+	noCopy noCopy
+	cfg    Config
+	Table  *Table
+	// timeoutMs caches Timeouts in milliseconds.
+	tcpMs                                             [tcpstate.NumStates]uint32
+	retransMs, unackMs, udpMs, streamMs, icmpMs, genMs uint32
+	now                                               int64  // ns, set by SetNow
+	nowMs                                             uint32 // tracker clock in ms
+	reapCursor                                        uint32
+	Stats                                             Stats
+}
+
+// NewTracker returns a tracker with its table preallocated.
+func NewTracker(cfg Config) *Tracker {
+	tr := &Tracker{cfg: cfg, Table: NewTable(cfg.Capacity, cfg.Seed)}
+	ms := func(d time.Duration) uint32 { return uint32(min(d.Milliseconds(), 1<<31-1)) }
+	for i, d := range cfg.Timeouts.TCP {
+		tr.tcpMs[i] = ms(d)
+	}
+	tr.retransMs, tr.unackMs = ms(cfg.Timeouts.TCPRetrans), ms(cfg.Timeouts.TCPUnack)
+	tr.udpMs, tr.streamMs = ms(cfg.Timeouts.UDP), ms(cfg.Timeouts.UDPStream)
+	tr.icmpMs, tr.genMs = ms(cfg.Timeouts.ICMP), ms(cfg.Timeouts.Generic)
+	return tr
+}
+
+// SetNow sets the time (ns, monotonic, from the caller's clock) for the
+// packets that follow. Workers call it once per burst.
+func (tr *Tracker) SetNow(now int64) {
+	tr.now = now
+	tr.nowMs = uint32(now / int64(time.Millisecond))
+}
+
+// Now returns the time set by SetNow.
+func (tr *Tracker) Now() int64 { return tr.now }
+
+func (tr *Tracker) expired(c *Conn) bool { return int32(c.expires-tr.nowMs) <= 0 }
+
+// ExpiresIn returns the time left before c times out.
+func (tr *Tracker) ExpiresIn(c *Conn) time.Duration {
+	return time.Duration(int32(c.expires-tr.nowMs)) * time.Millisecond
+}
+
+// Track gives p (decoded, IP) its connection state, creating, updating or
+// deleting entries as netfilter would. zone is the link the packet arrived
+// on. It never allocates.
+func (tr *Tracker) Track(p *packet.Parsed, zone uint16) Result {
+	if p.Frag == packet.FragLater {
+		return tr.invalid(InvalidFragment)
+	}
+	if (p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType) {
+		return tr.trackICMPError(p, zone)
+	}
+	k := TupleOf(p, zone)
+	return tr.track(p, &k, tr.Table.Hash(&k))
+}
+
+// TrackHash is Track for a packet whose tuple k and hash h the caller
+// computed already (to prefetch a burst's buckets).
+func (tr *Tracker) TrackHash(p *packet.Parsed, k *Tuple, h uint64) Result {
+	if p.Frag == packet.FragLater {
+		return tr.invalid(InvalidFragment)
+	}
+	if (p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType) {
+		return tr.trackICMPError(p, k.Zone)
+	}
+	return tr.track(p, k, h)
+}
+
+func (tr *Tracker) invalid(r InvalidReason) Result {
+	tr.Stats.Invalid[r]++
+	return Result{State: Invalid, Reason: r}
+}
+
+func (tr *Tracker) track(p *packet.Parsed, k *Tuple, h uint64) Result {
+	tr.Stats.Lookups++
+	idx, dir, ok := tr.Table.LookupHash(k, h)
+	if ok {
+		c := tr.Table.Conn(idx)
+		if tr.expired(c) {
+			tr.delete(idx)
+			ok = false
+		}
+	}
+	if ok {
+		tr.Stats.Hits++
+		r, reopen := tr.update(p, idx, dir)
+		if !reopen {
+			return r
+		}
+		tr.delete(idx)
+	}
+	return tr.create(p, k)
+}
+
+// update handles a packet of an existing connection. reopen asks the caller
+// to delete the entry and track the packet as a new connection.
+func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reopen bool) {
+	c := tr.Table.Conn(idx)
+	r = Result{Conn: idx, Dir: dir}
+	timeout := tr.genMs
+	switch p.Proto {
+	case header.ProtoTCP:
+		seg := tcpstate.SegmentOf(p.L4())
+		old := c.TCP.State
+		res, reason := c.TCP.Update(&seg, uint8(dir), c.SeenReply(), c.Assured(), tr.cfg.TCP)
+		switch res {
+		case tcpstate.Invalid:
+			return tr.invalid(InvalidTCP + InvalidReason(reason)), false
+		case tcpstate.Reopen:
+			return r, true
+		case tcpstate.Ignore:
+			r.State = tr.stateOf(c, dir)
+			return r, false
+		}
+		ns := c.TCP.State
+		if ns != old {
+			tr.Stats.TCPByState[old]--
+			tr.Stats.TCPByState[ns]++
+		}
+		timeout = tr.tcpTimeout(c, p.TCPFlags)
+		if !c.SeenReply() {
+			if dir == Reply && p.TCPFlags&header.TCPFlagRst != 0 {
+				// The only reply is a RST: the connection never existed
+				// (netfilter deletes it at once). The RST itself passes.
+				r.State = Established
+				tr.delete(idx)
+				return r, false
+			}
+			if ns == tcpstate.Established && timeout > tr.unackMs {
+				timeout = tr.unackMs // picked up mid-stream, not confirmed
+			}
+		} else if !c.Assured() && (old == tcpstate.SynRecv || old == tcpstate.Established) && ns == tcpstate.Established {
+			c.flags |= flagAssured
+		}
+	case header.ProtoUDP:
+		timeout = tr.udpMs
+		if c.SeenReply() || dir == Reply {
+			timeout = tr.streamMs
+			c.flags |= flagAssured
+		}
+	case header.ProtoICMP, header.ProtoICMPv6:
+		timeout = tr.icmpMs
+	}
+	if dir == Reply && c.flags&flagSeenReply == 0 {
+		c.flags |= flagSeenReply
+	}
+	c.expires = tr.nowMs + timeout
+	r.State = tr.stateOf(c, dir)
+	return r, false
+}
+
+// stateOf is netfilter's ctinfo: replies and anything after a reply are
+// ESTABLISHED; the original direction before a reply is NEW, or RELATED for
+// an expected connection.
+func (tr *Tracker) stateOf(c *Conn, dir Dir) State {
+	switch {
+	case dir == Reply || c.SeenReply():
+		return Established
+	case c.IsRelated():
+		return Related
+	}
+	return New
+}
+
+func (tr *Tracker) tcpTimeout(c *Conn, flags uint8) uint32 {
+	t := tr.tcpMs[c.TCP.State]
+	switch {
+	case c.TCP.Retrans >= tcpMaxRetrans && t > tr.retransMs:
+		return tr.retransMs
+	case flags&header.TCPFlagRst != 0:
+		return tr.tcpMs[tcpstate.Close]
+	case c.TCP.Unacked() && t > tr.unackMs:
+		return tr.unackMs
+	case c.TCP.LastWindowZero() && t > tr.retransMs:
+		return tr.retransMs
+	}
+	return t
+}
+
+// create tracks the first packet of a new connection.
+func (tr *Tracker) create(p *packet.Parsed, k *Tuple) Result {
+	var tcb tcpstate.TCB
+	timeout := tr.genMs
+	switch p.Proto {
+	case header.ProtoTCP:
+		seg := tcpstate.SegmentOf(p.L4())
+		if ok, reason := tcb.Init(&seg, tr.cfg.TCP); !ok {
+			return tr.invalid(InvalidTCP + InvalidReason(reason))
+		}
+		// Init only seeds the window data; the state moves with the
+		// first Update, as in netfilter (tcp_new, then tcp_packet).
+	case header.ProtoUDP:
+		timeout = tr.udpMs
+	case header.ProtoICMP, header.ProtoICMPv6:
+		if !icmpRequest(p.Proto, p.ICMPType) {
+			return tr.invalid(InvalidICMPNotRequest)
+		}
+		timeout = tr.icmpMs
+	}
+	idx, err := tr.Table.Insert(k)
+	if err == ErrTableFull && tr.earlyDrop(k) {
+		idx, err = tr.Table.Insert(k)
+	}
+	if err != nil {
+		tr.Stats.TableFullDrops++
+		return Result{Full: true}
+	}
+	tr.Stats.Created++
+	tr.Stats.ByProto[protoClass(k.Proto)]++
+	c := tr.Table.Conn(idx)
+	c.expires = tr.nowMs + timeout
+	if p.Proto == header.ProtoTCP {
+		c.TCP = tcb
+		tr.Stats.TCPByState[tcpstate.None]++
+		seg := tcpstate.SegmentOf(p.L4())
+		res, reason := c.TCP.Update(&seg, 0, false, false, tr.cfg.TCP)
+		if res == tcpstate.Invalid {
+			tr.delete(idx)
+			return tr.invalid(InvalidTCP + InvalidReason(reason))
+		}
+		tr.Stats.TCPByState[tcpstate.None]--
+		tr.Stats.TCPByState[c.TCP.State]++
+		c.expires = tr.nowMs + tr.tcpTimeout(c, p.TCPFlags)
+	}
+	return Result{State: New, Conn: idx, Dir: Original}
+}
+
+// icmpRequest reports whether an ICMP type may start a connection
+// (netfilter's icmp_new / icmpv6_new: the request types).
+func icmpRequest(proto, typ uint8) bool {
+	if proto == header.ProtoICMP {
+		switch typ {
+		case header.ICMPv4Echo, header.ICMPv4Timestamp, header.ICMPv4InfoRequest, header.ICMPv4AddrMask:
+			return true
+		}
+		return false
+	}
+	return typ == header.ICMPv6EchoRequest || typ == header.ICMPv6NodeInfoQry
+}
+
+// earlyDrop evicts one unassured (or closing) connection among those sharing
+// k's candidate buckets, the one closest to expiry, as netfilter's
+// early_drop does. It reports whether it evicted one.
+func (tr *Tracker) earlyDrop(k *Tuple) bool {
+	victim, found := uint32(0), false
+	var best int32
+	tr.Table.candidates(k, func(i uint32) bool {
+		c := tr.Table.Conn(i)
+		if c.Assured() && !(c.Orig.Proto == header.ProtoTCP && c.TCP.CanEarlyDrop()) {
+			return true
+		}
+		if left := int32(c.expires - tr.nowMs); !found || left < best {
+			victim, best, found = i, left, true
+		}
+		return true
+	})
+	if found {
+		tr.delete(victim)
+		tr.Stats.EarlyDrops++
+	}
+	return found
+}
+
+// delete removes an entry and keeps the per-class counts.
+func (tr *Tracker) delete(idx uint32) {
+	c := tr.Table.Conn(idx)
+	tr.Stats.ByProto[protoClass(c.Orig.Proto)]--
+	if c.Orig.Proto == header.ProtoTCP {
+		tr.Stats.TCPByState[c.TCP.State]--
+	}
+	tr.Table.Delete(idx)
+}
+
+// Delete removes connection idx (for flushes from the control side, served
+// by the owning worker).
+func (tr *Tracker) Delete(idx uint32) {
+	if tr.Table.Conn(idx).flags&flagUsed != 0 {
+		tr.delete(idx)
+	}
+}
+
+// trackICMPError gives an ICMP error the state of the connection its quoted
+// packet belongs to: RELATED if tracked, INVALID otherwise. It never creates
+// an entry: "do not create a new connection in response to an ICMP error"
+// (an attacker could otherwise fill the table or open holes with forged
+// errors).
+func (tr *Tracker) trackICMPError(p *packet.Parsed, zone uint16) Result {
+	q, ok := quotedTuple(p.Payload(), p.Kind == packet.IPv6, zone)
+	// The error must travel back to the quoted packet's sender.
+	if !ok || q.Src != p.Dst {
+		return tr.invalid(InvalidICMPBadQuote)
+	}
+	tr.Stats.Lookups++
+	idx, dir, found := tr.Table.Lookup(&q)
+	if !found || tr.expired(tr.Table.Conn(idx)) {
+		return tr.invalid(InvalidICMPUnknownFlow)
+	}
+	tr.Stats.Hits++
+	return Result{State: Related, Conn: idx, Dir: dir}
+}
+
+// quotedTuple parses the IP header and first 8 bytes of L4 header quoted in
+// an ICMP error (RFC 792, RFC 4443 §3) into the tuple of the packet that
+// caused it.
+func quotedTuple(b []byte, v6 bool, zone uint16) (Tuple, bool) {
+	t := Tuple{Zone: zone}
+	var proto uint8
+	var l4 []byte
+	if !v6 {
+		if len(b) < header.IPv4MinSize || b[0]>>4 != 4 {
+			return t, false
+		}
+		ip := header.IPv4(b)
+		hl := ip.HeaderLen()
+		if hl < header.IPv4MinSize || hl > len(b) || ip.FragOffset() != 0 {
+			return t, false
+		}
+		t.Family = 4
+		copy(t.Src[:4], ip.Src())
+		copy(t.Dst[:4], ip.Dst())
+		proto, l4 = ip.Protocol(), b[hl:]
+	} else {
+		if len(b) < header.IPv6Size || b[0]>>4 != 6 {
+			return t, false
+		}
+		ip := header.IPv6(b)
+		t.Family = 6
+		copy(t.Src[:], ip.Src())
+		copy(t.Dst[:], ip.Dst())
+		proto, l4 = ip.NextHeader(), b[header.IPv6Size:]
+		for i := 0; i < 8; i++ {
+			if proto != header.ProtoHopOpts && proto != header.ProtoRouting && proto != header.ProtoDstOpts {
+				break
+			}
+			if len(l4) < 8 {
+				return t, false
+			}
+			n := (int(l4[1]) + 1) * 8
+			if n > len(l4) {
+				return t, false
+			}
+			proto, l4 = l4[0], l4[n:]
+		}
+	}
+	t.Proto = proto
+	switch proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
+		if len(l4) < 4 {
+			return t, false
+		}
+		t.SrcPort = uint16(l4[0])<<8 | uint16(l4[1])
+		t.DstPort = uint16(l4[2])<<8 | uint16(l4[3])
+	case header.ProtoICMP, header.ProtoICMPv6:
+		if len(l4) < 8 || !icmpRequest(proto, l4[0]) && !isEchoReply(proto, l4[0]) {
+			return t, false
+		}
+		id := uint16(l4[4])<<8 | uint16(l4[5])
+		t.SrcPort, t.DstPort = id, id
+	}
+	return t, true
+}
+
+func isEchoReply(proto, typ uint8) bool {
+	if proto == header.ProtoICMP {
+		return typ == header.ICMPv4EchoReply
+	}
+	return typ == header.ICMPv6EchoReply
+}
+
+// Reap scans up to budget entries from where the last call stopped and
+// deletes the expired ones; it returns how many it deleted. Workers call it
+// once per poll round, so expiry costs a bounded amount of work per round
+// and needs no timers. When more than half of a scan expired, it scans again
+// (up to 4× budget), catching up after a burst of short-lived flows.
+func (tr *Tracker) Reap(budget int) int {
+	n := len(tr.Table.conns)
+	if n == 0 || tr.Table.used == 0 {
+		return 0
+	}
+	deleted := 0
+	for round := 0; round < 4; round++ {
+		found := 0
+		for i := 0; i < budget; i++ {
+			idx := tr.reapCursor
+			tr.reapCursor++
+			if int(tr.reapCursor) >= n {
+				tr.reapCursor = 0
+			}
+			c := &tr.Table.conns[idx]
+			if c.flags&flagUsed != 0 && tr.expired(c) {
+				tr.delete(idx)
+				tr.Stats.Expired++
+				found++
+			}
+		}
+		deleted += found
+		if found*2 <= budget {
+			break
+		}
+	}
+	return deleted
+}

@@ -1,0 +1,371 @@
+package conntrack_test
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
+	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/perf/pcapgen"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+const (
+	cli  = "198.18.0.1"
+	srv  = "198.18.1.1"
+	cli6 = "2001:db8::1"
+	srv6 = "2001:db8::2"
+)
+
+func ipLayer(src, dst string, proto layers.IPProtocol) gopacket.SerializableLayer {
+	s, d := net.ParseIP(src), net.ParseIP(dst)
+	if s.To4() != nil {
+		return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: s.To4(), DstIP: d.To4()}
+	}
+	return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: s, DstIP: d}
+}
+
+func eth(src string) *layers.Ethernet {
+	t := layers.EthernetTypeIPv4
+	if net.ParseIP(src).To4() == nil {
+		t = layers.EthernetTypeIPv6
+	}
+	return &layers.Ethernet{SrcMAC: pcapgen.ClientMAC, DstMAC: pcapgen.ServerMAC, EthernetType: t}
+}
+
+func decode(t *testing.T, b []byte) *packet.Parsed {
+	t.Helper()
+	p := new(packet.Parsed)
+	packet.Decode(b, p)
+	if !p.IsIP() {
+		t.Fatalf("test frame did not decode: %v", p)
+	}
+	return p
+}
+
+// seg builds a TCP segment; flags is a string of S, A, F, R, P.
+func seg(t *testing.T, src, dst string, sport, dport uint16, flags string, seq, ack uint32, win uint16, payload int, opts ...layers.TCPOption) *packet.Parsed {
+	tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: seq, Ack: ack, Window: win,
+		SYN: strings.Contains(flags, "S"), ACK: strings.Contains(flags, "A"), FIN: strings.Contains(flags, "F"),
+		RST: strings.Contains(flags, "R"), PSH: strings.Contains(flags, "P"), Options: opts}
+	return decode(t, pcapgen.Frame(eth(src), ipLayer(src, dst, layers.IPProtocolTCP), tc, gopacket.Payload(make([]byte, payload))))
+}
+
+func udp(t *testing.T, src, dst string, sport, dport uint16) *packet.Parsed {
+	return decode(t, pcapgen.Frame(eth(src), ipLayer(src, dst, layers.IPProtocolUDP),
+		&layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}, gopacket.Payload([]byte("x"))))
+}
+
+func icmpEcho(t *testing.T, src, dst string, typ uint8, id uint16) *packet.Parsed {
+	if net.ParseIP(src).To4() == nil {
+		return decode(t, pcapgen.Frame(eth(src), ipLayer(src, dst, layers.IPProtocolICMPv6),
+			&layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}, &layers.ICMPv6Echo{Identifier: id, SeqNumber: 1}))
+	}
+	return decode(t, pcapgen.Frame(eth(src), ipLayer(src, dst, layers.IPProtocolICMPv4),
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, 0), Id: id, Seq: 1}))
+}
+
+// icmpErr builds an ICMP port unreachable from `from` to `to` quoting q's IP
+// packet (IP header + 8 bytes).
+func icmpErr(t *testing.T, from, to string, q *packet.Parsed) *packet.Parsed {
+	quote := q.Buf[q.L3Off:min(int(q.L4Off)+8, int(q.L3End))]
+	return decode(t, pcapgen.Frame(eth(from), ipLayer(from, to, layers.IPProtocolICMPv4),
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}, gopacket.Payload(quote)))
+}
+
+func newTracker(opts tcpstate.Options) *conntrack.Tracker {
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 1024, Timeouts: conntrack.DefaultTimeouts(), TCP: opts, Seed: 7})
+	tr.SetNow(int64(time.Hour))
+	return tr
+}
+
+type step struct {
+	name  string
+	p     *packet.Parsed
+	state conntrack.State
+	tcp   tcpstate.State // expected TCP state after the packet (if checked)
+}
+
+func run(t *testing.T, tr *conntrack.Tracker, steps []step) {
+	t.Helper()
+	for _, s := range steps {
+		r := tr.Track(s.p, 0)
+		if r.State != s.state {
+			t.Fatalf("%s: state %v (reason %v); want %v", s.name, r.State, r.Reason, s.state)
+		}
+		if s.tcp != 0 && r.State != conntrack.Invalid {
+			if got := tr.Table.Conn(r.Conn).TCP.State; got != s.tcp {
+				t.Fatalf("%s: TCP state %v; want %v", s.name, got, s.tcp)
+			}
+		}
+	}
+}
+
+var wscale = layers.TCPOption{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{7}}
+
+func TestTCPLifecycle(t *testing.T) {
+	for _, fam := range []struct{ name, c, s string }{{"ipv4", cli, srv}, {"ipv6", cli6, srv6}} {
+		t.Run(fam.name, func(t *testing.T) {
+			tr := newTracker(tcpstate.Options{Loose: true})
+			c, s := fam.c, fam.s
+			E, N := conntrack.Established, conntrack.New
+			run(t, tr, []step{
+				{"SYN", seg(t, c, s, 40000, 22, "S", 1000, 0, 64240, 0, wscale), N, tcpstate.SynSent},
+				{"retransmitted SYN", seg(t, c, s, 40000, 22, "S", 1000, 0, 64240, 0, wscale), N, tcpstate.SynSent},
+				{"SYN/ACK", seg(t, s, c, 22, 40000, "SA", 5000, 1001, 65160, 0, wscale), E, tcpstate.SynRecv},
+				{"ACK", seg(t, c, s, 40000, 22, "A", 1001, 5001, 502, 0), E, tcpstate.Established},
+				{"data c>s", seg(t, c, s, 40000, 22, "PA", 1001, 5001, 502, 100), E, tcpstate.Established},
+				{"data s>c", seg(t, s, c, 22, 40000, "PA", 5001, 1101, 509, 1000), E, tcpstate.Established},
+				{"ack", seg(t, c, s, 40000, 22, "A", 1101, 6001, 502, 0), E, tcpstate.Established},
+				{"FIN c>s", seg(t, c, s, 40000, 22, "FA", 1101, 6001, 502, 0), E, tcpstate.FinWait},
+				{"ACK of FIN", seg(t, s, c, 22, 40000, "A", 6001, 1102, 509, 0), E, tcpstate.CloseWait},
+				{"FIN s>c", seg(t, s, c, 22, 40000, "FA", 6001, 1102, 509, 0), E, tcpstate.LastAck},
+				{"last ACK", seg(t, c, s, 40000, 22, "A", 1102, 6002, 502, 0), E, tcpstate.TimeWait},
+				{"new SYN reuses the ports from TIME_WAIT", seg(t, c, s, 40000, 22, "S", 90000, 0, 64240, 0), N, tcpstate.SynSent},
+			})
+			if tr.Table.Len() != 1 {
+				t.Errorf("entries: %d; want 1 (the reopened connection)", tr.Table.Len())
+			}
+		})
+	}
+}
+
+func TestTCPInvalid(t *testing.T) {
+	I := conntrack.Invalid
+	tests := []struct {
+		name   string
+		loose  bool
+		setup  func(t *testing.T) []*packet.Parsed
+		p      func(t *testing.T) *packet.Parsed
+		reason string
+	}{
+		{"SYN/ACK without connection", true, nil,
+			func(t *testing.T) *packet.Parsed { return seg(t, srv, cli, 22, 40000, "SA", 1, 1, 100, 0) }, "tcp_cannot_start"},
+		{"RST without connection", true, nil,
+			func(t *testing.T) *packet.Parsed { return seg(t, srv, cli, 22, 40000, "R", 1, 0, 0, 0) }, "tcp_cannot_start"},
+		{"ACK without connection, loose off", false, nil,
+			func(t *testing.T) *packet.Parsed { return seg(t, cli, srv, 40000, 22, "A", 1, 1, 100, 0) }, "tcp_cannot_start"},
+		{"SYN+FIN", true, nil,
+			func(t *testing.T) *packet.Parsed { return seg(t, cli, srv, 40000, 22, "SF", 1, 0, 100, 0) }, "tcp_flags"},
+		{"no flags", true, nil,
+			func(t *testing.T) *packet.Parsed { return seg(t, cli, srv, 40000, 22, "", 1, 0, 100, 0) }, "tcp_flags"},
+		{"ACK before SYN/ACK", true, handshake(1),
+			func(t *testing.T) *packet.Parsed { return seg(t, cli, srv, 40000, 22, "A", 1001, 5001, 502, 0) }, "tcp_transition"},
+		{"data far past the window", true, handshake(3),
+			func(t *testing.T) *packet.Parsed {
+				return seg(t, cli, srv, 40000, 22, "PA", 1001+10_000_000, 5001, 502, 100)
+			}, "tcp_seq_above_window"},
+		{"ACK of data never sent", true, handshake(3),
+			func(t *testing.T) *packet.Parsed { return seg(t, cli, srv, 40000, 22, "A", 1001, 5001+1_000_000, 502, 0) }, "tcp_ack_above_window"},
+		{"old data below the window", true, handshake(3),
+			func(t *testing.T) *packet.Parsed {
+				return seg(t, cli, srv, 40000, 22, "PA", uint32(1001+(1<<32)-20_000_000), 5001, 502, 100)
+			}, "tcp_seq_below_window"},
+		{"RST below the max ACK", true, handshake(4),
+			func(t *testing.T) *packet.Parsed { return seg(t, srv, cli, 22, 40000, "R", 4000, 0, 0, 0) }, "tcp_rst_invalid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTracker(tcpstate.Options{Loose: tt.loose})
+			if tt.setup != nil {
+				for _, p := range tt.setup(t) {
+					if r := tr.Track(p, 0); r.State == I {
+						t.Fatalf("setup packet invalid: %v", r.Reason)
+					}
+				}
+			}
+			before := tr.Table.Len()
+			r := tr.Track(tt.p(t), 0)
+			if r.State != I || r.Reason.String() != tt.reason {
+				t.Errorf("got %v reason %v; want INVALID reason %s", r.State, r.Reason, tt.reason)
+			}
+			if tr.Table.Len() != before {
+				t.Errorf("an INVALID packet changed the table: %d → %d entries", before, tr.Table.Len())
+			}
+		})
+	}
+}
+
+// handshake returns the first n packets of a connection cli:40000 > srv:22
+// (SYN, SYN/ACK, ACK, data s>c).
+func handshake(n int) func(t *testing.T) []*packet.Parsed {
+	return func(t *testing.T) []*packet.Parsed {
+		all := []*packet.Parsed{
+			seg(t, cli, srv, 40000, 22, "S", 1000, 0, 64240, 0),
+			seg(t, srv, cli, 22, 40000, "SA", 5000, 1001, 65160, 0),
+			seg(t, cli, srv, 40000, 22, "A", 1001, 5001, 502, 0),
+			seg(t, srv, cli, 22, 40000, "PA", 5001, 1001, 509, 100),
+		}
+		return all[:n]
+	}
+}
+
+func TestTCPRst(t *testing.T) {
+	tr := newTracker(tcpstate.Options{Loose: true})
+	for _, p := range handshake(3)(t) {
+		tr.Track(p, 0)
+	}
+	r := tr.Track(seg(t, srv, cli, 22, 40000, "R", 5001, 0, 0, 0), 0)
+	if r.State != conntrack.Established || tr.Table.Conn(r.Conn).TCP.State != tcpstate.Close {
+		t.Fatalf("in-window RST: %v, TCP %v", r.State, tr.Table.Conn(r.Conn).TCP.State)
+	}
+	// A RST as the only reply to a SYN deletes the connection.
+	tr2 := newTracker(tcpstate.Options{Loose: true})
+	tr2.Track(seg(t, cli, srv, 40001, 23, "S", 1, 0, 100, 0), 0)
+	r = tr2.Track(seg(t, srv, cli, 23, 40001, "RA", 0, 2, 0, 0), 0)
+	if r.State != conntrack.Established || tr2.Table.Len() != 0 {
+		t.Errorf("RST answering a SYN: state %v, %d entries; want ESTABLISHED and 0", r.State, tr2.Table.Len())
+	}
+}
+
+func TestTCPSimultaneousOpen(t *testing.T) {
+	tr := newTracker(tcpstate.Options{})
+	run(t, tr, []step{
+		{"SYN a>b", seg(t, cli, srv, 5000, 6000, "S", 100, 0, 1000, 0), conntrack.New, tcpstate.SynSent},
+		{"SYN b>a", seg(t, srv, cli, 6000, 5000, "S", 900, 0, 1000, 0), conntrack.Established, tcpstate.SynSent2},
+		{"SYN/ACK a>b", seg(t, cli, srv, 5000, 6000, "SA", 100, 901, 1000, 0), conntrack.Established, tcpstate.SynRecv},
+		{"ACK b>a", seg(t, srv, cli, 6000, 5000, "A", 901, 101, 1000, 0), conntrack.Established, tcpstate.Established},
+	})
+}
+
+func TestMidStreamPickup(t *testing.T) {
+	tr := newTracker(tcpstate.Options{Loose: true})
+	run(t, tr, []step{
+		{"ACK of an old connection", seg(t, cli, srv, 40000, 22, "PA", 777, 999, 500, 10), conntrack.New, tcpstate.Established},
+		{"its reply", seg(t, srv, cli, 22, 40000, "A", 999, 787, 500, 0), conntrack.Established, tcpstate.Established},
+	})
+}
+
+func TestUDP(t *testing.T) {
+	tr := newTracker(tcpstate.Options{})
+	run(t, tr, []step{
+		{"first", udp(t, cli, srv, 5353, 53), conntrack.New, 0},
+		{"again before a reply", udp(t, cli, srv, 5353, 53), conntrack.New, 0},
+		{"reply", udp(t, srv, cli, 53, 5353), conntrack.Established, 0},
+		{"after the reply", udp(t, cli, srv, 5353, 53), conntrack.Established, 0},
+	})
+	// Unreplied UDP times out after 30 s: the next packet is NEW again.
+	tr2 := newTracker(tcpstate.Options{})
+	tr2.Track(udp(t, cli, srv, 1, 2), 0)
+	tr2.SetNow(tr2.Now() + int64(31*time.Second))
+	if r := tr2.Track(udp(t, srv, cli, 2, 1), 0); r.State != conntrack.New {
+		t.Errorf("reply after the unreplied timeout: %v; want NEW (a new flow)", r.State)
+	}
+	// Replied UDP lives 120 s.
+	tr3 := newTracker(tcpstate.Options{})
+	tr3.Track(udp(t, cli, srv, 1, 2), 0)
+	tr3.Track(udp(t, srv, cli, 2, 1), 0)
+	tr3.SetNow(tr3.Now() + int64(100*time.Second))
+	if r := tr3.Track(udp(t, cli, srv, 1, 2), 0); r.State != conntrack.Established {
+		t.Errorf("replied flow after 100 s: %v; want ESTABLISHED", r.State)
+	}
+}
+
+func TestZonesSeparateFlows(t *testing.T) {
+	tr := newTracker(tcpstate.Options{})
+	p := udp(t, cli, srv, 1, 2)
+	tr.Track(p, 0)
+	if r := tr.Track(udp(t, srv, cli, 2, 1), 1); r.State != conntrack.New {
+		t.Errorf("a reply on another link: %v; want NEW", r.State)
+	}
+}
+
+func TestICMP(t *testing.T) {
+	for _, fam := range []struct {
+		name, c, s string
+		req, rep   uint8
+	}{{"icmp", cli, srv, 8, 0}, {"icmpv6", cli6, srv6, 128, 129}} {
+		t.Run(fam.name, func(t *testing.T) {
+			tr := newTracker(tcpstate.Options{})
+			run(t, tr, []step{
+				{"echo reply without request", icmpEcho(t, fam.s, fam.c, fam.rep, 9), conntrack.Invalid, 0},
+				{"echo request", icmpEcho(t, fam.c, fam.s, fam.req, 7), conntrack.New, 0},
+				{"echo reply", icmpEcho(t, fam.s, fam.c, fam.rep, 7), conntrack.Established, 0},
+				{"reply with another id", icmpEcho(t, fam.s, fam.c, fam.rep, 8), conntrack.Invalid, 0},
+			})
+		})
+	}
+}
+
+func TestICMPErrorRelated(t *testing.T) {
+	tr := newTracker(tcpstate.Options{})
+	q := udp(t, cli, srv, 5353, 53)
+	tr.Track(q, 0)
+	n := tr.Table.Len()
+	if r := tr.Track(icmpErr(t, srv, cli, q), 0); r.State != conntrack.Related {
+		t.Fatalf("port unreachable for a tracked flow: %v (%v); want RELATED", r.State, r.Reason)
+	}
+	other := udp(t, cli, srv, 1111, 53)
+	if r := tr.Track(icmpErr(t, srv, cli, other), 0); r.State != conntrack.Invalid || r.Reason != conntrack.InvalidICMPUnknownFlow {
+		t.Errorf("error quoting an unknown flow: %v %v; want INVALID icmp_error_unknown_flow", r.State, r.Reason)
+	}
+	if r := tr.Track(icmpErr(t, srv, "198.18.9.9", q), 0); r.State != conntrack.Invalid {
+		t.Errorf("error sent to someone other than the quoted sender: %v; want INVALID", r.State)
+	}
+	if tr.Table.Len() != n {
+		t.Errorf("ICMP errors created entries: %d → %d", n, tr.Table.Len())
+	}
+}
+
+func TestEarlyDropAndFull(t *testing.T) {
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 4, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
+	tr.SetNow(int64(time.Hour))
+	for i := uint16(0); i < 4; i++ {
+		if r := tr.Track(udp(t, cli, srv, 1000+i, 53), 0); r.State != conntrack.New {
+			t.Fatalf("flow %d: %v", i, r.State)
+		}
+	}
+	if r := tr.Track(udp(t, cli, srv, 2000, 53), 0); r.Full || r.State != conntrack.New {
+		t.Fatalf("fifth flow with unassured entries present: %+v; want NEW after an early drop", r)
+	}
+	if tr.Stats.EarlyDrops != 1 {
+		t.Errorf("early drops %d; want 1", tr.Stats.EarlyDrops)
+	}
+	// Assure every entry (replies): now nothing may be evicted.
+	tr2 := conntrack.NewTracker(conntrack.Config{Capacity: 2, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
+	tr2.SetNow(int64(time.Hour))
+	for i := uint16(0); i < 2; i++ {
+		tr2.Track(udp(t, cli, srv, 1000+i, 53), 0)
+		tr2.Track(udp(t, srv, cli, 53, 1000+i), 0)
+	}
+	if r := tr2.Track(udp(t, cli, srv, 3000, 53), 0); !r.Full {
+		t.Errorf("new flow into a table of assured flows: %+v; want Full", r)
+	}
+	if tr2.Stats.TableFullDrops != 1 {
+		t.Errorf("table-full drops %d; want 1", tr2.Stats.TableFullDrops)
+	}
+}
+
+func TestReap(t *testing.T) {
+	tr := newTracker(tcpstate.Options{})
+	for i := uint16(0); i < 100; i++ {
+		tr.Track(udp(t, cli, srv, 1000+i, 53), 0)
+	}
+	tr.SetNow(tr.Now() + int64(31*time.Second))
+	n := 0
+	for i := 0; i < 1024/64+1; i++ {
+		n += tr.Reap(64)
+	}
+	if n != 100 || tr.Table.Len() != 0 || tr.Stats.Expired != 100 {
+		t.Errorf("reaped %d, %d left, expired counter %d; want 100, 0, 100", n, tr.Table.Len(), tr.Stats.Expired)
+	}
+	if tr.Stats.ByProto[conntrack.ProtoClassUDP] != 0 {
+		t.Errorf("UDP entry count %d after reaping; want 0", tr.Stats.ByProto[conntrack.ProtoClassUDP])
+	}
+}
+
+func TestTrackNoAllocs(t *testing.T) {
+	tr := newTracker(tcpstate.Options{Loose: true})
+	hs := handshake(4)(t)
+	for _, p := range hs {
+		tr.Track(p, 0)
+	}
+	data := hs[3]
+	if n := testing.AllocsPerRun(1000, func() { tr.Track(data, 0) }); n != 0 {
+		t.Errorf("Track allocates %v times; want 0", n)
+	}
+}

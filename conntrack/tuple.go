@@ -1,0 +1,79 @@
+package conntrack
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/dpfw/dpfw/dataplane/header"
+	"github.com/dpfw/dpfw/dataplane/packet"
+)
+
+// Tuple identifies one direction of a connection. It is a flat, pointer-free,
+// fixed-size value (40 bytes, checked in tuple_test.go) so that it hashes as
+// bytes and copies cheaply. IPv4 addresses occupy the first 4 bytes of Src
+// and Dst; the rest is zero. For ICMP queries both ports hold the identifier
+// and Type holds the request type of the original direction; for protocols
+// without ports both are zero.
+type Tuple struct {
+	Src, Dst         [16]byte
+	SrcPort, DstPort uint16
+	Proto            uint8
+	// Family is 4 or 6.
+	Family uint8
+	// Zone separates identical tuples seen on different links.
+	Zone uint16
+}
+
+// Reverse returns the tuple of the other direction.
+func (t Tuple) Reverse() Tuple {
+	return Tuple{Src: t.Dst, Dst: t.Src, SrcPort: t.DstPort, DstPort: t.SrcPort, Proto: t.Proto, Family: t.Family, Zone: t.Zone}
+}
+
+// isReverseOf reports whether t is o reversed.
+func (t *Tuple) isReverseOf(o *Tuple) bool {
+	return t.Src == o.Dst && t.Dst == o.Src && t.SrcPort == o.DstPort && t.DstPort == o.SrcPort &&
+		t.Proto == o.Proto && t.Family == o.Family && t.Zone == o.Zone
+}
+
+// SrcAddr returns the source address.
+func (t *Tuple) SrcAddr() netip.Addr { return addr(t.Family, &t.Src) }
+
+// DstAddr returns the destination address.
+func (t *Tuple) DstAddr() netip.Addr { return addr(t.Family, &t.Dst) }
+
+func addr(family uint8, a *[16]byte) netip.Addr {
+	if family == 4 {
+		return netip.AddrFrom4([4]byte(a[:4]))
+	}
+	return netip.AddrFrom16(*a)
+}
+
+// String formats the tuple like conntrack -L ("src=… dst=… sport=… dport=…").
+// It allocates: never call it on the packet path.
+func (t Tuple) String() string {
+	switch t.Proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
+		return fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", t.SrcAddr(), t.DstAddr(), t.SrcPort, t.DstPort)
+	case header.ProtoICMP, header.ProtoICMPv6:
+		return fmt.Sprintf("src=%s dst=%s id=%d", t.SrcAddr(), t.DstAddr(), t.SrcPort)
+	}
+	return fmt.Sprintf("src=%s dst=%s", t.SrcAddr(), t.DstAddr())
+}
+
+// TupleOf returns the tuple of a decoded IP packet in zone.
+// Precondition: p.IsIP().
+func TupleOf(p *packet.Parsed, zone uint16) Tuple {
+	t := Tuple{Src: p.Src, Dst: p.Dst, Proto: p.Proto, Zone: zone, Family: 4}
+	if p.Kind == packet.IPv6 {
+		t.Family = 6
+	}
+	switch p.Proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
+		t.SrcPort, t.DstPort = p.SrcPort, p.DstPort
+	case header.ProtoICMP, header.ProtoICMPv6:
+		// Echo and other queries: the identifier names the flow in both
+		// directions (SrcPort == DstPort == id).
+		t.SrcPort, t.DstPort = p.SrcPort, p.DstPort
+	}
+	return t
+}
