@@ -149,12 +149,12 @@ type Tracker struct {
 	cfg    Config
 	Table  *Table
 	// timeoutMs caches Timeouts in milliseconds.
-	tcpMs                                             [tcpstate.NumStates]uint32
+	tcpMs                                              [tcpstate.NumStates]uint32
 	retransMs, unackMs, udpMs, streamMs, icmpMs, genMs uint32
-	now                                               int64  // ns, set by SetNow
-	nowMs                                             uint32 // tracker clock in ms
-	reapCursor                                        uint32
-	Stats                                             Stats
+	now                                                int64  // ns, set by SetNow
+	nowMs                                              uint32 // tracker clock in ms
+	reapCursor                                         uint32
+	Stats                                              Stats
 }
 
 // NewTracker returns a tracker with its table preallocated.

@@ -160,7 +160,9 @@ func TestTCPInvalid(t *testing.T) {
 				return seg(t, cli, srv, 40000, 22, "PA", 1001+10_000_000, 5001, 502, 100)
 			}, "tcp_seq_above_window"},
 		{"ACK of data never sent", true, handshake(3),
-			func(t *testing.T) *packet.Parsed { return seg(t, cli, srv, 40000, 22, "A", 1001, 5001+1_000_000, 502, 0) }, "tcp_ack_above_window"},
+			func(t *testing.T) *packet.Parsed {
+				return seg(t, cli, srv, 40000, 22, "A", 1001, 5001+1_000_000, 502, 0)
+			}, "tcp_ack_above_window"},
 		{"old data below the window", true, handshake(3),
 			func(t *testing.T) *packet.Parsed {
 				return seg(t, cli, srv, 40000, 22, "PA", uint32(1001+(1<<32)-20_000_000), 5001, 502, 100)
