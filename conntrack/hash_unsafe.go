@@ -20,3 +20,10 @@ func hashTuple(seed uint64, t *Tuple) uint64 {
 	*(*[tupleSize]byte)(buf[8:]) = *(*[tupleSize]byte)(unsafe.Pointer(t))
 	return xxhash.Sum64(buf[:])
 }
+
+// equal compares two tuples as five 64-bit words (the == operator on a
+// 40-byte struct calls runtime memequal).
+func equal(a, b *Tuple) bool {
+	pa, pb := (*[5]uint64)(unsafe.Pointer(a)), (*[5]uint64)(unsafe.Pointer(b))
+	return pa[0] == pb[0] && pa[1] == pb[1] && pa[2] == pb[2] && pa[3] == pb[3] && pa[4] == pb[4]
+}

@@ -50,6 +50,7 @@ type Table struct {
 	noCopy noCopy
 	seed   uint64
 	bkts   []bucket
+	mem    [2]hugeArray
 	nb     uint64 // len(bkts)
 	conns  []Conn
 	// freeHead is 1 + the first free entry; free entries chain through
@@ -91,13 +92,9 @@ func NewTable(capacity int, seed uint64) *Table {
 		capacity = maxEntries
 	}
 	nb := uint64(float64(2*capacity)/(bucketSlots*maxLoad)) + 1
-	t := &Table{
-		seed:     seed,
-		bkts:     make([]bucket, nb),
-		nb:       nb,
-		conns:    make([]Conn, capacity),
-		kickRand: seed | 1,
-	}
+	t := &Table{seed: seed, nb: nb, kickRand: seed | 1}
+	t.bkts, t.mem[0] = allocArray[bucket](int(nb))
+	t.conns, t.mem[1] = allocArray[Conn](capacity)
 	for i := range t.conns {
 		if i+1 < capacity {
 			t.conns[i].master = uint32(i + 2)
@@ -105,6 +102,13 @@ func NewTable(capacity int, seed uint64) *Table {
 	}
 	t.freeHead = 1
 	return t
+}
+
+// Free releases the table's memory. The table must not be used afterwards.
+func (t *Table) Free() {
+	t.bkts, t.conns = nil, nil
+	t.mem[0].free()
+	t.mem[1].free()
 }
 
 // Cap returns the number of connections the table holds at most.
@@ -122,26 +126,68 @@ func (t *Table) MemoryBytes() int {
 // the entry has not been deleted since.
 func (t *Table) Conn(i uint32) *Conn { return &t.conns[i] }
 
-// keyHash splits a hash into the two candidate buckets and the tag.
+// keyHash splits a hash into the two candidate buckets and the tag, from
+// disjoint bits: b1 from the top bits (h × nb / 2^64), b2 from bits 47…16,
+// the tag from bits 15…0. The tag must not depend on the bucket: an earlier
+// version took both from the top bits, so every key in a bucket carried the
+// same tag and each probe fetched up to ten entries.
 func (t *Table) keyHash(h uint64) (b1, b2 uint64, tag uint16) {
-	tag = uint16(h>>48) | 1 // never 0
-	hi, _ := bits.Mul64(h, t.nb)
-	b1 = hi
-	hi2, _ := bits.Mul64(bits.RotateLeft64(h, 32)^0x9e3779b97f4a7c15, t.nb)
-	b2 = hi2
-	return b1, b2, tag
+	b1, _ = bits.Mul64(h, t.nb)
+	b2, _ = bits.Mul64(bits.RotateLeft64(h, 16), t.nb)
+	return b1, b2, uint16(h) | 1
 }
 
 // Hash returns the hash of a tuple, to be passed to LookupHash. Computing the
 // hashes of a burst first lets Prefetch warm the buckets before lookups.
 func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
 
-// Prefetch touches the key's candidate buckets, so that a later lookup finds
-// them in cache. Go has no prefetch instruction; independent loads issued for
-// a whole burst before the lookups let the CPU overlap the misses.
-func (t *Table) Prefetch(h uint64) uint32 {
-	b1, b2, _ := t.keyHash(h)
-	return uint32(t.bkts[b1].tag[0]) + uint32(t.bkts[b2].tag[0])
+// Batch holds the state of a burst of lookups (LookupBatch). It is
+// preallocated by its owner and reused for every burst.
+type Batch struct {
+	N      int
+	Keys   [32]Tuple
+	hashes [32]uint64
+	// Idx, Dir and Found are the results.
+	Idx   [32]uint32
+	Dir   [32]Dir
+	Found [32]bool
+	sink  uint32
+}
+
+// LookupBatch looks up b.Keys[:b.N] in four passes so that the cache misses
+// of the whole burst overlap instead of queueing one after the other: hash
+// every key; touch every key's two buckets; then find each key's candidate entry
+// by tag and touch it; then compare the keys. Go has no prefetch instruction:
+// the touches are plain loads whose results feed a sink, which the CPU issues
+// in parallel because nothing waits on them.
+func (t *Table) LookupBatch(b *Batch) {
+	n := min(b.N, len(b.Keys))
+	var sink uint32
+	for i := 0; i < n; i++ {
+		b.hashes[i] = hashTuple(t.seed, &b.Keys[i])
+	}
+	// A tight loop of independent loads: the CPU keeps many misses in
+	// flight (hashing between the loads left room for only a few).
+	for i := 0; i < n; i++ {
+		b1, b2, _ := t.keyHash(b.hashes[i])
+		sink += uint32(t.bkts[b1].ref[0]) + uint32(t.bkts[b2].ref[0])
+	}
+	for i := 0; i < n; i++ {
+		b1, b2, tag := t.keyHash(b.hashes[i])
+		if m := matchTags(&t.bkts[b1], tag); m != 0 {
+			if r := t.bkts[b1].ref[bits.TrailingZeros32(m)]; r != 0 {
+				sink += uint32(t.conns[(r-1)>>1].Orig.SrcPort)
+			}
+		} else if m := matchTags(&t.bkts[b2], tag); m != 0 {
+			if r := t.bkts[b2].ref[bits.TrailingZeros32(m)]; r != 0 {
+				sink += uint32(t.conns[(r-1)>>1].Orig.SrcPort)
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		b.Idx[i], b.Dir[i], b.Found[i] = t.LookupHash(&b.Keys[i], b.hashes[i])
+	}
+	b.sink = sink
 }
 
 // Lookup finds the connection k belongs to. It returns the entry index and
@@ -160,15 +206,16 @@ func (t *Table) LookupHash(k *Tuple, h uint64) (idx uint32, dir Dir, ok bool) {
 }
 
 func (t *Table) findIn(b *bucket, k *Tuple, tag uint16) (uint32, Dir, bool) {
-	for s := 0; s < bucketSlots; s++ {
-		if b.tag[s] != tag || b.ref[s] == 0 {
+	for m := matchTags(b, tag); m != 0; m &= m - 1 {
+		s := bits.TrailingZeros32(m)
+		if b.ref[s] == 0 {
 			continue
 		}
 		ref := b.ref[s] - 1
 		i, d := ref>>1, Dir(ref&1)
 		c := &t.conns[i]
 		if d == Original {
-			if c.Orig == *k {
+			if equal(&c.Orig, k) {
 				return i, d, true
 			}
 		} else if k.isReverseOf(&c.Orig) {
