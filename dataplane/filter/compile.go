@@ -1,0 +1,574 @@
+package filter
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"sort"
+
+	"github.com/dpfw/dpfw/dataplane/packet"
+)
+
+// Hook is where a packet enters the rule set.
+type Hook uint8
+
+// Hooks. Every packet traverses FORWARD; on links that declare an inside
+// port, a packet headed for the inside then traverses INPUT, and one leaving
+// it OUTPUT, so host-firewall rules read as written.
+const (
+	HookForward Hook = iota
+	HookInput
+	HookOutput
+	numHooks
+)
+
+// NoPort is the port id of "no port" (e.g. -o on a dropped packet).
+const NoPort = 0xffff
+
+// Env is what the compiler needs to know about the data plane.
+type Env struct {
+	// Ports maps port names (as used by -i/-o) to port ids.
+	Ports map[string]uint16
+}
+
+// Filter is a compiled, immutable rule set. Workers load it once per burst
+// from an atomic pointer; the control side replaces it whole.
+type Filter struct {
+	// Gen is the rule-set generation, bumped on every successful reload;
+	// connection entries cache verdicts tagged with it.
+	Gen    uint32
+	chains []cchain
+	hooks  [numHooks]int32 // chain index per hook
+	// Rules lists every rule, indexed by rule id (chains' rules in order).
+	Rules []Rule
+	// ChainOf gives the chain index of each rule id.
+	ChainOf []int32
+	// Ruleset is the source.
+	Ruleset *Ruleset
+	// Stats of the compilation.
+	Stats CompileStats
+}
+
+// CompileStats describe a compiled filter.
+type CompileStats struct {
+	Rules    int
+	Bitsets  int // distinct interned bitsets
+	Bytes    int // approximate memory of the classifier
+	MaxWords int // bitset words of the largest chain
+}
+
+type u128 struct{ hi, lo uint64 }
+
+func less128(a, b u128) bool { return a.hi < b.hi || (a.hi == b.hi && a.lo < b.lo) }
+
+func addrKey(a [16]byte, v6 bool) u128 {
+	if !v6 {
+		return u128{0, uint64(binary.BigEndian.Uint32(a[:4]))}
+	}
+	return u128{binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])}
+}
+
+// rangeIndex maps a value to the bitset of rules matching it: bounds are the
+// sorted interval starts; sets[i] is the bitset of [bounds[i], bounds[i+1]).
+type rangeIndex struct {
+	bounds []u128
+	sets   []int32
+}
+
+func (ri *rangeIndex) lookup(v u128) int32 {
+	// Binary search for the last bound ≤ v (bounds[0] is always 0).
+	lo, hi := 0, len(ri.bounds)
+	for hi-lo > 1 {
+		m := int(uint(lo+hi) >> 1)
+		if less128(v, ri.bounds[m]) {
+			hi = m
+		} else {
+			lo = m
+		}
+	}
+	return ri.sets[lo]
+}
+
+type portIndex struct {
+	bounds []uint16
+	sets   []int32
+}
+
+func (pi *portIndex) lookup(v uint16) int32 {
+	lo, hi := 0, len(pi.bounds)
+	for hi-lo > 1 {
+		m := int(uint(lo+hi) >> 1)
+		if v < pi.bounds[m] {
+			hi = m
+		} else {
+			lo = m
+		}
+	}
+	return pi.sets[lo]
+}
+
+// cchain is one compiled chain.
+type cchain struct {
+	name    string
+	builtin bool
+	policy  Verdict
+	first   int // rule id of the chain's first rule
+	n       int
+	words   int
+	// sets is the chain's interned bitsets; summaries[i] has bit w set iff
+	// sets[i][w] != 0.
+	sets      [][]uint64
+	summaries [][]uint64
+	// Field indexes (bitset ids).
+	family                 [2]int32 // [0] IPv4, [1] IPv6
+	proto                  [256]int32
+	src4, dst4, src6, dst6 rangeIndex
+	sport, dport           portIndex
+	state                  [8]int32 // by state bit index
+	in, out                []int32  // by port id; last entry: unknown port
+	tcpflags               [256]int32
+	icmptype               [256]int32
+	// Residual per rule: ICMP code (-1 any) and whether it is negated with the type.
+	icmpCode []int16
+	// action per rule: verdict or jump (chain index) or log/return.
+	action []action
+}
+
+type actionKind uint8
+
+const (
+	actAccept actionKind = iota
+	actDrop
+	actReject
+	actLog
+	actReturn
+	actJump
+)
+
+type action struct {
+	kind  actionKind
+	chain int32
+}
+
+// Compile turns a parsed rule set into a Filter.
+func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
+	f := &Filter{Gen: gen, Ruleset: rs}
+	index := map[string]int32{}
+	for _, name := range rs.Order {
+		index[name] = int32(len(index))
+	}
+	maxPort := 0
+	for _, id := range env.Ports {
+		maxPort = max(maxPort, int(id)+1)
+	}
+	for _, name := range rs.Order {
+		ch := rs.Chains[name]
+		for i := range ch.Rules {
+			r := &ch.Rules[i]
+			for _, ifc := range []string{r.In, r.Out} {
+				if ifc == "" {
+					continue
+				}
+				if _, ok := env.Ports[ifc]; !ok {
+					return nil, &ParseError{Pos: r.Pos, Token: ifc, Msg: fmt.Sprintf("no port named %q; -i/-o name dpfw ports: %s", ifc, portNames(env))}
+				}
+			}
+		}
+	}
+	names := make([]string, maxPort+1) // by port id; the last is "no port"
+	for n, id := range env.Ports {
+		names[id] = n
+	}
+	var seed = maphash.MakeSeed()
+	for _, name := range rs.Order {
+		ch := rs.Chains[name]
+		cc := cchain{name: name, builtin: IsBuiltin(name), first: len(f.Rules), n: len(ch.Rules)}
+		cc.policy = Accept
+		if ch.Policy == "DROP" {
+			cc.policy = Drop
+		}
+		cc.words = max(1, (cc.n+63)/64)
+		f.Rules = append(f.Rules, ch.Rules...)
+		for range ch.Rules {
+			f.ChainOf = append(f.ChainOf, index[name])
+		}
+		b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names}
+		b.build(ch.Rules)
+		for i := range ch.Rules {
+			r := &ch.Rules[i]
+			var a action
+			switch r.Target {
+			case "ACCEPT":
+				a.kind = actAccept
+			case "DROP":
+				a.kind = actDrop
+			case "REJECT":
+				a.kind = actReject
+			case "LOG":
+				a.kind = actLog
+			case "RETURN":
+				a.kind = actReturn
+			default:
+				a.kind, a.chain = actJump, index[r.Target]
+			}
+			cc.action = append(cc.action, a)
+			cc.icmpCode = append(cc.icmpCode, int16(r.ICMPCode))
+		}
+		f.Stats.Bitsets += len(cc.sets)
+		f.Stats.Bytes += len(cc.sets) * cc.words * 8 * 2
+		f.Stats.MaxWords = max(f.Stats.MaxWords, cc.words)
+		f.chains = append(f.chains, cc)
+	}
+	f.hooks[HookForward] = index["FORWARD"]
+	f.hooks[HookInput] = index["INPUT"]
+	f.hooks[HookOutput] = index["OUTPUT"]
+	f.Stats.Rules = len(f.Rules)
+	return f, nil
+}
+
+func portNames(env Env) string {
+	var n []string
+	for k := range env.Ports {
+		n = append(n, k)
+	}
+	slices.Sort(n)
+	return fmt.Sprint(n)
+}
+
+// builder interns bitsets for one chain.
+type builder struct {
+	cc       *cchain
+	seed     maphash.Seed
+	interned map[uint64][]int32
+	names    []string // port names by id
+}
+
+func (b *builder) intern(words []uint64) int32 {
+	var h maphash.Hash
+	h.SetSeed(b.seed)
+	var buf [8]byte
+	for _, w := range words {
+		binary.LittleEndian.PutUint64(buf[:], w)
+		h.Write(buf[:])
+	}
+	k := h.Sum64()
+	for _, id := range b.interned[k] {
+		if slices.Equal(b.cc.sets[id], words) {
+			return id
+		}
+	}
+	id := int32(len(b.cc.sets))
+	c := slices.Clone(words)
+	b.cc.sets = append(b.cc.sets, c)
+	sum := make([]uint64, (len(c)+63)/64)
+	for w, x := range c {
+		if x != 0 {
+			sum[w/64] |= 1 << (w % 64)
+		}
+	}
+	b.cc.summaries = append(b.cc.summaries, sum)
+	b.interned[k] = append(b.interned[k], id)
+	return id
+}
+
+// set builds a bitset of the rules for which match(rule) holds.
+func (b *builder) set(rules []Rule, match func(*Rule) bool) int32 {
+	w := make([]uint64, b.cc.words)
+	for i := range rules {
+		if match(&rules[i]) {
+			w[i/64] |= 1 << (i % 64)
+		}
+	}
+	return b.intern(w)
+}
+
+func (b *builder) build(rules []Rule) {
+	cc := b.cc
+	cc.family[0] = b.set(rules, func(r *Rule) bool { return r.Family != 6 })
+	cc.family[1] = b.set(rules, func(r *Rule) bool { return r.Family != 4 })
+	for p := 0; p < 256; p++ {
+		cc.proto[p] = b.set(rules, func(r *Rule) bool { return r.Proto < 0 || (r.Proto == p) != r.ProtoNeg })
+	}
+	for s := 0; s < 5; s++ {
+		bit := uint8(1) << s
+		cc.state[s] = b.set(rules, func(r *Rule) bool { return r.States == 0 || (r.States&bit != 0) != r.StateNeg })
+	}
+	cc.state[5], cc.state[6], cc.state[7] = cc.state[0], cc.state[0], cc.state[0]
+	cc.in = make([]int32, len(b.names))
+	cc.out = make([]int32, len(b.names))
+	for id, name := range b.names {
+		cc.in[id] = b.set(rules, func(r *Rule) bool { return r.In == "" || (r.In == name) != r.InNeg })
+		cc.out[id] = b.set(rules, func(r *Rule) bool { return r.Out == "" || (r.Out == name) != r.OutNeg })
+	}
+	for fl := 0; fl < 256; fl++ {
+		cc.tcpflags[fl] = b.set(rules, func(r *Rule) bool {
+			return !r.TCPFlags || (uint8(fl)&r.TCPFlagsMask == r.TCPFlagsComp) != r.TCPFlagsNeg
+		})
+	}
+	for t := 0; t < 256; t++ {
+		cc.icmptype[t] = b.set(rules, func(r *Rule) bool {
+			// The code is checked as a residual when the type matches; a
+			// negated type+code is decided entirely in the residual.
+			return r.ICMPType < 0 || (r.ICMPNeg && r.ICMPCode >= 0) || (r.ICMPType == t) != r.ICMPNeg
+		})
+	}
+	cc.src4 = b.addrIndex(rules, false, func(r *Rule) ([]netip.Prefix, bool) { return r.Src, r.SrcNeg })
+	cc.dst4 = b.addrIndex(rules, false, func(r *Rule) ([]netip.Prefix, bool) { return r.Dst, r.DstNeg })
+	cc.src6 = b.addrIndex(rules, true, func(r *Rule) ([]netip.Prefix, bool) { return r.Src, r.SrcNeg })
+	cc.dst6 = b.addrIndex(rules, true, func(r *Rule) ([]netip.Prefix, bool) { return r.Dst, r.DstNeg })
+	cc.sport = b.portIndex(rules, func(r *Rule) ([]PortRange, bool) { return r.SPorts, r.SPortNeg })
+	cc.dport = b.portIndex(rules, func(r *Rule) ([]PortRange, bool) { return r.DPorts, r.DPortNeg })
+}
+
+// addrIndex builds the interval index of one address field for one family,
+// sweeping over the prefixes' boundaries with a coverage count per rule.
+func (b *builder) addrIndex(rules []Rule, v6 bool, field func(*Rule) ([]netip.Prefix, bool)) rangeIndex {
+	type event struct {
+		at    u128
+		rule  int
+		delta int
+	}
+	var evs []event
+	for i := range rules {
+		ps, _ := field(&rules[i])
+		for _, p := range ps {
+			if p.Addr().Is6() != v6 {
+				continue
+			}
+			lo, hi := prefixRange(p)
+			evs = append(evs, event{lo, i, +1})
+			if next, ok := inc128(hi); ok {
+				evs = append(evs, event{next, i, -1})
+			}
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return less128(evs[i].at, evs[j].at) })
+	cover := make([]int, len(rules))
+	words := make([]uint64, b.cc.words)
+	eval := func() int32 {
+		for w := range words {
+			words[w] = 0
+		}
+		for i := range rules {
+			ps, neg := field(&rules[i])
+			in := len(ps) == 0 || (cover[i] > 0) != neg
+			if in {
+				words[i/64] |= 1 << (i % 64)
+			}
+		}
+		return b.intern(words)
+	}
+	ri := rangeIndex{bounds: []u128{{}}, sets: []int32{eval()}}
+	for k := 0; k < len(evs); {
+		at := evs[k].at
+		for ; k < len(evs) && evs[k].at == at; k++ {
+			cover[evs[k].rule] += evs[k].delta
+		}
+		id := eval()
+		if ri.bounds[len(ri.bounds)-1] == at {
+			ri.sets[len(ri.sets)-1] = id
+		} else {
+			ri.bounds = append(ri.bounds, at)
+			ri.sets = append(ri.sets, id)
+		}
+	}
+	return ri
+}
+
+func prefixRange(p netip.Prefix) (lo, hi u128) {
+	a := p.Addr()
+	if a.Is4() {
+		v := uint64(binary.BigEndian.Uint32(a.AsSlice()))
+		host := uint64(1)<<(32-p.Bits()) - 1
+		return u128{0, v}, u128{0, v | host}
+	}
+	b := a.As16()
+	lo = u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+	hb := 128 - p.Bits()
+	hi = lo
+	switch {
+	case hb >= 64:
+		hi.lo = ^uint64(0)
+		if hb > 64 {
+			hi.hi |= uint64(1)<<(hb-64) - 1
+		}
+		if hb == 128 {
+			hi.hi = ^uint64(0)
+		}
+	case hb > 0:
+		hi.lo |= uint64(1)<<hb - 1
+	}
+	return lo, hi
+}
+
+func inc128(v u128) (u128, bool) {
+	lo, c := bits.Add64(v.lo, 1, 0)
+	hi, c2 := bits.Add64(v.hi, 0, c)
+	return u128{hi, lo}, c2 == 0
+}
+
+func (b *builder) portIndex(rules []Rule, field func(*Rule) ([]PortRange, bool)) portIndex {
+	bounds := map[int]bool{0: true}
+	for i := range rules {
+		ps, _ := field(&rules[i])
+		for _, p := range ps {
+			bounds[int(p.Lo)] = true
+			if p.Hi < 65535 {
+				bounds[int(p.Hi)+1] = true
+			}
+		}
+	}
+	var sorted []int
+	for v := range bounds {
+		sorted = append(sorted, v)
+	}
+	slices.Sort(sorted)
+	pi := portIndex{}
+	for _, v := range sorted {
+		id := b.set(rules, func(r *Rule) bool {
+			ps, neg := field(r)
+			if len(ps) == 0 {
+				return true
+			}
+			in := false
+			for _, p := range ps {
+				if uint16(v) >= p.Lo && uint16(v) <= p.Hi {
+					in = true
+					break
+				}
+			}
+			return in != neg
+		})
+		pi.bounds = append(pi.bounds, uint16(v))
+		pi.sets = append(pi.sets, id)
+	}
+	return pi
+}
+
+// Result is the outcome of classifying one packet.
+type Result struct {
+	Verdict Verdict
+	// Rule is the id of the rule that decided (-1: a chain policy decided).
+	Rule int32
+	// Chain is the chain whose policy decided when Rule is -1.
+	Chain int32
+	// Logged is the id of the last LOG rule the packet matched (-1: none).
+	Logged int32
+}
+
+// maxDepth bounds jumps between chains (iptables allows 100 levels as
+// XT_TABLE_MAXJUMPS... dpfw rejects loops at compile time; this bounds work).
+const maxDepth = 16
+
+// Run classifies p (state: a conntrack state bit) entering at hook, on input
+// port in and output port out. It never allocates.
+func (f *Filter) Run(p *packet.Parsed, state uint8, hook Hook, in, out uint16) Result {
+	return f.runChain(f.hooks[hook], p, state, in, out, 0)
+}
+
+func (f *Filter) runChain(ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int) Result {
+	cc := &f.chains[ci]
+	res := Result{Verdict: cc.policy, Rule: -1, Chain: ci, Logged: -1}
+	if cc.n > 0 && depth < maxDepth {
+		var ids [11]int32
+		ids[0], ids[1], ids[2] = cc.fields(p, state, in, out, ids[3:])
+		sets := [11][]uint64{}
+		sums := [11][]uint64{}
+		for k, id := range ids {
+			sets[k], sums[k] = cc.sets[id], cc.summaries[id]
+		}
+		for sw := 0; sw < len(sums[0]); sw++ {
+			s := sums[0][sw]
+			for k := 1; k < len(sums) && s != 0; k++ {
+				s &= sums[k][sw]
+			}
+			for s != 0 {
+				w := sw*64 + bits.TrailingZeros64(s)
+				s &= s - 1
+				c := sets[0][w]
+				for k := 1; k < len(sets) && c != 0; k++ {
+					c &= sets[k][w]
+				}
+				for c != 0 {
+					ri := w*64 + bits.TrailingZeros64(c)
+					c &= c - 1
+					if !cc.residual(ri, f, p) {
+						continue
+					}
+					rid := int32(cc.first + ri)
+					switch a := cc.action[ri]; a.kind {
+					case actAccept:
+						return Result{Verdict: Accept, Rule: rid, Logged: res.Logged}
+					case actDrop:
+						return Result{Verdict: Drop, Rule: rid, Logged: res.Logged}
+					case actReject:
+						return Result{Verdict: Reject, Rule: rid, Logged: res.Logged}
+					case actLog:
+						res.Logged = rid
+					case actReturn:
+						if cc.builtin {
+							res.Rule = -1
+							return res
+						}
+						return Result{Verdict: verdictContinue, Rule: rid, Logged: res.Logged}
+					case actJump:
+						sub := f.runChain(a.chain, p, state, in, out, depth+1)
+						if sub.Logged >= 0 {
+							res.Logged = sub.Logged
+						}
+						if sub.Verdict != verdictContinue {
+							sub.Logged = res.Logged
+							return sub
+						}
+					}
+				}
+			}
+		}
+	}
+	if !cc.builtin {
+		res.Verdict = verdictContinue
+	}
+	return res
+}
+
+// verdictContinue is an internal sentinel: a user chain ended (or RETURNed)
+// without a verdict, and its caller continues.
+const verdictContinue Verdict = 0xff
+
+// fields returns the bitset ids of the packet's field values.
+func (cc *cchain) fields(p *packet.Parsed, state uint8, in, out uint16, rest []int32) (int32, int32, int32) {
+	v6 := p.Kind == packet.IPv6
+	fam := cc.family[0]
+	src, dst := &cc.src4, &cc.dst4
+	if v6 {
+		fam = cc.family[1]
+		src, dst = &cc.src6, &cc.dst6
+	}
+	rest[0] = src.lookup(addrKey(p.Src, v6))
+	rest[1] = dst.lookup(addrKey(p.Dst, v6))
+	sp, dp := p.SrcPort, p.DstPort
+	if p.Proto != 6 && p.Proto != 17 && p.Proto != 132 {
+		sp, dp = 0, 0
+	}
+	rest[2] = cc.sport.lookup(sp)
+	rest[3] = cc.dport.lookup(dp)
+	rest[4] = cc.in[min(int(in), len(cc.in)-1)]
+	rest[5] = cc.out[min(int(out), len(cc.out)-1)]
+	rest[6] = cc.tcpflags[p.TCPFlags]
+	rest[7] = cc.icmptype[p.ICMPType]
+	return fam, cc.proto[p.Proto], cc.state[bits.TrailingZeros8(state)&7]
+}
+
+// residual checks what the bitsets do not decide: the ICMP code.
+func (cc *cchain) residual(ri int, f *Filter, p *packet.Parsed) bool {
+	code := cc.icmpCode[ri]
+	if code < 0 {
+		return true
+	}
+	r := &f.Rules[cc.first+ri]
+	match := int(p.ICMPType) == r.ICMPType && int(p.ICMPCode) == int(code)
+	return match != r.ICMPNeg
+}

@@ -1,0 +1,334 @@
+package filter_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/packet"
+)
+
+// refRun is a deliberately slow classifier written straight from iptables'
+// semantics: walk the chain, test every match of every rule, follow jumps.
+func refRun(rs *filter.Ruleset, names []string, p *packet.Parsed, state uint8, hook filter.Hook, in, out uint16) (filter.Verdict, string) {
+	chain := [...]string{"FORWARD", "INPUT", "OUTPUT"}[hook]
+	v, rule, done := refChain(rs, names, chain, p, state, in, out, 0)
+	if !done {
+		if rs.Chains[chain].Policy == "DROP" {
+			return filter.Drop, "policy"
+		}
+		return filter.Accept, "policy"
+	}
+	return v, rule
+}
+
+func refChain(rs *filter.Ruleset, names []string, chain string, p *packet.Parsed, state uint8, in, out uint16, depth int) (filter.Verdict, string, bool) {
+	for i := range rs.Chains[chain].Rules {
+		r := &rs.Chains[chain].Rules[i]
+		if !refMatch(r, names, p, state, in, out) {
+			continue
+		}
+		id := fmt.Sprintf("%s#%d", chain, i)
+		switch r.Target {
+		case "ACCEPT":
+			return filter.Accept, id, true
+		case "DROP":
+			return filter.Drop, id, true
+		case "REJECT":
+			return filter.Reject, id, true
+		case "LOG":
+			continue
+		case "RETURN":
+			return 0, "", false
+		default:
+			if v, rid, done := refChain(rs, names, r.Target, p, state, in, out, depth+1); done {
+				return v, rid, true
+			}
+		}
+	}
+	return 0, "", false
+}
+
+func refMatch(r *filter.Rule, names []string, p *packet.Parsed, state uint8, in, out uint16) bool {
+	v6 := p.Kind == packet.IPv6
+	if (r.Family == 4 && v6) || (r.Family == 6 && !v6) {
+		return false
+	}
+	if r.Proto >= 0 && (int(p.Proto) == r.Proto) == r.ProtoNeg {
+		return false
+	}
+	addr := func(a [16]byte) netip.Addr {
+		if v6 {
+			return netip.AddrFrom16(a)
+		}
+		return netip.AddrFrom4([4]byte(a[:4]))
+	}
+	inPrefixes := func(ps []netip.Prefix, a netip.Addr) bool {
+		for _, pf := range ps {
+			if pf.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(r.Src) > 0 && inPrefixes(r.Src, addr(p.Src)) == r.SrcNeg {
+		return false
+	}
+	if len(r.Dst) > 0 && inPrefixes(r.Dst, addr(p.Dst)) == r.DstNeg {
+		return false
+	}
+	sp, dp := p.SrcPort, p.DstPort
+	if p.Proto != 6 && p.Proto != 17 && p.Proto != 132 {
+		sp, dp = 0, 0
+	}
+	inRanges := func(ps []filter.PortRange, v uint16) bool {
+		for _, pr := range ps {
+			if v >= pr.Lo && v <= pr.Hi {
+				return true
+			}
+		}
+		return false
+	}
+	if len(r.SPorts) > 0 && inRanges(r.SPorts, sp) == r.SPortNeg {
+		return false
+	}
+	if len(r.DPorts) > 0 && inRanges(r.DPorts, dp) == r.DPortNeg {
+		return false
+	}
+	name := func(id uint16) string {
+		if int(id) < len(names) {
+			return names[id]
+		}
+		return ""
+	}
+	if r.In != "" && (name(in) == r.In) == r.InNeg {
+		return false
+	}
+	if r.Out != "" && (name(out) == r.Out) == r.OutNeg {
+		return false
+	}
+	if r.States != 0 && (r.States&state != 0) == r.StateNeg {
+		return false
+	}
+	if r.ICMPType >= 0 {
+		m := int(p.ICMPType) == r.ICMPType && (r.ICMPCode < 0 || int(p.ICMPCode) == r.ICMPCode)
+		if m == r.ICMPNeg {
+			return false
+		}
+	}
+	if r.TCPFlags && (p.TCPFlags&r.TCPFlagsMask == r.TCPFlagsComp) == r.TCPFlagsNeg {
+		return false
+	}
+	return true
+}
+
+// randomRuleset writes a random rule set in iptables syntax, so the parser
+// is exercised too.
+func randomRuleset(r *rand.Rand, nrules int) string {
+	var b strings.Builder
+	nuser := r.IntN(3)
+	for u := 0; u < nuser; u++ {
+		fmt.Fprintf(&b, "-N u%d\n", u)
+	}
+	for _, c := range []string{"INPUT", "FORWARD", "OUTPUT"} {
+		if r.IntN(2) == 0 {
+			fmt.Fprintf(&b, "-P %s DROP\n", c)
+		}
+	}
+	neg := func() string {
+		if r.IntN(5) == 0 {
+			return "! "
+		}
+		return ""
+	}
+	addr := func() string {
+		if r.IntN(2) == 0 {
+			return fmt.Sprintf("198.18.%d.%d/%d", r.IntN(4), r.IntN(256), 22+r.IntN(11))
+		}
+		return fmt.Sprintf("198.18.%d.%d", r.IntN(4), r.IntN(256))
+	}
+	for i := 0; i < nrules; i++ {
+		chain := []string{"INPUT", "FORWARD", "OUTPUT"}[r.IntN(3)]
+		if nuser > 0 && r.IntN(4) == 0 {
+			chain = fmt.Sprintf("u%d", r.IntN(nuser))
+		}
+		fmt.Fprintf(&b, "-A %s", chain)
+		proto := []string{"", "tcp", "udp", "icmp"}[r.IntN(4)]
+		if proto != "" {
+			fmt.Fprintf(&b, " %s-p %s", neg(), proto)
+		}
+		if r.IntN(3) == 0 {
+			fmt.Fprintf(&b, " %s-s %s", neg(), addr())
+		}
+		if r.IntN(3) == 0 {
+			fmt.Fprintf(&b, " %s-d %s,%s", neg(), addr(), addr())
+		}
+		if r.IntN(4) == 0 {
+			fmt.Fprintf(&b, " %s-i %s", neg(), []string{"a", "b"}[r.IntN(2)])
+		}
+		if proto == "tcp" || proto == "udp" {
+			if neg := neg(); neg == "" {
+				switch r.IntN(4) {
+				case 0:
+					fmt.Fprintf(&b, " --dport %d", r.IntN(30))
+				case 1:
+					lo := r.IntN(30)
+					fmt.Fprintf(&b, " --sport %d:%d", lo, lo+r.IntN(10))
+				case 2:
+					fmt.Fprintf(&b, " -m multiport --dports %d,%d:%d", r.IntN(30), 10, 10+r.IntN(20))
+				}
+			} else if r.IntN(2) == 0 {
+				fmt.Fprintf(&b, " ! --dport %d", r.IntN(30))
+			}
+		}
+		if proto == "tcp" && r.IntN(4) == 0 {
+			fmt.Fprintf(&b, " %s--tcp-flags SYN,ACK SYN", neg())
+		}
+		if proto == "icmp" && r.IntN(2) == 0 {
+			fmt.Fprintf(&b, " %s--icmp-type %s", neg(), []string{"echo-request", "3/3", "destination-unreachable", "0"}[r.IntN(4)])
+		}
+		if r.IntN(2) == 0 {
+			fmt.Fprintf(&b, " -m conntrack %s--ctstate %s", neg(), []string{"NEW", "ESTABLISHED,RELATED", "INVALID", "NEW,ESTABLISHED"}[r.IntN(4)])
+		}
+		targets := []string{"ACCEPT", "DROP", "REJECT", "LOG", "RETURN"}
+		t := targets[r.IntN(len(targets))]
+		if nuser > 0 && !strings.HasPrefix(chain, "u") && r.IntN(4) == 0 {
+			t = fmt.Sprintf("u%d", r.IntN(nuser))
+		}
+		fmt.Fprintf(&b, " -j %s\n", t)
+	}
+	return b.String()
+}
+
+func randomPacket(r *rand.Rand) (*packet.Parsed, uint8) {
+	p := &packet.Parsed{Kind: packet.IPv4}
+	p.Proto = []uint8{6, 17, 1, 47}[r.IntN(4)]
+	p.Src = [16]byte{198, 18, byte(r.IntN(4)), byte(r.IntN(256))}
+	p.Dst = [16]byte{198, 18, byte(r.IntN(4)), byte(r.IntN(256))}
+	p.SrcPort, p.DstPort = uint16(r.IntN(40)), uint16(r.IntN(40))
+	p.TCPFlags = uint8(r.IntN(256))
+	p.ICMPType, p.ICMPCode = uint8([]int{0, 3, 8, 11}[r.IntN(4)]), uint8(r.IntN(4))
+	return p, uint8(1) << r.IntN(4)
+}
+
+// TestDifferential compares the compiled classifier with refRun on random
+// rule sets and random packets, with a fixed seed.
+func TestDifferential(t *testing.T) {
+	sets, packets := 300, 3000
+	if testing.Short() {
+		sets = 50
+	}
+	r := rand.New(rand.NewPCG(2026, 11))
+	names := []string{"a", "b"}
+	env := filter.Env{Ports: map[string]uint16{"a": 0, "b": 1}}
+	cases := 0
+	for s := 0; s < sets; s++ {
+		text := randomRuleset(r, 1+r.IntN(200))
+		rs, err := filter.ParseIptables("random", text)
+		if err != nil {
+			t.Fatalf("random rule set did not parse: %v\n%s", err, text)
+		}
+		f, err := filter.Compile(rs, env, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < packets; i++ {
+			p, st := randomPacket(r)
+			hook := filter.Hook(r.IntN(3))
+			in, out := uint16(r.IntN(3)), uint16(r.IntN(2))
+			if in == 2 {
+				in = filter.NoPort
+			}
+			got := f.Run(p, st, hook, in, out)
+			want, wantRule := refRun(rs, names, p, st, hook, in, out)
+			gotRule := "policy"
+			if got.Rule >= 0 {
+				ch := f.Rules[got.Rule].Chain
+				idx := int(got.Rule) - firstRule(f, ch)
+				gotRule = fmt.Sprintf("%s#%d", ch, idx)
+			}
+			if got.Verdict != want || gotRule != wantRule {
+				t.Fatalf("rule set:\n%s\npacket %v state %b hook %d in %d out %d:\ncompiled %v by %s; reference %v by %s",
+					text, p, st, hook, in, out, got.Verdict, gotRule, want, wantRule)
+			}
+			cases++
+		}
+	}
+	t.Logf("%d cases agree", cases)
+}
+
+func firstRule(f *filter.Filter, chain string) int {
+	for i, r := range f.Rules {
+		if r.Chain == chain {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestRunNoAllocs(t *testing.T) {
+	rs, err := filter.ParseIptables("fixed", TutorialFixed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"a": 0}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, st := randomPacket(rand.New(rand.NewPCG(1, 1)))
+	if n := testing.AllocsPerRun(1000, func() { f.Run(p, st, filter.HookInput, 0, 1) }); n != 0 {
+		t.Errorf("Run allocates %v times; want 0", n)
+	}
+}
+
+// BenchmarkClassify classifies a NEW packet that matches no rule (the worst
+// case: every candidate word is examined) with 10 and 10,000 rules of
+// distinct ports and sources, like a large allow-list.
+func BenchmarkClassify(b *testing.B) {
+	for _, n := range []int{10, 10_000} {
+		var sb strings.Builder
+		sb.WriteString("-P INPUT DROP\n-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&sb, "-A INPUT -p tcp -s 198.18.%d.%d --dport %d -m state --state NEW -j ACCEPT\n", (i>>8)&255, i&255, 1000+i%50000)
+		}
+		rs, err := filter.ParseIptables("bench", sb.String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"a": 0}}, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := &packet.Parsed{Kind: packet.IPv4, Proto: 6, Src: [16]byte{198, 19, 1, 1}, Dst: [16]byte{198, 18, 1, 1}, SrcPort: 40000, DstPort: 22, TCPFlags: 2}
+		b.Run(fmt.Sprintf("rule_miss_%d_rules", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if res := f.Run(p, filter.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Drop {
+					b.Fatal(res)
+				}
+			}
+		})
+		hit := *p
+		hit.Src = [16]byte{198, 18, byte(((n - 1) >> 8) & 255), byte((n - 1) & 255)}
+		hit.DstPort = uint16(1000 + (n-1)%50000)
+		b.Run(fmt.Sprintf("rule_hit_last_of_%d_rules", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if res := f.Run(&hit, filter.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Accept {
+					b.Fatal(res)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("compile_%d_rules", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"a": 0}}, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(f.Stats.Bytes)/1e6, "MB")
+		})
+	}
+}
