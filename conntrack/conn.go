@@ -65,14 +65,14 @@ type Conn struct {
 	// master is 1 + the index of the connection that expected this one
 	// (RELATED), or 0.
 	master uint32
-	// ruleGen, cacheState and verdict cache the rule set's verdict for this
-	// connection: valid while the rule-set generation and the packet's
-	// state are unchanged (see dataplane.Pipeline).
-	ruleGen    uint32
+	// ruleGen, rule and cacheState cache the rule set's decision for each
+	// direction: rule[d] is the decision id (see filter.Filter.Decision) for
+	// packets of direction d in state cacheState's nibble d − 1, valid while
+	// the rule-set generation (low 16 bits) is ruleGen.
+	ruleGen    uint16
+	rule       [2]uint16
 	flags      uint8
 	cacheState uint8
-	verdict    uint8
-	helperLen  uint8 // bytes buffered by the FTP helper (see conntrack/ftp)
 }
 
 // connSize is the size of Conn, checked in conn_test.go.
@@ -90,13 +90,28 @@ func (c *Conn) IsRelated() bool { return c.flags&flagRelated != 0 }
 // Master returns the index of the connection that expected this one.
 func (c *Conn) Master() (uint32, bool) { return c.master - 1, c.master != 0 }
 
-// CachedVerdict returns the verdict cached for rule-set generation gen and
-// packet state st, if any.
-func (c *Conn) CachedVerdict(gen uint32, st State) (uint8, bool) {
-	return c.verdict, c.ruleGen == gen && c.cacheState == uint8(st)+1
+// CachedDecision returns the decision cached for packets of direction d in
+// state st under rule-set generation gen (low 16 bits), if any.
+func (c *Conn) CachedDecision(gen uint16, st State, d Dir) (uint16, bool) {
+	return c.rule[d&1], c.ruleGen == gen && (c.cacheState>>(4*(d&1)))&0xf == uint8(st)+1
 }
 
-// CacheVerdict caches a verdict for rule-set generation gen and state st.
-func (c *Conn) CacheVerdict(gen uint32, st State, v uint8) {
-	c.ruleGen, c.cacheState, c.verdict = gen, uint8(st)+1, v
+// CacheDecision caches a decision for packets of direction d in state st
+// under rule-set generation gen. A new generation clears the other
+// direction's entry.
+func (c *Conn) CacheDecision(gen uint16, st State, d Dir, decision uint16) {
+	if c.ruleGen != gen {
+		c.ruleGen, c.cacheState = gen, 0
+	}
+	sh := 4 * (d & 1)
+	c.cacheState = c.cacheState&^(0xf<<sh) | (uint8(st)+1)<<sh
+	c.rule[d&1] = decision
+}
+
+// ClearDecisions forgets every cached decision (needed when the 16-bit
+// generation wraps around).
+func (t *Table) ClearDecisions() {
+	for i := range t.conns {
+		t.conns[i].cacheState = 0
+	}
 }

@@ -91,7 +91,7 @@ func NewTable(capacity int, seed uint64) *Table {
 	if capacity > maxEntries {
 		capacity = maxEntries
 	}
-	nb := uint64(float64(2*capacity)/(bucketSlots*maxLoad)) + 1
+	nb := uint64(numBuckets(capacity))
 	t := &Table{seed: seed, nb: nb, kickRand: seed | 1}
 	t.bkts, t.mem[0] = allocArray[bucket](int(nb))
 	t.conns, t.mem[1] = allocArray[Conn](capacity)
@@ -103,6 +103,11 @@ func NewTable(capacity int, seed uint64) *Table {
 	t.freeHead = 1
 	return t
 }
+
+func numBuckets(capacity int) int { return int(float64(2*capacity)/(bucketSlots*maxLoad)) + 1 }
+
+// TableBytes returns the memory a table of capacity connections takes.
+func TableBytes(capacity int) int { return numBuckets(capacity)*64 + capacity*connSize }
 
 // Free releases the table's memory. The table must not be used afterwards.
 func (t *Table) Free() {

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"sync/atomic"
 
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"golang.org/x/sys/cpu"
 )
@@ -27,7 +29,12 @@ type Counters struct {
 	BusyNanos          Counter // time spent on non-empty bursts
 	IdleNanos          Counter // time spent on empty polls and idle sleeps
 	Accepted, Rejected Counter
+	CacheHits          Counter // verdicts taken from the connection's cache
+	Classified         Counter // packets that ran the rule set
 	Drops              [filter.NumDropReasons]Counter
+
+	// Connection tracking, published from the worker's tracker.
+	CT CTCounters
 
 	_ cpu.CacheLinePad
 }
@@ -38,7 +45,44 @@ type Snapshot struct {
 	Bursts, EmptyPolls                     uint64
 	BusyNanos, IdleNanos                   uint64
 	Accepted, Rejected                     uint64
+	CacheHits, Classified                  uint64
 	Drops                                  [filter.NumDropReasons]uint64
+}
+
+// CTCounters are a worker's connection-tracking figures.
+type CTCounters struct {
+	Lookups, Hits, Created, Expired Counter
+	EarlyDrops, TableFullDrops      Counter
+	InsertFailures, Kicks           Counter
+	Entries, Capacity               Counter
+	Invalid                         [conntrack.NumInvalidReasons]Counter
+	ByProto                         [4]Counter
+	TCPByState                      [tcpstate.NumStates]Counter
+}
+
+// publishCT copies the tracker's counters. Precondition: called by the
+// tracker's owner.
+func (c *Counters) publishCT(tr *conntrack.Tracker) {
+	s, ct := &tr.Stats, &c.CT
+	ct.Lookups.v.Store(s.Lookups)
+	ct.Hits.v.Store(s.Hits)
+	ct.Created.v.Store(s.Created)
+	ct.Expired.v.Store(s.Expired)
+	ct.EarlyDrops.v.Store(s.EarlyDrops)
+	ct.TableFullDrops.v.Store(s.TableFullDrops)
+	ct.InsertFailures.v.Store(tr.Table.Stats.InsertFailures)
+	ct.Kicks.v.Store(tr.Table.Stats.Kicks)
+	ct.Entries.v.Store(uint64(tr.Table.Len()))
+	ct.Capacity.v.Store(uint64(tr.Table.Cap()))
+	for i := range s.Invalid {
+		ct.Invalid[i].v.Store(s.Invalid[i])
+	}
+	for i := range s.ByProto {
+		ct.ByProto[i].v.Store(uint64(max(s.ByProto[i], 0)))
+	}
+	for i := range s.TCPByState {
+		ct.TCPByState[i].v.Store(uint64(max(s.TCPByState[i], 0)))
+	}
 }
 
 // Snapshot reads every counter. Counters are read one by one, so a snapshot
@@ -50,6 +94,7 @@ func (c *Counters) Snapshot() Snapshot {
 		Bursts: c.Bursts.Load(), EmptyPolls: c.EmptyPolls.Load(),
 		BusyNanos: c.BusyNanos.Load(), IdleNanos: c.IdleNanos.Load(),
 		Accepted: c.Accepted.Load(), Rejected: c.Rejected.Load(),
+		CacheHits: c.CacheHits.Load(), Classified: c.Classified.Load(),
 	}
 	for i := range c.Drops {
 		s.Drops[i] = c.Drops[i].Load()
@@ -71,6 +116,8 @@ func (c *Counters) Publish(s *Snapshot) {
 	c.IdleNanos.v.Store(s.IdleNanos)
 	c.Accepted.v.Store(s.Accepted)
 	c.Rejected.v.Store(s.Rejected)
+	c.CacheHits.v.Store(s.CacheHits)
+	c.Classified.v.Store(s.Classified)
 	for i := range s.Drops {
 		if c.Drops[i].v.Load() != s.Drops[i] {
 			c.Drops[i].v.Store(s.Drops[i])
@@ -99,6 +146,8 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.IdleNanos += o.IdleNanos
 	s.Accepted += o.Accepted
 	s.Rejected += o.Rejected
+	s.CacheHits += o.CacheHits
+	s.Classified += o.Classified
 	for i := range s.Drops {
 		s.Drops[i] += o.Drops[i]
 	}

@@ -1,17 +1,41 @@
 package dataplane
 
 import (
+	"sync/atomic"
+
+	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/header"
 	"github.com/dpfw/dpfw/dataplane/packet"
 )
 
 // BurstSize is the most frames a burst holds (DPDK's rx burst size).
 const BurstSize = 32
 
+// reapPerBurst is how many connection entries a worker examines for expiry
+// after each burst (and after each empty poll round).
+const reapPerBurst = 32
+
+// PortInfo is what the pipeline knows about an input port.
+type PortInfo struct {
+	// Zone is the link the port belongs to; conntrack keeps links apart.
+	Zone uint16
+	// Out is the paired port's id.
+	Out uint16
+	// Hook is HookInput if traffic entering this port goes to the link's
+	// inside, HookOutput if it leaves the inside, HookForward if the link
+	// declares no inside. Every packet traverses FORWARD first.
+	Hook filter.Hook
+}
+
 // Options are a pipeline's settings.
 type Options struct {
 	// PassNonIP forwards ARP and other non-IP frames between paired ports.
 	PassNonIP bool
+	// Ports is indexed by input port id.
+	Ports []PortInfo
+	// Worker is this pipeline's worker index (for per-worker rule counters).
+	Worker int
 }
 
 // Burst is one burst's frames and results, preallocated per worker.
@@ -20,9 +44,12 @@ type Burst struct {
 	Parsed  [BurstSize]packet.Parsed
 	Verdict [BurstSize]filter.Verdict
 	Reason  [BurstSize]filter.DropReason
+	// State is each packet's conntrack state.
+	State [BurstSize]conntrack.State
 }
 
-// Pipeline gives verdicts to bursts of frames. Owned by one worker.
+// Pipeline gives verdicts to bursts of frames. Owned by one worker; not safe
+// for concurrent use.
 type Pipeline struct {
 	noCopy noCopy
 	opts   Options
@@ -30,34 +57,70 @@ type Pipeline struct {
 	// published to counters by Publish.
 	Stats    Snapshot
 	counters *Counters
+	// Tracker is this worker's connection tracker.
+	Tracker *conntrack.Tracker
+	rules   *atomic.Pointer[filter.Filter]
+	lastGen uint32
+	// hits aggregates rule counters within a burst: one atomic update per
+	// distinct decision per burst instead of one per packet.
+	hits  [BurstSize]hit
+	nhits int
 }
 
-// NewPipeline returns a pipeline that publishes its counters to c.
-func NewPipeline(opts Options, c *Counters) *Pipeline {
-	return &Pipeline{opts: opts, counters: c}
+type hit struct {
+	decision       uint16
+	packets, bytes uint64
+}
+
+// NewPipeline returns a pipeline that tracks connections with tr, judges
+// with the filter rules points to (loaded once per burst), and publishes
+// its counters to c.
+func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filter.Filter], c *Counters) *Pipeline {
+	return &Pipeline{opts: opts, Tracker: tr, rules: rules, counters: c}
 }
 
 // Counters returns the pipeline's published counters.
 func (pl *Pipeline) Counters() *Counters { return pl.counters }
 
 // Publish makes Stats visible to readers of Counters.
-func (pl *Pipeline) Publish() { pl.counters.Publish(&pl.Stats) }
+func (pl *Pipeline) Publish() {
+	pl.counters.Publish(&pl.Stats)
+	pl.counters.publishCT(pl.Tracker)
+}
 
 // Decode decodes frame i of the burst. It exists so that feeders (the DPDK
 // worker, tests, benchmarks) fill a Burst the same way.
 func (b *Burst) Decode(i int, frame []byte) { packet.Decode(frame, &b.Parsed[i]) }
 
 // Process gives a verdict to frames [0, b.N) of b, received at time now (ns,
-// monotonic) on input port in. It never allocates.
+// monotonic, from the worker's clock) on input port in. The rule set is
+// loaded once, so a burst is judged by one consistent rule set. It never
+// allocates.
 func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
-	n := b.N
-	if n > BurstSize {
-		n = BurstSize
+	n := min(b.N, BurstSize)
+	f := pl.rules.Load()
+	tr := pl.Tracker
+	tr.SetNow(now)
+	if f.Gen != pl.lastGen {
+		// The cache holds 16 bits of generation: clear it on wrap-around so
+		// that a stale decision can never look current.
+		if uint16(f.Gen) < uint16(pl.lastGen) {
+			tr.Table.ClearDecisions()
+		}
+		pl.lastGen = f.Gen
+	}
+	var pi PortInfo
+	if int(in) < len(pl.opts.Ports) {
+		pi = pl.opts.Ports[in]
+	} else {
+		pi = PortInfo{Out: filter.NoPort}
 	}
 	st := &pl.Stats
+	pl.nhits = 0
 	for i := 0; i < n; i++ {
 		p := &b.Parsed[i]
 		v, r := filter.Accept, filter.DropNone
+		b.State[i] = conntrack.Untracked
 		switch p.Kind {
 		case packet.Malformed:
 			// filter.DropReason mirrors packet.Reason for malformed frames.
@@ -66,13 +129,93 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 			if !pl.opts.PassNonIP {
 				v, r = filter.Drop, filter.DropNonIP
 			}
+		default:
+			v, r = pl.judge(f, p, in, &pi, i, b)
 		}
 		b.Verdict[i], b.Reason[i] = v, r
-		if v == filter.Accept {
+		switch v {
+		case filter.Accept:
 			st.Accepted++
-		} else {
+		case filter.Reject:
+			st.Rejected++
+			st.Drops[r]++
+		default:
 			st.Drops[r]++
 		}
+	}
+	ctr := f.Counters(pl.opts.Worker)
+	for k := 0; k < pl.nhits; k++ {
+		h := &pl.hits[k]
+		c := &ctr[h.decision]
+		c.Packets.Add(h.packets)
+		c.Bytes.Add(h.bytes)
+	}
+	tr.Reap(reapPerBurst)
+}
+
+// Idle does housekeeping when a poll round found no packet.
+func (pl *Pipeline) Idle(now int64) {
+	pl.Tracker.SetNow(now)
+	pl.Tracker.Reap(reapPerBurst)
+}
+
+// judge tracks and classifies one IP packet.
+func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo, i int, b *Burst) (filter.Verdict, filter.DropReason) {
+	res := pl.Tracker.Track(p, pi.Zone)
+	if res.Full {
+		return filter.Drop, filter.DropTableFull
+	}
+	state := res.State
+	b.State[i] = state
+	// The connection's own packets (not ICMP errors about it) may use and
+	// fill its per-direction decision cache.
+	cacheable := state != conntrack.Invalid &&
+		!((p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType)) &&
+		!(p.Proto == header.ProtoTCP && f.FlagSensitive())
+	var c *conntrack.Conn
+	var d uint16
+	cached := false
+	if cacheable {
+		c = pl.Tracker.Table.Conn(res.Conn)
+		d, cached = c.CachedDecision(uint16(f.Gen), state, res.Dir)
+	}
+	if cached {
+		pl.Stats.CacheHits++
+	} else {
+		bit := state.Mask()
+		r := f.Run(p, bit, filter.HookForward, in, pi.Out)
+		if r.Verdict == filter.Accept && pi.Hook != filter.HookForward {
+			r = f.Run(p, bit, pi.Hook, in, pi.Out)
+		}
+		d = f.Decision(r)
+		if cacheable && r.Logged < 0 {
+			c.CacheDecision(uint16(f.Gen), state, res.Dir, d)
+		}
+		pl.Stats.Classified++
+	}
+	pl.countHit(d, uint64(p.L3Len()))
+	switch v := f.DecisionVerdict(d); v {
+	case filter.Accept:
+		return v, filter.DropNone
+	default:
+		if state == conntrack.Invalid {
+			return v, filter.DropInvalid
+		}
+		return v, filter.DropRule
+	}
+}
+
+func (pl *Pipeline) countHit(d uint16, bytes uint64) {
+	for k := 0; k < pl.nhits; k++ {
+		if pl.hits[k].decision == d {
+			pl.hits[k].packets++
+			pl.hits[k].bytes += bytes
+			return
+		}
+	}
+	if pl.nhits < len(pl.hits) {
+		pl.hits[pl.nhits] = hit{decision: d, packets: 1, bytes: bytes}
+		pl.nhits++
 	}
 }
 

@@ -1,12 +1,37 @@
 package dataplane_test
 
 import (
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
+
+// newPipeline returns a pipeline on ports 0 (outside) and 1 (inside) of one
+// link, with the rules in iptables syntax.
+func newPipeline(t testing.TB, passNonIP bool, rules string) *dataplane.Pipeline {
+	t.Helper()
+	rs, err := filter.ParseIptables("test", rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"outside": 0, "inside": 1}, Workers: 1}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p atomic.Pointer[filter.Filter]
+	p.Store(f)
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 4096, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
+	ports := []dataplane.PortInfo{
+		{Zone: 0, Out: 1, Hook: filter.HookInput},
+		{Zone: 0, Out: 0, Hook: filter.HookOutput},
+	}
+	return dataplane.NewPipeline(dataplane.Options{PassNonIP: passNonIP, Ports: ports}, tr, &p, new(dataplane.Counters))
+}
 
 func fillBurst(b *dataplane.Burst, frames [][]byte) {
 	b.N = len(frames)
@@ -33,8 +58,8 @@ func TestPipelineVerdicts(t *testing.T) {
 		{"malformed", true, short, filter.Drop, filter.DropBadIPv4},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := new(dataplane.Counters)
-			pl := dataplane.NewPipeline(dataplane.Options{PassNonIP: tt.passNonIP}, c)
+			pl := newPipeline(t, tt.passNonIP, "")
+			c := pl.Counters()
 			var b dataplane.Burst
 			fillBurst(&b, [][]byte{tt.frame})
 			pl.Process(&b, 0, 0)
@@ -54,7 +79,7 @@ func TestPipelineVerdicts(t *testing.T) {
 // counter publication) allocates nothing.
 func TestProcessNoAllocs(t *testing.T) {
 	frames := pcapgen.UDPFlows(dataplane.BurstSize, true)[:dataplane.BurstSize]
-	pl := dataplane.NewPipeline(dataplane.Options{PassNonIP: true}, new(dataplane.Counters))
+	pl := newPipeline(t, true, tutorialRules)
 	var b dataplane.Burst
 	if n := testing.AllocsPerRun(1000, func() {
 		fillBurst(&b, frames)
@@ -67,7 +92,7 @@ func TestProcessNoAllocs(t *testing.T) {
 
 func BenchmarkPipeline(b *testing.B) {
 	frames := pcapgen.UDPFlows(dataplane.BurstSize, false)
-	pl := dataplane.NewPipeline(dataplane.Options{PassNonIP: true}, new(dataplane.Counters))
+	pl := newPipeline(b, true, tutorialRules)
 	var burst dataplane.Burst
 	b.ReportAllocs()
 	for b.Loop() {
@@ -78,4 +103,55 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(burst.Verdict[0])
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*dataplane.BurstSize), "ns/pkt")
+}
+
+// tutorialRules: the inside (port 1) may open connections out; the outside
+// may open only UDP port 9 in; replies are ESTABLISHED both ways.
+const tutorialRules = `
+-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p udp --dport 9 -m state --state NEW -j ACCEPT
+-A OUTPUT -m state --state NEW,ESTABLISHED,RELATED -j ACCEPT
+`
+
+// TestStatefulVerdicts: a flow opened from outside to an allowed port gets
+// its replies through; a flow opened from outside to another port is
+// dropped, and so is an unsolicited "reply".
+func TestStatefulVerdicts(t *testing.T) {
+	pl := newPipeline(t, true, tutorialRules)
+	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
+	m1, m2 := pcapgen.ClientMAC, pcapgen.ServerMAC
+	steps := []struct {
+		name    string
+		in      uint16
+		frame   []byte
+		verdict filter.Verdict
+		state   conntrack.State
+	}{
+		{"outside opens udp/9", 0, pcapgen.UDP4(m1, m2, c, s, 5000, 9, 4), filter.Accept, conntrack.New},
+		{"inside replies", 1, pcapgen.UDP4(m2, m1, s, c, 9, 5000, 4), filter.Accept, conntrack.Established},
+		{"outside again", 0, pcapgen.UDP4(m1, m2, c, s, 5000, 9, 4), filter.Accept, conntrack.Established},
+		{"outside again, from the cache", 0, pcapgen.UDP4(m1, m2, c, s, 5000, 9, 4), filter.Accept, conntrack.Established},
+		{"outside opens udp/10", 0, pcapgen.UDP4(m1, m2, c, s, 5000, 10, 4), filter.Drop, conntrack.New},
+		{"inside 'replies' to it", 1, pcapgen.UDP4(m2, m1, s, c, 10, 5000, 4), filter.Accept, conntrack.Established},
+	}
+	var b dataplane.Burst
+	now := int64(time.Second)
+	for _, st := range steps {
+		b.N = 1
+		b.Decode(0, st.frame)
+		pl.Process(&b, st.in, now)
+		if b.Verdict[0] != st.verdict || b.State[0] != st.state {
+			t.Errorf("%s: %v/%v; want %v/%v", st.name, b.Verdict[0], b.State[0], st.verdict, st.state)
+		}
+	}
+	// The dropped flow's entry exists (conntrack runs before filtering, as
+	// in netfilter), so the inside's packet counts as its reply; the outside
+	// never got its first packet through. What matters: no NEW from outside
+	// to port 10 passed.
+	pl.Publish()
+	if s := pl.Counters().Snapshot(); s.Drops[filter.DropRule] != 1 || s.CacheHits != 1 {
+		t.Errorf("counters: rule drops %d (want 1), cache hits %d (want 1)", s.Drops[filter.DropRule], s.CacheHits)
+	}
 }

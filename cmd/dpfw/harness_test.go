@@ -151,8 +151,9 @@ func (p *proc) stop() {
 	}
 }
 
-// metric returns the sum of every series of a metric whose labels contain sel.
-func (p *proc) metric(name, sel string) float64 {
+// metric returns the sum of every series of a metric whose labels contain
+// every one of sel (labels are printed in alphabetical order).
+func (p *proc) metric(name string, sel ...string) float64 {
 	p.t.Helper()
 	resp, err := http.Get("http://" + p.metrics + "/metrics")
 	if err != nil {
@@ -166,7 +167,13 @@ func (p *proc) metric(name, sel string) float64 {
 		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
 			continue
 		}
-		if sel != "" && !strings.Contains(l, sel) {
+		match := true
+		for _, s := range sel {
+			if !strings.Contains(l, s) {
+				match = false
+			}
+		}
+		if !match {
 			continue
 		}
 		f := strings.Fields(l)
@@ -178,10 +185,17 @@ func (p *proc) metric(name, sel string) float64 {
 
 // waitMetric waits until metric ≥ want, up to d.
 func (p *proc) waitMetric(name, sel string, want float64, d time.Duration) float64 {
+	if sel == "" {
+		return p.waitMetricAll(name, nil, want, d)
+	}
+	return p.waitMetricAll(name, []string{sel}, want, d)
+}
+
+func (p *proc) waitMetricAll(name string, sel []string, want float64, d time.Duration) float64 {
 	p.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		v := p.metric(name, sel)
+		v := p.metric(name, sel...)
 		if v >= want || time.Now().After(deadline) {
 			return v
 		}

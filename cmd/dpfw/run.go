@@ -19,6 +19,7 @@ import (
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/daemon"
 	"github.com/dpfw/dpfw/control/metrics"
+	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,7 +61,12 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d ports, %d links, %d workers\n", name, len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs))
+			f, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d ports, %d links, %d workers, %d rules; connection tables %s\n",
+				name, len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs), f.Stats.Rules, ruleset.MemoryBytes(cfg))
 			return nil
 		},
 	}
@@ -190,6 +196,8 @@ func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http
 		Ports:      func() []metrics.PortStats { return portStats(d) },
 		MbufsInUse: func() uint64 { return uint64(d.MbufsInUse()) },
 		MbufsTotal: uint64(cfg.Mempool.Mbufs),
+		Conntrack:  d.CTCounters,
+		Rules:      d.RuleStats,
 	}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

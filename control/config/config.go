@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,8 +20,13 @@ type Config struct {
 	Links     []Link    `mapstructure:"links"`
 	Workers   Workers   `mapstructure:"workers"`
 	Dataplane Dataplane `mapstructure:"dataplane"`
+	Conntrack Conntrack `mapstructure:"conntrack"`
+	Rules     Rules     `mapstructure:"rules"`
 	Metrics   Metrics   `mapstructure:"metrics"`
 	Log       Log       `mapstructure:"log"`
+
+	// Dir is the directory of the config file (for relative paths); not a key.
+	Dir string `mapstructure:"-"`
 }
 
 // EAL configures DPDK's environment abstraction layer.
@@ -79,6 +86,47 @@ type Dataplane struct {
 	NonIP string `mapstructure:"non_ip"`
 }
 
+// Conntrack configures connection tracking.
+type Conntrack struct {
+	// Capacity is the most connections each worker tracks.
+	Capacity int `mapstructure:"capacity"`
+	// TCPLoose picks up TCP connections already open when dpfw started
+	// (netfilter's nf_conntrack_tcp_loose; on by default there too).
+	TCPLoose bool `mapstructure:"tcp_loose"`
+	// TCPLiberal accepts out-of-window TCP segments
+	// (nf_conntrack_tcp_be_liberal).
+	TCPLiberal bool              `mapstructure:"tcp_liberal"`
+	Timeouts   ConntrackTimeouts `mapstructure:"timeouts"`
+}
+
+// ConntrackTimeouts are idle timeouts; the defaults are netfilter's.
+type ConntrackTimeouts struct {
+	TCPSynSent     time.Duration `mapstructure:"tcp_syn_sent"`
+	TCPSynRecv     time.Duration `mapstructure:"tcp_syn_recv"`
+	TCPEstablished time.Duration `mapstructure:"tcp_established"`
+	TCPFinWait     time.Duration `mapstructure:"tcp_fin_wait"`
+	TCPCloseWait   time.Duration `mapstructure:"tcp_close_wait"`
+	TCPLastAck     time.Duration `mapstructure:"tcp_last_ack"`
+	TCPTimeWait    time.Duration `mapstructure:"tcp_time_wait"`
+	TCPClose       time.Duration `mapstructure:"tcp_close"`
+	TCPRetrans     time.Duration `mapstructure:"tcp_retrans"`
+	TCPUnack       time.Duration `mapstructure:"tcp_unacknowledged"`
+	UDP            time.Duration `mapstructure:"udp"`
+	UDPStream      time.Duration `mapstructure:"udp_stream"`
+	ICMP           time.Duration `mapstructure:"icmp"`
+	Generic        time.Duration `mapstructure:"generic"`
+}
+
+// Rules says where the rule set comes from, in iptables syntax
+// (iptables-save output or "-A CHAIN …" lines). With neither, every chain
+// accepts: dpfw forwards everything and only tracks connections.
+type Rules struct {
+	// File is a rules file, relative to the config file's directory.
+	File string `mapstructure:"file"`
+	// Iptables is the rule set inline.
+	Iptables string `mapstructure:"iptables"`
+}
+
 // Metrics configures the Prometheus endpoint and runtime API.
 type Metrics struct {
 	// Listen is host:port for /metrics; "" disables it.
@@ -100,9 +148,36 @@ func Default() Config {
 		Mempool:   Mempool{Mbufs: 16383, Cache: 256, DataRoom: 2048 + 128},
 		Workers:   Workers{CPUs: []int{1}, IdlePolls: 0, IdleSleep: 50 * time.Microsecond},
 		Dataplane: Dataplane{NonIP: "pass"},
-		Metrics:   Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
-		Log:       Log{Level: "info", Format: "text"},
+		Conntrack: Conntrack{Capacity: 1 << 20, TCPLoose: true, Timeouts: ConntrackTimeouts{
+			TCPSynSent: 2 * time.Minute, TCPSynRecv: 60 * time.Second, TCPEstablished: 5 * 24 * time.Hour,
+			TCPFinWait: 2 * time.Minute, TCPCloseWait: 60 * time.Second, TCPLastAck: 30 * time.Second,
+			TCPTimeWait: 2 * time.Minute, TCPClose: 10 * time.Second, TCPRetrans: 5 * time.Minute,
+			TCPUnack: 5 * time.Minute, UDP: 30 * time.Second, UDPStream: 120 * time.Second,
+			ICMP: 30 * time.Second, Generic: 600 * time.Second,
+		}},
+		Metrics: Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
+		Log:     Log{Level: "info", Format: "text"},
 	}
+}
+
+// RulesText returns the rule set's text and a name for error messages:
+// the rules file's contents, the inline rules, or "" (accept everything).
+func (c *Config) RulesText() (name, text string, err error) {
+	switch {
+	case c.Rules.File != "":
+		p := c.Rules.File
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(c.Dir, p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return p, "", fmt.Errorf("rules.file: %w", err)
+		}
+		return p, string(b), nil
+	case c.Rules.Iptables != "":
+		return "rules.iptables", c.Rules.Iptables, nil
+	}
+	return "", "", nil
 }
 
 // PortDefaults fills a port's unset fields.
@@ -255,6 +330,30 @@ func (c *Config) Validate() []FieldError {
 	}
 	if c.Dataplane.NonIP != "pass" && c.Dataplane.NonIP != "drop" {
 		add("dataplane.non_ip", "%q: want pass or drop", c.Dataplane.NonIP)
+	}
+	if c.Conntrack.Capacity < 16 || c.Conntrack.Capacity > 1<<28 {
+		add("conntrack.capacity", "%d: want 16 to 268435456 connections per worker", c.Conntrack.Capacity)
+	}
+	for _, t := range []struct {
+		k string
+		v time.Duration
+	}{
+		{"tcp_syn_sent", c.Conntrack.Timeouts.TCPSynSent}, {"tcp_syn_recv", c.Conntrack.Timeouts.TCPSynRecv},
+		{"tcp_established", c.Conntrack.Timeouts.TCPEstablished}, {"tcp_fin_wait", c.Conntrack.Timeouts.TCPFinWait},
+		{"tcp_close_wait", c.Conntrack.Timeouts.TCPCloseWait}, {"tcp_last_ack", c.Conntrack.Timeouts.TCPLastAck},
+		{"tcp_time_wait", c.Conntrack.Timeouts.TCPTimeWait}, {"tcp_close", c.Conntrack.Timeouts.TCPClose},
+		{"tcp_retrans", c.Conntrack.Timeouts.TCPRetrans}, {"tcp_unacknowledged", c.Conntrack.Timeouts.TCPUnack},
+		{"udp", c.Conntrack.Timeouts.UDP}, {"udp_stream", c.Conntrack.Timeouts.UDPStream},
+		{"icmp", c.Conntrack.Timeouts.ICMP}, {"generic", c.Conntrack.Timeouts.Generic},
+	} {
+		// Entries keep expiry in 32-bit milliseconds compared with wrap-around
+		// arithmetic: timeouts must stay below 24 days.
+		if t.v < time.Second || t.v > 20*24*time.Hour {
+			add("conntrack.timeouts."+t.k, "%s: want 1s to 480h", t.v)
+		}
+	}
+	if c.Rules.File != "" && c.Rules.Iptables != "" {
+		add("rules", "give either rules.file or rules.iptables, not both")
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -108,6 +109,7 @@ func Load(name string, data []byte) (*Config, error) {
 	for i := range cfg.Ports {
 		cfg.Ports[i].applyDefaults()
 	}
+	cfg.Dir = filepath.Dir(name)
 	for _, fe := range cfg.Validate() {
 		cerr.Problems = append(cerr.Problems, Problem{Line: lineOf(lines, fe.Key), Key: fe.Key, Msg: fe.Msg})
 	}
@@ -165,7 +167,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string, lines map[string]int
 		fields := map[string]reflect.StructField{}
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			if tag := f.Tag.Get("mapstructure"); tag != "" {
+			if tag := f.Tag.Get("mapstructure"); tag != "" && tag != "-" {
 				fields[tag] = f
 			}
 		}
@@ -213,7 +215,7 @@ func join(prefix, k string) string {
 func fieldNames(t reflect.Type) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
-		if tag := t.Field(i).Tag.Get("mapstructure"); tag != "" {
+		if tag := t.Field(i).Tag.Get("mapstructure"); tag != "" && tag != "-" {
 			out = append(out, tag)
 		}
 	}
@@ -228,7 +230,7 @@ func leafDefaults(v reflect.Value, prefix string) map[string]any {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := f.Tag.Get("mapstructure")
-		if tag == "" {
+		if tag == "" || tag == "-" {
 			continue
 		}
 		key := join(prefix, tag)

@@ -1,16 +1,23 @@
 package daemon
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpfw/dpfw/cgo/dpdk"
+	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/control/metrics"
+	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane"
+	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/dataplane/worker"
 )
 
@@ -30,7 +37,10 @@ type Daemon struct {
 	Pool    *dpdk.Mempool
 	Ports   []Port
 	Workers []*worker.Worker
-	log     *slog.Logger
+	// Rules is the compiled rule set the workers load once per burst.
+	Rules    atomic.Pointer[filter.Filter]
+	trackers []*conntrack.Tracker
+	log      *slog.Logger
 
 	wg       sync.WaitGroup
 	errMu    sync.Mutex
@@ -95,8 +105,30 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 		a, b := byName[l.Ports[0]], byName[l.Ports[1]]
 		d.Ports[a].Peer, d.Ports[b].Peer = b, a
 	}
-	opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass"}
+	portIDs := map[string]uint16{}
+	for _, p := range d.Ports {
+		portIDs[p.Config.Name] = uint16(p.ID)
+	}
+	f, err := ruleset.Compile(cfg, portIDs, 1)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	d.Rules.Store(f)
+	log.Info("rules compiled", "rules", f.Stats.Rules, "bitsets", f.Stats.Bitsets, "classifier_bytes", f.Stats.Bytes)
+	infos, err := ruleset.PortInfos(cfg, portIDs)
+	if err != nil {
+		return nil, err
+	}
+	var seedBytes [8]byte
+	if _, err := rand.Read(seedBytes[:]); err != nil {
+		return nil, fmt.Errorf("conntrack hash seed: %w", err)
+	}
+	seed := binary.LittleEndian.Uint64(seedBytes[:])
+	log.Info("connection tracking", "capacity_per_worker", cfg.Conntrack.Capacity, "memory", ruleset.MemoryBytes(cfg))
 	for w, cpu := range cfg.Workers.CPUs {
+		tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, seed))
+		d.trackers = append(d.trackers, tr)
+		opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Worker: w}
 		var qs []worker.Queue
 		for _, p := range d.Ports {
 			q := worker.Queue{RxPort: p.ID, RxQueue: uint16(w), TxQueue: uint16(w)}
@@ -106,7 +138,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 			qs = append(qs, q)
 		}
 		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep},
-			dataplane.NewPipeline(opts, new(dataplane.Counters)))
+			dataplane.NewPipeline(opts, tr, &d.Rules, new(dataplane.Counters)))
 		d.Workers = append(d.Workers, wk)
 	}
 	for _, wk := range d.Workers {
@@ -178,6 +210,9 @@ func (d *Daemon) Stop() error {
 	d.stopOnce.Do(func() {
 		d.stopWorkers()
 		err = errors.Join(d.Err(), d.closePorts())
+		for _, tr := range d.trackers {
+			tr.Table.Free()
+		}
 	})
 	return err
 }
@@ -208,3 +243,33 @@ func (d *Daemon) closePorts() error {
 // MbufsInUse returns the pool's in-use count (mbufs in rx rings, in flight,
 // and in per-lcore caches).
 func (d *Daemon) MbufsInUse() uint { return d.Pool.InUse() }
+
+// CTCounters returns each worker's published conntrack counters.
+func (d *Daemon) CTCounters() []*dataplane.CTCounters {
+	out := make([]*dataplane.CTCounters, len(d.Workers))
+	for i, w := range d.Workers {
+		out[i] = &w.Counters().CT
+	}
+	return out
+}
+
+// RuleStats returns the active rule set's counters, summed over workers,
+// one per rule and one per chain policy.
+func (d *Daemon) RuleStats() []metrics.RuleStat {
+	f := d.Rules.Load()
+	var out []metrics.RuleStat
+	for id := 0; id < f.NumDecisions(); id++ {
+		pk, by := f.Totals(uint16(id))
+		name := f.DecisionName(uint16(id))
+		chain, rule, _ := strings.Cut(name, "#")
+		st := metrics.RuleStat{Chain: chain, Rule: rule, Packets: pk, Bytes: by}
+		if id < len(f.Rules) {
+			st.Target, st.Comment = f.Rules[id].Target, f.Rules[id].Comment
+		} else {
+			st.Chain, st.Rule = strings.TrimSuffix(name, " policy"), "policy"
+			st.Target = f.DecisionVerdict(uint16(id)).String()
+		}
+		out = append(out, st)
+	}
+	return out
+}

@@ -3,6 +3,8 @@ package metrics
 import (
 	"strconv"
 
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,13 @@ type PortStats struct {
 	LinkUp               bool
 }
 
+// RuleStat is one rule's (or chain policy's) counters.
+type RuleStat struct {
+	Chain, Rule     string // Rule: "1", "2", … or "policy"
+	Target, Comment string
+	Packets, Bytes  uint64
+}
+
 // Source is what the Collector reads at scrape time. It is implemented by the
 // daemon; the functions must be safe to call concurrently with the workers.
 type Source struct {
@@ -28,6 +37,10 @@ type Source struct {
 	// MbufsInUse and MbufsTotal describe the packet pool.
 	MbufsInUse func() uint64
 	MbufsTotal uint64
+	// Conntrack returns each worker's connection-tracking counters.
+	Conntrack func() []*dataplane.CTCounters
+	// Rules returns per-rule counters of the active rule set.
+	Rules func() []RuleStat
 }
 
 var (
@@ -53,6 +66,25 @@ var (
 	portNoMbuf  = desc("port", "rx_nombuf_total", "Receive failures for lack of an mbuf.", []string{"port"})
 	portUp      = desc("port", "link_up", "1 if the port's link is up.", []string{"port"})
 
+	cacheHits  = desc("worker", "verdict_cache_hits_total", "Packets whose verdict came from their connection's cache (no classification).", workerLabels)
+	classified = desc("worker", "classified_packets_total", "Packets that ran the rule set.", workerLabels)
+
+	ctLookups    = desc("conntrack", "lookups_total", "Connection table lookups.", workerLabels)
+	ctHits       = desc("conntrack", "lookup_hits_total", "Lookups that found a connection.", workerLabels)
+	ctCreated    = desc("conntrack", "created_total", "Connections created.", workerLabels)
+	ctExpired    = desc("conntrack", "expired_total", "Connections removed by their timeout.", workerLabels)
+	ctEarly      = desc("conntrack", "early_drops_total", "Unassured connections evicted to make room.", workerLabels)
+	ctFull       = desc("conntrack", "table_full_drops_total", "New connections dropped: no room even after early drop.", workerLabels)
+	ctInsertFail = desc("conntrack", "insert_failures_total", "Insertions that found no free slot within the displacement bound.", workerLabels)
+	ctKicks      = desc("conntrack", "displacements_total", "Keys moved to make room (cuckoo displacements).", workerLabels)
+	ctEntries    = desc("conntrack", "entries", "Tracked connections, by protocol.", []string{"worker", "protocol"})
+	ctTCP        = desc("conntrack", "tcp_entries", "Tracked TCP connections, by TCP state.", []string{"worker", "state"})
+	ctCapacity   = desc("conntrack", "capacity", "Most connections the worker's table holds.", workerLabels)
+	ctInvalid    = desc("conntrack", "invalid_packets_total", "Packets in state INVALID, by reason.", []string{"worker", "reason"})
+
+	rulePackets = desc("rule", "packets_total", "Packets decided by a rule or chain policy (like iptables -L -v).", []string{"chain", "rule", "target", "comment"})
+	ruleBytes   = desc("rule", "bytes_total", "Bytes (IP) decided by a rule or chain policy.", []string{"chain", "rule", "target", "comment"})
+
 	mbufInUse = desc("mempool", "mbufs_in_use", "Mbufs taken from the pool (rings, in flight, lcore caches).", nil)
 	mbufTotal = desc("mempool", "mbufs", "Mbufs in the pool.", nil)
 )
@@ -69,6 +101,10 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{cacheHits, classified, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull,
+		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes} {
+		ch <- d
+	}
 	for _, d := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, bursts, emptyPolls, busy, idle, drops,
 		portRx, portTx, portRxBytes, portTxBytes, portMissed, portRxErr, portTxErr, portNoMbuf, portUp, mbufInUse, mbufTotal} {
 		ch <- d
@@ -94,6 +130,43 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
 				counter(drops, s.Drops[r], w, r.String())
 			}
+			counter(cacheHits, s.CacheHits, w)
+			counter(classified, s.Classified, w)
+		}
+	}
+	if c.src.Conntrack != nil {
+		for i, ct := range c.src.Conntrack() {
+			w := strconv.Itoa(i)
+			counter(ctLookups, ct.Lookups.Load(), w)
+			counter(ctHits, ct.Hits.Load(), w)
+			counter(ctCreated, ct.Created.Load(), w)
+			counter(ctExpired, ct.Expired.Load(), w)
+			counter(ctEarly, ct.EarlyDrops.Load(), w)
+			counter(ctFull, ct.TableFullDrops.Load(), w)
+			counter(ctInsertFail, ct.InsertFailures.Load(), w)
+			counter(ctKicks, ct.Kicks.Load(), w)
+			gauge := func(d *prometheus.Desc, v uint64, l ...string) {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), l...)
+			}
+			gauge(ctCapacity, ct.Capacity.Load(), w)
+			for p, name := range conntrack.ProtoClassNames {
+				gauge(ctEntries, ct.ByProto[p].Load(), w, name)
+			}
+			for st := 1; st < tcpstate.NumStates; st++ {
+				gauge(ctTCP, ct.TCPByState[st].Load(), w, tcpstate.State(st).String())
+			}
+			for r := conntrack.InvalidReason(1); r < conntrack.NumInvalidReasons; r++ {
+				if r == conntrack.InvalidTCP {
+					continue
+				}
+				counter(ctInvalid, ct.Invalid[r].Load(), w, r.String())
+			}
+		}
+	}
+	if c.src.Rules != nil {
+		for _, r := range c.src.Rules() {
+			counter(rulePackets, r.Packets, r.Chain, r.Rule, r.Target, r.Comment)
+			counter(ruleBytes, r.Bytes, r.Chain, r.Rule, r.Target, r.Comment)
 		}
 	}
 	if c.src.Ports != nil {

@@ -32,6 +32,9 @@ const NoPort = 0xffff
 type Env struct {
 	// Ports maps port names (as used by -i/-o) to port ids.
 	Ports map[string]uint16
+	// Workers is the number of workers, each of which gets its own rule
+	// counters (at least 1).
+	Workers int
 }
 
 // Filter is a compiled, immutable rule set. Workers load it once per burst
@@ -50,6 +53,10 @@ type Filter struct {
 	Ruleset *Ruleset
 	// Stats of the compilation.
 	Stats CompileStats
+
+	ruleVerdict   []Verdict // by rule id: the verdict of terminal targets
+	counters      [][]Counter
+	flagSensitive bool
 }
 
 // CompileStats describe a compiled filter.
@@ -221,6 +228,28 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 		f.Stats.Bytes += len(cc.sets) * cc.words * 8 * 2
 		f.Stats.MaxWords = max(f.Stats.MaxWords, cc.words)
 		f.chains = append(f.chains, cc)
+	}
+	if f.NumDecisions() > MaxDecisions {
+		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d", f.NumDecisions(), MaxDecisions)
+	}
+	f.ruleVerdict = make([]Verdict, len(f.Rules))
+	for i := range f.Rules {
+		r := &f.Rules[i]
+		switch r.Target {
+		case "ACCEPT":
+			f.ruleVerdict[i] = Accept
+		case "REJECT":
+			f.ruleVerdict[i] = Reject
+		default:
+			f.ruleVerdict[i] = Drop
+		}
+		if r.TCPFlags {
+			f.flagSensitive = true
+		}
+	}
+	f.counters = make([][]Counter, max(env.Workers, 1))
+	for w := range f.counters {
+		f.counters[w] = make([]Counter, f.NumDecisions())
 	}
 	f.hooks[HookForward] = index["FORWARD"]
 	f.hooks[HookInput] = index["INPUT"]

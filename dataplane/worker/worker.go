@@ -134,6 +134,7 @@ func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) {
 		last = now
 		if len(rx) == 0 {
 			wasBusy = false
+			w.pl.Idle(now)
 			st.EmptyPolls = io.EmptyPolls()
 			w.pl.Publish()
 			sincePublish = 0

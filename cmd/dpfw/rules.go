@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/spf13/cobra"
+)
+
+func rulesCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rules",
+		Short: "Work with rule files (iptables syntax)",
+	}
+	var ports []string
+	check := &cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a rules file and print the rules as dpfw understood them",
+		Long: `check parses FILE (iptables-save output, or lines such as
+"-A INPUT -p tcp --dport 22 -m state --state NEW -j ACCEPT"), compiles it, and
+prints every chain and rule in iptables -S form. Errors name file:line:column,
+the bad token, and a fix; nothing is printed then and the exit status is 1.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			rs, err := filter.ParseIptables(args[0], string(b))
+			if err != nil {
+				return err
+			}
+			env := filter.Env{Ports: map[string]uint16{}, Workers: 1}
+			for i, p := range ports {
+				env.Ports[p] = uint16(i)
+			}
+			f, err := filter.Compile(rs, env, 1)
+			if err != nil {
+				return fmt.Errorf("%w (name the ports with --ports)", err)
+			}
+			out := cmd.OutOrStdout()
+			for _, name := range rs.Order {
+				ch := rs.Chains[name]
+				if filter.IsBuiltin(name) {
+					fmt.Fprintf(out, "-P %s %s\n", name, ch.Policy)
+				} else {
+					fmt.Fprintf(out, "-N %s\n", name)
+				}
+			}
+			for _, name := range rs.Order {
+				for _, r := range rs.Chains[name].Rules {
+					fmt.Fprintln(out, r.String())
+				}
+			}
+			fmt.Fprintf(out, "# %d rules in %d chains; classifier %d bitsets, %d bytes\n",
+				f.Stats.Rules, len(rs.Order), f.Stats.Bitsets, f.Stats.Bytes)
+			return nil
+		},
+	}
+	check.Flags().StringSliceVar(&ports, "ports", nil, "port names that -i/-o may use (default: any name used is accepted)")
+	check.PreRunE = func(cmd *cobra.Command, args []string) error {
+		if len(ports) > 0 {
+			return nil
+		}
+		// Accept every interface name the file uses.
+		b, err := os.ReadFile(args[0])
+		if err != nil {
+			return err
+		}
+		rs, err := filter.ParseIptables(args[0], string(b))
+		if err != nil {
+			return err
+		}
+		for _, name := range rs.Order {
+			for _, r := range rs.Chains[name].Rules {
+				for _, p := range []string{r.In, r.Out} {
+					if p != "" && !slices.Contains(ports, p) {
+						ports = append(ports, p)
+					}
+				}
+			}
+		}
+		return nil
+	}
+	cmd.AddCommand(check)
+	return cmd
+}

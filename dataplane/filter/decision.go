@@ -1,0 +1,95 @@
+package filter
+
+import "sync/atomic"
+
+// A decision id names what decided a packet's verdict: rule ids
+// 0 … len(Rules)−1, then len(Rules)+c for the policy of chain c. Connection
+// entries cache decision ids (16 bits), so a rule set holds at most
+// MaxDecisions rules plus chains.
+const MaxDecisions = 0xffff
+
+// Decision returns the decision id of a Run result.
+func (f *Filter) Decision(r Result) uint16 {
+	if r.Rule >= 0 {
+		return uint16(r.Rule)
+	}
+	return uint16(len(f.Rules) + int(r.Chain))
+}
+
+// DecisionVerdict returns the verdict a decision stands for.
+func (f *Filter) DecisionVerdict(d uint16) Verdict {
+	if int(d) < len(f.Rules) {
+		return f.ruleVerdict[d]
+	}
+	return f.chains[int(d)-len(f.Rules)].policy
+}
+
+// NumDecisions returns the number of decision ids.
+func (f *Filter) NumDecisions() int { return len(f.Rules) + len(f.chains) }
+
+// DecisionName describes a decision for humans: "INPUT#2" or "INPUT policy".
+func (f *Filter) DecisionName(d uint16) string {
+	if int(d) < len(f.Rules) {
+		ch := f.Rules[d].Chain
+		return ch + "#" + itoa(int(d)-f.chains[f.ChainOf[d]].first+1)
+	}
+	return f.chains[int(d)-len(f.Rules)].name + " policy"
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// ChainNames returns the compiled chains' names, by chain index.
+func (f *Filter) ChainNames() []string {
+	out := make([]string, len(f.chains))
+	for i := range f.chains {
+		out[i] = f.chains[i].name
+	}
+	return out
+}
+
+// Counter counts packets and bytes of one decision for one worker. The
+// owning worker adds; anyone reads.
+type Counter struct {
+	Packets, Bytes atomic.Uint64
+}
+
+// Counters returns worker w's counters, one per decision id.
+// Precondition: w < the Workers the filter was compiled for.
+func (f *Filter) Counters(w int) []Counter { return f.counters[w] }
+
+// Totals sums the counters of every worker for decision d.
+func (f *Filter) Totals(d uint16) (packets, bytes uint64) {
+	for w := range f.counters {
+		packets += f.counters[w][d].Packets.Load()
+		bytes += f.counters[w][d].Bytes.Load()
+	}
+	return packets, bytes
+}
+
+// ZeroCounters resets every counter (iptables -Z). Concurrent additions by
+// workers may be lost or kept.
+func (f *Filter) ZeroCounters() {
+	for w := range f.counters {
+		for d := range f.counters[w] {
+			f.counters[w][d].Packets.Store(0)
+			f.counters[w][d].Bytes.Store(0)
+		}
+	}
+}
+
+// FlagSensitive reports whether some rule matches TCP flags, so a TCP
+// packet's verdict may differ from the previous packet's in the same state
+// and direction: such verdicts are not cached per connection.
+func (f *Filter) FlagSensitive() bool { return f.flagSensitive }
