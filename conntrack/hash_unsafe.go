@@ -14,7 +14,20 @@ const tupleSize = 40
 // sensitive to adversarial keys; an attacker who cannot predict the seed
 // cannot aim floods of tuples at a few buckets. It must not allocate: the
 // buffer lives on the stack.
+//
+// IPv4 tuples hash only their meaningful 24 bytes (seed, the two addresses,
+// ports, protocol, family, zone), which takes xxhash's short-input path; the
+// key comparison still uses the whole tuple.
 func hashTuple(seed uint64, t *Tuple) uint64 {
+	if t.Family == 4 {
+		var b [24]byte
+		p := unsafe.Pointer(&b[0])
+		*(*uint64)(p) = seed
+		*(*uint32)(unsafe.Add(p, 8)) = *(*uint32)(unsafe.Pointer(&t.Src[0]))
+		*(*uint32)(unsafe.Add(p, 12)) = *(*uint32)(unsafe.Pointer(&t.Dst[0]))
+		*(*uint64)(unsafe.Add(p, 16)) = *(*uint64)(unsafe.Pointer(&t.SrcPort))
+		return xxhash.Sum64(b[:])
+	}
 	var buf [8 + tupleSize]byte
 	*(*uint64)(unsafe.Pointer(&buf[0])) = seed
 	*(*[tupleSize]byte)(buf[8:]) = *(*[tupleSize]byte)(unsafe.Pointer(t))

@@ -195,6 +195,33 @@ func (t *Table) LookupBatch(b *Batch) {
 	b.sink = sink
 }
 
+// PrefetchBurst touches the buckets, then the candidate entries, of a burst
+// of keys whose hashes are given, so that the lookups that follow find them
+// in cache: the loads of the whole burst are in flight together instead of
+// one miss after another. It returns a value only to keep the loads alive.
+func (t *Table) PrefetchBurst(hashes []uint64) uint32 {
+	var sink uint32
+	for _, h := range hashes {
+		b1, b2, _ := t.keyHash(h)
+		sink += uint32(t.bkts[b1].ref[0]) + uint32(t.bkts[b2].ref[0])
+	}
+	for _, h := range hashes {
+		b1, b2, tag := t.keyHash(h)
+		m := matchTags(&t.bkts[b1], tag)
+		b := &t.bkts[b1]
+		if m == 0 {
+			b = &t.bkts[b2]
+			m = matchTags(b, tag)
+		}
+		if m != 0 {
+			if r := b.ref[bits.TrailingZeros32(m)]; r != 0 {
+				sink += uint32(t.conns[(r-1)>>1].Orig.SrcPort)
+			}
+		}
+	}
+	return sink
+}
+
 // Lookup finds the connection k belongs to. It returns the entry index and
 // the direction of k, and ok == false if there is none.
 func (t *Table) Lookup(k *Tuple) (idx uint32, dir Dir, ok bool) {

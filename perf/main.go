@@ -34,6 +34,7 @@ import (
 
 func main() {
 	flows := flag.String("flows", "1024,65536", "comma-separated flow counts, one workload each")
+	workloads := flag.String("workloads", "pass", "comma-separated: pass (no rules: decode, track, forward), ct (UDP flows in both directions through a stateful rule set), churn (TCP connections opened and closed on every replay)")
 	seconds := flag.Int("seconds", 5, "measurement window per system")
 	warmup := flag.Int("warmup", 2, "seconds to let each system settle before measuring")
 	dpfwBin := flag.String("dpfw", "bin/dpfw", "dpfw binary")
@@ -51,30 +52,48 @@ func main() {
 	fmt.Printf("machine: %s, %d CPUs, %s; forwarding lcore on CPU %d; hugepages: %v\n",
 		host, runtime.NumCPU(), cpuModel(), *cpu, !*noHuge)
 	var rows []string
-	for _, f := range strings.Split(*flows, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		check(err)
-		pcap := filepath.Join(dir, fmt.Sprintf("udp64-%d.pcap", n))
-		check(pcapgen.Write(pcap, pcapgen.UDPFlows(n, false)))
-		name := fmt.Sprintf("udp64/%dflows", n)
-		w := time.Duration(*warmup) * time.Second
-		m := time.Duration(*seconds) * time.Second
-		var ios, ds, ratios []float64
-		for r := 0; r < *rounds; r++ {
-			io, err := runTestpmd(*testpmd, "io", pcap, *cpu, *noHuge, w, m)
+	for _, wl := range strings.Split(*workloads, ",") {
+		for _, f := range strings.Split(*flows, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
 			check(err)
-			d, err := runDPFW(*dpfwBin, dir, pcap, n, *cpu, *noHuge, w, m)
-			check(err)
-			ios, ds, ratios = append(ios, io), append(ds, d), append(ratios, d/io)
-			fmt.Printf("%-18s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f\n", name, r+1, io, d, d/io)
+			var frames [][]byte
+			rules := ""
+			perConn := 0
+			switch wl {
+			case "pass":
+				frames = pcapgen.UDPFlows(n, false)
+			case "ct":
+				frames = pcapgen.UDPFlows(n, true)
+				rules = statefulRules
+			case "churn":
+				frames = pcapgen.TCPChurn(n)
+				rules = statefulRules
+				perConn = 8
+			default:
+				check(fmt.Errorf("unknown workload %q", wl))
+			}
+			pcap := filepath.Join(dir, fmt.Sprintf("%s-%d.pcap", wl, n))
+			check(pcapgen.Write(pcap, frames))
+			name := fmt.Sprintf("%s/%dflows", wl, n)
+			w := time.Duration(*warmup) * time.Second
+			m := time.Duration(*seconds) * time.Second
+			var ios, ds, ratios []float64
+			for r := 0; r < *rounds; r++ {
+				io, err := runTestpmd(*testpmd, "io", pcap, len(frames), *cpu, *noHuge, w, m)
+				check(err)
+				d, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
+				check(err)
+				ios, ds, ratios = append(ios, io), append(ds, d), append(ratios, d/io)
+				fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f\n", name, r+1, io, d, d/io)
+			}
+			io, d, ratio := median(ios), median(ds), median(ratios)
+			extra := ""
+			if perConn > 0 {
+				extra = fmt.Sprintf(", %.0f connections/s", d*1e6/float64(perConn))
+			}
+			fmt.Printf("%-22s dpfw %.2f Mpps, testpmd io %.2f Mpps, ratio %.2f (median of %d rounds)%s\n", name, d, io, ratio, *rounds, extra)
+			rows = append(rows, fmt.Sprintf("| %s | %s | %.2f | %.2f | %.2f |%s", time.Now().Format("2006-01-02"), name, io, d, ratio, extra))
 		}
-		mac, err := runTestpmd(*testpmd, "mac", pcap, *cpu, *noHuge, w, m)
-		check(err)
-		io, d, ratio := median(ios), median(ds), median(ratios)
-		fmt.Printf("%-18s %-12s %8.2f %8s\n", name, "testpmd io", io, "1.00")
-		fmt.Printf("%-18s %-12s %8.2f %8.2f\n", name, "testpmd mac", mac, mac/io)
-		fmt.Printf("%-18s %-12s %8.2f %8.2f  (median of %d rounds)\n", name, "dpfw", d, ratio, *rounds)
-		rows = append(rows, fmt.Sprintf("| %s | %s | %.2f | %.2f | %.2f | %.2f |", time.Now().Format("2006-01-02"), name, io, mac, d, ratio))
 	}
 	fmt.Println("(ratio: dpfw / testpmd io, each round measured back to back)")
 	if *out != "" {
@@ -121,14 +140,16 @@ var txPPS = regexp.MustCompile(`Tx-pps:\s+(\d+)`)
 
 // runTestpmd forwards the pcap into net_null with testpmd and returns the
 // mean of its per-second Tx-pps reports after warm-up.
-func runTestpmd(bin, mode, pcap string, cpu int, noHuge bool, warmup, measure time.Duration) (float64, error) {
+func runTestpmd(bin, mode, pcap string, packets, cpu int, noHuge bool, warmup, measure time.Duration) (float64, error) {
 	main := 0
 	if cpu == 0 {
 		main = 1
 	}
 	args := append([]string{"--file-prefix", fmt.Sprintf("perf-tpmd-%d", os.Getpid()), "-l", fmt.Sprintf("%d,%d", main, cpu), "--main-lcore", strconv.Itoa(main), "--no-pci",
 		"--vdev", "net_pcap0,rx_pcap=" + pcap + ",infinite_rx=1", "--vdev", "net_null0,no-rx=1"}, ealMem(noHuge)...)
-	args = append(args, "--", "--forward-mode="+mode, "--stats-period", "1", "--nb-cores=1", "--no-lsc-interrupt")
+	// net_pcap's infinite_rx holds the whole pcap in mbufs.
+	args = append(args, "--", "--forward-mode="+mode, "--stats-period", "1", "--nb-cores=1", "--no-lsc-interrupt",
+		fmt.Sprintf("--total-num-mbufs=%d", packets+32768))
 	ctx, cancel := context.WithTimeout(context.Background(), warmup+measure+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", bin}, args...)...)
@@ -178,7 +199,17 @@ func runTestpmd(bin, mode, pcap string, cpu int, noHuge bool, warmup, measure ti
 
 // runDPFW forwards the pcap into net_null with dpfw and returns the sink
 // port's tx rate over the measurement window, read from /metrics.
-func runDPFW(bin, dir, pcap string, packets, cpu int, noHuge bool, warmup, measure time.Duration) (float64, error) {
+// statefulRules is the rule set of the ct and churn workloads: replies and
+// NEW connections from the client range pass, everything else is dropped.
+const statefulRules = `rules:
+  iptables: |
+    -P INPUT DROP
+    -P OUTPUT DROP
+    -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+    -A INPUT -s 198.18.0.0/16 -m conntrack --ctstate NEW -j ACCEPT
+`
+
+func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, noHuge bool, warmup, measure time.Duration) (float64, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -187,6 +218,7 @@ func runDPFW(bin, dir, pcap string, packets, cpu int, noHuge bool, warmup, measu
 	ln.Close()
 	// net_pcap's infinite_rx holds the whole pcap in mbufs.
 	mbufs := packets + 16384
+	_ = flows
 	huge := "yes"
 	if noHuge {
 		huge = "no"
@@ -196,11 +228,12 @@ mempool: {mbufs: %d}
 ports:
   - {name: src, device: "net_pcap0,rx_pcap=%s,infinite_rx=1"}
   - {name: sink, device: "net_null0,no-rx=1"}
-links: [{name: wire, ports: [src, sink]}]
+links: [{name: wire, ports: [src, sink], inside: sink}]
 workers: {cpus: [%d]}
+conntrack: {capacity: %d}
 metrics: {listen: "%s"}
 log: {level: warn}
-`, os.Getpid(), huge, mbufs, pcap, cpu, addr)
+%s`, os.Getpid(), huge, mbufs, pcap, cpu, max(2*flows, 1024), addr, rules)
 	path := filepath.Join(dir, "dpfw.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return 0, err

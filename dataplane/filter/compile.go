@@ -57,6 +57,7 @@ type Filter struct {
 	ruleVerdict   []Verdict // by rule id: the verdict of terminal targets
 	counters      [][]Counter
 	flagSensitive bool
+	usesState     bool
 }
 
 // CompileStats describe a compiled filter.
@@ -245,6 +246,9 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 		}
 		if r.TCPFlags {
 			f.flagSensitive = true
+		}
+		if r.States != 0 {
+			f.usesState = true
 		}
 	}
 	f.counters = make([][]Counter, max(env.Workers, 1))

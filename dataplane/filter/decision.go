@@ -93,3 +93,7 @@ func (f *Filter) ZeroCounters() {
 // packet's verdict may differ from the previous packet's in the same state
 // and direction: such verdicts are not cached per connection.
 func (f *Filter) FlagSensitive() bool { return f.flagSensitive }
+
+// UsesState reports whether some rule matches a connection state. If none
+// does, tracking cannot change a verdict, and the data plane skips it.
+func (f *Filter) UsesState() bool { return f.usesState }

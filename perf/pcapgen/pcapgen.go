@@ -116,3 +116,52 @@ func Read(path string) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// TCPChurn returns n complete TCP connections, one after the other: SYN,
+// SYN/ACK, ACK, 18 bytes of data, its ACK, FIN/ACK, FIN/ACK, ACK (8 frames
+// each). Replayed forever, every pass reopens each connection from TIME_WAIT.
+func TCPChurn(n int) [][]byte {
+	out := make([][]byte, 0, 8*n)
+	tcp := func(fromClient bool, i int, flags string, seq, ack uint32, payload int) []byte {
+		c, s := ClientIP(i%65536), ServerIP(i/65536)
+		sport := layers.TCPPort(10000 + i%50000)
+		t := &layers.TCP{SrcPort: sport, DstPort: 80, Seq: seq, Ack: ack, Window: 65535}
+		for _, f := range flags {
+			switch f {
+			case 'S':
+				t.SYN = true
+			case 'A':
+				t.ACK = true
+			case 'F':
+				t.FIN = true
+			case 'P':
+				t.PSH = true
+			}
+		}
+		srcMAC, dstMAC, src, dst := ClientMAC, ServerMAC, c, s
+		if !fromClient {
+			t.SrcPort, t.DstPort = 80, sport
+			srcMAC, dstMAC, src, dst = ServerMAC, ClientMAC, s, c
+		}
+		return Frame(&layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4},
+			&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst},
+			t, gopacket.Payload(make([]byte, payload)))
+	}
+	for i := 0; i < n; i++ {
+		// Each pass must use sequence numbers above the previous pass's
+		// for the TIME_WAIT reopen to be in window; a fixed ISN works
+		// because netfilter (and dpfw) reopen on a SYN in TIME_WAIT.
+		cs, ss := uint32(1000), uint32(5000)
+		out = append(out,
+			tcp(true, i, "S", cs, 0, 0),
+			tcp(false, i, "SA", ss, cs+1, 0),
+			tcp(true, i, "A", cs+1, ss+1, 0),
+			tcp(true, i, "PA", cs+1, ss+1, 18),
+			tcp(false, i, "A", ss+1, cs+19, 0),
+			tcp(true, i, "FA", cs+19, ss+1, 0),
+			tcp(false, i, "FA", ss+1, cs+20, 0),
+			tcp(true, i, "A", cs+20, ss+2, 0),
+		)
+	}
+	return out
+}
