@@ -215,7 +215,10 @@ func (t *Table) PrefetchBurst(hashes []uint64) uint32 {
 		}
 		if m != 0 {
 			if r := b.ref[bits.TrailingZeros32(m)]; r != 0 {
-				sink += uint32(t.conns[(r-1)>>1].Orig.SrcPort)
+				// An entry spans two cache lines: touch the tuple and the
+				// decision cache at its end.
+				c := &t.conns[(r-1)>>1]
+				sink += uint32(c.Orig.SrcPort) + uint32(c.cacheState)
 			}
 		}
 	}
