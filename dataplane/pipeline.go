@@ -76,6 +76,8 @@ type Pipeline struct {
 	hashes [BurstSize]uint64
 	hashed [BurstSize]bool
 	sink   uint32
+
+	mailbox mailbox
 }
 
 type hit struct {
@@ -170,12 +172,14 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 		c.Bytes.Add(h.bytes)
 	}
 	tr.Reap(reapPerBurst)
+	pl.ServeControl()
 }
 
 // Idle does housekeeping when a poll round found no packet.
 func (pl *Pipeline) Idle(now int64) {
 	pl.Tracker.SetNow(now)
 	pl.Tracker.Reap(reapPerIdle)
+	pl.ServeControl()
 }
 
 // prefetch computes the tuples and hashes of the burst's trackable packets

@@ -271,3 +271,66 @@ func TestTapStateful(t *testing.T) {
 	}
 	p.stop()
 }
+
+// TestTapOperations drives the runtime API and hot reload the way an
+// operator would, while traffic flows.
+func TestTapOperations(t *testing.T) {
+	requireDPDK(t)
+	p, cns, sns := tapPair(t, statefulRules)
+	ping := func() error {
+		return cns.command("ping", "-c", "1", "-W", "1", "198.18.0.2").Run()
+	}
+	if err := ping(); err != nil {
+		t.Fatalf("ping before any reload: %v", err)
+	}
+	startHelper(t, sns, "198.18.0.2:5001")
+	if got, err := fetch(cns, "198.18.0.2:5001"); err != nil || got != expectedDigest() {
+		t.Fatalf("transfer: %v %q", err, got)
+	}
+
+	out, err := p.cli("conntrack", "list", "-p", "tcp", "--dport", "5001")
+	if err != nil || !strings.Contains(out, "src=198.18.0.1 dst=198.18.0.2") || !strings.Contains(out, "dport=5001") ||
+		!strings.Contains(out, "1 flow entries have been shown") {
+		t.Errorf("dpfw conntrack list: %v\n%s", err, out)
+	}
+	out, err = p.cli("rules", "list")
+	if err != nil || !strings.Contains(out, "Chain INPUT") || !strings.Contains(out, "--dport 5001") || !strings.Contains(out, "policy") {
+		t.Errorf("dpfw rules list: %v\n%s", err, out)
+	}
+
+	// A config with a typo: the reload fails, names the problem, and
+	// dpfw keeps running on its last good rules.
+	good := p.cfg
+	p.rewrite(strings.Replace(good, "workers:", "workerz:", 1))
+	out, err = p.cli("reload")
+	if err == nil || !strings.Contains(out, `unknown key "workerz"`) || !strings.Contains(out, "unchanged") {
+		t.Errorf("reload of a bad config: %v\n%s", err, out)
+	}
+	if err := ping(); err != nil {
+		t.Errorf("ping after a failed reload: %v", err)
+	}
+	if f := p.metric("dpfw_config_reloads_total", `result="failure"`); f < 1 {
+		t.Errorf("failed reloads counted: %v", f)
+	}
+
+	// Tighten the rules: no more NEW echo requests. The file watcher and
+	// "dpfw reload" both apply it; ping must stop working.
+	p.rewrite(strings.Replace(good, "    -A INPUT -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT\n", "", 1))
+	out, err = p.cli("reload")
+	if err != nil || !strings.Contains(out, "reloaded: rule-set generation") {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if err := ping(); err == nil {
+		t.Errorf("ping still works after the reload removed the rule allowing it")
+	}
+
+	out, err = p.cli("conntrack", "flush")
+	if err != nil || !strings.Contains(out, "have been deleted") {
+		t.Errorf("dpfw conntrack flush: %v\n%s", err, out)
+	}
+	out, _ = p.cli("conntrack", "list")
+	if !strings.Contains(out, "0 flow entries have been shown") {
+		t.Errorf("entries left after flush:\n%s", out)
+	}
+	p.stop()
+}

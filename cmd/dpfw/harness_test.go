@@ -85,6 +85,8 @@ type proc struct {
 	errOut  *safeBuffer
 	done    chan struct{}
 	exitErr error
+	// cfgPath is the config file; cfg its contents.
+	cfgPath, cfg string
 }
 
 // startDPFW writes cfg (with METRICS and PREFIX replaced) and runs dpfw on it,
@@ -103,7 +105,7 @@ func startDPFW(t *testing.T, cfg string) *proc {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, metrics: addr, out: new(bytes.Buffer), errOut: new(safeBuffer), done: make(chan struct{})}
+	p := &proc{t: t, metrics: addr, out: new(bytes.Buffer), errOut: new(safeBuffer), done: make(chan struct{}), cfgPath: path, cfg: cfg}
 	p.cmd = exec.Command(dpfwBin, "run", "--config", path)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.errOut
 	if err := p.cmd.Start(); err != nil {
@@ -290,4 +292,23 @@ func expectedDigest() string {
 	h := sha256.New()
 	_, _ = io.Copy(h, io.LimitReader(newDataSource(), helperBytes))
 	return fmt.Sprintf("%d %s", helperBytes, hex.EncodeToString(h.Sum(nil)))
+}
+
+// cli runs a dpfw client subcommand against p.
+func (p *proc) cli(args ...string) (string, error) {
+	out, err := exec.Command(dpfwBin, append(args, "--api", p.metrics)...).CombinedOutput()
+	return string(out), err
+}
+
+// rewrite replaces the config file's contents (as an editor would: write a
+// temporary file and rename it over the original).
+func (p *proc) rewrite(cfg string) {
+	p.t.Helper()
+	tmp := p.cfgPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(cfg), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p.cfgPath); err != nil {
+		p.t.Fatal(err)
+	}
 }

@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), checkCmd(), rulesCmd(), versionCmd())
+	root.AddCommand(runCmd(), checkCmd(), rulesCmd(), versionCmd(), reloadCmd(), conntrackCmd(), statsCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "dpfw:", err)
 		os.Exit(1)

@@ -84,6 +84,8 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 		}
 		return nil
 	}
-	cmd.AddCommand(check)
+	list := rulesListCmd()
+	addAPIFlag(list)
+	cmd.AddCommand(check, list)
 	return cmd
 }

@@ -108,7 +108,7 @@ net_tap ports, dpfw-out and dpfw-in, joined as one link.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			return run(cmd.Context(), cfg, name, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return run(cmd.Context(), cfg, path, name, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (default: the embedded configs/default.yaml)")
@@ -131,19 +131,27 @@ func printPlan(w io.Writer, name string, cfg *config.Config) {
 	}
 }
 
-func run(ctx context.Context, cfg *config.Config, name string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, cfg *config.Config, path, name string, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	if os.Geteuid() != 0 {
 		log.Warn("not running as root: DPDK usually needs root (or CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_IPC_LOCK) for hugepages and taps")
 	}
 	log.Info("config loaded", "file", name)
-	d, err := daemon.Start(cfg, log)
+	d, err := daemon.Start(cfg, path, log)
 	if err != nil {
 		return err
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	if err := d.Watch(stopWatch); err != nil {
+		log.Warn("not watching the config file", "err", err)
+	}
 
 	var srv *http.Server
 	if cfg.Metrics.Listen != "" {
@@ -168,6 +176,8 @@ loop:
 		case s := <-sigs:
 			log.Info("stopping", "signal", s.String())
 			break loop
+		case <-hups:
+			_, _ = d.Reload()
 		case <-ctx.Done():
 			break loop
 		case <-d.Done():
@@ -191,6 +201,11 @@ loop:
 func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http.Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(daemon.Collectors()...)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "dpfw", Name: "build_info", Help: "dpfw's version (label) and DPDK version.",
+		ConstLabels: prometheus.Labels{"version": version, "dpdk": dpdkVersion()},
+	}, func() float64 { return 1 }))
 	reg.MustRegister(metrics.NewCollector(metrics.Source{
 		Workers:    d.Snapshots,
 		Ports:      func() []metrics.PortStats { return portStats(d) },
@@ -201,6 +216,7 @@ func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http
 	}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/api/", d.Handler())
 	ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen %s: %w; pick a free address or set metrics.listen: \"\"", cfg.Metrics.Listen, err)

@@ -40,7 +40,11 @@ type Daemon struct {
 	// Rules is the compiled rule set the workers load once per burst.
 	Rules    atomic.Pointer[filter.Filter]
 	trackers []*conntrack.Tracker
+	pipes    []*dataplane.Pipeline
 	log      *slog.Logger
+	// ConfigPath is the file Reload reads ("" for the embedded default).
+	ConfigPath string
+	reloadMu   sync.Mutex
 
 	wg       sync.WaitGroup
 	errMu    sync.Mutex
@@ -51,8 +55,8 @@ type Daemon struct {
 
 // Start initializes DPDK and starts every port and worker. On error, what was
 // started is stopped again.
-func Start(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
-	d := &Daemon{Config: cfg, EAL: PlanEAL(cfg), log: log, done: make(chan struct{})}
+func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err error) {
+	d := &Daemon{Config: cfg, ConfigPath: path, EAL: PlanEAL(cfg), log: log, done: make(chan struct{})}
 	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
 	if err := dpdk.Init(d.EAL.Args); err != nil {
 		return nil, fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
@@ -114,6 +118,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	d.Rules.Store(f)
+	configInfo.WithLabelValues(configHash(cfg), "1").Set(1)
 	log.Info("rules compiled", "rules", f.Stats.Rules, "bitsets", f.Stats.Bitsets, "classifier_bytes", f.Stats.Bytes)
 	infos, err := ruleset.PortInfos(cfg, portIDs)
 	if err != nil {
@@ -137,8 +142,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
 			}
 			qs = append(qs, q)
 		}
-		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep},
-			dataplane.NewPipeline(opts, tr, &d.Rules, new(dataplane.Counters)))
+		pl := dataplane.NewPipeline(opts, tr, &d.Rules, new(dataplane.Counters))
+		d.pipes = append(d.pipes, pl)
+		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep}, pl)
 		d.Workers = append(d.Workers, wk)
 	}
 	for _, wk := range d.Workers {

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// apiAddr is the running dpfw's metrics.listen address (the API shares it).
+var apiAddr string
+
+func addAPIFlag(c *cobra.Command) {
+	c.PersistentFlags().StringVar(&apiAddr, "api", "127.0.0.1:9469", "address of the running dpfw (its metrics.listen)")
+}
+
+// call makes an API request and decodes the JSON answer into out.
+func call(method, path string, q url.Values, out any) error {
+	u := "http://" + apiAddr + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach dpfw at %s (is it running? is --api its metrics.listen?): %w", apiAddr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return json.Unmarshal(body, out)
+}
+
+func reloadCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "reload",
+		Short: "Reload the running dpfw's config and rules (like SIGHUP)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res struct {
+				Generation uint32   `json:"generation"`
+				Rules      int      `json:"rules"`
+				Hash       string   `json:"hash"`
+				Restart    []string `json:"needs_restart"`
+			}
+			if err := call("POST", "/api/reload", nil, &res); err != nil {
+				return fmt.Errorf("reload failed, the running configuration is unchanged: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "reloaded: rule-set generation %d, %d rules, config %s\n", res.Generation, res.Rules, res.Hash)
+			if len(res.Restart) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "changed but applied only after a restart: %s\n", strings.Join(res.Restart, ", "))
+			}
+			return nil
+		},
+	}
+	addAPIFlag(c)
+	return c
+}
+
+func conntrackCmd() *cobra.Command {
+	c := &cobra.Command{Use: "conntrack", Short: "List, flush and count tracked connections (like conntrack -L / -F / -S)"}
+	addAPIFlag(c)
+	var proto, src, dst, state string
+	var sport, dport, limit int
+	var asJSON bool
+	query := func() url.Values {
+		q := url.Values{}
+		for k, v := range map[string]string{"proto": proto, "src": src, "dst": dst, "state": state} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		if sport >= 0 {
+			q.Set("sport", fmt.Sprint(sport))
+		}
+		if dport >= 0 {
+			q.Set("dport", fmt.Sprint(dport))
+		}
+		return q
+	}
+	addFilters := func(f *cobra.Command) {
+		f.Flags().StringVarP(&proto, "proto", "p", "", "protocol: tcp, udp, icmp, icmpv6 or a number")
+		f.Flags().StringVarP(&src, "src", "s", "", "address or CIDR (either direction)")
+		f.Flags().StringVarP(&dst, "dst", "d", "", "address or CIDR (either direction)")
+		f.Flags().IntVar(&sport, "sport", -1, "port (either direction)")
+		f.Flags().IntVar(&dport, "dport", -1, "port (either direction)")
+		f.Flags().StringVar(&state, "state", "", "TCP state: SYN_SENT, ESTABLISHED, TIME_WAIT, …")
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "List connections, one per line as conntrack -L prints them", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := query()
+			q.Set("limit", fmt.Sprint(limit))
+			var res struct {
+				Count   int `json:"count"`
+				Entries []struct {
+					Line string `json:"line"`
+				} `json:"entries"`
+			}
+			if err := call("GET", "/api/conntrack", q, &res); err != nil {
+				return err
+			}
+			if asJSON {
+				b, _ := json.MarshalIndent(res, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			for _, e := range res.Entries {
+				fmt.Fprintln(cmd.OutOrStdout(), e.Line)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "dpfw conntrack: %d flow entries have been shown.\n", res.Count)
+			return nil
+		},
+	}
+	addFilters(list)
+	list.Flags().IntVar(&limit, "limit", 100000, "show at most this many per worker")
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	flush := &cobra.Command{
+		Use: "flush", Short: "Delete connections (all, or those matching the filters)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res struct {
+				Deleted int `json:"deleted"`
+			}
+			if err := call("POST", "/api/conntrack/flush", query(), &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "dpfw conntrack: %d flow entries have been deleted.\n", res.Deleted)
+			return nil
+		},
+	}
+	addFilters(flush)
+	stats := &cobra.Command{
+		Use: "stats", Short: "Per-worker connection tracking counters", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res []map[string]any
+			if err := call("GET", "/api/conntrack/stats", nil, &res); err != nil {
+				return err
+			}
+			for _, w := range res {
+				fmt.Fprintf(cmd.OutOrStdout(), "worker=%v entries=%v capacity=%v created=%v expired=%v early_drops=%v table_full_drops=%v insert_failures=%v lookups=%v hits=%v by_protocol=%v invalid=%v\n",
+					w["worker"], w["entries"], w["capacity"], w["created"], w["expired"], w["early_drops"], w["table_full_drops"], w["insert_failures"], w["lookups"], w["hits"], w["by_protocol"], w["invalid"])
+			}
+			return nil
+		},
+	}
+	c.AddCommand(list, flush, stats)
+	return c
+}
+
+// rulesListCmd prints the running rules with counters, like iptables -L -v -n.
+func rulesListCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use: "list", Short: "Show the running rules with packet and byte counters (like iptables -L -v -n)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res struct {
+				Generation uint32 `json:"generation"`
+				Rules      []struct {
+					Chain, Num, Target, Rule string
+					Packets, Bytes           uint64
+				} `json:"rules"`
+			}
+			if err := call("GET", "/api/rules", nil, &res); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			chain := ""
+			for _, r := range res.Rules {
+				if r.Chain != chain {
+					if chain != "" {
+						fmt.Fprintln(tw)
+					}
+					chain = r.Chain
+					fmt.Fprintf(tw, "Chain %s\n", chain)
+					fmt.Fprintln(tw, "num\tpkts\tbytes\ttarget\trule")
+				}
+				if r.Num == "policy" {
+					fmt.Fprintf(tw, "policy\t%d\t%d\t%s\t\n", r.Packets, r.Bytes, r.Target)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", r.Num, r.Packets, r.Bytes, r.Target, r.Rule)
+			}
+			fmt.Fprintf(tw, "\n# rule-set generation %d\n", res.Generation)
+			return tw.Flush()
+		},
+	}
+	return c
+}
+
+func statsCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use: "stats", Short: "Port and worker counters of the running dpfw", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res map[string]any
+			if err := call("GET", "/api/stats", nil, &res); err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(res, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			return nil
+		},
+	}
+	addAPIFlag(c)
+	return c
+}

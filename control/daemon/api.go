@@ -1,0 +1,276 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/dataplane"
+	"github.com/dpfw/dpfw/dataplane/filter"
+)
+
+// ConnFilter selects connections for listing and flushing (conntrack -L
+// style): every set field must match either direction's tuple.
+type ConnFilter struct {
+	Proto        int // -1: any
+	Src, Dst     netip.Prefix
+	SPort, DPort int // -1: any
+	State        string
+}
+
+// ParseConnFilter reads a filter from URL query values.
+func ParseConnFilter(q map[string][]string) (ConnFilter, error) {
+	f := ConnFilter{Proto: -1, SPort: -1, DPort: -1}
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	if v := get("proto"); v != "" {
+		p, ok := map[string]int{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}[strings.ToLower(v)]
+		if !ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 255 {
+				return f, fmt.Errorf("proto %q: want tcp, udp, icmp, icmpv6 or 0-255", v)
+			}
+			p = n
+		}
+		f.Proto = p
+	}
+	for _, a := range []struct {
+		k string
+		p *netip.Prefix
+	}{{"src", &f.Src}, {"dst", &f.Dst}} {
+		v := get(a.k)
+		if v == "" {
+			continue
+		}
+		if !strings.Contains(v, "/") {
+			addr, err := netip.ParseAddr(v)
+			if err != nil {
+				return f, fmt.Errorf("%s %q: want an address or CIDR", a.k, v)
+			}
+			*a.p = netip.PrefixFrom(addr, addr.BitLen())
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return f, fmt.Errorf("%s %q: want an address or CIDR", a.k, v)
+		}
+		*a.p = p
+	}
+	for _, a := range []struct {
+		k string
+		p *int
+	}{{"sport", &f.SPort}, {"dport", &f.DPort}} {
+		if v := get(a.k); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 65535 {
+				return f, fmt.Errorf("%s %q: want 0-65535", a.k, v)
+			}
+			*a.p = n
+		}
+	}
+	f.State = strings.ToUpper(get("state"))
+	return f, nil
+}
+
+// Match reports whether e matches.
+func (f *ConnFilter) Match(e *conntrack.Entry) bool {
+	o := e.Orig
+	if f.Proto >= 0 && int(o.Proto) != f.Proto {
+		return false
+	}
+	if f.Src.IsValid() && !f.Src.Contains(o.SrcAddr()) && !f.Src.Contains(o.DstAddr()) {
+		return false
+	}
+	if f.Dst.IsValid() && !f.Dst.Contains(o.DstAddr()) && !f.Dst.Contains(o.SrcAddr()) {
+		return false
+	}
+	if f.SPort >= 0 && int(o.SrcPort) != f.SPort && int(o.DstPort) != f.SPort {
+		return false
+	}
+	if f.DPort >= 0 && int(o.DstPort) != f.DPort && int(o.SrcPort) != f.DPort {
+		return false
+	}
+	if f.State != "" && e.TCPState.String() != f.State {
+		return false
+	}
+	return true
+}
+
+// Conntrack lists (or, with flush, deletes) the matching connections of
+// every worker. Each worker serves the request between bursts.
+func (d *Daemon) Conntrack(ctx context.Context, f ConnFilter, flush bool, limit int) ([]conntrack.Entry, int, error) {
+	var all []conntrack.Entry
+	deleted := 0
+	for w, pl := range d.pipes {
+		req := dataplane.NewRequest(flush, f.Match, limit)
+		for !pl.Post(req) {
+			select {
+			case <-ctx.Done():
+				return nil, 0, ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+		select {
+		case <-req.Done():
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("worker %d did not answer: %w", w, ctx.Err())
+		}
+		all = append(all, req.Entries...)
+		deleted += req.Deleted
+	}
+	return all, deleted, nil
+}
+
+// Handler serves the runtime API (JSON) under /api/.
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	writeJSON := func(w http.ResponseWriter, code int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+	}
+	fail := func(w http.ResponseWriter, code int, err error) {
+		writeJSON(w, code, map[string]string{"error": err.Error()})
+	}
+	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, r *http.Request) {
+		type port struct {
+			Name string `json:"name"`
+			Rx   uint64 `json:"rx_packets"`
+			Tx   uint64 `json:"tx_packets"`
+			Miss uint64 `json:"rx_missed"`
+			Up   bool   `json:"link_up"`
+		}
+		var ports []port
+		for _, p := range d.Ports {
+			st, _ := p.ID.Stats()
+			l, _ := p.ID.Link()
+			ports = append(ports, port{p.Config.Name, st.IPackets, st.OPackets, st.IMissed, l.Up})
+		}
+		type wk struct {
+			dataplane.Snapshot
+			DropsByReason map[string]uint64 `json:"drops_by_reason"`
+			Connections   uint64            `json:"connections"`
+		}
+		var workers []wk
+		for i, s := range d.Snapshots() {
+			m := map[string]uint64{}
+			for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
+				if s.Drops[r] != 0 {
+					m[r.String()] = s.Drops[r]
+				}
+			}
+			workers = append(workers, wk{s, m, d.Workers[i].Counters().CT.Entries.Load()})
+		}
+		writeJSON(w, 200, map[string]any{"ports": ports, "workers": workers, "mbufs_in_use": d.MbufsInUse()})
+	})
+	mux.HandleFunc("GET /api/rules", func(w http.ResponseWriter, r *http.Request) {
+		f := d.Rules.Load()
+		type rule struct {
+			Chain   string `json:"chain"`
+			Num     string `json:"num"`
+			Packets uint64 `json:"packets"`
+			Bytes   uint64 `json:"bytes"`
+			Target  string `json:"target"`
+			Spec    string `json:"rule"`
+		}
+		var out []rule
+		for _, st := range d.RuleStats() {
+			rl := rule{Chain: st.Chain, Num: st.Rule, Packets: st.Packets, Bytes: st.Bytes, Target: st.Target}
+			if n, err := strconv.Atoi(st.Rule); err == nil {
+				for i := range f.Rules {
+					if f.Rules[i].Chain == st.Chain {
+						rl.Spec = f.Rules[i+n-1].String()
+						break
+					}
+				}
+			}
+			out = append(out, rl)
+		}
+		writeJSON(w, 200, map[string]any{"generation": f.Gen, "rules": out})
+	})
+	mux.HandleFunc("POST /api/rules/zero", func(w http.ResponseWriter, r *http.Request) {
+		d.Rules.Load().ZeroCounters()
+		writeJSON(w, 200, map[string]string{"result": "counters zeroed"})
+	})
+	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
+		res, err := d.Reload()
+		if err != nil {
+			fail(w, http.StatusUnprocessableEntity, err)
+			return
+		}
+		writeJSON(w, 200, res)
+	})
+	conn := func(flush bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			f, err := ParseConnFilter(r.URL.Query())
+			if err != nil {
+				fail(w, http.StatusBadRequest, err)
+				return
+			}
+			limit := 100000
+			if v := r.URL.Query().Get("limit"); v != "" {
+				if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
+					fail(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a positive number", v))
+					return
+				}
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+			defer cancel()
+			entries, deleted, err := d.Conntrack(ctx, f, flush, limit)
+			if err != nil {
+				fail(w, http.StatusServiceUnavailable, err)
+				return
+			}
+			if flush {
+				writeJSON(w, 200, map[string]int{"deleted": deleted})
+				return
+			}
+			type entry struct {
+				conntrack.Entry
+				Line string `json:"line"`
+			}
+			out := make([]entry, len(entries))
+			for i := range entries {
+				out[i] = entry{entries[i], entries[i].String()}
+			}
+			writeJSON(w, 200, map[string]any{"count": len(out), "entries": out})
+		}
+	}
+	mux.HandleFunc("GET /api/conntrack", conn(false))
+	mux.HandleFunc("POST /api/conntrack/flush", conn(true))
+	mux.HandleFunc("GET /api/conntrack/stats", func(w http.ResponseWriter, r *http.Request) {
+		var out []map[string]any
+		for i, ct := range d.CTCounters() {
+			byProto := map[string]uint64{}
+			for p, n := range conntrack.ProtoClassNames {
+				byProto[n] = ct.ByProto[p].Load()
+			}
+			invalid := map[string]uint64{}
+			for r := conntrack.InvalidReason(2); r < conntrack.NumInvalidReasons; r++ {
+				if v := ct.Invalid[r].Load(); v != 0 {
+					invalid[r.String()] = v
+				}
+			}
+			out = append(out, map[string]any{
+				"worker": i, "entries": ct.Entries.Load(), "capacity": ct.Capacity.Load(),
+				"created": ct.Created.Load(), "expired": ct.Expired.Load(), "early_drops": ct.EarlyDrops.Load(),
+				"table_full_drops": ct.TableFullDrops.Load(), "insert_failures": ct.InsertFailures.Load(),
+				"lookups": ct.Lookups.Load(), "hits": ct.Hits.Load(), "by_protocol": byProto, "invalid": invalid,
+			})
+		}
+		writeJSON(w, 200, out)
+	})
+	return mux
+}
