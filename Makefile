@@ -47,23 +47,26 @@ vet:
 # (net_pcap golden files, net_tap + namespaces), benchmarks once, fuzz smoke.
 test: build hugepages check-format vet
 	$(GO) test -count=1 -timeout 15m ./...
-	$(GO) test -count=1 -race ./control/... ./dataplane/packet/... ./dataplane/filter/...
+	$(GO) test -count=1 -race ./control/config/... ./control/metrics/... ./control/ruleset/... ./conntrack/... ./dataplane/packet/... ./dataplane/filter/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
 test-unit:
-	CGO_ENABLED=0 $(GO) test ./dataplane/packet/... ./dataplane/filter/... ./control/config/...
+	CGO_ENABLED=0 $(GO) test ./dataplane/packet/... ./dataplane/filter/... ./conntrack/... ./control/config/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./dataplane/packet
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./control/config
+	$(GO) test -run '^$$' -fuzz '^FuzzParseIptables$$' -fuzztime $(FUZZTIME) ./dataplane/filter
+	$(GO) test -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(FUZZTIME) ./conntrack
+	$(GO) test -run '^$$' -fuzz '^FuzzUpdate$$' -fuzztime $(FUZZTIME) ./conntrack/tcpstate
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Throughput: dpfw vs dpdk-testpmd on the same net_pcap workload, same run.
 perf: build hugepages
-	$(GO) run ./perf -flows 1024,65536 -seconds 5
+	$(GO) run ./perf -workloads pass,ct,churn -flows 1024,65536 -seconds 5
 
 clean:
 	rm -rf bin

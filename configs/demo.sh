@@ -53,8 +53,20 @@ if command -v python3 >/dev/null; then
 	kill $http_pid; http_pid=""
 fi
 
+echo "== the protected side may not open connections out (no NEW rule in OUTPUT): this must fail"
+if ip netns exec $SNS curl -sS -m 2 -o /dev/null http://198.18.0.1:8080/ 2>/dev/null; then
+	echo "UNEXPECTED: the connection went through"
+else
+	echo "blocked, as the rules say"
+fi
+
+echo "== tracked connections (dpfw conntrack list)"
+"$BIN" conntrack list || true
+echo "== rules with counters (dpfw rules list)"
+"$BIN" rules list || true
+
 echo "== counters (http://127.0.0.1:9469/metrics)"
-curl -s http://127.0.0.1:9469/metrics | grep -E '^dpfw_(worker_(rx|tx)_packets_total|port_(rx|tx)_packets_total|mempool)' || true
+curl -s http://127.0.0.1:9469/metrics | grep -E '^dpfw_(worker_(rx|tx)_packets_total|port_(rx|tx)_packets_total|mempool|conntrack_created_total|worker_dropped_packets_total.*reason="rule")' || true
 
 if [ "$DEMO_SECONDS" -gt 0 ]; then
 	echo "== dpfw keeps running for $DEMO_SECONDS s"; sleep "$DEMO_SECONDS"

@@ -197,6 +197,9 @@ func (tr *Tracker) Track(p *packet.Parsed, zone uint16) Result {
 	if (p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType) {
 		return tr.trackICMPError(p, zone)
 	}
+	if p.Proto == header.ProtoICMPv6 && untrackedICMPv6(p.ICMPType) {
+		return Result{State: Untracked}
+	}
 	k := TupleOf(p, zone)
 	return tr.track(p, &k, tr.Table.Hash(&k))
 }
@@ -209,6 +212,9 @@ func (tr *Tracker) TrackHash(p *packet.Parsed, k *Tuple, h uint64) Result {
 	}
 	if (p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType) {
 		return tr.trackICMPError(p, k.Zone)
+	}
+	if p.Proto == header.ProtoICMPv6 && untrackedICMPv6(p.ICMPType) {
+		return Result{State: Untracked}
 	}
 	return tr.track(p, k, h)
 }
@@ -370,6 +376,14 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple) Result {
 		c.expires = tr.nowMs + tr.tcpTimeout(c, p.TCPFlags)
 	}
 	return Result{State: New, Conn: idx, Dir: Original}
+}
+
+// untrackedICMPv6 reports whether an ICMPv6 type is link-local signalling
+// that netfilter never tracks (noct_valid_new in nf_conntrack_proto_icmpv6.c:
+// MLD query/report/done, router and neighbour solicitation/advertisement,
+// redirect, MLDv2 report): such packets are UNTRACKED.
+func untrackedICMPv6(typ uint8) bool {
+	return (typ >= 130 && typ <= 137) || typ == 143
 }
 
 // icmpRequest reports whether an ICMP type may start a connection

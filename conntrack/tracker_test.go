@@ -371,3 +371,12 @@ func TestTrackNoAllocs(t *testing.T) {
 		t.Errorf("Track allocates %v times; want 0", n)
 	}
 }
+
+func TestICMPv6NeighbourDiscoveryUntracked(t *testing.T) {
+	tr := newTracker(tcpstate.Options{})
+	ns := decode(t, pcapgen.Frame(eth(cli6), ipLayer(cli6, srv6, layers.IPProtocolICMPv6),
+		&layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(135, 0)}, gopacket.Payload(make([]byte, 20))))
+	if r := tr.Track(ns, 0); r.State != conntrack.Untracked || tr.Table.Len() != 0 {
+		t.Errorf("neighbour solicitation: %v, %d entries; want UNTRACKED and none", r.State, tr.Table.Len())
+	}
+}

@@ -189,8 +189,8 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 	for i := 0; i < n; i++ {
 		p := &b.Parsed[i]
 		pl.hashed[i] = false
-		if !p.IsIP() || p.Frag == packet.FragLater ||
-			((p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType)) {
+		if !p.IsIP() || p.Frag == packet.FragLater || p.Proto == header.ProtoICMPv6 ||
+			(p.Proto == header.ProtoICMP && packet.IsICMPError(p.Proto, p.ICMPType)) {
 			continue
 		}
 		pl.keys[i] = conntrack.TupleOf(p, zone)
@@ -221,7 +221,7 @@ func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16
 // judge tracks and classifies one IP packet.
 func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo, i int, b *Burst) (filter.Verdict, filter.DropReason) {
 	var res conntrack.Result
-	if pl.hashed[i] {
+	if pl.hashed[i] && p.Proto != header.ProtoICMPv6 {
 		res = pl.Tracker.TrackHash(p, &pl.keys[i], pl.hashes[i])
 	} else {
 		res = pl.Tracker.Track(p, pi.Zone)
@@ -233,7 +233,7 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 	b.State[i] = state
 	// The connection's own packets (not ICMP errors about it) may use and
 	// fill its per-direction decision cache.
-	cacheable := state != conntrack.Invalid &&
+	cacheable := state != conntrack.Invalid && state != conntrack.Untracked &&
 		!((p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType)) &&
 		!(p.Proto == header.ProtoTCP && f.FlagSensitive())
 	var c *conntrack.Conn

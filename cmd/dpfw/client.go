@@ -180,21 +180,39 @@ func rulesListCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			chain := ""
+			// Group by chain in first-seen order; the policy goes in the
+			// chain's header, as iptables -L -v prints it.
+			type row struct {
+				num, target, rule string
+				pk, by            uint64
+			}
+			var order []string
+			rows := map[string][]row{}
+			policy := map[string]row{}
 			for _, r := range res.Rules {
-				if r.Chain != chain {
-					if chain != "" {
-						fmt.Fprintln(tw)
-					}
-					chain = r.Chain
-					fmt.Fprintf(tw, "Chain %s\n", chain)
-					fmt.Fprintln(tw, "num\tpkts\tbytes\ttarget\trule")
+				if _, ok := rows[r.Chain]; !ok {
+					order = append(order, r.Chain)
+					rows[r.Chain] = nil
 				}
 				if r.Num == "policy" {
-					fmt.Fprintf(tw, "policy\t%d\t%d\t%s\t\n", r.Packets, r.Bytes, r.Target)
+					policy[r.Chain] = row{target: r.Target, pk: r.Packets, by: r.Bytes}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", r.Num, r.Packets, r.Bytes, r.Target, r.Rule)
+				rows[r.Chain] = append(rows[r.Chain], row{r.Num, r.Target, r.Rule, r.Packets, r.Bytes})
+			}
+			for i, ch := range order {
+				if i > 0 {
+					fmt.Fprintln(tw)
+				}
+				if pol, ok := policy[ch]; ok && pol.target != "" {
+					fmt.Fprintf(tw, "Chain %s (policy %s %d packets, %d bytes)\n", ch, pol.target, pol.pk, pol.by)
+				} else {
+					fmt.Fprintf(tw, "Chain %s\n", ch)
+				}
+				fmt.Fprintln(tw, "num\tpkts\tbytes\ttarget\trule")
+				for _, r := range rows[ch] {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", r.num, r.pk, r.by, r.target, r.rule)
+				}
 			}
 			fmt.Fprintf(tw, "\n# rule-set generation %d\n", res.Generation)
 			return tw.Flush()
