@@ -130,6 +130,12 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	}
 	st := &pl.Stats
 	pl.nhits = 0
+	if f.AcceptsAll() {
+		pl.acceptAll(f, b, n)
+		tr.Reap(reapPerBurst)
+		pl.ServeControl()
+		return
+	}
 	track := f.UsesState()
 	if track {
 		pl.prefetch(b, n, pi.Zone)
@@ -173,6 +179,41 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	}
 	tr.Reap(reapPerBurst)
 	pl.ServeControl()
+}
+
+// acceptAll handles a burst under a rule set that accepts everything:
+// malformed frames (and non-IP ones, if so configured) are still dropped;
+// the rest pass, counted once per burst against the FORWARD policy.
+func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
+	st := &pl.Stats
+	var pk, by uint64
+	for i := 0; i < n; i++ {
+		p := &b.Parsed[i]
+		b.State[i] = conntrack.Untracked
+		v, r := filter.Accept, filter.DropNone
+		switch p.Kind {
+		case packet.Malformed:
+			v, r = filter.Drop, filter.DropReason(p.Reason)
+		case packet.NonIP:
+			if !pl.opts.PassNonIP {
+				v, r = filter.Drop, filter.DropNonIP
+			}
+		default:
+			pk++
+			by += uint64(p.L3Len())
+		}
+		b.Verdict[i], b.Reason[i] = v, r
+		if v == filter.Accept {
+			st.Accepted++
+		} else {
+			st.Drops[r]++
+		}
+	}
+	if pk > 0 {
+		c := &f.Counters(pl.opts.Worker)[f.ForwardPolicyDecision()]
+		c.Packets.Add(pk)
+		c.Bytes.Add(by)
+	}
 }
 
 // Idle does housekeeping when a poll round found no packet.

@@ -58,6 +58,7 @@ type Filter struct {
 	counters      [][]Counter
 	flagSensitive bool
 	usesState     bool
+	acceptsAll    bool
 }
 
 // CompileStats describe a compiled filter.
@@ -249,6 +250,12 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 		}
 		if r.States != 0 {
 			f.usesState = true
+		}
+	}
+	f.acceptsAll = len(f.Rules) == 0
+	for i := range f.chains {
+		if f.chains[i].builtin && f.chains[i].policy != Accept {
+			f.acceptsAll = false
 		}
 	}
 	f.counters = make([][]Counter, max(env.Workers, 1))

@@ -97,3 +97,13 @@ func (f *Filter) FlagSensitive() bool { return f.flagSensitive }
 // UsesState reports whether some rule matches a connection state. If none
 // does, tracking cannot change a verdict, and the data plane skips it.
 func (f *Filter) UsesState() bool { return f.usesState }
+
+// AcceptsAll reports whether the rule set accepts every packet: no rules and
+// ACCEPT policies everywhere. The data plane then skips classification and
+// counts packets against the FORWARD policy.
+func (f *Filter) AcceptsAll() bool { return f.acceptsAll }
+
+// ForwardPolicyDecision is the decision id of the FORWARD chain's policy.
+func (f *Filter) ForwardPolicyDecision() uint16 {
+	return uint16(len(f.Rules) + int(f.hooks[HookForward]))
+}
