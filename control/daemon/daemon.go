@@ -102,6 +102,10 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 			return nil, fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; %s", i, pc.Name, pc.Device, err, hint)
 		}
 		byName[pc.Name] = i
+		if nw > 1 && info.RSSEnabled == 0 {
+			log.Warn("port has no RSS: with several workers the two directions of a connection may reach different workers, and connection states will be wrong; use one worker on this device",
+				"port", pc.Name, "driver", info.Driver)
+		}
 		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver,
 			"mac", info.MAC.String(), "rss", fmt.Sprintf("%#x", info.RSSEnabled), "queues", nw)
 	}
