@@ -40,3 +40,21 @@ func equal(a, b *Tuple) bool {
 	pa, pb := (*[5]uint64)(unsafe.Pointer(a)), (*[5]uint64)(unsafe.Pointer(b))
 	return pa[0] == pb[0] && pa[1] == pb[1] && pa[2] == pb[2] && pa[3] == pb[3] && pa[4] == pb[4]
 }
+
+// SymmetricHash returns a hash of t that is the same for both directions of
+// a connection: the endpoints are put in a canonical order first. Workers use
+// it to agree on which of them owns a connection.
+func SymmetricHash(seed uint64, t *Tuple) uint64 {
+	a, b := t.Src, t.Dst
+	pa, pb := t.SrcPort, t.DstPort
+	if less16(&b, &a) || (a == b && pb < pa) {
+		a, b, pa, pb = b, a, pb, pa
+	}
+	c := Tuple{Src: a, Dst: b, SrcPort: pa, DstPort: pb, Proto: t.Proto, Family: t.Family, Zone: t.Zone}
+	return hashTuple(seed, &c)
+}
+
+func less16(a, b *[16]byte) bool {
+	pa, pb := (*[2]uint64)(unsafe.Pointer(a)), (*[2]uint64)(unsafe.Pointer(b))
+	return pa[0] < pb[0] || (pa[0] == pb[0] && pa[1] < pb[1])
+}

@@ -460,6 +460,12 @@ func (tr *Tracker) trackICMPError(p *packet.Parsed, zone uint16) Result {
 	return Result{State: Related, Conn: idx, Dir: dir}
 }
 
+// QuotedTuple returns the tuple of the packet an ICMP error quotes (its
+// payload), in zone.
+func QuotedTuple(payload []byte, v6 bool, zone uint16) (Tuple, bool) {
+	return quotedTuple(payload, v6, zone)
+}
+
 // quotedTuple parses the IP header and first 8 bytes of L4 header quoted in
 // an ICMP error (RFC 792, RFC 4443 §3) into the tuple of the packet that
 // caused it.

@@ -29,6 +29,7 @@ type Counters struct {
 	BusyNanos          Counter // time spent on non-empty bursts
 	IdleNanos          Counter // time spent on empty polls and idle sleeps
 	Accepted, Rejected Counter
+	Steered            Counter // packets handed to their owner worker
 	CacheHits          Counter // verdicts taken from the connection's cache
 	Classified         Counter // packets that ran the rule set
 	Drops              [filter.NumDropReasons]Counter
@@ -46,6 +47,7 @@ type Snapshot struct {
 	BusyNanos, IdleNanos                   uint64
 	Accepted, Rejected                     uint64
 	CacheHits, Classified                  uint64
+	Steered                                uint64
 	Drops                                  [filter.NumDropReasons]uint64
 }
 
@@ -94,7 +96,7 @@ func (c *Counters) Snapshot() Snapshot {
 		Bursts: c.Bursts.Load(), EmptyPolls: c.EmptyPolls.Load(),
 		BusyNanos: c.BusyNanos.Load(), IdleNanos: c.IdleNanos.Load(),
 		Accepted: c.Accepted.Load(), Rejected: c.Rejected.Load(),
-		CacheHits: c.CacheHits.Load(), Classified: c.Classified.Load(),
+		CacheHits: c.CacheHits.Load(), Classified: c.Classified.Load(), Steered: c.Steered.Load(),
 	}
 	for i := range c.Drops {
 		s.Drops[i] = c.Drops[i].Load()
@@ -117,6 +119,7 @@ func (c *Counters) Publish(s *Snapshot) {
 	c.Accepted.v.Store(s.Accepted)
 	c.Rejected.v.Store(s.Rejected)
 	c.CacheHits.v.Store(s.CacheHits)
+	c.Steered.v.Store(s.Steered)
 	c.Classified.v.Store(s.Classified)
 	for i := range s.Drops {
 		if c.Drops[i].v.Load() != s.Drops[i] {
@@ -147,6 +150,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.Accepted += o.Accepted
 	s.Rejected += o.Rejected
 	s.CacheHits += o.CacheHits
+	s.Steered += o.Steered
 	s.Classified += o.Classified
 	for i := range s.Drops {
 		s.Drops[i] += o.Drops[i]

@@ -41,6 +41,13 @@ type Options struct {
 	Ports []PortInfo
 	// Worker is this pipeline's worker index (for per-worker rule counters).
 	Worker int
+	// Workers is the number of workers; with Steer, each connection has one
+	// owner among them (SymmetricHash of its tuple, modulo Workers), and
+	// packets polled by another worker are handed to the owner.
+	Workers int
+	Steer   bool
+	// SteerSeed keys the owner hash; every worker must use the same.
+	SteerSeed uint64
 }
 
 // Burst is one burst's frames and results, preallocated per worker.
@@ -51,6 +58,12 @@ type Burst struct {
 	Reason  [BurstSize]filter.DropReason
 	// State is each packet's conntrack state.
 	State [BurstSize]conntrack.State
+	// Owner is the worker a packet must be handed to, or -1 if this worker
+	// handles it (set by Process when steering).
+	Owner [BurstSize]int8
+	// FromRing marks a burst that another worker steered here: it is not
+	// steered again.
+	FromRing bool
 }
 
 // Pipeline gives verdicts to bursts of frames. Owned by one worker; not safe
@@ -130,6 +143,15 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	}
 	st := &pl.Stats
 	pl.nhits = 0
+	if pl.opts.Steer && !b.FromRing && pl.opts.Workers > 1 {
+		if pl.steer(b, n, pi.Zone) == n {
+			return // every packet belongs to other workers
+		}
+	} else {
+		for i := 0; i < n; i++ {
+			b.Owner[i] = -1
+		}
+	}
 	if f.AcceptsAll() {
 		pl.acceptAll(f, b, n)
 		tr.Reap(reapPerBurst)
@@ -141,6 +163,9 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 		pl.prefetch(b, n, pi.Zone)
 	}
 	for i := 0; i < n; i++ {
+		if b.Owner[i] >= 0 {
+			continue
+		}
 		p := &b.Parsed[i]
 		v, r := filter.Accept, filter.DropNone
 		b.State[i] = conntrack.Untracked
@@ -188,6 +213,9 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 	st := &pl.Stats
 	var pk, by uint64
 	for i := 0; i < n; i++ {
+		if b.Owner[i] >= 0 {
+			continue
+		}
 		p := &b.Parsed[i]
 		b.State[i] = conntrack.Untracked
 		v, r := filter.Accept, filter.DropNone
@@ -223,6 +251,37 @@ func (pl *Pipeline) Idle(now int64) {
 	pl.ServeControl()
 }
 
+// steer finds each packet's owner; it returns how many belong to others.
+func (pl *Pipeline) steer(b *Burst, n int, zone uint16) int {
+	others := 0
+	nw := uint64(pl.opts.Workers)
+	for i := 0; i < n; i++ {
+		b.Owner[i] = -1
+		p := &b.Parsed[i]
+		if !p.IsIP() {
+			continue
+		}
+		var t conntrack.Tuple
+		if (p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType) {
+			// An ICMP error belongs with the connection it quotes.
+			q, ok := conntrack.QuotedTuple(p.Payload(), p.Kind == packet.IPv6, zone)
+			if !ok {
+				continue
+			}
+			t = q
+		} else {
+			t = conntrack.TupleOf(p, zone)
+		}
+		if o := int(conntrack.SymmetricHash(pl.opts.SteerSeed, &t) % nw); o != pl.opts.Worker {
+			b.Owner[i] = int8(o)
+			b.Verdict[i], b.Reason[i] = filter.Accept, filter.DropNone
+			others++
+		}
+	}
+	pl.Stats.Steered += uint64(others)
+	return others
+}
+
 // prefetch computes the tuples and hashes of the burst's trackable packets
 // and touches their buckets and entries before the lookups.
 func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
@@ -230,7 +289,7 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 	for i := 0; i < n; i++ {
 		p := &b.Parsed[i]
 		pl.hashed[i] = false
-		if !p.IsIP() || p.Frag == packet.FragLater || p.Proto == header.ProtoICMPv6 ||
+		if b.Owner[i] >= 0 || !p.IsIP() || p.Frag == packet.FragLater || p.Proto == header.ProtoICMPv6 ||
 			(p.Proto == header.ProtoICMP && packet.IsICMPError(p.Proto, p.ICMPType)) {
 			continue
 		}

@@ -139,6 +139,12 @@ func (n netns) command(name string, args ...string) *exec.Cmd {
 // client namespace (198.18.0.1/24) and a server namespace (198.18.0.2/24).
 func tapPair(t *testing.T, extra string) (*proc, netns, netns) {
 	t.Helper()
+	return tapPairWorkers(t, extra, "[1]")
+}
+
+// tapPairWorkers is tapPair with a workers.cpus list.
+func tapPairWorkers(t *testing.T, extra, cpus string) (*proc, netns, netns) {
+	t.Helper()
 	id := os.Getpid() % 100000
 	ci, si := fmt.Sprintf("dt%do", id), fmt.Sprintf("dt%di", id)
 	p := startDPFW(t, fmt.Sprintf(`
@@ -148,9 +154,9 @@ ports:
   - {name: outside, device: "net_tap0,iface=%s"}
   - {name: inside, device: "net_tap1,iface=%s"}
 links: [{name: wire, ports: [outside, inside], inside: inside}]
-workers: {cpus: [1], idle_polls: 64, idle_sleep: 50us}
+workers: {cpus: %s, idle_polls: 64, idle_sleep: 50us}
 metrics: {listen: METRICS}
-%s`, ci, si, extra))
+%s`, ci, si, cpus, extra))
 	cns, sns := newNetns(t, fmt.Sprintf("dpfwt-c%d", id)), newNetns(t, fmt.Sprintf("dpfwt-s%d", id))
 	cns.adopt(t, ci, "198.18.0.1/24")
 	sns.adopt(t, si, "198.18.0.2/24")
@@ -224,9 +230,13 @@ func startHelper(t *testing.T, ns netns, addr string) {
 }
 
 // fetch runs the TCP client helper in ns against addr.
-func fetch(ns netns, addr string) (string, error) {
+func fetch(ns netns, addr string) (string, error) { return fetchTimeout(ns, addr, 5*time.Second) }
+
+// fetchTimeout is fetch with a dial timeout (short for connections that
+// must fail).
+func fetchTimeout(ns netns, addr string, d time.Duration) (string, error) {
 	cli := ns.command(os.Args[0])
-	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-client", "DPFW_E2E_ADDR="+addr)
+	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-client", "DPFW_E2E_ADDR="+addr, "DPFW_E2E_DIAL_TIMEOUT="+d.String())
 	out, err := cli.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
@@ -237,7 +247,13 @@ func fetch(ns netns, addr string) (string, error) {
 // dropped; counters account for it.
 func TestTapStateful(t *testing.T) {
 	requireDPDK(t)
-	p, cns, sns := tapPair(t, statefulRules)
+	for _, cpus := range []string{"[1]", "[0, 1]"} {
+		t.Run("workers_"+cpus, func(t *testing.T) { testTapStateful(t, cpus) })
+	}
+}
+
+func testTapStateful(t *testing.T, cpus string) {
+	p, cns, sns := tapPairWorkers(t, statefulRules, cpus)
 	if out, err := cns.command("ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
 		t.Fatalf("ping from the client (NEW echo allowed): %v\n%s", err, out)
 	}
@@ -249,12 +265,12 @@ func TestTapStateful(t *testing.T) {
 	// The protected side opens a connection to the client: no rule allows
 	// NEW in OUTPUT, so the SYN is dropped and the dial times out.
 	startHelper(t, cns, "198.18.0.1:5002")
-	if out, err := fetch(sns, "198.18.0.1:5002"); err == nil {
+	if out, err := fetchTimeout(sns, "198.18.0.1:5002", time.Second); err == nil {
 		t.Fatalf("a connection from the protected side went through: %s", out)
 	}
 	// A port the rules do not open, from the client.
 	startHelper(t, sns, "198.18.0.2:5003")
-	if out, err := fetch(cns, "198.18.0.2:5003"); err == nil {
+	if out, err := fetchTimeout(cns, "198.18.0.2:5003", time.Second); err == nil {
 		t.Fatalf("a connection to a closed port went through: %s", out)
 	}
 	if drops := p.metric("dpfw_worker_dropped_packets_total", `reason="rule"`); drops < 2 {
@@ -333,4 +349,66 @@ func TestTapOperations(t *testing.T) {
 		t.Errorf("entries left after flush:\n%s", out)
 	}
 	p.stop()
+}
+
+// TestPcapTwoWorkersSteering: two workers on a device without RSS. Queue 0
+// carries N flows' first packets, queue 1 their replies, so without steering
+// each worker would track half of every connection. With steering, every
+// connection is created exactly once; with steering off, twice.
+func TestPcapTwoWorkersSteering(t *testing.T) {
+	requireDPDK(t)
+	const flows = 200
+	both := pcapgen.UDPFlows(flows, true)
+	var orig, reply [][]byte
+	for i, f := range both {
+		if i%2 == 0 {
+			orig = append(orig, f)
+		} else {
+			reply = append(reply, f)
+		}
+	}
+	for _, mode := range []struct {
+		steering    string
+		wantCreated float64
+	}{{"on", flows}, {"off", 2 * flows}} {
+		t.Run("steering_"+mode.steering, func(t *testing.T) {
+			dir := t.TempDir()
+			path := func(n string) string { return filepath.Join(dir, n) }
+			for n, frames := range map[string][][]byte{"q0.pcap": orig, "q1.pcap": reply, "e0.pcap": nil, "e1.pcap": nil} {
+				if err := pcapgen.Write(path(n), frames); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := startDPFW(t, fmt.Sprintf(`
+eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
+mempool: {mbufs: 4095, cache: 64}
+ports:
+  - {name: a, device: "net_pcap0,rx_pcap=%s,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s"}
+  - {name: b, device: "net_pcap1,rx_pcap=%s,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s"}
+links: [{name: wire, ports: [a, b]}]
+workers: {cpus: [0, 1], idle_polls: 64, idle_sleep: 100us, steering: %s}
+metrics: {listen: METRICS}
+rules:
+  iptables: |
+    -A FORWARD -m state --state INVALID -j DROP
+`, path("q0.pcap"), path("q1.pcap"), path("back0.pcap"), path("back1.pcap"),
+				path("e0.pcap"), path("e1.pcap"), path("out0.pcap"), path("out1.pcap"), mode.steering))
+			if got := p.waitMetric("dpfw_port_rx_packets_total", `port="a"`, 2*flows, 10*time.Second); got != 2*flows {
+				t.Fatalf("received %v; want %d", got, 2*flows)
+			}
+			p.waitMetric("dpfw_port_tx_packets_total", `port="b"`, 2*flows, 5*time.Second)
+			if got := p.metric("dpfw_conntrack_created_total"); got != mode.wantCreated {
+				t.Errorf("connections created: %v; want %v", got, mode.wantCreated)
+			}
+			p.stop()
+			var out int
+			for _, f := range []string{"out0.pcap", "out1.pcap"} {
+				fr, _ := pcapgen.Read(path(f))
+				out += len(fr)
+			}
+			if out != 2*flows {
+				t.Errorf("forwarded %d frames; want %d", out, 2*flows)
+			}
+		})
+	}
 }

@@ -262,7 +262,11 @@ func tcpServer() int {
 
 // tcpClient connects to DPFW_E2E_ADDR and prints the sha256 of what it reads.
 func tcpClient() int {
-	c, err := net.DialTimeout("tcp", os.Getenv("DPFW_E2E_ADDR"), 5*time.Second)
+	timeout := 5 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("DPFW_E2E_DIAL_TIMEOUT")); err == nil {
+		timeout = d
+	}
+	c, err := net.DialTimeout("tcp", os.Getenv("DPFW_E2E_ADDR"), timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -78,6 +78,10 @@ type Workers struct {
 	// (0: busy-poll always, the DPDK default).
 	IdlePolls int           `mapstructure:"idle_polls"`
 	IdleSleep time.Duration `mapstructure:"idle_sleep"`
+	// Steering hands each packet to the worker that owns its connection
+	// (symmetric hash of the tuple): "auto" (when several workers share a
+	// port without RSS), "on" or "off".
+	Steering string `mapstructure:"steering"`
 }
 
 // Dataplane holds packet-path settings.
@@ -146,7 +150,7 @@ func Default() Config {
 	return Config{
 		EAL:       EAL{FilePrefix: "dpfw", Hugepages: "auto", MemoryMB: 512},
 		Mempool:   Mempool{Mbufs: 16383, Cache: 256, DataRoom: 2048 + 128},
-		Workers:   Workers{CPUs: []int{1}, IdlePolls: 0, IdleSleep: 50 * time.Microsecond},
+		Workers:   Workers{CPUs: []int{1}, IdlePolls: 0, IdleSleep: 50 * time.Microsecond, Steering: "auto"},
 		Dataplane: Dataplane{NonIP: "pass"},
 		Conntrack: Conntrack{Capacity: 1 << 20, TCPLoose: true, Timeouts: ConntrackTimeouts{
 			TCPSynSent: 2 * time.Minute, TCPSynRecv: 60 * time.Second, TCPEstablished: 5 * 24 * time.Hour,
@@ -321,6 +325,9 @@ func (c *Config) Validate() []FieldError {
 			add(fmt.Sprintf("workers.cpus[%d]", i), "CPU %d is listed twice; one worker per CPU", cpu)
 		}
 		seen[cpu] = true
+	}
+	if !slices.Contains([]string{"auto", "on", "off"}, c.Workers.Steering) {
+		add("workers.steering", "%q: want auto, on or off", c.Workers.Steering)
 	}
 	if c.Workers.IdlePolls < 0 {
 		add("workers.idle_polls", "%d: want 0 (always busy-poll) or more", c.Workers.IdlePolls)

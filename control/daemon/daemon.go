@@ -40,6 +40,7 @@ type Daemon struct {
 	// Rules is the compiled rule set the workers load once per burst.
 	Rules    atomic.Pointer[filter.Filter]
 	trackers []*conntrack.Tracker
+	rings    []*dpdk.Ring
 	pipes    []*dataplane.Pipeline
 	log      *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
@@ -102,8 +103,8 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 			return nil, fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; %s", i, pc.Name, pc.Device, err, hint)
 		}
 		byName[pc.Name] = i
-		if nw > 1 && info.RSSEnabled == 0 {
-			log.Warn("port has no RSS: with several workers the two directions of a connection may reach different workers, and connection states will be wrong; use one worker on this device",
+		if nw > 1 && info.RSSEnabled == 0 && cfg.Workers.Steering == "off" {
+			log.Warn("port has no RSS and workers.steering is off: the two directions of a connection may reach different workers, and connection states will be wrong",
 				"port", pc.Name, "driver", info.Driver)
 		}
 		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver,
@@ -134,21 +135,53 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	}
 	seed := binary.LittleEndian.Uint64(seedBytes[:])
 	log.Info("connection tracking", "capacity_per_worker", cfg.Conntrack.Capacity, "memory", ruleset.MemoryBytes(cfg))
+	steer := false
+	switch cfg.Workers.Steering {
+	case "on":
+		steer = nw > 1
+	case "auto":
+		for _, p := range d.Ports {
+			if nw > 1 && p.Info.RSSEnabled == 0 {
+				steer = true
+			}
+		}
+	}
+	var rings [][]*dpdk.Ring
+	if steer {
+		for o := 0; o < nw; o++ {
+			var rs []*dpdk.Ring
+			for pi := range d.Ports {
+				r, err := dpdk.NewRing(fmt.Sprintf("dpfw_steer_%d_%d", o, pi), 4096, -1)
+				if err != nil {
+					return nil, fmt.Errorf("steering ring for worker %d: %w", o, err)
+				}
+				rs = append(rs, r)
+				d.rings = append(d.rings, r)
+			}
+			rings = append(rings, rs)
+		}
+		log.Info("software steering: each connection is handled by one worker, chosen by a symmetric hash of its tuple", "workers", nw)
+	}
 	for w, cpu := range cfg.Workers.CPUs {
 		tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, seed))
 		d.trackers = append(d.trackers, tr)
-		opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Worker: w}
+		opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Worker: w,
+			Workers: nw, Steer: steer, SteerSeed: seed ^ 0x5bd1e995}
 		var qs []worker.Queue
-		for _, p := range d.Ports {
-			q := worker.Queue{RxPort: p.ID, RxQueue: uint16(w), TxQueue: uint16(w)}
+		for pi, p := range d.Ports {
+			q := worker.Queue{RxPort: p.ID, RxQueue: uint16(w), TxQueue: uint16(w), PortIndex: pi}
 			if p.Peer >= 0 {
 				q.TxPort, q.Routed = d.Ports[p.Peer].ID, true
 			}
 			qs = append(qs, q)
+			if steer {
+				q.Ring = rings[w][pi]
+				qs = append(qs, q)
+			}
 		}
 		pl := dataplane.NewPipeline(opts, tr, &d.Rules, new(dataplane.Counters))
 		d.pipes = append(d.pipes, pl)
-		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep}, pl)
+		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep, SteerRings: rings}, pl)
 		d.Workers = append(d.Workers, wk)
 	}
 	for _, wk := range d.Workers {
@@ -219,7 +252,13 @@ func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
 		d.stopWorkers()
+		for _, r := range d.rings {
+			r.DrainFree()
+		}
 		err = errors.Join(d.Err(), d.closePorts())
+		for _, r := range d.rings {
+			r.Free()
+		}
 		for _, tr := range d.trackers {
 			tr.Table.Free()
 		}

@@ -20,6 +20,11 @@ type Queue struct {
 	TxPort  dpdk.Port
 	TxQueue uint16
 	Routed  bool
+	// Ring, if set, is polled instead of the port's queue: packets of
+	// RxPort that other workers steered to this one.
+	Ring *dpdk.Ring
+	// PortIndex is RxPort's index in the daemon's port list (for SteerRings).
+	PortIndex int
 }
 
 // Config is one worker's set-up.
@@ -32,6 +37,9 @@ type Config struct {
 	// polling again (0 disables: pure busy polling, the DPDK default).
 	IdlePolls int
 	IdleSleep time.Duration
+	// SteerRings[w][p] is worker w's ring for packets that entered port
+	// index p (nil without steering).
+	SteerRings [][]*dpdk.Ring
 }
 
 // publishEvery is how many bursts the worker counts before publishing its
@@ -94,7 +102,7 @@ func (w *Worker) Run() error {
 	defer io.Free()
 	srcs := make([]dpdk.RxSource, len(w.cfg.Queues))
 	for i, q := range w.cfg.Queues {
-		srcs[i] = dpdk.RxSource{Port: q.RxPort, Queue: q.RxQueue}
+		srcs[i] = dpdk.RxSource{Port: q.RxPort, Queue: q.RxQueue, Ring: q.Ring}
 	}
 	rounds := busyPollRounds
 	if w.cfg.IdlePolls > 0 {
@@ -169,6 +177,9 @@ func (w *Worker) doIO(io *dpdk.IO, staged int) {
 	st.TxPackets += uint64(sent)
 	st.TxBytes += bytes
 	st.Drops[filter.DropTxFull] += uint64(staged - sent)
+	for o := range w.cfg.SteerRings {
+		st.Drops[filter.DropSteerFull] += uint64(io.SteerRefused(o))
+	}
 }
 
 // process decodes and judges one burst, stages accepted frames for tx on the
@@ -198,11 +209,19 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 		st.Drops[filter.DropNoRoute] += uint64(n)
 		return 0
 	}
+	b.FromRing = q.Ring != nil
 	w.pl.Process(b, uint16(q.RxPort), now)
 	io.SetTx(q.TxPort, q.TxQueue)
+	for o, rings := range w.cfg.SteerRings {
+		io.SetSteerRing(o, rings[q.PortIndex])
+	}
 	act := io.Actions()
 	staged := 0
 	for i := 0; i < n; i++ {
+		if b.Owner[i] >= 0 {
+			act[i] = dpdk.ActSteer + uint8(b.Owner[i])
+			continue
+		}
 		if b.Verdict[i] == filter.Accept {
 			act[i] = dpdk.ActTx
 			w.txBytes[staged] = w.rxLen[i]
