@@ -74,7 +74,7 @@ func TestPcapGolden(t *testing.T) {
 	out, back := filepath.Join(dir, "out.pcap"), filepath.Join(dir, "back.pcap")
 	p := startDPFW(t, fmt.Sprintf(`
 eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 2047, cache: 64}
+mempool: {mbufs: 8191, cache: 64}
 ports:
   - {name: a, device: "net_pcap0,rx_pcap=%s,tx_pcap=%s"}
   - {name: b, device: "net_pcap1,rx_pcap=%s,tx_pcap=%s"}
@@ -149,7 +149,7 @@ func tapPairWorkers(t *testing.T, extra, cpus string) (*proc, netns, netns) {
 	ci, si := fmt.Sprintf("dt%do", id), fmt.Sprintf("dt%di", id)
 	p := startDPFW(t, fmt.Sprintf(`
 eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 4095, cache: 64}
+mempool: {mbufs: 16383, cache: 64}
 ports:
   - {name: outside, device: "net_tap0,iface=%s"}
   - {name: inside, device: "net_tap1,iface=%s"}
@@ -255,7 +255,7 @@ func TestTapStateful(t *testing.T) {
 func testTapStateful(t *testing.T, cpus string) {
 	p, cns, sns := tapPairWorkers(t, statefulRules, cpus)
 	if out, err := cns.command("ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
-		t.Fatalf("ping from the client (NEW echo allowed): %v\n%s", err, out)
+		t.Fatalf("ping from the client (NEW echo allowed): %v\n%s\n%s", err, out, p.dump())
 	}
 	startHelper(t, sns, "198.18.0.2:5001")
 	got, err := fetch(cns, "198.18.0.2:5001")
@@ -381,7 +381,7 @@ func TestPcapTwoWorkersSteering(t *testing.T) {
 			}
 			p := startDPFW(t, fmt.Sprintf(`
 eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 4095, cache: 64}
+mempool: {mbufs: 16383, cache: 64}
 ports:
   - {name: a, device: "net_pcap0,rx_pcap=%s,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s"}
   - {name: b, device: "net_pcap1,rx_pcap=%s,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s"}

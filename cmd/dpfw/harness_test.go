@@ -316,3 +316,19 @@ func (p *proc) rewrite(cfg string) {
 		p.t.Fatal(err)
 	}
 }
+
+// dump returns dpfw's log and its non-zero dpfw_ metrics, for failure messages.
+func (p *proc) dump() string {
+	var b strings.Builder
+	b.WriteString(p.errOut.String())
+	if resp, err := http.Get("http://" + p.metrics + "/metrics"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "dpfw_") && !strings.HasSuffix(l, " 0") {
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	return b.String()
+}

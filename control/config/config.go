@@ -164,6 +164,29 @@ func Default() Config {
 	}
 }
 
+// MinMbufs returns the fewest mbufs that keep every rx and tx ring full and
+// leave room for per-lcore caches and bursts in flight; below it, rx
+// queues run dry and the device drops packets (rx_nombuf).
+func (c *Config) MinMbufs() int {
+	nw := len(c.Workers.CPUs)
+	n := 0
+	for _, p := range c.Ports {
+		rx, tx := p.RxDesc, p.TxDesc
+		if rx == 0 {
+			rx = 1024
+		}
+		if tx == 0 {
+			tx = 1024
+		}
+		n += nw * (rx + tx)
+	}
+	// Per-lcore caches (workers and the main lcore), and each worker's
+	// burst in flight plus its staged tx and steering arrays.
+	n += (nw + 1) * c.Mempool.Cache * 3 / 2
+	n += nw * 32 * 4
+	return n
+}
+
 // RulesText returns the rule set's text and a name for error messages:
 // the rules file's contents, the inline rules, or "" (accept everything).
 func (c *Config) RulesText() (name, text string, err error) {
@@ -328,6 +351,10 @@ func (c *Config) Validate() []FieldError {
 	}
 	if !slices.Contains([]string{"auto", "on", "off"}, c.Workers.Steering) {
 		add("workers.steering", "%q: want auto, on or off", c.Workers.Steering)
+	}
+	if need := c.MinMbufs(); c.Mempool.Mbufs < need && len(c.Workers.CPUs) > 0 {
+		add("mempool.mbufs", "%d is too small: %d ports × %d queues of rx_desc + tx_desc descriptors, plus per-worker caches and bursts, need at least %d; raise mempool.mbufs or lower rx_desc/tx_desc",
+			c.Mempool.Mbufs, len(c.Ports), len(c.Workers.CPUs), need)
 	}
 	if c.Workers.IdlePolls < 0 {
 		add("workers.idle_polls", "%d: want 0 (always busy-poll) or more", c.Workers.IdlePolls)

@@ -103,7 +103,7 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 			return nil, fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; %s", i, pc.Name, pc.Device, err, hint)
 		}
 		byName[pc.Name] = i
-		if nw > 1 && info.RSSEnabled == 0 && cfg.Workers.Steering == "off" {
+		if nw > 1 && !hasRSS(info) && cfg.Workers.Steering == "off" {
 			log.Warn("port has no RSS and workers.steering is off: the two directions of a connection may reach different workers, and connection states will be wrong",
 				"port", pc.Name, "driver", info.Driver)
 		}
@@ -141,7 +141,7 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		steer = nw > 1
 	case "auto":
 		for _, p := range d.Ports {
-			if nw > 1 && p.Info.RSSEnabled == 0 {
+			if nw > 1 && !hasRSS(p.Info) {
 				steer = true
 			}
 		}
@@ -322,3 +322,9 @@ func (d *Daemon) RuleStats() []metrics.RuleStat {
 	}
 	return out
 }
+
+// hasRSS reports whether a port really spreads flows by a symmetric hash.
+// net_tap reports RSS hash types, but its RSS needs eBPF and rte_flow
+// support (disabled on the kernels seen here, as of 2026-11-25): the kernel
+// picks the queue, so dpfw treats taps as devices without RSS.
+func hasRSS(info dpdk.PortInfo) bool { return info.RSSEnabled != 0 && info.Driver != "net_tap" }
