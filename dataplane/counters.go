@@ -30,6 +30,8 @@ type Counters struct {
 	IdleNanos          Counter // time spent on empty polls and idle sleeps
 	Accepted, Rejected Counter
 	Steered            Counter // packets handed to their owner worker
+	RejectsSent        Counter // REJECT answers transmitted
+	LogsSuppressed     Counter // LOG records lost to the rate limit or a full queue
 	CacheHits          Counter // verdicts taken from the connection's cache
 	Classified         Counter // packets that ran the rule set
 	Drops              [filter.NumDropReasons]Counter
@@ -47,7 +49,7 @@ type Snapshot struct {
 	BusyNanos, IdleNanos                   uint64
 	Accepted, Rejected                     uint64
 	CacheHits, Classified                  uint64
-	Steered                                uint64
+	Steered, RejectsSent, LogsSuppressed   uint64
 	Drops                                  [filter.NumDropReasons]uint64
 }
 
@@ -97,6 +99,7 @@ func (c *Counters) Snapshot() Snapshot {
 		BusyNanos: c.BusyNanos.Load(), IdleNanos: c.IdleNanos.Load(),
 		Accepted: c.Accepted.Load(), Rejected: c.Rejected.Load(),
 		CacheHits: c.CacheHits.Load(), Classified: c.Classified.Load(), Steered: c.Steered.Load(),
+		RejectsSent: c.RejectsSent.Load(), LogsSuppressed: c.LogsSuppressed.Load(),
 	}
 	for i := range c.Drops {
 		s.Drops[i] = c.Drops[i].Load()
@@ -120,6 +123,8 @@ func (c *Counters) Publish(s *Snapshot) {
 	c.Rejected.v.Store(s.Rejected)
 	c.CacheHits.v.Store(s.CacheHits)
 	c.Steered.v.Store(s.Steered)
+	c.RejectsSent.v.Store(s.RejectsSent)
+	c.LogsSuppressed.v.Store(s.LogsSuppressed)
 	c.Classified.v.Store(s.Classified)
 	for i := range s.Drops {
 		if c.Drops[i].v.Load() != s.Drops[i] {
@@ -151,6 +156,8 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.Rejected += o.Rejected
 	s.CacheHits += o.CacheHits
 	s.Steered += o.Steered
+	s.RejectsSent += o.RejectsSent
+	s.LogsSuppressed += o.LogsSuppressed
 	s.Classified += o.Classified
 	for i := range s.Drops {
 		s.Drops[i] += o.Drops[i]

@@ -7,6 +7,7 @@ import (
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/dataplane/header"
 	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/dataplane/reject"
 )
 
 // BurstSize is the most frames a burst holds (DPDK's rx burst size).
@@ -48,6 +49,46 @@ type Options struct {
 	Steer   bool
 	// SteerSeed keys the owner hash; every worker must use the same.
 	SteerSeed uint64
+	// RejectPerSecond limits REJECT answers per worker (0: never answer).
+	RejectPerSecond int
+	// Log receives LOG records (nil: LOG rules only count); LogPerSecond
+	// limits them per worker.
+	Log          chan<- LogRecord
+	LogPerSecond int
+}
+
+// LogRecord is one packet matched by a LOG rule, for the control side to
+// format. It holds no pointers into packet memory.
+type LogRecord struct {
+	Rule             uint16 // decision id of the LOG rule
+	Generation       uint32
+	In, Out          uint16
+	State            conntrack.State
+	Family, Proto    uint8
+	TCPFlags         uint8
+	Src, Dst         [16]byte
+	SrcPort, DstPort uint16
+	Len              int
+}
+
+// tokenBucket is a rate limiter on the worker's clock (ns), refilled by
+// time, holding at most one second of tokens.
+type tokenBucket struct {
+	last, credit int64
+}
+
+func (tb *tokenBucket) allow(now int64, perSecond int) bool {
+	if perSecond <= 0 {
+		return false
+	}
+	cost := int64(1e9) / int64(perSecond)
+	tb.credit = min(tb.credit+now-tb.last, int64(1e9))
+	tb.last = now
+	if tb.credit < cost {
+		return false
+	}
+	tb.credit -= cost
+	return true
 }
 
 // Burst is one burst's frames and results, preallocated per worker.
@@ -61,6 +102,8 @@ type Burst struct {
 	// Owner is the worker a packet must be handed to, or -1 if this worker
 	// handles it (set by Process when steering).
 	Owner [BurstSize]int8
+	// Answer is 1 + the reject.Kind to answer a rejected packet with, or 0.
+	Answer [BurstSize]uint8
 	// FromRing marks a burst that another worker steered here: it is not
 	// steered again.
 	FromRing bool
@@ -81,8 +124,9 @@ type Pipeline struct {
 	lastGen uint32
 	// hits aggregates rule counters within a burst: one atomic update per
 	// distinct decision per burst instead of one per packet.
-	hits  [BurstSize]hit
-	nhits int
+	hits       [BurstSize]hit
+	nhits      int
+	lastReject reject.Kind
 	// Per-burst tuples and hashes, computed before the lookups so the
 	// table's cache misses overlap (see conntrack.Table.PrefetchBurst).
 	keys   [BurstSize]conntrack.Tuple
@@ -91,6 +135,9 @@ type Pipeline struct {
 	sink   uint32
 
 	mailbox mailbox
+
+	rejectTB, logTB tokenBucket
+	now             int64
 }
 
 type hit struct {
@@ -127,6 +174,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	f := pl.rules.Load()
 	tr := pl.Tracker
 	tr.SetNow(now)
+	pl.now = now
 	if f.Gen != pl.lastGen {
 		// The cache holds 16 bits of generation: clear it on wrap-around so
 		// that a stale decision can never look current.
@@ -185,12 +233,16 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 			}
 		}
 		b.Verdict[i], b.Reason[i] = v, r
+		b.Answer[i] = 0
 		switch v {
 		case filter.Accept:
 			st.Accepted++
 		case filter.Reject:
 			st.Rejected++
 			st.Drops[r]++
+			if reject.Answerable(p) && pl.rejectTB.allow(now, pl.opts.RejectPerSecond) {
+				b.Answer[i] = 1 + uint8(pl.lastReject)
+			}
 		default:
 			st.Drops[r]++
 		}
@@ -312,7 +364,13 @@ func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16
 	d := f.Decision(r)
 	pl.Stats.Classified++
 	pl.countHit(d, uint64(p.L3Len()))
+	if r.Logged >= 0 {
+		pl.logPacket(f, p, uint16(r.Logged), conntrack.Untracked, in, pi.Out)
+	}
 	if v := f.DecisionVerdict(d); v != filter.Accept {
+		if v == filter.Reject {
+			pl.lastReject = f.RejectKind(d)
+		}
 		return v, filter.DropRule
 	}
 	return filter.Accept, filter.DropNone
@@ -355,10 +413,17 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 		if cacheable && r.Logged < 0 {
 			c.CacheDecision(uint16(f.Gen), state, res.Dir, d)
 		}
+		if r.Logged >= 0 {
+			pl.logPacket(f, p, uint16(r.Logged), state, in, pi.Out)
+		}
 		pl.Stats.Classified++
 	}
 	pl.countHit(d, uint64(p.L3Len()))
-	switch v := f.DecisionVerdict(d); v {
+	v := f.DecisionVerdict(d)
+	if v == filter.Reject {
+		pl.lastReject = f.RejectKind(d)
+	}
+	switch v {
 	case filter.Accept:
 		return v, filter.DropNone
 	default:
@@ -380,6 +445,29 @@ func (pl *Pipeline) countHit(d uint16, bytes uint64) {
 	if pl.nhits < len(pl.hits) {
 		pl.hits[pl.nhits] = hit{decision: d, packets: 1, bytes: bytes}
 		pl.nhits++
+	}
+}
+
+// logPacket hands a LOG record to the control side without ever blocking:
+// over the rate limit, or with the channel full, the record is counted as
+// lost instead.
+func (pl *Pipeline) logPacket(f *filter.Filter, p *packet.Parsed, rule uint16, st conntrack.State, in, out uint16) {
+	if pl.opts.Log == nil {
+		return
+	}
+	if !pl.logTB.allow(pl.now, pl.opts.LogPerSecond) {
+		pl.Stats.LogsSuppressed++
+		return
+	}
+	rec := LogRecord{Rule: rule, Generation: f.Gen, In: in, Out: out, State: st, Family: 4, Proto: p.Proto,
+		TCPFlags: p.TCPFlags, Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Len: p.L3Len()}
+	if p.Kind == packet.IPv6 {
+		rec.Family = 6
+	}
+	select {
+	case pl.opts.Log <- rec:
+	default:
+		pl.Stats.LogsSuppressed++
 	}
 }
 

@@ -163,6 +163,8 @@ void dpfw_io(struct dpfw_io *io)
 		uint8_t a = io->action[i];
 		if (a == DPFW_ACT_TX) {
 			io->tx[io->n_tx++] = m;
+		} else if (a == DPFW_ACT_REPLY) {
+			io->reply[io->n_reply++] = m;
 		} else if (a >= DPFW_ACT_STEER && a < DPFW_ACT_STEER + 8 && io->steer_ring[a - DPFW_ACT_STEER] != NULL) {
 			unsigned w = a - DPFW_ACT_STEER;
 			io->steer[w][io->n_steer[w]++] = m;
@@ -177,6 +179,14 @@ void dpfw_io(struct dpfw_io *io)
 		if (sent < io->n_tx)
 			rte_pktmbuf_free_bulk(&io->tx[sent], io->n_tx - sent);
 		io->n_tx = 0;
+	}
+	io->n_reply_sent = 0;
+	if (io->n_reply) {
+		uint16_t sent = rte_eth_tx_burst(io->reply_port, io->reply_queue, io->reply, io->n_reply);
+		io->n_reply_sent = sent;
+		if (sent < io->n_reply)
+			rte_pktmbuf_free_bulk(&io->reply[sent], io->n_reply - sent);
+		io->n_reply = 0;
 	}
 	if (io->n_drop) {
 		rte_pktmbuf_free_bulk(io->drop, io->n_drop);

@@ -36,6 +36,7 @@ enum {
 	DPFW_MBUF_NB_SEGS_OFF = offsetof(struct rte_mbuf, nb_segs),
 	DPFW_MBUF_RSS_OFF = offsetof(struct rte_mbuf, hash.rss),
 	DPFW_MBUF_NEXT_OFF = offsetof(struct rte_mbuf, next),
+	DPFW_MBUF_BUF_LEN_OFF = offsetof(struct rte_mbuf, buf_len),
 };
 
 /* One burst's worth of mbuf pointers, allocated in C memory (rte_zmalloc) so
@@ -45,6 +46,7 @@ enum {
 	DPFW_ACT_DROP = 0,  /* free */
 	DPFW_ACT_TX = 1,    /* send on tx_port/tx_queue */
 	DPFW_ACT_STEER = 2, /* 2 + w: enqueue on steer_ring[w] */
+	DPFW_ACT_REPLY = 16, /* send on reply_port/reply_queue (REJECT answers) */
 };
 
 struct dpfw_io {
@@ -54,6 +56,8 @@ struct dpfw_io {
 	struct rte_mbuf *tx[DPFW_BURST];   /* scratch: partitioned from rx */
 	struct rte_mbuf *drop[DPFW_BURST]; /* scratch */
 	uint16_t tx_port, tx_queue, n_tx, n_drop;
+	struct rte_mbuf *reply[DPFW_BURST]; /* scratch */
+	uint16_t reply_port, reply_queue, n_reply, n_reply_sent; /* n_reply_sent: out */
 	uint16_t n_rx, n_sent;     /* out */
 	/* The worker's rx queues, polled round-robin from cursor until one
 	 * returns packets: empty polls never return to Go. */

@@ -97,7 +97,17 @@ const (
 	ActDrop  = C.DPFW_ACT_DROP
 	ActTx    = C.DPFW_ACT_TX
 	ActSteer = C.DPFW_ACT_STEER // + worker index
+	ActReply = C.DPFW_ACT_REPLY // send on the reply port (SetReply)
 )
+
+// SetReply chooses where ActReply mbufs go on the next Do.
+func (io *IO) SetReply(p Port, queue uint16) {
+	io.reply_port = C.uint16_t(p)
+	io.reply_queue = C.uint16_t(queue)
+}
+
+// RepliesSent returns how many ActReply mbufs the last Do transmitted.
+func (io *IO) RepliesSent() int { return int(io.n_reply_sent) }
 
 // Actions returns the action array for the burst Rx returned: the caller
 // sets Actions()[i] for every received mbuf and calls Commit; the next Do

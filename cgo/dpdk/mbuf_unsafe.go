@@ -23,6 +23,7 @@ const (
 	mbufPktLenOff  = 36
 	mbufDataLenOff = 40
 	mbufRSSOff     = 44
+	mbufBufLenOff  = 54
 )
 
 // mbufLayout returns the offsets C reports, for TestMbufLayout.
@@ -36,6 +37,7 @@ func mbufLayout() map[string][2]int {
 		"pkt_len":  {mbufPktLenOff, C.DPFW_MBUF_PKT_LEN_OFF},
 		"data_len": {mbufDataLenOff, C.DPFW_MBUF_DATA_LEN_OFF},
 		"hash.rss": {mbufRSSOff, C.DPFW_MBUF_RSS_OFF},
+		"buf_len":  {mbufBufLenOff, C.DPFW_MBUF_BUF_LEN_OFF},
 	}
 }
 
@@ -47,6 +49,29 @@ func (m *Mbuf) Data() []byte {
 	off := *(*uint16)(unsafe.Add(p, mbufDataOffOff))
 	n := *(*uint16)(unsafe.Add(p, mbufDataLenOff))
 	return unsafe.Slice((*byte)(unsafe.Add(buf, off)), n)
+}
+
+// Room returns the bytes available from the data start to the buffer's end.
+func (m *Mbuf) Room() int {
+	p := unsafe.Pointer(m)
+	return int(*(*uint16)(unsafe.Add(p, mbufBufLenOff))) - int(*(*uint16)(unsafe.Add(p, mbufDataOffOff)))
+}
+
+// DataRoom returns the whole writable data area (Room bytes from the data
+// start). Precondition: NbSegs() == 1.
+func (m *Mbuf) DataRoom() []byte {
+	p := unsafe.Pointer(m)
+	buf := *(*unsafe.Pointer)(unsafe.Add(p, mbufBufAddrOff))
+	off := *(*uint16)(unsafe.Add(p, mbufDataOffOff))
+	return unsafe.Slice((*byte)(unsafe.Add(buf, off)), m.Room())
+}
+
+// SetLen sets a single-segment mbuf's data and packet length.
+// Precondition: NbSegs() == 1 and n <= Room().
+func (m *Mbuf) SetLen(n int) {
+	p := unsafe.Pointer(m)
+	*(*uint16)(unsafe.Add(p, mbufDataLenOff)) = uint16(n)
+	*(*uint32)(unsafe.Add(p, mbufPktLenOff)) = uint32(n)
 }
 
 // PktLen returns the length of the whole packet (all segments).

@@ -412,3 +412,39 @@ rules:
 		})
 	}
 }
+
+// TestTapReject: REJECT answers as iptables' does (a TCP RST makes the
+// client fail at once with "connection refused"; ICMP host-prohibited makes
+// ping say so) and LOG writes an iptables-style line.
+func TestTapReject(t *testing.T) {
+	requireDPDK(t)
+	p, cns, _ := tapPair(t, `
+rules:
+  iptables: |
+    -P INPUT DROP
+    -A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+    -A INPUT -p tcp --dport 5003 -j LOG --log-prefix "dpfw-reject: "
+    -A INPUT -p tcp --dport 5003 -j REJECT --reject-with tcp-reset
+    -A INPUT -p icmp --icmp-type echo-request -j REJECT --reject-with icmp-host-prohibited
+`)
+	start := time.Now()
+	out, err := fetchTimeout(cns, "198.18.0.2:5003", 3*time.Second)
+	if err == nil || !strings.Contains(out, "connection refused") || time.Since(start) > 2*time.Second {
+		t.Errorf("connecting to a REJECTed port: %v after %v: %s; want connection refused at once", err, time.Since(start), out)
+	}
+	po, _ := cns.command("ping", "-c", "1", "-W", "2", "198.18.0.2").CombinedOutput()
+	if !strings.Contains(string(po), "Destination Host Prohibited") {
+		t.Errorf("ping to a REJECTed host:\n%s\nwant Destination Host Prohibited\n%s", po, p.dump())
+	}
+	if n := p.metric("dpfw_worker_reject_answers_total"); n < 2 {
+		t.Errorf("REJECT answers sent: %v; want at least 2", n)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(p.errOut.String(), "dpfw-reject: IN=outside OUT=inside SRC=198.18.0.1 DST=198.18.0.2") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(p.errOut.String(), "dpfw-reject: IN=outside OUT=inside SRC=198.18.0.1 DST=198.18.0.2") {
+		t.Errorf("no LOG line in dpfw's log:\n%s", p.errOut.String())
+	}
+	p.stop()
+}

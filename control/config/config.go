@@ -88,6 +88,11 @@ type Workers struct {
 type Dataplane struct {
 	// NonIP is "pass" (forward ARP and other non-IP frames) or "drop".
 	NonIP string `mapstructure:"non_ip"`
+	// RejectPerSecond limits REJECT answers (RST, ICMP) per worker; over
+	// it, rejected packets are dropped silently. 0 never answers.
+	RejectPerSecond int `mapstructure:"reject_per_second"`
+	// LogPerSecond limits LOG lines per worker; the rest are counted.
+	LogPerSecond int `mapstructure:"log_per_second"`
 }
 
 // Conntrack configures connection tracking.
@@ -151,7 +156,7 @@ func Default() Config {
 		EAL:       EAL{FilePrefix: "dpfw", Hugepages: "auto", MemoryMB: 512},
 		Mempool:   Mempool{Mbufs: 16383, Cache: 256, DataRoom: 2048 + 128},
 		Workers:   Workers{CPUs: []int{1}, IdlePolls: 0, IdleSleep: 50 * time.Microsecond, Steering: "auto"},
-		Dataplane: Dataplane{NonIP: "pass"},
+		Dataplane: Dataplane{NonIP: "pass", RejectPerSecond: 1000, LogPerSecond: 100},
 		Conntrack: Conntrack{Capacity: 1 << 20, TCPLoose: true, Timeouts: ConntrackTimeouts{
 			TCPSynSent: 2 * time.Minute, TCPSynRecv: 60 * time.Second, TCPEstablished: 5 * 24 * time.Hour,
 			TCPFinWait: 2 * time.Minute, TCPCloseWait: 60 * time.Second, TCPLastAck: 30 * time.Second,
@@ -361,6 +366,12 @@ func (c *Config) Validate() []FieldError {
 	}
 	if c.Workers.IdleSleep < 0 || c.Workers.IdleSleep > time.Second {
 		add("workers.idle_sleep", "%s: want 0 to 1s", c.Workers.IdleSleep)
+	}
+	if c.Dataplane.RejectPerSecond < 0 || c.Dataplane.RejectPerSecond > 1_000_000 {
+		add("dataplane.reject_per_second", "%d: want 0 to 1000000", c.Dataplane.RejectPerSecond)
+	}
+	if c.Dataplane.LogPerSecond < 0 || c.Dataplane.LogPerSecond > 100_000 {
+		add("dataplane.log_per_second", "%d: want 0 to 100000", c.Dataplane.LogPerSecond)
 	}
 	if c.Dataplane.NonIP != "pass" && c.Dataplane.NonIP != "drop" {
 		add("dataplane.non_ip", "%q: want pass or drop", c.Dataplane.NonIP)

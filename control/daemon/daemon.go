@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ type Daemon struct {
 	Rules    atomic.Pointer[filter.Filter]
 	trackers []*conntrack.Tracker
 	rings    []*dpdk.Ring
+	logs     chan dataplane.LogRecord
 	pipes    []*dataplane.Pipeline
 	log      *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
@@ -134,6 +136,8 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		return nil, fmt.Errorf("conntrack hash seed: %w", err)
 	}
 	seed := binary.LittleEndian.Uint64(seedBytes[:])
+	d.logs = make(chan dataplane.LogRecord, 1024)
+	go d.writeLogs(d.logs)
 	log.Info("connection tracking", "capacity_per_worker", cfg.Conntrack.Capacity, "memory", ruleset.MemoryBytes(cfg))
 	steer := false
 	switch cfg.Workers.Steering {
@@ -166,7 +170,8 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, seed))
 		d.trackers = append(d.trackers, tr)
 		opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Worker: w,
-			Workers: nw, Steer: steer, SteerSeed: seed ^ 0x5bd1e995}
+			Workers: nw, Steer: steer, SteerSeed: seed ^ 0x5bd1e995,
+			RejectPerSecond: cfg.Dataplane.RejectPerSecond, Log: d.logs, LogPerSecond: cfg.Dataplane.LogPerSecond}
 		var qs []worker.Queue
 		for pi, p := range d.Ports {
 			q := worker.Queue{RxPort: p.ID, RxQueue: uint16(w), TxQueue: uint16(w), PortIndex: pi}
@@ -252,6 +257,9 @@ func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
 		d.stopWorkers()
+		if d.logs != nil {
+			close(d.logs)
+		}
 		for _, r := range d.rings {
 			r.DrainFree()
 		}
@@ -328,3 +336,46 @@ func (d *Daemon) RuleStats() []metrics.RuleStat {
 // support (disabled on the kernels seen here, as of 2026-11-25): the kernel
 // picks the queue, so dpfw treats taps as devices without RSS.
 func hasRSS(info dpdk.PortInfo) bool { return info.RSSEnabled != 0 && info.Driver != "net_tap" }
+
+// writeLogs formats LOG records like iptables' LOG target (IN= OUT= SRC=
+// DST= LEN= PROTO= SPT= DPT=), with the rule's --log-prefix. Workers hand
+// records over a buffered channel without blocking.
+func (d *Daemon) writeLogs(ch <-chan dataplane.LogRecord) {
+	names := map[uint16]string{}
+	for _, p := range d.Ports {
+		names[uint16(p.ID)] = p.Config.Name
+	}
+	for rec := range ch {
+		f := d.Rules.Load()
+		prefix, rule := "", f.DecisionName(rec.Rule)
+		if f.Gen == rec.Generation && int(rec.Rule) < len(f.Rules) {
+			prefix = f.Rules[rec.Rule].LogPrefix
+		}
+		addr := func(a [16]byte) string {
+			if rec.Family == 4 {
+				return netip.AddrFrom4([4]byte(a[:4])).String()
+			}
+			return netip.AddrFrom16(a).String()
+		}
+		proto := map[uint8]string{6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMPv6"}[rec.Proto]
+		if proto == "" {
+			proto = fmt.Sprint(rec.Proto)
+		}
+		msg := fmt.Sprintf("%sIN=%s OUT=%s SRC=%s DST=%s LEN=%d PROTO=%s", prefix, names[rec.In], names[rec.Out],
+			addr(rec.Src), addr(rec.Dst), rec.Len, proto)
+		if rec.Proto == 6 || rec.Proto == 17 {
+			msg += fmt.Sprintf(" SPT=%d DPT=%d", rec.SrcPort, rec.DstPort)
+		}
+		if rec.Proto == 6 {
+			for _, fl := range []struct {
+				bit  uint8
+				name string
+			}{{0x02, "SYN"}, {0x10, "ACK"}, {0x01, "FIN"}, {0x04, "RST"}, {0x08, "PSH"}, {0x20, "URG"}} {
+				if rec.TCPFlags&fl.bit != 0 {
+					msg += " " + fl.name
+				}
+			}
+		}
+		d.log.Info(msg, "log_rule", rule, "state", rec.State.String())
+	}
+}

@@ -66,6 +66,9 @@ var (
 	portNoMbuf  = desc("port", "rx_nombuf_total", "Receive failures for lack of an mbuf.", []string{"port"})
 	portUp      = desc("port", "link_up", "1 if the port's link is up.", []string{"port"})
 
+	rejects    = desc("worker", "reject_answers_total", "REJECT answers (TCP RST, ICMP unreachable) transmitted.", workerLabels)
+	logsLost   = desc("worker", "log_suppressed_total", "LOG records lost to the rate limit or a full queue.", workerLabels)
+	steered    = desc("worker", "steered_packets_total", "Packets handed to the worker owning their connection.", workerLabels)
 	cacheHits  = desc("worker", "verdict_cache_hits_total", "Packets whose verdict came from their connection's cache (no classification).", workerLabels)
 	classified = desc("worker", "classified_packets_total", "Packets that ran the rule set.", workerLabels)
 
@@ -101,7 +104,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cacheHits, classified, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull,
+	for _, d := range []*prometheus.Desc{rejects, logsLost, steered, cacheHits, classified, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull,
 		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes} {
 		ch <- d
 	}
@@ -131,6 +134,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				counter(drops, s.Drops[r], w, r.String())
 			}
 			counter(cacheHits, s.CacheHits, w)
+			counter(rejects, s.RejectsSent, w)
+			counter(logsLost, s.LogsSuppressed, w)
+			counter(steered, s.Steered, w)
 			counter(classified, s.Classified, w)
 		}
 	}

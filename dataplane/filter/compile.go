@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/dataplane/reject"
 )
 
 // Hook is where a packet enters the rule set.
@@ -55,6 +56,7 @@ type Filter struct {
 	Stats CompileStats
 
 	ruleVerdict   []Verdict // by rule id: the verdict of terminal targets
+	rejectKind    []reject.Kind
 	counters      [][]Counter
 	flagSensitive bool
 	usesState     bool
@@ -235,6 +237,7 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d", f.NumDecisions(), MaxDecisions)
 	}
 	f.ruleVerdict = make([]Verdict, len(f.Rules))
+	f.rejectKind = make([]reject.Kind, len(f.Rules))
 	for i := range f.Rules {
 		r := &f.Rules[i]
 		switch r.Target {
@@ -242,6 +245,7 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 			f.ruleVerdict[i] = Accept
 		case "REJECT":
 			f.ruleVerdict[i] = Reject
+			f.rejectKind[i] = reject.Parse(r.RejectWith)
 		default:
 			f.ruleVerdict[i] = Drop
 		}

@@ -1,6 +1,10 @@
 package filter
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/dpfw/dpfw/dataplane/reject"
+)
 
 // A decision id names what decided a packet's verdict: rule ids
 // 0 … len(Rules)−1, then len(Rules)+c for the policy of chain c. Connection
@@ -106,4 +110,12 @@ func (f *Filter) AcceptsAll() bool { return f.acceptsAll }
 // ForwardPolicyDecision is the decision id of the FORWARD chain's policy.
 func (f *Filter) ForwardPolicyDecision() uint16 {
 	return uint16(len(f.Rules) + int(f.hooks[HookForward]))
+}
+
+// RejectKind returns how a REJECT decision answers (its --reject-with).
+func (f *Filter) RejectKind(d uint16) reject.Kind {
+	if int(d) < len(f.rejectKind) {
+		return f.rejectKind[d]
+	}
+	return reject.PortUnreachable
 }

@@ -533,6 +533,9 @@ func parseMatches(r *Rule, toks []token, at func(token) Pos, fail func(token, st
 			if r.Target != "REJECT" {
 				return fail(t, "--reject-with goes after -j REJECT")
 			}
+			if v.s == "tcp-reset" && r.Proto != 6 {
+				return fail(v, "tcp-reset needs -p tcp (iptables refuses it otherwise)")
+			}
 			if !validRejectWith(v.s) {
 				return fail(v, "want tcp-reset, icmp-port-unreachable, icmp-host-prohibited, icmp-admin-prohibited, icmp6-port-unreachable or icmp6-adm-prohibited")
 			}

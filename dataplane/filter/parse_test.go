@@ -82,7 +82,7 @@ func TestIptablesSave(t *testing.T) {
 -A INPUT ! -s 198.18.0.0/15 -j DROP
 -A ssh -s 198.18.54.0/24 -m comment --comment "admins" -j ACCEPT
 -A ssh -j LOG --log-prefix "ssh-denied: "
--A ssh -j REJECT --reject-with tcp-reset
+-A ssh -p tcp -j REJECT --reject-with tcp-reset
 COMMIT
 `
 	rs, err := filter.ParseIptables("save", save)

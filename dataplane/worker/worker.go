@@ -9,6 +9,8 @@ import (
 	"github.com/dpfw/dpfw/cgo/dpdk"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/dataplane/reject"
 )
 
 // Queue is one rx queue a worker polls and where its accepted frames go.
@@ -60,6 +62,9 @@ type Worker struct {
 	// txBytes holds the staged frames' lengths, to count bytes actually sent.
 	txBytes [dataplane.BurstSize]uint32
 	rxLen   [dataplane.BurstSize]uint32
+	// scratch holds a REJECT answer while it is built (it quotes the
+	// rejected packet, so it cannot be built in place).
+	scratch [2048]byte
 	stop    atomic.Bool
 	lcore   atomic.Int32
 }
@@ -165,10 +170,14 @@ func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) {
 // burst staged for tx.
 func (w *Worker) doIO(io *dpdk.IO, staged int) {
 	io.Do()
+	st := &w.pl.Stats
+	st.RejectsSent += uint64(io.RepliesSent())
+	for o := range w.cfg.SteerRings {
+		st.Drops[filter.DropSteerFull] += uint64(io.SteerRefused(o))
+	}
 	if staged == 0 {
 		return
 	}
-	st := &w.pl.Stats
 	sent := io.Sent()
 	var bytes uint64
 	for i := 0; i < sent && i < len(w.txBytes); i++ {
@@ -177,9 +186,6 @@ func (w *Worker) doIO(io *dpdk.IO, staged int) {
 	st.TxPackets += uint64(sent)
 	st.TxBytes += bytes
 	st.Drops[filter.DropTxFull] += uint64(staged - sent)
-	for o := range w.cfg.SteerRings {
-		st.Drops[filter.DropSteerFull] += uint64(io.SteerRefused(o))
-	}
 }
 
 // process decodes and judges one burst, stages accepted frames for tx on the
@@ -212,6 +218,7 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 	b.FromRing = q.Ring != nil
 	w.pl.Process(b, uint16(q.RxPort), now)
 	io.SetTx(q.TxPort, q.TxQueue)
+	io.SetReply(q.RxPort, q.TxQueue)
 	for o, rings := range w.cfg.SteerRings {
 		io.SetSteerRing(o, rings[q.PortIndex])
 	}
@@ -222,16 +229,34 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 			act[i] = dpdk.ActSteer + uint8(b.Owner[i])
 			continue
 		}
-		if b.Verdict[i] == filter.Accept {
+		switch {
+		case b.Verdict[i] == filter.Accept:
 			act[i] = dpdk.ActTx
 			w.txBytes[staged] = w.rxLen[i]
 			staged++
-		} else {
+		case b.Answer[i] != 0 && w.answer(rx[i], &b.Parsed[i], reject.Kind(b.Answer[i]-1)):
+			act[i] = dpdk.ActReply
+		default:
 			act[i] = dpdk.ActDrop
 		}
 	}
 	io.Commit(n)
 	return staged
+}
+
+// answer rewrites a rejected packet's mbuf into its REJECT answer and
+// reports whether it did (single-segment mbufs with room only).
+func (w *Worker) answer(m *dpdk.Mbuf, p *packet.Parsed, k reject.Kind) bool {
+	if m.NbSegs() != 1 {
+		return false
+	}
+	n := reject.Build(w.scratch[:], p, k)
+	if n == 0 || n > m.Room() {
+		return false
+	}
+	copy(m.DataRoom(), w.scratch[:n])
+	m.SetLen(n)
+	return true
 }
 
 // noCopy makes go vet reject copies of Worker.
