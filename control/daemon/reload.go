@@ -27,7 +27,13 @@ var (
 )
 
 // Collectors returns the daemon's own Prometheus collectors.
-func Collectors() []prometheus.Collector { return []prometheus.Collector{reloads, configInfo} }
+func Collectors() []prometheus.Collector {
+	// Export both results from the start, so dashboards and alerts see 0
+	// rather than no series.
+	reloads.WithLabelValues("success")
+	reloads.WithLabelValues("failure")
+	return []prometheus.Collector{reloads, configInfo}
+}
 
 // configHash hashes the parsed configuration and rule text (not the raw
 // bytes: comments and formatting do not change it).

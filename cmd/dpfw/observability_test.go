@@ -1,0 +1,176 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestGrafanaDashboardMetricsExist checks that every metric a panel of
+// configs/grafana/dpfw.json queries is exported by a running dpfw.
+func TestGrafanaDashboardMetricsExist(t *testing.T) {
+	requireDPDK(t)
+	b, err := os.ReadFile("../../configs/grafana/dpfw.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+		Templating struct {
+			List []struct {
+				Name       string
+				Definition string
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard JSON: %v", err)
+	}
+	want := map[string][]string{}
+	metric := regexp.MustCompile(`dpfw_[a-z0-9_]+`)
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, m := range metric.FindAllString(tg.Expr, -1) {
+				want[m] = append(want[m], p.Title)
+			}
+		}
+	}
+	for _, v := range dash.Templating.List {
+		for _, m := range metric.FindAllString(v.Definition, -1) {
+			want[m] = append(want[m], "variable "+v.Name)
+		}
+	}
+	p, _, _ := tapPair(t, statefulRules)
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(body), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+			have[f[2]] = true
+		}
+	}
+	var names []string
+	for m := range want {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	for _, m := range names {
+		if !have[m] {
+			t.Errorf("dashboard queries %s (panels %v), which dpfw does not export", m, want[m])
+		}
+	}
+	if len(names) < 15 {
+		t.Errorf("the dashboard queries only %d metrics", len(names))
+	}
+	p.stop()
+}
+
+// TestPrometheusScrape runs Debian's Prometheus against a running dpfw and
+// checks through its query API that what it stored matches the traffic the
+// test sent.
+func TestPrometheusScrape(t *testing.T) {
+	requireDPDK(t)
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("prometheus is not installed (make deps installs it)")
+		}
+		t.Skip("prometheus is not installed (make deps)")
+	}
+	p, cns, _ := tapPair(t, statefulRules)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	promAddr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("global: {scrape_interval: 500ms, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: dpfw\n    static_configs: [{targets: [%q]}]\n", p.metrics)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	var promOut safeBuffer
+	prom.Stdout, prom.Stderr = &promOut, &promOut
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
+	query := func(q string) (float64, error) {
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Status string
+			Data   struct {
+				Result []struct {
+					Value [2]any
+				}
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			return 0, err
+		}
+		if r.Status != "success" || len(r.Data.Result) == 0 {
+			return 0, fmt.Errorf("no result for %s", q)
+		}
+		s, _ := r.Data.Result[0].Value[1].(string)
+		return strconv.ParseFloat(s, 64)
+	}
+	// Wait until Prometheus has scraped dpfw once.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if v, err := query(`up{job="dpfw"}`); err == nil && v == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus never scraped dpfw:\n%s", promOut.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// 10 echo requests, 0.2 s apart: their 10 replies leave the inside
+	// through OUTPUT rule 1 (ESTABLISHED).
+	const pings = 10
+	if out, err := cns.command("ping", "-c", fmt.Sprint(pings), "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
+		t.Fatalf("ping: %v\n%s", err, out)
+	}
+	time.Sleep(2 * time.Second)
+	sel := `dpfw_rule_packets_total{job="dpfw",chain="OUTPUT",rule="1"}`
+	if v, err := query("sum(" + sel + ")"); err != nil || v != pings {
+		t.Errorf("Prometheus has %v echo replies through OUTPUT rule 1 (%v); the test sent %d", v, err, pings)
+	}
+	if direct := p.metric("dpfw_rule_packets_total", `chain="OUTPUT"`, `rule="1"`); direct != pings {
+		t.Errorf("dpfw itself counts %v; want %d", direct, pings)
+	}
+	// The rate over the ping window: 10 packets in about 1.8 s.
+	r, err := query(`max_over_time(sum(rate(` + sel + `[2s]))[30s:500ms])`)
+	if err != nil || r < 2 || r > 12 {
+		t.Errorf("peak rate of echo replies in Prometheus: %v (%v); want about 5/s", r, err)
+	}
+	p.stop()
+}
