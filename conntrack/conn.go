@@ -63,7 +63,8 @@ type Conn struct {
 	// TCP is the TCP tracking state (TCP connections only).
 	TCP tcpstate.TCB
 	// master is 1 + the index of the connection that expected this one
-	// (RELATED), or 0.
+	// (RELATED), or, on an FTP control connection (flagHelper), 1 + its
+	// helper slot; 0 otherwise.
 	master uint32
 	// ruleGen, rule and cacheState cache the rule set's decision for each
 	// direction: rule[d] is the decision id (see filter.Filter.Decision) for
@@ -88,7 +89,10 @@ func (c *Conn) Assured() bool { return c.flags&flagAssured != 0 }
 func (c *Conn) IsRelated() bool { return c.flags&flagRelated != 0 }
 
 // Master returns the index of the connection that expected this one.
-func (c *Conn) Master() (uint32, bool) { return c.master - 1, c.master != 0 }
+// (For FTP control connections the field holds their helper slot instead.)
+func (c *Conn) Master() (uint32, bool) {
+	return c.master - 1, c.master != 0 && c.flags&flagRelated != 0
+}
 
 // CachedDecision returns the decision cached for packets of direction d in
 // state st under rule-set generation gen (low 16 bits), if any.

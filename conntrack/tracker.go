@@ -53,6 +53,8 @@ type Config struct {
 	TCP      tcpstate.Options
 	// Seed keys the table's hash: a one-time random value, immutable.
 	Seed uint64
+	// FTP configures the FTP helper (RELATED data connections).
+	FTP FTPConfig
 }
 
 // InvalidReason says why a packet is INVALID. Each has a counter.
@@ -155,6 +157,13 @@ type Tracker struct {
 	nowMs                                              uint32 // tracker clock in ms
 	reapCursor                                         uint32
 	Stats                                              Stats
+
+	// FTP helper state (see helper.go).
+	FTP        FTPStats
+	helpers    []helperSlot
+	freeHelper int32
+	expects    []expectation
+	expectMs   uint32
 }
 
 // NewTracker returns a tracker with its table preallocated.
@@ -167,6 +176,8 @@ func NewTracker(cfg Config) *Tracker {
 	tr.retransMs, tr.unackMs = ms(cfg.Timeouts.TCPRetrans), ms(cfg.Timeouts.TCPUnack)
 	tr.udpMs, tr.streamMs = ms(cfg.Timeouts.UDP), ms(cfg.Timeouts.UDPStream)
 	tr.icmpMs, tr.genMs = ms(cfg.Timeouts.ICMP), ms(cfg.Timeouts.Generic)
+	tr.freeHelper = -1
+	tr.initFTP()
 	return tr
 }
 
@@ -285,6 +296,9 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 		} else if !c.Assured() && (old == tcpstate.SynRecv || old == tcpstate.Established) && ns == tcpstate.Established {
 			c.flags |= flagAssured
 		}
+		if c.flags&flagHelper != 0 && ns == tcpstate.Established {
+			tr.helperPayload(idx, c, dir, p)
+		}
 	case header.ProtoUDP:
 		timeout = tr.udpMs
 		if c.SeenReply() || dir == Reply {
@@ -362,6 +376,14 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple) Result {
 	tr.Stats.ByProto[protoClass(k.Proto)]++
 	c := tr.Table.Conn(idx)
 	c.expires = tr.nowMs + timeout
+	state := New
+	if len(tr.expects) > 0 && p.Proto == header.ProtoTCP {
+		if m, ok := tr.expected(k); ok {
+			c.flags |= flagRelated
+			c.master = m + 1
+			state = Related
+		}
+	}
 	if p.Proto == header.ProtoTCP {
 		c.TCP = tcb
 		tr.Stats.TCPByState[tcpstate.None]++
@@ -374,8 +396,11 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple) Result {
 		tr.Stats.TCPByState[tcpstate.None]--
 		tr.Stats.TCPByState[c.TCP.State]++
 		c.expires = tr.nowMs + tr.tcpTimeout(c, p.TCPFlags)
+		if state == New && tr.helpers != nil && tr.isFTPPort(k.DstPort) {
+			tr.attachHelper(idx, c)
+		}
 	}
-	return Result{State: New, Conn: idx, Dir: Original}
+	return Result{State: state, Conn: idx, Dir: Original}
 }
 
 // untrackedICMPv6 reports whether an ICMPv6 type is link-local signalling
@@ -428,6 +453,9 @@ func (tr *Tracker) delete(idx uint32) {
 	tr.Stats.ByProto[protoClass(c.Orig.Proto)]--
 	if c.Orig.Proto == header.ProtoTCP {
 		tr.Stats.TCPByState[c.TCP.State]--
+	}
+	if c.flags&flagHelper != 0 {
+		tr.detachHelper(idx, c)
 	}
 	tr.Table.Delete(idx)
 }
@@ -540,6 +568,9 @@ func isEchoReply(proto, typ uint8) bool {
 // and needs no timers. When more than half of a scan expired, it scans again
 // (up to 4× budget), catching up after a burst of short-lived flows.
 func (tr *Tracker) Reap(budget int) int {
+	if len(tr.expects) > 0 {
+		tr.reapExpectations()
+	}
 	n := len(tr.Table.conns)
 	if n == 0 || tr.Table.used == 0 {
 		return 0

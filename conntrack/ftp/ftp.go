@@ -1,0 +1,198 @@
+// Package ftp parses the FTP control-channel lines that announce data
+// connections (RFC 959 PORT and 227, RFC 2428 EPRT and 229), for the
+// connection tracker's FTP helper. It works on one line at a time, never
+// allocates, and rejects anything malformed: an attacker controls these
+// bytes.
+package ftp
+
+import (
+	"net/netip"
+)
+
+// Kind is what a line announces.
+type Kind uint8
+
+// Kinds of announcement.
+const (
+	None Kind = iota
+	Port      // client: PORT h1,h2,h3,h4,p1,p2 (active, IPv4)
+	Eprt      // client: EPRT |af|addr|port| (active, IPv4 or IPv6)
+	Pasv      // server: 227 … (h1,h2,h3,h4,p1,p2) (passive, IPv4)
+	Epsv      // server: 229 … (|||port|) (passive; the address is the control connection's)
+)
+
+var kindNames = [...]string{"none", "PORT", "EPRT", "227", "229"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// Announce is a parsed announcement. Addr is invalid for Epsv.
+type Announce struct {
+	Kind Kind
+	Addr netip.Addr
+	Port uint16
+}
+
+// Active reports whether the server will open the data connection.
+func (a Announce) Active() bool { return a.Kind == Port || a.Kind == Eprt }
+
+// ParseClient parses a line the client sent (without the line ending).
+// Commands are case-insensitive (RFC 959 §5.3). ok is false for lines that
+// are not PORT/EPRT; err is set for PORT/EPRT lines that are malformed.
+func ParseClient(line []byte) (a Announce, ok bool, malformed bool) {
+	switch {
+	case hasPrefixFold(line, "PORT "):
+		a, ok := parseHostPort(line[5:])
+		if !ok {
+			return Announce{}, false, true
+		}
+		a.Kind = Port
+		return a, true, false
+	case hasPrefixFold(line, "EPRT "):
+		a, ok := parseEprt(line[5:])
+		if !ok {
+			return Announce{}, false, true
+		}
+		return a, true, false
+	}
+	return Announce{}, false, false
+}
+
+// ParseServer parses a line the server sent: 227 and 229 replies.
+func ParseServer(line []byte) (a Announce, ok bool, malformed bool) {
+	if len(line) < 4 || line[3] != ' ' && line[3] != '-' {
+		return Announce{}, false, false
+	}
+	switch string(line[:3]) {
+	case "227":
+		// RFC 959 leaves the format open: "227 Entering Passive Mode
+		// (h1,h2,h3,h4,p1,p2)"; real servers drop the parentheses or put a
+		// period after "Mode". Take the first digit after the code.
+		rest := line[4:]
+		i := 0
+		for i < len(rest) && (rest[i] < '0' || rest[i] > '9') {
+			i++
+		}
+		a, ok := parseHostPort(rest[i:])
+		if !ok {
+			return Announce{}, false, true
+		}
+		a.Kind = Pasv
+		return a, true, false
+	case "229":
+		// "229 Entering Extended Passive Mode (|||port|)": the delimiter is
+		// the character after '(' (RFC 2428 §3).
+		rest := line[4:]
+		i := 0
+		for i < len(rest) && rest[i] != '(' {
+			i++
+		}
+		if i+1 >= len(rest) {
+			return Announce{}, false, true
+		}
+		d := rest[i+1]
+		f := rest[i+1:]
+		// f = d d d port d )
+		if len(f) < 5 || f[1] != d || f[2] != d {
+			return Announce{}, false, true
+		}
+		port, n, ok := number(f[3:], 65535)
+		if !ok || port == 0 || 3+n >= len(f) || f[3+n] != d {
+			return Announce{}, false, true
+		}
+		return Announce{Kind: Epsv, Port: uint16(port)}, true, false
+	}
+	return Announce{}, false, false
+}
+
+// parseHostPort parses "h1,h2,h3,h4,p1,p2" (possibly followed by other
+// text), each number 0–255, port not 0.
+func parseHostPort(b []byte) (Announce, bool) {
+	var v [6]int
+	for k := 0; k < 6; k++ {
+		n, used, ok := number(b, 255)
+		if !ok {
+			return Announce{}, false
+		}
+		v[k] = n
+		b = b[used:]
+		if k < 5 {
+			if len(b) == 0 || b[0] != ',' {
+				return Announce{}, false
+			}
+			b = b[1:]
+		}
+	}
+	port := v[4]<<8 | v[5]
+	if port == 0 {
+		return Announce{}, false
+	}
+	addr := netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])})
+	return Announce{Addr: addr, Port: uint16(port)}, true
+}
+
+// parseEprt parses "<d>af<d>addr<d>port<d>" (RFC 2428 §2).
+func parseEprt(b []byte) (Announce, bool) {
+	if len(b) < 8 {
+		return Announce{}, false
+	}
+	d := b[0]
+	if d < 33 || d > 126 {
+		return Announce{}, false
+	}
+	b = b[1:]
+	af, n, ok := number(b, 2)
+	if !ok || (af != 1 && af != 2) || n >= len(b) || b[n] != d {
+		return Announce{}, false
+	}
+	b = b[n+1:]
+	end := 0
+	for end < len(b) && b[end] != d {
+		end++
+	}
+	if end == len(b) || end == 0 || end > 45 {
+		return Announce{}, false
+	}
+	for _, c := range b[:end] {
+		if c == '%' { // no zones
+			return Announce{}, false
+		}
+	}
+	addr, err := netip.ParseAddr(view(b[:end]))
+	if err != nil || (af == 1) != addr.Is4() {
+		return Announce{}, false
+	}
+	b = b[end+1:]
+	port, n, ok := number(b, 65535)
+	if !ok || port == 0 || n >= len(b) || b[n] != d {
+		return Announce{}, false
+	}
+	return Announce{Kind: Eprt, Addr: addr, Port: uint16(port)}, true
+}
+
+// number parses a decimal number of at most 5 digits, no larger than max.
+func number(b []byte, max int) (n, used int, ok bool) {
+	for used < len(b) && used < 6 && b[used] >= '0' && b[used] <= '9' {
+		n = n*10 + int(b[used]-'0')
+		used++
+	}
+	if used == 0 || used > 5 || n > max {
+		return 0, 0, false
+	}
+	return n, used, true
+}
+
+func hasPrefixFold(b []byte, p string) bool {
+	if len(b) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := b[i]
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != p[i] {
+			return false
+		}
+	}
+	return true
+}
