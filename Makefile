@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/dpfw
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
-DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-ping curl ethtool procps prometheus
+DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-ping curl ethtool procps prometheus vsftpd
 FUZZTIME ?= 10s
 
 .PHONY: all build deps hugepages run test test-unit test-race fuzz bench perf check-format vet clean
@@ -60,6 +60,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseIptables$$' -fuzztime $(FUZZTIME) ./dataplane/filter
 	$(GO) test -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(FUZZTIME) ./conntrack
 	$(GO) test -run '^$$' -fuzz '^FuzzUpdate$$' -fuzztime $(FUZZTIME) ./conntrack/tcpstate
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./conntrack/ftp
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -58,3 +58,16 @@ func less16(a, b *[16]byte) bool {
 	pa, pb := (*[2]uint64)(unsafe.Pointer(a)), (*[2]uint64)(unsafe.Pointer(b))
 	return pa[0] < pb[0] || (pa[0] == pb[0] && pa[1] < pb[1])
 }
+
+// PairHash returns a hash of t's address pair, zone and family, the same for
+// both directions. Steering by it keeps every connection between two hosts
+// on one worker, so an FTP data connection reaches the worker that holds
+// its control connection's expectation.
+func PairHash(seed uint64, t *Tuple) uint64 {
+	a, b := t.Src, t.Dst
+	if less16(&b, &a) {
+		a, b = b, a
+	}
+	c := Tuple{Src: a, Dst: b, Family: t.Family, Zone: t.Zone}
+	return hashTuple(seed, &c)
+}

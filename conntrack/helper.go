@@ -257,7 +257,7 @@ func (tr *Tracker) ftpLine(idx uint32, c *Conn, dir Dir, line []byte) {
 	default: // 229: the control connection's server address
 		e.src, e.dst = o.Src, o.Dst
 	}
-	if (a.Addr.IsValid() && a.Addr.Is4()) != (o.Family == 4) {
+	if a.Addr.IsValid() && a.Addr.Is4() != (o.Family == 4) {
 		tr.FTP.Refused[RefusedBounce]++
 		return
 	}
@@ -335,3 +335,7 @@ func (tr *Tracker) helperPayload(idx uint32, c *Conn, dir Dir, p *packet.Parsed)
 	seq := uint32(p.Buf[p.L4Off+4])<<24 | uint32(p.Buf[p.L4Off+5])<<16 | uint32(p.Buf[p.L4Off+6])<<8 | uint32(p.Buf[p.L4Off+7])
 	tr.inspect(idx, c, dir, seq, p.Payload())
 }
+
+// PendingExpectations returns how many expectations wait for their
+// connection.
+func (tr *Tracker) PendingExpectations() int { return len(tr.expects) }

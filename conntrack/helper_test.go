@@ -46,6 +46,7 @@ func TestFTPPassive(t *testing.T) {
 	for _, fam := range []struct{ c, s, reply string }{
 		{cli, srv, "227 Entering Passive Mode (198,18,1,1,195,80).\r\n"},
 		{cli6, srv6, "229 Entering Extended Passive Mode (|||50000|)\r\n"},
+		{cli, srv, "229 Entering Extended Passive Mode (|||50000|)\r\n"},
 	} {
 		tr := ftpTracker()
 		cs, ss := control(t, tr, fam.c, fam.s)

@@ -62,6 +62,11 @@ type CTCounters struct {
 	Invalid                         [conntrack.NumInvalidReasons]Counter
 	ByProto                         [4]Counter
 	TCPByState                      [tcpstate.NumStates]Counter
+	// FTP helper.
+	ExpectCreated, ExpectMatched, ExpectExpired Counter
+	ExpectPending                               Counter
+	ExpectRefused                               [conntrack.NumRefusals]Counter
+	FTPMalformed, FTPLineTooLong                Counter
 }
 
 // publishCT copies the tracker's counters. Precondition: called by the
@@ -87,6 +92,16 @@ func (c *Counters) publishCT(tr *conntrack.Tracker) {
 	for i := range s.TCPByState {
 		ct.TCPByState[i].v.Store(uint64(max(s.TCPByState[i], 0)))
 	}
+	f := &tr.FTP
+	ct.ExpectCreated.v.Store(f.Created)
+	ct.ExpectMatched.v.Store(f.Matched)
+	ct.ExpectExpired.v.Store(f.Expired)
+	ct.ExpectPending.v.Store(uint64(tr.PendingExpectations()))
+	for i := range f.Refused {
+		ct.ExpectRefused[i].v.Store(f.Refused[i])
+	}
+	ct.FTPMalformed.v.Store(f.Malformed)
+	ct.FTPLineTooLong.v.Store(f.LineTooLong)
 }
 
 // Snapshot reads every counter. Counters are read one by one, so a snapshot

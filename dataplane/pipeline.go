@@ -324,7 +324,9 @@ func (pl *Pipeline) steer(b *Burst, n int, zone uint16) int {
 		} else {
 			t = conntrack.TupleOf(p, zone)
 		}
-		if o := int(conntrack.SymmetricHash(pl.opts.SteerSeed, &t) % nw); o != pl.opts.Worker {
+		// By address pair, so that related connections (FTP data) land on
+		// the worker holding their control connection.
+		if o := int(conntrack.PairHash(pl.opts.SteerSeed, &t) % nw); o != pl.opts.Worker {
 			b.Owner[i] = int8(o)
 			b.Verdict[i], b.Reason[i] = filter.Accept, filter.DropNone
 			others++

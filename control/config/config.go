@@ -106,6 +106,22 @@ type Conntrack struct {
 	// (nf_conntrack_tcp_be_liberal).
 	TCPLiberal bool              `mapstructure:"tcp_liberal"`
 	Timeouts   ConntrackTimeouts `mapstructure:"timeouts"`
+	FTP        FTP               `mapstructure:"ftp"`
+}
+
+// FTP configures the FTP helper, which makes data connections RELATED.
+type FTP struct {
+	Enabled bool  `mapstructure:"enabled"`
+	Ports   []int `mapstructure:"ports"`
+	// Loose accepts announced addresses other than the control
+	// connection's endpoints (off: such announcements are FTP bounces).
+	Loose bool `mapstructure:"loose"`
+	// AllowLowPorts accepts PORT/EPRT ports below 1024.
+	AllowLowPorts bool          `mapstructure:"allow_low_ports"`
+	ExpectTimeout time.Duration `mapstructure:"expect_timeout"`
+	// MaxExpectations per worker, MaxPerConnection per control connection.
+	MaxExpectations  int `mapstructure:"max_expectations"`
+	MaxPerConnection int `mapstructure:"max_per_connection"`
 }
 
 // ConntrackTimeouts are idle timeouts; the defaults are netfilter's.
@@ -163,7 +179,7 @@ func Default() Config {
 			TCPTimeWait: 2 * time.Minute, TCPClose: 10 * time.Second, TCPRetrans: 5 * time.Minute,
 			TCPUnack: 5 * time.Minute, UDP: 30 * time.Second, UDPStream: 120 * time.Second,
 			ICMP: 30 * time.Second, Generic: 600 * time.Second,
-		}},
+		}, FTP: FTP{Enabled: true, Ports: []int{21}, ExpectTimeout: 300 * time.Second, MaxExpectations: 1024, MaxPerConnection: 4}},
 		Metrics: Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
 		Log:     Log{Level: "info", Format: "text"},
 	}
@@ -396,6 +412,20 @@ func (c *Config) Validate() []FieldError {
 		if t.v < time.Second || t.v > 20*24*time.Hour {
 			add("conntrack.timeouts."+t.k, "%s: want 1s to 480h", t.v)
 		}
+	}
+	for i, p := range c.Conntrack.FTP.Ports {
+		if p < 1 || p > 65535 {
+			add(fmt.Sprintf("conntrack.ftp.ports[%d]", i), "%d: want 1-65535", p)
+		}
+	}
+	if t := c.Conntrack.FTP.ExpectTimeout; t < time.Second || t > time.Hour {
+		add("conntrack.ftp.expect_timeout", "%s: want 1s to 1h", t)
+	}
+	if n := c.Conntrack.FTP.MaxExpectations; n < 1 || n > 1<<20 {
+		add("conntrack.ftp.max_expectations", "%d: want 1 to 1048576", n)
+	}
+	if n := c.Conntrack.FTP.MaxPerConnection; n < 1 || n > 64 {
+		add("conntrack.ftp.max_per_connection", "%d: want 1 to 64", n)
 	}
 	if c.Rules.File != "" && c.Rules.Iptables != "" {
 		add("rules", "give either rules.file or rules.iptables, not both")

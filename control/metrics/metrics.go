@@ -85,6 +85,14 @@ var (
 	ctCapacity   = desc("conntrack", "capacity", "Most connections the worker's table holds.", workerLabels)
 	ctInvalid    = desc("conntrack", "invalid_packets_total", "Packets in state INVALID, by reason.", []string{"worker", "reason"})
 
+	expCreated = desc("conntrack", "expectations_created_total", "Expected (RELATED) connections announced by FTP control connections.", workerLabels)
+	expMatched = desc("conntrack", "expectations_matched_total", "Expectations used by their data connection.", workerLabels)
+	expExpired = desc("conntrack", "expectations_expired_total", "Expectations that timed out unused.", workerLabels)
+	expPending = desc("conntrack", "expectations", "Expectations waiting for their connection.", workerLabels)
+	expRefused = desc("conntrack", "expectations_refused_total", "Announcements that created no expectation, by reason.", []string{"worker", "reason"})
+	ftpBad     = desc("conntrack", "ftp_malformed_total", "FTP PORT/EPRT/227/229 lines with malformed numbers.", workerLabels)
+	ftpLong    = desc("conntrack", "ftp_line_too_long_total", "FTP control lines longer than the helper's buffer (skipped).", workerLabels)
+
 	rulePackets = desc("rule", "packets_total", "Packets decided by a rule or chain policy (like iptables -L -v).", []string{"chain", "rule", "target", "comment"})
 	ruleBytes   = desc("rule", "bytes_total", "Bytes (IP) decided by a rule or chain policy.", []string{"chain", "rule", "target", "comment"})
 
@@ -105,7 +113,8 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{rejects, logsLost, steered, cacheHits, classified, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull,
-		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes} {
+		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes,
+		expCreated, expMatched, expExpired, expPending, expRefused, ftpBad, ftpLong} {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, bursts, emptyPolls, busy, idle, drops,
@@ -161,6 +170,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			for st := 1; st < tcpstate.NumStates; st++ {
 				gauge(ctTCP, ct.TCPByState[st].Load(), w, tcpstate.State(st).String())
 			}
+			counter(expCreated, ct.ExpectCreated.Load(), w)
+			counter(expMatched, ct.ExpectMatched.Load(), w)
+			counter(expExpired, ct.ExpectExpired.Load(), w)
+			gauge(expPending, ct.ExpectPending.Load(), w)
+			for r := range ct.ExpectRefused {
+				counter(expRefused, ct.ExpectRefused[r].Load(), w, conntrack.RefusalNames[r])
+			}
+			counter(ftpBad, ct.FTPMalformed.Load(), w)
+			counter(ftpLong, ct.FTPLineTooLong.Load(), w)
 			for r := conntrack.InvalidReason(1); r < conntrack.NumInvalidReasons; r++ {
 				if r == conntrack.InvalidTCP {
 					continue

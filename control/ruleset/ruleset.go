@@ -90,11 +90,20 @@ func TrackerConfig(cfg *config.Config, seed uint64) conntrack.Config {
 	to.TCP[tcpstate.Close] = t.TCPClose
 	to.TCPRetrans, to.TCPUnack = t.TCPRetrans, t.TCPUnack
 	to.UDP, to.UDPStream, to.ICMP, to.Generic = t.UDP, t.UDPStream, t.ICMP, t.Generic
+	f := cfg.Conntrack.FTP
+	ftp := conntrack.DefaultFTP()
+	ftp.Enabled, ftp.Loose, ftp.AllowLowPorts, ftp.ExpectTimeout = f.Enabled, f.Loose, f.AllowLowPorts, f.ExpectTimeout
+	ftp.MaxExpectations, ftp.MaxPerMaster = f.MaxExpectations, f.MaxPerConnection
+	ftp.Ports = nil
+	for _, p := range f.Ports {
+		ftp.Ports = append(ftp.Ports, uint16(p))
+	}
 	return conntrack.Config{
 		Capacity: cfg.Conntrack.Capacity,
 		Timeouts: to,
 		TCP:      tcpstate.Options{Loose: cfg.Conntrack.TCPLoose, Liberal: cfg.Conntrack.TCPLiberal},
 		Seed:     seed,
+		FTP:      ftp,
 	}
 }
 
