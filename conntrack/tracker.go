@@ -106,6 +106,10 @@ type Result struct {
 	Reason InvalidReason
 	// Full is set when a new connection found no room: drop the packet.
 	Full bool
+	// Created is set when this packet created the entry. Like netfilter,
+	// which confirms a new connection only once its first packet is
+	// accepted, the caller must Delete the entry if the packet is dropped.
+	Created bool
 }
 
 // Stats are a tracker's counters, written by its owner only.
@@ -400,7 +404,7 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple) Result {
 			tr.attachHelper(idx, c)
 		}
 	}
-	return Result{State: state, Conn: idx, Dir: Original}
+	return Result{State: state, Conn: idx, Dir: Original, Created: true}
 }
 
 // untrackedICMPv6 reports whether an ICMPv6 type is link-local signalling

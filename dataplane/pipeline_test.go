@@ -134,7 +134,9 @@ func TestStatefulVerdicts(t *testing.T) {
 		{"outside again", 0, pcapgen.UDP4(m1, m2, c, s, 5000, 9, 4), filter.Accept, conntrack.Established},
 		{"outside again, from the cache", 0, pcapgen.UDP4(m1, m2, c, s, 5000, 9, 4), filter.Accept, conntrack.Established},
 		{"outside opens udp/10", 0, pcapgen.UDP4(m1, m2, c, s, 5000, 10, 4), filter.Drop, conntrack.New},
-		{"inside 'replies' to it", 1, pcapgen.UDP4(m2, m1, s, c, 10, 5000, 4), filter.Accept, conntrack.Established},
+		// The dropped packet's connection was never confirmed: a "reply" is
+		// a new flow of its own (allowed out by OUTPUT NEW), not ESTABLISHED.
+		{"inside 'replies' to it", 1, pcapgen.UDP4(m2, m1, s, c, 10, 5000, 4), filter.Accept, conntrack.New},
 	}
 	var b dataplane.Burst
 	now := int64(time.Second)
@@ -146,12 +148,26 @@ func TestStatefulVerdicts(t *testing.T) {
 			t.Errorf("%s: %v/%v; want %v/%v", st.name, b.Verdict[0], b.State[0], st.verdict, st.state)
 		}
 	}
-	// The dropped flow's entry exists (conntrack runs before filtering, as
-	// in netfilter), so the inside's packet counts as its reply; the outside
-	// never got its first packet through. What matters: no NEW from outside
-	// to port 10 passed.
 	pl.Publish()
 	if s := pl.Counters().Snapshot(); s.Drops[filter.DropRule] != 1 || s.CacheHits != 1 {
 		t.Errorf("counters: rule drops %d (want 1), cache hits %d (want 1)", s.Drops[filter.DropRule], s.CacheHits)
+	}
+}
+
+// TestDroppedNewLeavesNoEntry: a flood of NEW packets the rules drop does
+// not fill the connection table.
+func TestDroppedNewLeavesNoEntry(t *testing.T) {
+	pl := newPipeline(t, true, tutorialRules)
+	var b dataplane.Burst
+	for i := 0; i < 1000; i++ {
+		b.N = 1
+		b.Decode(0, pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, pcapgen.ClientIP(i), pcapgen.ServerIP(1), uint16(1000+i), 10, 4))
+		pl.Process(&b, 0, int64(time.Second))
+		if b.Verdict[0] != filter.Drop {
+			t.Fatalf("packet %d: %v; want DROP", i, b.Verdict[0])
+		}
+	}
+	if n := pl.Tracker.Table.Len(); n != 0 {
+		t.Errorf("%d entries after 1000 dropped NEW packets; want 0", n)
 	}
 }
