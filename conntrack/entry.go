@@ -57,9 +57,9 @@ func (e *Entry) String() string {
 	if e.Assured {
 		b.WriteString(" [ASSURED]")
 	}
-	fmt.Fprintf(&b, " zone=%d", e.Orig.Zone)
+	fmt.Fprintf(&b, " zone=%d id=%d", e.Orig.Zone, e.ID)
 	if e.Related {
-		b.WriteString(" [RELATED]")
+		fmt.Fprintf(&b, " [RELATED] master=%d", e.Master)
 	}
 	return b.String()
 }

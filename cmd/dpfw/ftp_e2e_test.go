@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"flag"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -11,6 +12,10 @@ import (
 	"testing"
 	"time"
 )
+
+// updateCaptures re-records testdata/ftp-*.pcap from live sessions (one
+// worker), for TestPcapFTPGolden.
+var updateCaptures = flag.Bool("update-ftp-captures", false, "record testdata/ftp-*.pcap from the live FTP test")
 
 // ftpRules open only the FTP control port, as the tutorial does; data
 // connections must pass as RELATED.
@@ -112,6 +117,17 @@ func testTapFTP(t *testing.T, cpus string) {
 	}
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
+			if *updateCaptures && cpus == "[1]" {
+				stop := capture(t, sns, strings.TrimPrefix(strings.TrimPrefix(m.name, "passive_"), "active_"))
+				// A small file keeps the capture small.
+				small := filepath.Join(dir, "small")
+				_ = os.WriteFile(small, blob[:8192], 0o644)
+				if out, err := cns.command("curl", append(append([]string{"-sS", "--max-time", "10", "-o", "/dev/null"}, m.args...), "ftp://198.18.0.2/small")...).CombinedOutput(); err != nil {
+					t.Fatalf("capture session: %v\n%s", err, out)
+				}
+				time.Sleep(time.Second)
+				stop()
+			}
 			out := filepath.Join(t.TempDir(), "got")
 			args := append([]string{"-v", "-sS", "--max-time", "20", "-o", out}, m.args...)
 			args = append(args, "ftp://198.18.0.2/blob")
@@ -133,8 +149,8 @@ func testTapFTP(t *testing.T, cpus string) {
 		t.Errorf("expectations matched: %v; want %d", m, len(modes))
 	}
 	out, _ := p.cli("conntrack", "list", "-p", "tcp")
-	if !strings.Contains(out, "[RELATED]") && !strings.Contains(out, "dport=21") {
-		t.Errorf("conntrack list shows no FTP connections:\n%s", out)
+	if !strings.Contains(out, "[RELATED] master=") || !strings.Contains(out, "dport=21") {
+		t.Errorf("conntrack list shows no RELATED data connection linked to its control connection:\n%s", out)
 	}
 	p.stop()
 
@@ -149,4 +165,24 @@ func testTapFTP(t *testing.T, cpus string) {
 		}
 	}
 	p2.stop()
+}
+
+// capture runs tcpdump on the server's interface in ns, writing
+// testdata/ftp-NAME.pcap; the returned function stops it.
+func capture(t *testing.T, ns netns, name string) func() {
+	t.Helper()
+	ifc := ""
+	if out, err := ns.command("ip", "-o", "link", "show").Output(); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], "dt") {
+				ifc = strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")
+			}
+		}
+	}
+	cmd := ns.command("tcpdump", "-i", ifc, "-U", "-w", filepath.Join("testdata", "ftp-"+name+".pcap"), "tcp")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // tcpdump needs a moment to attach
+	return func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
 }
