@@ -2,8 +2,8 @@ package main
 
 import (
 	"crypto/sha256"
-	"flag"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
