@@ -61,6 +61,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(FUZZTIME) ./conntrack
 	$(GO) test -run '^$$' -fuzz '^FuzzUpdate$$' -fuzztime $(FUZZTIME) ./conntrack/tcpstate
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./conntrack/ftp
+	$(GO) test -run '^$$' -fuzz '^FuzzStructuredRules$$' -fuzztime $(FUZZTIME) ./control/ruleset
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

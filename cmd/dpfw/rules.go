@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/spf13/cobra"
 )
@@ -86,6 +87,41 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 	}
 	list := rulesListCmd()
 	addAPIFlag(list)
-	cmd.AddCommand(check, list)
+	imp := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Convert iptables syntax to dpfw's structured YAML rules",
+		Long: `import parses FILE (iptables-save output or -A lines) and prints the same
+rule set in the structured form, a "rules:" section to paste into a dpfw config.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			rs, err := filter.ParseIptables(args[0], string(b))
+			if err != nil {
+				return err
+			}
+			y, err := ruleset.Import(rs)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(y)
+			return err
+		},
+	}
+	zero := &cobra.Command{
+		Use: "zero", Short: "Zero the running rules' counters (iptables -Z)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res map[string]string
+			if err := call("POST", "/api/rules/zero", nil, &res); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), res["result"])
+			return nil
+		},
+	}
+	addAPIFlag(zero)
+	cmd.AddCommand(check, list, imp, zero)
 	return cmd
 }

@@ -26,7 +26,11 @@ type Config struct {
 	Log       Log       `mapstructure:"log"`
 
 	// Dir is the directory of the config file (for relative paths); not a key.
-	Dir string `mapstructure:"-"`
+	Dir string `mapstructure:"-" json:"-"`
+	// Name is the file name; Lines maps key paths ("rules.list[2]") to
+	// their line. Not keys.
+	Name  string         `mapstructure:"-" json:"-"`
+	Lines map[string]int `mapstructure:"-" json:"-"`
 }
 
 // EAL configures DPDK's environment abstraction layer.
@@ -142,14 +146,57 @@ type ConntrackTimeouts struct {
 	Generic        time.Duration `mapstructure:"generic"`
 }
 
-// Rules says where the rule set comes from, in iptables syntax
-// (iptables-save output or "-A CHAIN …" lines). With neither, every chain
-// accepts: dpfw forwards everything and only tracks connections.
+// Rules says where the rule set comes from: iptables syntax (iptables-save
+// output or "-A CHAIN …" lines) in a file or inline, or the structured form
+// (policies, chains, list). With none, every chain accepts: dpfw forwards
+// everything. Sets are named address lists for "-m set --match-set NAME
+// src|dst" (iptables syntax) or src_set/dst_set (structured form).
 type Rules struct {
 	// File is a rules file, relative to the config file's directory.
 	File string `mapstructure:"file"`
 	// Iptables is the rule set inline.
-	Iptables string `mapstructure:"iptables"`
+	Iptables string   `mapstructure:"iptables"`
+	Policies Policies `mapstructure:"policies"`
+	Chains   []string `mapstructure:"chains"`
+	Sets     []Set    `mapstructure:"sets"`
+	List     []Rule   `mapstructure:"list"`
+}
+
+// Policies are the built-in chains' policies (ACCEPT, the default, or DROP).
+type Policies struct {
+	Input   string `mapstructure:"input"`
+	Forward string `mapstructure:"forward"`
+	Output  string `mapstructure:"output"`
+}
+
+// Set is a named address set.
+type Set struct {
+	Name      string   `mapstructure:"name"`
+	Addresses []string `mapstructure:"addresses"`
+}
+
+// Rule is one rule in the structured form; each field is the iptables
+// option of the same meaning, and Not lists the fields that are negated.
+type Rule struct {
+	Chain      string   `mapstructure:"chain" yaml:"chain"`
+	Proto      string   `mapstructure:"proto" yaml:"proto,omitempty"`
+	Src        []string `mapstructure:"src" yaml:"src,omitempty"`
+	Dst        []string `mapstructure:"dst" yaml:"dst,omitempty"`
+	SrcSet     string   `mapstructure:"src_set" yaml:"src_set,omitempty"`
+	DstSet     string   `mapstructure:"dst_set" yaml:"dst_set,omitempty"`
+	Sport      string   `mapstructure:"sport" yaml:"sport,omitempty"` // "22", "1024:65535", "80,443"
+	Dport      string   `mapstructure:"dport" yaml:"dport,omitempty"`
+	In         string   `mapstructure:"in" yaml:"in,omitempty"`
+	Out        string   `mapstructure:"out" yaml:"out,omitempty"`
+	State      []string `mapstructure:"state" yaml:"state,omitempty"` // NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED
+	ICMPType   string   `mapstructure:"icmp_type" yaml:"icmp_type,omitempty"`
+	Syn        bool     `mapstructure:"syn" yaml:"syn,omitempty"`
+	TCPFlags   []string `mapstructure:"tcp_flags" yaml:"tcp_flags,omitempty"` // [MASK, COMP], e.g. ["SYN,ACK", "SYN"]
+	Comment    string   `mapstructure:"comment" yaml:"comment,omitempty"`
+	Target     string   `mapstructure:"target" yaml:"target"`
+	RejectWith string   `mapstructure:"reject_with" yaml:"reject_with,omitempty"`
+	LogPrefix  string   `mapstructure:"log_prefix" yaml:"log_prefix,omitempty"`
+	Not        []string `mapstructure:"not" yaml:"not,omitempty"`
 }
 
 // Metrics configures the Prometheus endpoint and runtime API.
@@ -427,8 +474,15 @@ func (c *Config) Validate() []FieldError {
 	if n := c.Conntrack.FTP.MaxPerConnection; n < 1 || n > 64 {
 		add("conntrack.ftp.max_per_connection", "%d: want 1 to 64", n)
 	}
-	if c.Rules.File != "" && c.Rules.Iptables != "" {
-		add("rules", "give either rules.file or rules.iptables, not both")
+	forms := 0
+	for _, set := range []bool{c.Rules.File != "", c.Rules.Iptables != "",
+		len(c.Rules.List) > 0 || len(c.Rules.Chains) > 0 || c.Rules.Policies != (Policies{})} {
+		if set {
+			forms++
+		}
+	}
+	if forms > 1 {
+		add("rules", "give one of rules.file, rules.iptables, or the structured form (policies, chains, list)")
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

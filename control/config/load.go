@@ -110,8 +110,9 @@ func Load(name string, data []byte) (*Config, error) {
 		cfg.Ports[i].applyDefaults()
 	}
 	cfg.Dir = filepath.Dir(name)
+	cfg.Name, cfg.Lines = name, lines
 	for _, fe := range cfg.Validate() {
-		cerr.Problems = append(cerr.Problems, Problem{Line: lineOf(lines, fe.Key), Key: fe.Key, Msg: fe.Msg})
+		cerr.Problems = append(cerr.Problems, Problem{Line: LineOf(lines, fe.Key), Key: fe.Key, Msg: fe.Msg})
 	}
 	if len(cerr.Problems) > 0 {
 		return nil, cerr
@@ -135,8 +136,8 @@ func yamlProblem(err error) Problem {
 	return Problem{Msg: "YAML: " + msg}
 }
 
-// lineOf finds the line of key or, failing that, of its nearest parent.
-func lineOf(lines map[string]int, key string) int {
+// LineOf finds the line of key or, failing that, of its nearest parent.
+func LineOf(lines map[string]int, key string) int {
 	for key != "" {
 		if l, ok := lines[key]; ok {
 			return l
@@ -266,7 +267,7 @@ func decodeProblems(err error, lines map[string]int) []Problem {
 				key = msg[1 : end+1]
 			}
 		}
-		out = append(out, Problem{Line: lineOf(lines, key), Msg: msg})
+		out = append(out, Problem{Line: LineOf(lines, key), Msg: msg})
 	}
 	if len(out) == 0 {
 		out = append(out, Problem{Msg: err.Error()})

@@ -12,16 +12,21 @@ import (
 	"github.com/dpfw/dpfw/dataplane/filter"
 )
 
-// Parse parses the config's rule set (an empty one accepts everything).
+// Parse parses the config's rule set: iptables syntax (rules.file or
+// rules.iptables) or the structured form; an empty one accepts everything.
 func Parse(cfg *config.Config) (*filter.Ruleset, error) {
+	setMap, err := sets(cfg)
+	if err != nil {
+		return nil, err
+	}
 	name, text, err := cfg.RulesText()
 	if err != nil {
 		return nil, err
 	}
-	if text == "" {
-		return filter.NewRuleset(), nil
+	if text != "" {
+		return filter.ParseIptablesSets(name, text, setMap)
 	}
-	return filter.ParseIptables(name, text)
+	return structured(cfg, setMap)
 }
 
 // Compile parses and compiles the rule set for ports whose ids are given by

@@ -28,7 +28,13 @@ func (e *ParseError) Error() string {
 // DROP"). Every error is returned (each names file:line:column, the bad
 // token and a fix); on any error the result must not be used.
 func ParseIptables(file, text string) (*Ruleset, error) {
+	return ParseIptablesSets(file, text, nil)
+}
+
+// ParseIptablesSets is ParseIptables with named address sets for -m set.
+func ParseIptablesSets(file, text string, sets map[string][]netip.Prefix) (*Ruleset, error) {
 	rs := NewRuleset()
+	rs.Sets = sets
 	var errs []error
 	table := ""
 	for i, line := range strings.Split(text, "\n") {
@@ -159,11 +165,33 @@ var knownOptions = []string{
 	"-p", "--protocol", "-s", "--source", "-d", "--destination", "-i", "--in-interface", "-o", "--out-interface",
 	"-m", "--match", "-j", "--jump", "-g", "--sport", "--source-port", "--dport", "--destination-port",
 	"--sports", "--dports", "--ports", "--state", "--ctstate", "--icmp-type", "--icmpv6-type",
-	"--syn", "--tcp-flags", "--comment", "--reject-with", "--log-prefix", "--log-level",
+	"--syn", "--tcp-flags", "--comment", "--reject-with", "--log-prefix", "--log-level", "--match-set",
 }
 
 // modules that dpfw implements for -m.
-var modules = map[string]bool{"state": true, "conntrack": true, "multiport": true, "comment": true, "tcp": true, "udp": true, "icmp": true, "icmp6": true, "icmpv6": true, "sctp": true}
+var modules = map[string]bool{"state": true, "conntrack": true, "multiport": true, "comment": true, "tcp": true, "udp": true, "icmp": true, "icmp6": true, "icmpv6": true, "sctp": true, "set": true}
+
+func mixedFamilies(ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Addr().Is4() != ps[0].Addr().Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+func nearestName(s string, names []string) string {
+	best, bestD := "", 1<<30
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if bestD <= 2 {
+		return best
+	}
+	return ""
+}
 
 func parseCommand(rs *Ruleset, pos Pos, line string) error {
 	toks, err := tokenize(line)
@@ -261,7 +289,7 @@ func parseCommand(rs *Ruleset, pos Pos, line string) error {
 	} else if cmd == "-I" || cmd == "--insert" {
 		insertAt = 0
 	}
-	if err := parseMatches(&r, rest, at, fail); err != nil {
+	if err := parseMatches(&r, rest, at, fail, rs.Sets); err != nil {
 		return err
 	}
 	if insertAt >= 0 {
@@ -322,7 +350,7 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-func parseMatches(r *Rule, toks []token, at func(token) Pos, fail func(token, string, ...any) error) error {
+func parseMatches(r *Rule, toks []token, at func(token) Pos, fail func(token, string, ...any) error, sets map[string][]netip.Prefix) error {
 	mods := map[string]bool{}
 	neg := false
 	var negTok token
@@ -393,7 +421,7 @@ func parseMatches(r *Rule, toks []token, at func(token) Pos, fail func(token, st
 				return err
 			}
 			if !modules[v.s] {
-				return fail(v, "unknown or unsupported match module; dpfw has state, conntrack, multiport, comment, tcp, udp, icmp, icmp6")
+				return fail(v, "unknown or unsupported match module; dpfw has state, conntrack, multiport, set, comment, tcp, udp, icmp, icmp6")
 			}
 			mods[v.s] = true
 		case "--sport", "--source-port", "--dport", "--destination-port":
@@ -504,6 +532,52 @@ func parseMatches(r *Rule, toks []token, at func(token) Pos, fail func(token, st
 			}
 			i += 2
 			r.TCPFlags, r.TCPFlagsMask, r.TCPFlagsComp, r.TCPFlagsNeg = true, mask, comp, takeNeg()
+		case "--match-set":
+			if !mods["set"] {
+				return fail(t, "--match-set needs -m set before it")
+			}
+			if i+2 >= len(toks) {
+				return fail(t, "want --match-set NAME src|dst")
+			}
+			name, dir := toks[i+1], toks[i+2]
+			i += 2
+			ps, ok := sets[name.s]
+			if !ok {
+				var known []string
+				for n := range sets {
+					known = append(known, n)
+				}
+				msg := "no set named %q; define it under rules.sets in the config"
+				if best := nearestName(name.s, known); best != "" {
+					msg += fmt.Sprintf("; did you mean %q?", best)
+				}
+				return fail(name, msg, name.s)
+			}
+			fam := Family(0)
+			for _, p := range ps {
+				f := Family(4)
+				if p.Addr().Is6() {
+					f = 6
+				}
+				if fam == 0 {
+					fam = f
+				} else if fam != f {
+					fam = 0
+					break
+				}
+			}
+			n := takeNeg()
+			switch dir.s {
+			case "src":
+				r.Src, r.SrcNeg, r.SrcSet = ps, n, name.s
+			case "dst":
+				r.Dst, r.DstNeg, r.DstSet = ps, n, name.s
+			default:
+				return fail(dir, "want src or dst (dpfw sets hold addresses)")
+			}
+			if fam != 0 && r.Family == 0 && !mixedFamilies(ps) {
+				r.Family = fam
+			}
 		case "--comment":
 			if !mods["comment"] {
 				return fail(t, "--comment needs -m comment before it")
@@ -824,3 +898,49 @@ func (rs *Ruleset) check() error {
 	}
 	return nil
 }
+
+// AppendArgs parses one rule given as iptables arguments (everything after
+// "-A CHAIN") and appends it to chain. Errors carry pos and the bad token.
+// Call Check after the last rule.
+func (rs *Ruleset) AppendArgs(pos Pos, chain string, args []string) error {
+	ch, err := rs.chain(pos, chain)
+	if err != nil {
+		return err
+	}
+	toks := make([]token, len(args))
+	for i, a := range args {
+		toks[i] = token{s: a}
+	}
+	at := func(token) Pos { return pos }
+	fail := func(t token, format string, a ...any) error {
+		return &ParseError{Pos: pos, Token: t.s, Msg: fmt.Sprintf(format, a...)}
+	}
+	r := Rule{Pos: pos, Chain: ch.Name, Proto: -1, ICMPType: -1, ICMPCode: -1}
+	if err := parseMatches(&r, toks, at, fail, rs.Sets); err != nil {
+		return err
+	}
+	ch.Rules = append(ch.Rules, r)
+	return nil
+}
+
+// NewChain adds a user chain.
+func (rs *Ruleset) NewChain(pos Pos, name string) error { return rs.newChain(pos, name) }
+
+// SetPolicy sets a built-in chain's policy (ACCEPT or DROP).
+func (rs *Ruleset) SetPolicy(pos Pos, chain, policy string) error {
+	ch, err := rs.chain(pos, chain)
+	if err != nil {
+		return err
+	}
+	if !IsBuiltin(ch.Name) {
+		return &ParseError{Pos: pos, Token: chain, Msg: "only built-in chains (INPUT, FORWARD, OUTPUT) have a policy"}
+	}
+	if policy != "ACCEPT" && policy != "DROP" {
+		return &ParseError{Pos: pos, Token: policy, Msg: "a policy is ACCEPT or DROP"}
+	}
+	ch.Policy = policy
+	return nil
+}
+
+// Check validates jump targets and loops once every rule is in.
+func (rs *Ruleset) Check() error { return rs.check() }

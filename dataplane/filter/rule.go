@@ -66,6 +66,8 @@ type Rule struct {
 
 	Src, Dst       []netip.Prefix
 	SrcNeg, DstNeg bool
+	// SrcSet, DstSet name the sets Src/Dst were expanded from (-m set).
+	SrcSet, DstSet string
 
 	SPorts, DPorts     []PortRange
 	SPortNeg, DPortNeg bool
@@ -106,6 +108,9 @@ type Ruleset struct {
 	Chains map[string]*Chain
 	// Order lists chain names in the order they were declared.
 	Order []string
+	// Sets are the named address sets rules may match with -m set
+	// --match-set NAME src|dst (given to the parser, like ipset's).
+	Sets map[string][]netip.Prefix
 }
 
 // BuiltinChains are the chains every rule set has.
@@ -153,10 +158,16 @@ func (r *Rule) String() string {
 	if r.Proto >= 0 {
 		fmt.Fprintf(&b, "%s -p %s", neg(r.ProtoNeg), protoName(r.Proto))
 	}
-	if len(r.Src) > 0 {
+	switch {
+	case r.SrcSet != "":
+		fmt.Fprintf(&b, " -m set%s --match-set %s src", neg(r.SrcNeg), r.SrcSet)
+	case len(r.Src) > 0:
 		fmt.Fprintf(&b, "%s -s %s", neg(r.SrcNeg), joinPrefixes(r.Src))
 	}
-	if len(r.Dst) > 0 {
+	switch {
+	case r.DstSet != "":
+		fmt.Fprintf(&b, " -m set%s --match-set %s dst", neg(r.DstNeg), r.DstSet)
+	case len(r.Dst) > 0:
 		fmt.Fprintf(&b, "%s -d %s", neg(r.DstNeg), joinPrefixes(r.Dst))
 	}
 	if r.In != "" {
@@ -257,3 +268,9 @@ func flagNames(m uint8) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// ProtoName names a protocol number as iptables prints it.
+func ProtoName(p int) string { return protoName(p) }
+
+// FlagNames formats a TCP flag mask as iptables does (SYN,ACK; ALL; NONE).
+func FlagNames(m uint8) string { return flagNames(m) }

@@ -1,0 +1,303 @@
+package ruleset
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/dataplane/filter"
+	"go.yaml.in/yaml/v3"
+)
+
+// sets parses rules.sets.
+func sets(cfg *config.Config) (map[string][]netip.Prefix, error) {
+	out := map[string][]netip.Prefix{}
+	var errs []error
+	for i, s := range cfg.Rules.Sets {
+		key := fmt.Sprintf("rules.sets[%d]", i)
+		pos := fmt.Sprintf("%s:%d: %s", cfg.Name, config.LineOf(cfg.Lines, key), key)
+		if s.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: missing", pos))
+			continue
+		}
+		if _, dup := out[s.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s.name: set %q is defined twice", pos, s.Name))
+			continue
+		}
+		var ps []netip.Prefix
+		for j, a := range s.Addresses {
+			p, err := parsePrefix(a)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.addresses[%d]: %q: want an address or CIDR, e.g. 198.18.0.0/15", pos, j, a))
+				continue
+			}
+			ps = append(ps, p)
+		}
+		if len(s.Addresses) == 0 {
+			errs = append(errs, fmt.Errorf("%s.addresses: the set %q is empty", pos, s.Name))
+		}
+		out[s.Name] = ps
+	}
+	return out, errors.Join(errs...)
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ruleArgs turns a structured rule into iptables arguments, remembering
+// which key produced each argument (for error messages).
+func ruleArgs(r *config.Rule) (args, keys []string, err error) {
+	not := map[string]bool{}
+	valid := []string{"proto", "src", "dst", "src_set", "dst_set", "sport", "dport", "in", "out", "state", "icmp_type", "tcp_flags"}
+	for _, n := range r.Not {
+		if !slices.Contains(valid, n) {
+			return nil, nil, fmt.Errorf("not: %q cannot be negated; want some of %s", n, strings.Join(valid, ", "))
+		}
+		not[n] = true
+	}
+	add := func(key string, a ...string) {
+		if not[key] {
+			args, keys = append(args, "!"), append(keys, key)
+		}
+		for _, x := range a {
+			args, keys = append(args, x), append(keys, key)
+		}
+	}
+	if r.Proto != "" {
+		add("proto", "-p", r.Proto)
+	}
+	if len(r.Src) > 0 {
+		add("src", "-s", strings.Join(r.Src, ","))
+	}
+	if len(r.Dst) > 0 {
+		add("dst", "-d", strings.Join(r.Dst, ","))
+	}
+	if r.SrcSet != "" {
+		args, keys = append(args, "-m", "set"), append(keys, "src_set", "src_set")
+		add("src_set", "--match-set", r.SrcSet, "src")
+	}
+	if r.DstSet != "" {
+		args, keys = append(args, "-m", "set"), append(keys, "dst_set", "dst_set")
+		add("dst_set", "--match-set", r.DstSet, "dst")
+	}
+	for _, pp := range []struct{ key, v, one, multi string }{{"sport", r.Sport, "--sport", "--sports"}, {"dport", r.Dport, "--dport", "--dports"}} {
+		if pp.v == "" {
+			continue
+		}
+		if strings.Contains(pp.v, ",") {
+			args, keys = append(args, "-m", "multiport"), append(keys, pp.key, pp.key)
+			add(pp.key, pp.multi, pp.v)
+		} else {
+			add(pp.key, pp.one, pp.v)
+		}
+	}
+	if r.In != "" {
+		add("in", "-i", r.In)
+	}
+	if r.Out != "" {
+		add("out", "-o", r.Out)
+	}
+	if len(r.State) > 0 {
+		args, keys = append(args, "-m", "conntrack"), append(keys, "state", "state")
+		add("state", "--ctstate", strings.Join(r.State, ","))
+	}
+	if r.ICMPType != "" {
+		opt := "--icmp-type"
+		if p := strings.ToLower(r.Proto); p == "icmpv6" || p == "ipv6-icmp" || p == "58" {
+			opt = "--icmpv6-type"
+		}
+		add("icmp_type", opt, r.ICMPType)
+	}
+	if r.Syn {
+		add("syn", "--syn")
+	}
+	if len(r.TCPFlags) > 0 {
+		if len(r.TCPFlags) != 2 {
+			return nil, nil, fmt.Errorf(`tcp_flags: want [MASK, COMP], e.g. ["SYN,ACK,FIN,RST", "SYN"]`)
+		}
+		add("tcp_flags", "--tcp-flags", r.TCPFlags[0], r.TCPFlags[1])
+	}
+	if r.Comment != "" {
+		args, keys = append(args, "-m", "comment", "--comment", r.Comment), append(keys, "comment", "comment", "comment", "comment")
+	}
+	if r.Target == "" {
+		return nil, nil, fmt.Errorf("target: missing; want ACCEPT, DROP, REJECT, LOG, RETURN or a chain")
+	}
+	args, keys = append(args, "-j", r.Target), append(keys, "target", "target")
+	if r.RejectWith != "" {
+		args, keys = append(args, "--reject-with", r.RejectWith), append(keys, "reject_with", "reject_with")
+	}
+	if r.LogPrefix != "" {
+		args, keys = append(args, "--log-prefix", r.LogPrefix), append(keys, "log_prefix", "log_prefix")
+	}
+	return args, keys, nil
+}
+
+// structured builds the rule set of the structured form.
+func structured(cfg *config.Config, setMap map[string][]netip.Prefix) (*filter.Ruleset, error) {
+	rs := filter.NewRuleset()
+	rs.Sets = setMap
+	var errs []error
+	where := func(key string) filter.Pos {
+		return filter.Pos{File: cfg.Name, Line: config.LineOf(cfg.Lines, key)}
+	}
+	for _, p := range []struct{ chain, policy string }{{"INPUT", cfg.Rules.Policies.Input}, {"FORWARD", cfg.Rules.Policies.Forward}, {"OUTPUT", cfg.Rules.Policies.Output}} {
+		if p.policy == "" {
+			continue
+		}
+		if err := rs.SetPolicy(where("rules.policies."+strings.ToLower(p.chain)), p.chain, p.policy); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i, c := range cfg.Rules.Chains {
+		if err := rs.NewChain(where(fmt.Sprintf("rules.chains[%d]", i)), c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := range cfg.Rules.List {
+		r := &cfg.Rules.List[i]
+		key := fmt.Sprintf("rules.list[%d]", i)
+		args, keys, err := ruleArgs(r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %s.%w", cfg.Name, config.LineOf(cfg.Lines, key), key, err))
+			continue
+		}
+		if err := rs.AppendArgs(where(key), r.Chain, args); err != nil {
+			var pe *filter.ParseError
+			if errors.As(err, &pe) {
+				field := "chain"
+				for k, a := range args {
+					if a == pe.Token {
+						field = keys[k]
+						break
+					}
+				}
+				fk := key + "." + field
+				errs = append(errs, fmt.Errorf("%s:%d: %s: %q: %s", cfg.Name, config.LineOf(cfg.Lines, fk), fk, pe.Token, pe.Msg))
+				continue
+			}
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		if err := rs.Check(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return rs, nil
+}
+
+// Import converts a parsed rule set (from iptables syntax) to the
+// structured form, as YAML under a "rules:" key.
+func Import(rs *filter.Ruleset) ([]byte, error) {
+	var out struct {
+		Rules struct {
+			Policies map[string]string `yaml:"policies,omitempty"`
+			Chains   []string          `yaml:"chains,omitempty"`
+			List     []config.Rule     `yaml:"list,omitempty"`
+		} `yaml:"rules"`
+	}
+	out.Rules.Policies = map[string]string{}
+	for _, name := range rs.Order {
+		ch := rs.Chains[name]
+		if filter.IsBuiltin(name) {
+			if ch.Policy != "ACCEPT" {
+				out.Rules.Policies[strings.ToLower(name)] = ch.Policy
+			}
+		} else {
+			out.Rules.Chains = append(out.Rules.Chains, name)
+		}
+	}
+	for _, name := range rs.Order {
+		for i := range rs.Chains[name].Rules {
+			out.Rules.List = append(out.Rules.List, toStructured(&rs.Chains[name].Rules[i]))
+		}
+	}
+	return yaml.Marshal(out)
+}
+
+func toStructured(r *filter.Rule) config.Rule {
+	c := config.Rule{Chain: r.Chain, Target: r.Target, RejectWith: r.RejectWith, LogPrefix: r.LogPrefix, Comment: r.Comment,
+		In: r.In, Out: r.Out, SrcSet: r.SrcSet, DstSet: r.DstSet}
+	neg := func(n bool, key string) {
+		if n {
+			c.Not = append(c.Not, key)
+		}
+	}
+	if r.Proto >= 0 {
+		c.Proto = filter.ProtoName(r.Proto)
+		neg(r.ProtoNeg, "proto")
+	}
+	if r.SrcSet == "" {
+		for _, p := range r.Src {
+			c.Src = append(c.Src, p.String())
+		}
+	}
+	if len(r.Src) > 0 {
+		neg(r.SrcNeg, map[bool]string{true: "src_set", false: "src"}[r.SrcSet != ""])
+	}
+	if r.DstSet == "" {
+		for _, p := range r.Dst {
+			c.Dst = append(c.Dst, p.String())
+		}
+	}
+	if len(r.Dst) > 0 {
+		neg(r.DstNeg, map[bool]string{true: "dst_set", false: "dst"}[r.DstSet != ""])
+	}
+	ports := func(ps []filter.PortRange) string {
+		var s []string
+		for _, p := range ps {
+			if p.Lo == p.Hi {
+				s = append(s, fmt.Sprint(p.Lo))
+			} else {
+				s = append(s, fmt.Sprintf("%d:%d", p.Lo, p.Hi))
+			}
+		}
+		return strings.Join(s, ",")
+	}
+	if len(r.SPorts) > 0 {
+		c.Sport = ports(r.SPorts)
+		neg(r.SPortNeg, "sport")
+	}
+	if len(r.DPorts) > 0 {
+		c.Dport = ports(r.DPorts)
+		neg(r.DPortNeg, "dport")
+	}
+	if r.In != "" {
+		neg(r.InNeg, "in")
+	}
+	if r.Out != "" {
+		neg(r.OutNeg, "out")
+	}
+	if r.States != 0 {
+		c.State = strings.Split(filter.StateNames(r.States), ",")
+		neg(r.StateNeg, "state")
+	}
+	if r.ICMPType >= 0 {
+		c.ICMPType = fmt.Sprint(r.ICMPType)
+		if r.ICMPCode >= 0 {
+			c.ICMPType += fmt.Sprintf("/%d", r.ICMPCode)
+		}
+		neg(r.ICMPNeg, "icmp_type")
+	}
+	if r.TCPFlags {
+		c.TCPFlags = []string{filter.FlagNames(r.TCPFlagsMask), filter.FlagNames(r.TCPFlagsComp)}
+		neg(r.TCPFlagsNeg, "tcp_flags")
+	}
+	return c
+}
