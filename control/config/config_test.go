@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/control/ruleset"
 )
 
 const good = `
@@ -112,8 +113,12 @@ func TestExamples(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			if _, err := config.LoadFile(f); err != nil {
-				t.Error(err)
+			cfg, err := config.LoadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1); err != nil {
+				t.Errorf("rules: %v", err)
 			}
 		})
 	}
@@ -133,8 +138,13 @@ func TestReadmeSnippets(t *testing.T) {
 			continue
 		}
 		n++
-		if _, err := config.Load("README.md snippet", []byte(body)); err != nil {
+		cfg, err := config.Load("README.md snippet", []byte(body))
+		if err != nil {
 			t.Errorf("README snippet %d: %v", n, err)
+			continue
+		}
+		if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1); err != nil {
+			t.Errorf("README snippet %d rules: %v", n, err)
 		}
 	}
 	if n == 0 {
