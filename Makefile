@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/dpfw
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
-DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-ping curl ethtool procps prometheus vsftpd
+DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-ping curl ethtool procps prometheus vsftpd iperf3 tcpdump
 FUZZTIME ?= 10s
 
 .PHONY: all build deps hugepages run test test-unit test-race fuzz bench perf check-format vet clean

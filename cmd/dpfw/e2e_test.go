@@ -448,3 +448,67 @@ rules:
 	}
 	p.stop()
 }
+
+// TestTapReloadUnderLoad: 20 reloads, good and bad configs alternating,
+// during a 30 s iperf3 transfer: the connection survives (conntrack state
+// and the rule set swap atomically) and the transfer completes.
+func TestTapReloadUnderLoad(t *testing.T) {
+	requireDPDK(t)
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("iperf3 is not installed (make deps installs it)")
+		}
+		t.Skip("iperf3 is not installed (make deps)")
+	}
+	rules := statefulRules + "    -A INPUT -p tcp --dport 5201 -m state --state NEW -j ACCEPT\n"
+	p, cns, sns := tapPair(t, rules)
+	srv := sns.command("iperf3", "-s", "-1", "-B", "198.18.0.2")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	time.Sleep(500 * time.Millisecond)
+	cli := cns.command("iperf3", "-c", "198.18.0.2", "-t", "30", "--connect-timeout", "3000")
+	var out safeBuffer
+	cli.Stdout, cli.Stderr = &out, &out
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cli.Wait() }()
+	good, bad := p.cfg, strings.Replace(p.cfg, "links:", "linkz:", 1)
+	failures := 0
+	for i := 0; i < 20; i++ {
+		time.Sleep(1200 * time.Millisecond)
+		cfg := good
+		if i%2 == 1 {
+			cfg = bad
+		} else {
+			// A good config that changes the rule set (a new comment).
+			cfg = strings.Replace(good, "-j ACCEPT\n", fmt.Sprintf("-m comment --comment r%d -j ACCEPT\n", i), 1)
+		}
+		p.rewrite(cfg)
+		if _, err := p.cli("reload"); err != nil {
+			failures++
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("iperf3 failed during reloads: %v\n%s\n%s", err, out.String(), p.dump())
+		}
+	case <-time.After(40 * time.Second):
+		_ = cli.Process.Kill()
+		t.Fatalf("iperf3 did not finish:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "receiver") {
+		t.Errorf("iperf3 output has no receiver summary:\n%s", out.String())
+	}
+	if failures != 10 {
+		t.Errorf("%d reloads failed; want the 10 bad ones", failures)
+	}
+	if ok := p.metric("dpfw_config_reloads_total", `result="success"`); ok < 10 {
+		t.Errorf("successful reloads: %v; want at least 10 (the watcher may add more)", ok)
+	}
+	p.stop()
+}
