@@ -217,7 +217,7 @@ func randomPacket(r *rand.Rand) (*packet.Parsed, uint8) {
 // TestDifferential compares the compiled classifier with refRun on random
 // rule sets and random packets, with a fixed seed.
 func TestDifferential(t *testing.T) {
-	sets, packets := 300, 3000
+	sets, packets := 300, 4000
 	if testing.Short() {
 		sets = 50
 	}
