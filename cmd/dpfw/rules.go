@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"slices"
 
 	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane/filter"
@@ -37,6 +36,18 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 			for i, p := range ports {
 				env.Ports[p] = uint16(i)
 			}
+			if len(ports) == 0 {
+				// Accept every port name the file uses.
+				for _, name := range rs.Order {
+					for _, r := range rs.Chains[name].Rules {
+						for _, p := range []string{r.In, r.Out} {
+							if _, ok := env.Ports[p]; p != "" && !ok {
+								env.Ports[p] = uint16(len(env.Ports))
+							}
+						}
+					}
+				}
+			}
 			f, err := filter.Compile(rs, env, 1)
 			if err != nil {
 				return fmt.Errorf("%w (name the ports with --ports)", err)
@@ -61,30 +72,6 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 		},
 	}
 	check.Flags().StringSliceVar(&ports, "ports", nil, "port names that -i/-o may use (default: any name used is accepted)")
-	check.PreRunE = func(cmd *cobra.Command, args []string) error {
-		if len(ports) > 0 {
-			return nil
-		}
-		// Accept every interface name the file uses.
-		b, err := os.ReadFile(args[0])
-		if err != nil {
-			return err
-		}
-		rs, err := filter.ParseIptables(args[0], string(b))
-		if err != nil {
-			return err
-		}
-		for _, name := range rs.Order {
-			for _, r := range rs.Chains[name].Rules {
-				for _, p := range []string{r.In, r.Out} {
-					if p != "" && !slices.Contains(ports, p) {
-						ports = append(ports, p)
-					}
-				}
-			}
-		}
-		return nil
-	}
 	list := rulesListCmd()
 	addAPIFlag(list)
 	imp := &cobra.Command{

@@ -3,6 +3,8 @@ package tcpstate
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/dpfw/dpfw/dataplane/header"
 )
 
 // State is a connection's TCP state, numbered as in netfilter.
@@ -292,27 +294,13 @@ func (t *TCB) Init(s *Segment, o Options) (bool, Reason) {
 
 // parseOptions reads window scale and SACK-permitted into st.
 func parseOptions(o []byte, st *seen) {
+	so := header.ParseSynOptions(o)
 	st.Scale, st.Flags = 0, st.Flags&^(flagWScale|flagSackPerm)
-	for i := 0; i < len(o); {
-		switch o[i] {
-		case 0:
-			return
-		case 1:
-			i++
-			continue
-		}
-		if i+1 >= len(o) || o[i+1] < 2 || i+int(o[i+1]) > len(o) {
-			return
-		}
-		l := int(o[i+1])
-		switch {
-		case o[i] == 4 && l == 2:
-			st.Flags |= flagSackPerm
-		case o[i] == 3 && l == 3:
-			st.Scale = min(o[i+2], 14)
-			st.Flags |= flagWScale
-		}
-		i += l
+	if so.HasScale {
+		st.Scale, st.Flags = so.WScale, st.Flags|flagWScale
+	}
+	if so.SACKPerm {
+		st.Flags |= flagSackPerm
 	}
 }
 
