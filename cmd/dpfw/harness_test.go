@@ -121,7 +121,12 @@ func startDPFW(t *testing.T, cfg string) *proc {
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.errOut.String(), "data plane running") {
+	// The metrics listener starts just after the data plane: wait for it.
+	ready := "data plane running"
+	if strings.Contains(cfg, "listen: "+addr) {
+		ready = "metrics listening"
+	}
+	for !strings.Contains(p.errOut.String(), ready) {
 		select {
 		case <-p.done:
 			t.Fatalf("dpfw exited during start-up: %v\n%s", p.exitErr, p.errOut.String())
