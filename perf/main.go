@@ -43,6 +43,7 @@ func main() {
 	noHuge := flag.Bool("no-huge", false, "run both systems with --no-huge")
 	out := flag.String("out", "", "append a Markdown results row per workload to this file")
 	rounds := flag.Int("rounds", 3, "alternate testpmd io and dpfw this many times; the median ratio is reported")
+	controlLoad := flag.Duration("control-load", 0, "also run dpfw while scraping /metrics and listing every connection (dpfw conntrack list) at this interval, and report the throughput change")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "dpfw-perf-")
@@ -87,6 +88,22 @@ func main() {
 				fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f\n", name, r+1, io, d, d/io)
 			}
 			io, d, ratio := median(ios), median(ds), median(ratios)
+			if *controlLoad > 0 {
+				var loaded, effects []float64
+				for r := 0; r < *rounds; r++ {
+					quiet, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
+					check(err)
+					ctlRate = *controlLoad
+					busy, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
+					ctlRate = 0
+					check(err)
+					loaded = append(loaded, busy)
+					effects = append(effects, busy/quiet-1)
+					fmt.Printf("%-22s control load round %d: quiet %.2f Mpps, scraped+listed every %v %.2f Mpps (%+.1f%%)\n",
+						name, r+1, quiet, *controlLoad, busy, 100*(busy/quiet-1))
+				}
+				fmt.Printf("%-22s control load: median change %+.1f%% (%d connections tracked)\n", name, 100*median(effects), lastEntries)
+			}
 			extra := ""
 			if perConn > 0 {
 				extra = fmt.Sprintf(", %.0f connections/s", d*1e6/float64(perConn))
@@ -250,12 +267,56 @@ log: {level: warn}
 		return 0, err
 	}
 	t0 := time.Now()
+	stop := make(chan struct{})
+	if ctlRate > 0 {
+		go controlLoad(addr, ctlRate, stop)
+	}
 	time.Sleep(measure)
+	close(stop)
+	if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="udp",worker="0"}`); err == nil {
+		lastEntries = int(e)
+	}
 	b, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
 	if err != nil {
 		return 0, err
 	}
 	return (b - a) / time.Since(t0).Seconds() / 1e6, nil
+}
+
+// controlPaths are what the control load fetches (PERF_CONTROL_PATHS,
+// comma-separated, overrides).
+var controlPaths = func() []string {
+	if v := os.Getenv("PERF_CONTROL_PATHS"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return []string{"/metrics", "/api/conntrack?limit=10000000"}
+}()
+
+// ctlRate, when set, makes runDPFW load the control side during the window.
+var (
+	ctlRate     time.Duration
+	lastEntries int
+)
+
+// controlLoad scrapes /metrics and lists every connection at each interval,
+// as an operator's Prometheus and a "dpfw conntrack list" would.
+func controlLoad(addr string, every time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	c := &http.Client{Timeout: 30 * time.Second}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			for _, path := range controlPaths {
+				if resp, err := c.Get("http://" + addr + path); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}
+	}
 }
 
 func scrape(addr, series string) (float64, error) {

@@ -112,7 +112,8 @@ func (d *Daemon) Conntrack(ctx context.Context, f ConnFilter, flush bool, limit 
 	var all []conntrack.Entry
 	deleted := 0
 	for w, pl := range d.pipes {
-		req := dataplane.NewRequest(flush, f.Match, limit)
+		entries := int(d.Workers[w].Counters().CT.Entries.Load())
+		req := dataplane.NewRequest(flush, f.Match, limit, entries+entries/8+1024)
 		for !pl.Post(req) {
 			select {
 			case <-ctx.Done():
@@ -134,12 +135,12 @@ func (d *Daemon) Conntrack(ctx context.Context, f ConnFilter, flush bool, limit 
 // Handler serves the runtime API (JSON) under /api/.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
+	// Compact JSON streamed to the client (a listing of a large table is
+	// tens of megabytes; "dpfw stats" and "conntrack list --json" indent).
 	writeJSON := func(w http.ResponseWriter, code int, v any) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
+		_ = json.NewEncoder(w).Encode(v)
 	}
 	fail := func(w http.ResponseWriter, code int, err error) {
 		writeJSON(w, code, map[string]string{"error": err.Error()})
