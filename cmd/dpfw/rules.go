@@ -24,11 +24,7 @@ prints every chain and rule in iptables -S form. Errors name file:line:column,
 the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
-			if err != nil {
-				return err
-			}
-			rs, err := filter.ParseIptables(args[0], string(b))
+			rs, err := parseRulesFile(args[0])
 			if err != nil {
 				return err
 			}
@@ -81,11 +77,7 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 rule set in the structured form, a "rules:" section to paste into a dpfw config.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
-			if err != nil {
-				return err
-			}
-			rs, err := filter.ParseIptables(args[0], string(b))
+			rs, err := parseRulesFile(args[0])
 			if err != nil {
 				return err
 			}
@@ -111,4 +103,13 @@ rule set in the structured form, a "rules:" section to paste into a dpfw config.
 	addAPIFlag(zero)
 	cmd.AddCommand(check, list, imp, zero)
 	return cmd
+}
+
+// parseRulesFile reads and parses a file in iptables syntax.
+func parseRulesFile(path string) (*filter.Ruleset, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return filter.ParseIptables(path, string(b))
 }
