@@ -138,6 +138,8 @@ type Pipeline struct {
 
 	rejectTB, logTB tokenBucket
 	now             int64
+
+	frags fragTable
 }
 
 type hit struct {
@@ -226,10 +228,24 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 				v, r = filter.Drop, filter.DropNonIP
 			}
 		default:
-			if track {
+			switch {
+			case p.Frag == packet.FragLater:
+				var st conntrack.State
+				var ok bool
+				v, st, ok = pl.frags.follow(p, pi.Zone, now)
+				b.State[i] = st
+				if !ok {
+					r = filter.DropFragment
+				} else if v != filter.Accept {
+					r = filter.DropRule
+				}
+			case track:
 				v, r = pl.judge(f, p, in, &pi, i, b)
-			} else {
+			default:
 				v, r = pl.judgeStateless(f, p, in, &pi)
+			}
+			if p.Frag == packet.FragFirst {
+				pl.frags.remember(p, pi.Zone, v, b.State[i], now)
 			}
 		}
 		b.Verdict[i], b.Reason[i] = v, r

@@ -1,6 +1,7 @@
 package dataplane_test
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -204,5 +205,50 @@ func BenchmarkEstablished(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(flows)), "ns/pkt")
 			b.ReportMetric(float64(s.CacheHits)/float64(s.CacheHits+s.Classified), "cached_ratio")
 		})
+	}
+}
+
+// fragment turns a UDP/IPv4 frame into one fragment of datagram id: the
+// bytes of its IP payload from off (a multiple of 8) of length n, with MF.
+func fragment(frame []byte, id uint16, off, n int, more bool) []byte {
+	payload := frame[34:]
+	f := append(append([]byte(nil), frame[:34]...), payload[off:off+n]...)
+	binary.BigEndian.PutUint16(f[14+2:], uint16(20+n))
+	binary.BigEndian.PutUint16(f[14+4:], id)
+	fo := uint16(off / 8)
+	if more {
+		fo |= 0x2000
+	}
+	binary.BigEndian.PutUint16(f[14+6:], fo)
+	return f
+}
+
+// TestFragmentsFollowTheirFirst: later fragments inherit the verdict of
+// their datagram's first fragment; without one they are dropped.
+func TestFragmentsFollowTheirFirst(t *testing.T) {
+	pl := newPipeline(t, true, tutorialRules)
+	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
+	allowed := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, 5000, 9, 400)
+	refused := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, 5000, 10, 400)
+	var b dataplane.Burst
+	for _, st := range []struct {
+		name   string
+		frame  []byte
+		want   filter.Verdict
+		reason filter.DropReason
+	}{
+		{"first fragment of an allowed datagram", fragment(allowed, 77, 0, 104, true), filter.Accept, filter.DropNone},
+		{"its later fragment", fragment(allowed, 77, 104, 104, true), filter.Accept, filter.DropNone},
+		{"its last fragment", fragment(allowed, 77, 208, 200, false), filter.Accept, filter.DropNone},
+		{"a later fragment with no first", fragment(allowed, 78, 104, 104, false), filter.Drop, filter.DropFragment},
+		{"first fragment of a refused datagram", fragment(refused, 79, 0, 104, true), filter.Drop, filter.DropRule},
+		{"its later fragment", fragment(refused, 79, 104, 104, false), filter.Drop, filter.DropRule},
+	} {
+		b.N = 1
+		b.Decode(0, st.frame)
+		pl.Process(&b, 0, int64(time.Second))
+		if b.Verdict[0] != st.want || b.Reason[0] != st.reason {
+			t.Errorf("%s: %v/%v; want %v/%v (%v)", st.name, b.Verdict[0], b.Reason[0], st.want, st.reason, &b.Parsed[0])
+		}
 	}
 }

@@ -257,6 +257,11 @@ func testTapStateful(t *testing.T, cpus string) {
 	if out, err := cns.command("ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
 		t.Fatalf("ping from the client (NEW echo allowed): %v\n%s\n%s", err, out, p.dump())
 	}
+	// A 3000-byte echo is fragmented by the kernel: the later fragments
+	// follow their first fragment's verdict.
+	if out, err := cns.command("ping", "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000", "198.18.0.2").CombinedOutput(); err != nil {
+		t.Fatalf("fragmented ping: %v\n%s\n%s", err, out, p.dump())
+	}
 	startHelper(t, sns, "198.18.0.2:5001")
 	got, err := fetch(cns, "198.18.0.2:5001")
 	if err != nil || got != expectedDigest() {
