@@ -40,24 +40,29 @@ func BenchmarkLookup(b *testing.B) {
 		for i, j := range rand.New(rand.NewPCG(5, 6)).Perm(n) {
 			shuffled[i] = keys[j]
 		}
-		b.Run(fmt.Sprintf("table_batch/%d", n), func(b *testing.B) {
-			var bt Batch
+		b.Run(fmt.Sprintf("table_burst/%d", n), func(b *testing.B) {
+			// As the pipeline does: hash a burst, touch its buckets and
+			// entries (PrefetchBurst), then look each key up.
+			var keys [32]Tuple
+			var hashes [32]uint64
+			var sink uint32
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				bt.N = 32
-				for j := 0; j < 32; j++ {
-					bt.Keys[j] = shuffled[(i+j)%n]
+				for j := range keys {
+					keys[j] = shuffled[(i+j)%n]
+					hashes[j] = tb.Hash(&keys[j])
 				}
-				tb.LookupBatch(&bt)
-				for j := 0; j < 32; j++ {
-					if !bt.Found[j] {
+				sink += tb.PrefetchBurst(hashes[:])
+				for j := range keys {
+					if _, _, ok := tb.LookupHash(&keys[j], hashes[j]); !ok {
 						b.Fatal("miss")
 					}
 				}
 				i += 32
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*32), "ns/lookup")
+			_ = sink
 		})
 		b.Run(fmt.Sprintf("table/%d", n), func(b *testing.B) {
 			b.ReportAllocs()

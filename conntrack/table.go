@@ -146,55 +146,6 @@ func (t *Table) keyHash(h uint64) (b1, b2 uint64, tag uint16) {
 // hashes of a burst first lets Prefetch warm the buckets before lookups.
 func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
 
-// Batch holds the state of a burst of lookups (LookupBatch). It is
-// preallocated by its owner and reused for every burst.
-type Batch struct {
-	N      int
-	Keys   [32]Tuple
-	hashes [32]uint64
-	// Idx, Dir and Found are the results.
-	Idx   [32]uint32
-	Dir   [32]Dir
-	Found [32]bool
-	sink  uint32
-}
-
-// LookupBatch looks up b.Keys[:b.N] in four passes so that the cache misses
-// of the whole burst overlap instead of queueing one after the other: hash
-// every key; touch every key's two buckets; then find each key's candidate entry
-// by tag and touch it; then compare the keys. Go has no prefetch instruction:
-// the touches are plain loads whose results feed a sink, which the CPU issues
-// in parallel because nothing waits on them.
-func (t *Table) LookupBatch(b *Batch) {
-	n := min(b.N, len(b.Keys))
-	var sink uint32
-	for i := 0; i < n; i++ {
-		b.hashes[i] = hashTuple(t.seed, &b.Keys[i])
-	}
-	// A tight loop of independent loads: the CPU keeps many misses in
-	// flight (hashing between the loads left room for only a few).
-	for i := 0; i < n; i++ {
-		b1, b2, _ := t.keyHash(b.hashes[i])
-		sink += uint32(t.bkts[b1].ref[0]) + uint32(t.bkts[b2].ref[0])
-	}
-	for i := 0; i < n; i++ {
-		b1, b2, tag := t.keyHash(b.hashes[i])
-		if m := matchTags(&t.bkts[b1], tag); m != 0 {
-			if r := t.bkts[b1].ref[bits.TrailingZeros32(m)]; r != 0 {
-				sink += uint32(t.conns[(r-1)>>1].Orig.SrcPort)
-			}
-		} else if m := matchTags(&t.bkts[b2], tag); m != 0 {
-			if r := t.bkts[b2].ref[bits.TrailingZeros32(m)]; r != 0 {
-				sink += uint32(t.conns[(r-1)>>1].Orig.SrcPort)
-			}
-		}
-	}
-	for i := 0; i < n; i++ {
-		b.Idx[i], b.Dir[i], b.Found[i] = t.LookupHash(&b.Keys[i], b.hashes[i])
-	}
-	b.sink = sink
-}
-
 // PrefetchBurst touches the buckets, then the candidate entries, of a burst
 // of keys whose hashes are given, so that the lookups that follow find them
 // in cache: the loads of the whole burst are in flight together instead of

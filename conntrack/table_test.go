@@ -213,30 +213,3 @@ func TestMatchTags(t *testing.T) {
 		}
 	}
 }
-
-func TestLookupBatch(t *testing.T) {
-	tb := NewTable(1000, 3)
-	r := rand.New(rand.NewPCG(2, 2))
-	var b Batch
-	var want [32]bool
-	for i := 0; i < 32; i++ {
-		b.Keys[i] = randTuple(r)
-		if i%2 == 0 {
-			if _, _, ok := tb.Lookup(&b.Keys[i]); !ok {
-				if _, err := tb.Insert(&b.Keys[i]); err == nil {
-					want[i] = true
-				}
-			} else {
-				want[i] = true
-			}
-		}
-	}
-	b.N = 32
-	tb.LookupBatch(&b)
-	for i := 0; i < 32; i++ {
-		idx, dir, ok := tb.Lookup(&b.Keys[i])
-		if b.Found[i] != ok || (ok && (b.Idx[i] != idx || b.Dir[i] != dir)) || ok != want[i] && !ok {
-			t.Errorf("key %d: batch %v/%d/%v, single %v/%d/%v", i, b.Found[i], b.Idx[i], b.Dir[i], ok, idx, dir)
-		}
-	}
-}

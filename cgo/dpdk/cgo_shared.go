@@ -8,7 +8,6 @@ package dpdk
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"syscall"
 )
@@ -45,6 +44,3 @@ func rteErrno(op string) error {
 	}
 	return &Error{Op: op, Code: code}
 }
-
-// ErrNotInitialized is returned by calls made before EAL initialization.
-var ErrNotInitialized = errors.New("dpdk: EAL is not initialized; call dpdk.Init first")

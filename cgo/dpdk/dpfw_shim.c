@@ -5,7 +5,6 @@
 #include "dpfw_shim.h"
 
 int dpfw_eal_init(int argc, char **argv) { return rte_eal_init(argc, argv); }
-int dpfw_eal_cleanup(void) { return rte_eal_cleanup(); }
 int dpfw_errno(void) { return rte_errno; }
 const char *dpfw_strerror(int err) { return rte_strerror(err); }
 
@@ -266,10 +265,6 @@ void dpfw_ring_drain_free(struct rte_ring *r)
 
 void dpfw_ring_free(struct rte_ring *r) { rte_ring_free(r); }
 
-int dpfw_timestamp_offset(void)
-{
-	return rte_mbuf_dynfield_lookup(RTE_MBUF_DYNFIELD_TIMESTAMP_NAME, NULL);
-}
 
 uint64_t dpfw_tsc_hz(void) { return rte_get_tsc_hz(); }
 uint64_t dpfw_rdtsc(void) { return rte_rdtsc(); }

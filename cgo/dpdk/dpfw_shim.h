@@ -35,7 +35,6 @@ enum {
 	DPFW_MBUF_DATA_LEN_OFF = offsetof(struct rte_mbuf, data_len),
 	DPFW_MBUF_NB_SEGS_OFF = offsetof(struct rte_mbuf, nb_segs),
 	DPFW_MBUF_RSS_OFF = offsetof(struct rte_mbuf, hash.rss),
-	DPFW_MBUF_NEXT_OFF = offsetof(struct rte_mbuf, next),
 	DPFW_MBUF_BUF_LEN_OFF = offsetof(struct rte_mbuf, buf_len),
 };
 
@@ -77,7 +76,6 @@ struct dpfw_io {
 };
 
 int dpfw_eal_init(int argc, char **argv);
-int dpfw_eal_cleanup(void);
 int dpfw_errno(void);
 const char *dpfw_strerror(int err);
 
@@ -118,7 +116,6 @@ struct rte_ring *dpfw_ring_create(const char *name, unsigned count, int socket);
 void dpfw_ring_drain_free(struct rte_ring *r);
 void dpfw_ring_free(struct rte_ring *r);
 
-int dpfw_timestamp_offset(void);
 uint64_t dpfw_tsc_hz(void);
 uint64_t dpfw_rdtsc(void);
 

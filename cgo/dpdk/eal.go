@@ -45,18 +45,6 @@ func Init(args []string) error {
 	return eal.err
 }
 
-// Initialized reports whether Init succeeded.
-func Initialized() bool {
-	eal.mu.Lock()
-	defer eal.mu.Unlock()
-	return eal.done && eal.err == nil
-}
-
-// Cleanup releases EAL resources. No DPDK call may follow it.
-func Cleanup() error {
-	return errno("rte_eal_cleanup", C.dpfw_eal_cleanup())
-}
-
 // RegisterThread pins the calling OS thread to cpu (if cpu >= 0) and registers
 // it with DPDK as a non-EAL lcore, so that per-lcore mempool caches work.
 // Precondition: the calling goroutine holds runtime.LockOSThread.
@@ -70,10 +58,6 @@ func RegisterThread(cpu int) (lcore uint, err error) {
 
 // UnregisterThread releases the lcore id taken by RegisterThread.
 func UnregisterThread() { C.dpfw_thread_unregister() }
-
-// TimestampOffset returns the byte offset of the rx timestamp dynamic field
-// in the mbuf (set by drivers such as net_pcap), or -1 if none is registered.
-func TimestampOffset() int { return int(C.dpfw_timestamp_offset()) }
 
 // TSCClock converts time stamp counter readings to nanoseconds. The zero
 // value is not usable; use NewTSCClock.
@@ -100,6 +84,3 @@ func (c *TSCClock) Nanos(tsc uint64) int64 {
 	hi, lo := d>>32, d&0xffffffff
 	return int64(hi*c.mult + (lo*c.mult)>>32)
 }
-
-// Hz returns the TSC frequency.
-func (c *TSCClock) Hz() uint64 { return c.hz }

@@ -34,9 +34,6 @@ func (io *IO) Free() {
 	C.dpfw_io_free((*C.struct_dpfw_io)(io))
 }
 
-// Flush frees every staged mbuf without sending it.
-func (io *IO) Flush() { C.dpfw_io_flush((*C.struct_dpfw_io)(io)) }
-
 // MaxRxQueues is the most rx sources one IO polls.
 const MaxRxQueues = C.DPFW_MAX_RXQ
 

@@ -89,17 +89,7 @@ func (m *Mbuf) RSS() uint32 { return *(*uint32)(unsafe.Add(unsafe.Pointer(m), mb
 // OlFlags returns the offload flags.
 func (m *Mbuf) OlFlags() uint64 { return *(*uint64)(unsafe.Add(unsafe.Pointer(m), mbufOlFlagsOff)) }
 
-// Dynfield64 reads a 64-bit dynamic field at off (see TimestampOffset).
-// Precondition: off >= 0 was returned by DPDK for this mbuf layout.
-func (m *Mbuf) Dynfield64(off int) uint64 { return *(*uint64)(unsafe.Add(unsafe.Pointer(m), off)) }
-
-// Offload flags read by the data plane.
+// RxRSSHash in OlFlags says RSS() is valid.
 const (
-	RxRSSHash     = uint64(C.RTE_MBUF_F_RX_RSS_HASH)
-	RxIPCksumMask = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_MASK)
-	RxIPCksumBad  = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_BAD)
-	RxIPCksumGood = uint64(C.RTE_MBUF_F_RX_IP_CKSUM_GOOD)
-	RxL4CksumMask = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_MASK)
-	RxL4CksumBad  = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_BAD)
-	RxL4CksumGood = uint64(C.RTE_MBUF_F_RX_L4_CKSUM_GOOD)
+	RxRSSHash = uint64(C.RTE_MBUF_F_RX_RSS_HASH)
 )
