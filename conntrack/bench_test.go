@@ -20,7 +20,7 @@ func benchKeys(n int) []Tuple {
 }
 
 // BenchmarkLookup compares the table, looked up one key at a time and in
-// 32-key bursts (LookupBatch, as the data plane does), with a Go map holding
+// 32-key bursts (PrefetchBurst then LookupHash, as the data plane does), with a Go map holding
 // the same keys. The keys are visited in a random order that is laid out
 // sequentially in memory, as packets of many flows arrive: the key itself is
 // in cache, its table entry is not.
