@@ -206,17 +206,8 @@ func (tr *Tracker) ExpiresIn(c *Conn) time.Duration {
 // deleting entries as netfilter would. zone is the link the packet arrived
 // on. It never allocates.
 func (tr *Tracker) Track(p *packet.Parsed, zone uint16) Result {
-	if p.Frag == packet.FragLater {
-		return tr.invalid(InvalidFragment)
-	}
-	if (p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType) {
-		return tr.trackICMPError(p, zone)
-	}
-	if p.Proto == header.ProtoICMPv6 && untrackedICMPv6(p.ICMPType) {
-		return Result{State: Untracked}
-	}
 	k := TupleOf(p, zone)
-	return tr.track(p, &k, tr.Table.Hash(&k))
+	return tr.TrackHash(p, &k, tr.Table.Hash(&k))
 }
 
 // TrackHash is Track for a packet whose tuple k and hash h the caller
