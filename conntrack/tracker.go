@@ -55,6 +55,19 @@ type Config struct {
 	Seed uint64
 	// FTP configures the FTP helper (RELATED data connections).
 	FTP FTPConfig
+	// NewPerSecond caps the connections this tracker creates per second
+	// (0: no cap); NewBurst is how many it may create at once (at least 1).
+	// Packets over the cap are refused (Result.Limited) and leave no entry.
+	NewPerSecond, NewBurst int
+	// Adaptive shrinks the timeouts of unassured connections (half-open
+	// TCP, unanswered UDP and ICMP: netfilter's early-drop candidates) as
+	// the table fills, as pf's adaptive timeouts do: above AdaptiveStart
+	// entries each is scaled by (AdaptiveEnd-entries)/(AdaptiveEnd-
+	// AdaptiveStart), reaching 0 at AdaptiveEnd, but never below
+	// AdaptiveFloor after the connection's last packet (so handshakes in
+	// progress can finish). AdaptiveStart 0 turns it off.
+	AdaptiveStart, AdaptiveEnd int
+	AdaptiveFloor              time.Duration
 }
 
 // InvalidReason says why a packet is INVALID. Each has a counter.
@@ -106,6 +119,9 @@ type Result struct {
 	Reason InvalidReason
 	// Full is set when a new connection found no room: drop the packet.
 	Full bool
+	// Limited is set when a new connection was over the NEW rate cap:
+	// drop the packet.
+	Limited bool
 	// Created is set when this packet created the entry. Like netfilter,
 	// which confirms a new connection only once its first packet is
 	// accepted, the caller must Delete the entry if the packet is dropped.
@@ -119,6 +135,8 @@ type Stats struct {
 	Expired        uint64
 	EarlyDrops     uint64 // unassured entries evicted to make room
 	TableFullDrops uint64 // new flows dropped: no room even after early drop
+	RateLimited    uint64 // new flows over Config.NewPerSecond
+	Adaptive       uint64 // unassured entries expired early by adaptive timeouts
 	Invalid        [NumInvalidReasons]uint64
 	ByProto        [numProtoClasses]int64 // live entries
 	TCPByState     [tcpstate.NumStates]int64
@@ -161,6 +179,11 @@ type Tracker struct {
 	nowMs                                              uint32 // tracker clock in ms
 	reapCursor                                         uint32
 	Stats                                              Stats
+	// Rate cap on new connections: credit in ns of refill time.
+	newCost, newCap, newCredit, newLast int64
+	// Adaptive timeouts: scale (per mille, 1000 = none) of the timeouts
+	// of unassured entries, set from the fill by SetNow; floor in ms.
+	adaptPermille, adaptFloorMs uint32
 
 	// FTP helper state (see helper.go).
 	FTP        FTPStats
@@ -182,6 +205,13 @@ func NewTracker(cfg Config) *Tracker {
 	tr.icmpMs, tr.genMs = ms(cfg.Timeouts.ICMP), ms(cfg.Timeouts.Generic)
 	tr.freeHelper = -1
 	tr.initFTP()
+	if cfg.NewPerSecond > 0 {
+		tr.newCost = max(int64(time.Second)/int64(cfg.NewPerSecond), 1)
+		tr.newCap = tr.newCost * int64(max(cfg.NewBurst, 1))
+		tr.newCredit = tr.newCap
+		tr.newLast = -1
+	}
+	tr.adaptPermille, tr.adaptFloorMs = 1000, ms(cfg.AdaptiveFloor)
 	return tr
 }
 
@@ -190,12 +220,83 @@ func NewTracker(cfg Config) *Tracker {
 func (tr *Tracker) SetNow(now int64) {
 	tr.now = now
 	tr.nowMs = uint32(now / int64(time.Millisecond))
+	if st, end := tr.cfg.AdaptiveStart, tr.cfg.AdaptiveEnd; st > 0 {
+		used := int(tr.Table.used)
+		switch {
+		case used <= st:
+			tr.adaptPermille = 1000
+		case used >= end:
+			tr.adaptPermille = 0
+		default:
+			tr.adaptPermille = uint32((end - used) * 1000 / (end - st))
+		}
+	}
+}
+
+// AdaptiveScale returns the factor (0–1) applied to the timeouts of
+// unassured connections at the table's current fill.
+func (tr *Tracker) AdaptiveScale() float64 { return float64(tr.adaptPermille) / 1000 }
+
+// expired reports whether c has timed out. Under adaptive timeouts, an
+// unassured entry whose state's timeout is T expires once T×scale (but at
+// least the floor) has passed since its last packet: its stored deadline
+// was last packet + T, so the time left must exceed T×(1-scale).
+func (tr *Tracker) expired(c *Conn) bool {
+	left := int32(c.expires - tr.nowMs)
+	if left <= 0 {
+		return true
+	}
+	if tr.adaptPermille >= 1000 || c.Assured() {
+		return false
+	}
+	t := tr.baseTimeout(c)
+	keep := max(uint32(uint64(t)*uint64(tr.adaptPermille)/1000), tr.adaptFloorMs)
+	return keep < t && left <= int32(t-keep)
+}
+
+// expire deletes an entry found expired, counting it (and whether adaptive
+// timeouts cut it short).
+func (tr *Tracker) expire(idx uint32) {
+	if int32(tr.Table.Conn(idx).expires-tr.nowMs) > 0 {
+		tr.Stats.Adaptive++
+	}
+	tr.Stats.Expired++
+	tr.delete(idx)
+}
+
+// baseTimeout is the configured timeout of c's protocol and state.
+func (tr *Tracker) baseTimeout(c *Conn) uint32 {
+	switch c.Orig.Proto {
+	case header.ProtoTCP:
+		return tr.tcpMs[c.TCP.State]
+	case header.ProtoUDP:
+		return tr.udpMs
+	case header.ProtoICMP, header.ProtoICMPv6:
+		return tr.icmpMs
+	}
+	return tr.genMs
+}
+
+// newAllowed applies the NEW rate cap (a token bucket on the tracker's clock).
+func (tr *Tracker) newAllowed() bool {
+	if tr.newCost == 0 {
+		return true
+	}
+	if tr.newLast >= 0 {
+		tr.newCredit = min(tr.newCredit+max(tr.now-tr.newLast, 0), tr.newCap)
+	}
+	tr.newLast = tr.now
+	if tr.newCredit < tr.newCost {
+		tr.Stats.RateLimited++
+		return false
+	}
+	tr.newCredit -= tr.newCost
+	return true
 }
 
 // Now returns the time set by SetNow.
 func (tr *Tracker) Now() int64 { return tr.now }
 
-func (tr *Tracker) expired(c *Conn) bool { return int32(c.expires-tr.nowMs) <= 0 }
 
 // ExpiresIn returns the time left before c times out.
 func (tr *Tracker) ExpiresIn(c *Conn) time.Duration {
@@ -236,7 +337,7 @@ func (tr *Tracker) track(p *packet.Parsed, k *Tuple, h uint64) Result {
 	if ok {
 		c := tr.Table.Conn(idx)
 		if tr.expired(c) {
-			tr.delete(idx)
+			tr.expire(idx)
 			ok = false
 		}
 	}
@@ -358,6 +459,9 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple) Result {
 			return tr.invalid(InvalidICMPNotRequest)
 		}
 		timeout = tr.icmpMs
+	}
+	if !tr.newAllowed() {
+		return Result{Limited: true}
 	}
 	idx, err := tr.Table.Insert(k)
 	if err == ErrTableFull && tr.earlyDrop(k) {
@@ -581,8 +685,7 @@ func (tr *Tracker) Reap(budget int) int {
 			}
 			c := &tr.Table.conns[idx]
 			if c.flags&flagUsed != 0 && tr.expired(c) {
-				tr.delete(idx)
-				tr.Stats.Expired++
+				tr.expire(idx)
 				found++
 			}
 		}

@@ -380,3 +380,80 @@ func TestICMPv6NeighbourDiscoveryUntracked(t *testing.T) {
 		t.Errorf("neighbour solicitation: %v, %d entries; want UNTRACKED and none", r.State, tr.Table.Len())
 	}
 }
+
+// The NEW rate cap refuses connections over the rate (no entry left),
+// never touches packets of existing connections, and refills with time.
+func TestNewRateCap(t *testing.T) {
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 1024, Timeouts: conntrack.DefaultTimeouts(), Seed: 1, NewPerSecond: 10, NewBurst: 2})
+	now := int64(time.Hour)
+	tr.SetNow(now)
+	for i := uint16(0); i < 2; i++ {
+		if r := tr.Track(udp(t, cli, srv, 1000+i, 53), 0); r.State != conntrack.New || r.Limited {
+			t.Fatalf("flow %d within the burst: %+v", i, r)
+		}
+	}
+	if r := tr.Track(udp(t, cli, srv, 1002, 53), 0); !r.Limited {
+		t.Fatalf("third new flow: %+v; want Limited", r)
+	}
+	if r := tr.Track(udp(t, srv, cli, 53, 1000), 0); r.State != conntrack.Established {
+		t.Fatalf("reply of an existing flow: %+v; want ESTABLISHED", r)
+	}
+	if tr.Table.Len() != 2 || tr.Stats.RateLimited != 1 {
+		t.Fatalf("%d entries, %d rate-limited; want 2, 1", tr.Table.Len(), tr.Stats.RateLimited)
+	}
+	tr.SetNow(now + int64(100*time.Millisecond))
+	if r := tr.Track(udp(t, cli, srv, 1003, 53), 0); r.Limited {
+		t.Fatalf("after 100 ms: %+v; want a token", r)
+	}
+}
+
+// Adaptive timeouts: past the start threshold, unassured entries time out
+// sooner (never below the floor); assured ones keep their timeout.
+func TestAdaptiveTimeouts(t *testing.T) {
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 1000, Timeouts: conntrack.DefaultTimeouts(), Seed: 1,
+		AdaptiveStart: 100, AdaptiveEnd: 200, AdaptiveFloor: 2 * time.Second})
+	now := int64(time.Hour)
+	tr.SetNow(now)
+	// One assured UDP flow, one half-open TCP connection.
+	tr.Track(udp(t, cli, srv, 999, 53), 0)
+	tr.Track(udp(t, srv, cli, 53, 999), 0)
+	tr.Track(seg(t, cli, srv, 4000, 22, "S", 100, 0, 1000, 0), 0)
+	// 148 unanswered UDP flows: 150 entries, half way: scale 0.5.
+	for i := uint16(0); i < 148; i++ {
+		tr.Track(udp(t, cli, srv, 1000+i, 53), 0)
+	}
+	tr.SetNow(now + int64(16*time.Second))
+	if s := tr.AdaptiveScale(); s != 0.5 {
+		t.Fatalf("scale %v at 150/[100,200]; want 0.5", s)
+	}
+	// UDP unreplied (30 s) now lives 15 s: 16 s after its packet it is gone.
+	// TCP SYN_SENT (120 s) lives 60 s. The assured UDP flow lives 120 s.
+	n := 0
+	for i := 0; i < 20; i++ {
+		n += tr.Reap(64)
+	}
+	if n != 148 || tr.Stats.Adaptive != 148 {
+		t.Fatalf("reaped %d (%d adaptive); want the 148 unanswered UDP flows", n, tr.Stats.Adaptive)
+	}
+	if r := tr.Track(seg(t, srv, cli, 22, 4000, "SA", 500, 101, 1000, 0), 0); r.State != conntrack.Established {
+		t.Fatalf("SYN/ACK of the half-open connection after 16 s: %v; want ESTABLISHED", r.State)
+	}
+	// At the end of the range the floor applies: 2 s after its last packet.
+	for i := uint16(0); i < 250; i++ {
+		tr.Track(udp(t, cli, srv, 3000+i, 53), 0)
+	}
+	tr.SetNow(now + int64(17*time.Second))
+	if tr.AdaptiveScale() != 0 {
+		t.Fatalf("scale %v above the end; want 0", tr.AdaptiveScale())
+	}
+	if r := tr.Track(udp(t, cli, srv, 3000, 53), 0); r.Created {
+		t.Fatal("1 s after its packet an unanswered flow expired: the floor is 2 s")
+	}
+	tr.SetNow(now + int64(19*time.Second))
+	if r := tr.Track(udp(t, cli, srv, 3001, 53), 0); !r.Created {
+		t.Fatal("3 s after its packet, above the end, an unanswered flow still lives")
+	}
+	if r := tr.Track(udp(t, srv, cli, 53, 999), 0); r.State != conntrack.Established || r.Created {
+		t.Fatalf("assured flow: %+v; want ESTABLISHED, kept", r)
+	}
+}

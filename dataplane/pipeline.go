@@ -51,11 +51,30 @@ type Options struct {
 	SteerSeed uint64
 	// RejectPerSecond limits REJECT answers per worker (0: never answer).
 	RejectPerSecond int
+	// Checksum says how checksums are validated.
+	Checksum Checksum
 	// Log receives LOG records (nil: LOG rules only count); LogPerSecond
 	// limits them per worker.
 	Log          chan<- LogRecord
 	LogPerSecond int
 }
+
+// Checksum is a checksum validation mode.
+type Checksum uint8
+
+// Checksum modes. Packets that fail are INVALID and dropped with reason
+// bad_checksum before the rules, whatever they say.
+const (
+	// ChecksumFull uses the NIC's receive checksum offload where the port
+	// has it and computes the rest in software (netfilter's default,
+	// nf_conntrack_checksum=1).
+	ChecksumFull Checksum = iota
+	// ChecksumHardware trusts the NIC's verdicts only: packets it did not
+	// check pass unchecked.
+	ChecksumHardware
+	// ChecksumOff validates nothing.
+	ChecksumOff
+)
 
 // LogRecord is one packet matched by a LOG rule, for the control side to
 // format. It holds no pointers into packet memory.
@@ -104,6 +123,9 @@ type Burst struct {
 	Owner [BurstSize]int8
 	// Answer is 1 + the reject.Kind to answer a rejected packet with, or 0.
 	Answer [BurstSize]uint8
+	// Csum holds the NIC's checksum verdicts (packet.CsumHint of the
+	// mbuf's offload flags; 0: unknown), filled by the feeder.
+	Csum [BurstSize]uint8
 	// FromRing marks a burst that another worker steered here: it is not
 	// steered again.
 	FromRing bool
@@ -163,9 +185,18 @@ func (pl *Pipeline) Publish() {
 	pl.counters.publishCT(pl.Tracker)
 }
 
-// Decode decodes frame i of the burst. It exists so that feeders (the DPDK
-// worker, tests, benchmarks) fill a Burst the same way.
-func (b *Burst) Decode(i int, frame []byte) { packet.Decode(frame, &b.Parsed[i]) }
+// Decode decodes frame i of the burst, whose checksums the NIC judged as
+// csum says (packet.CsumHint; 0 if it did not). It exists so that feeders
+// (the DPDK worker, tests, benchmarks) fill a Burst the same way.
+func (b *Burst) Decode(i int, frame []byte, csum uint8) {
+	packet.Decode(frame, &b.Parsed[i])
+	b.Csum[i] = csum
+}
+
+// checksumOK validates packet i's checksums as configured.
+func (pl *Pipeline) checksumOK(b *Burst, i int) bool {
+	return pl.opts.Checksum == ChecksumOff || packet.ChecksumOK(&b.Parsed[i], b.Csum[i], pl.opts.Checksum == ChecksumFull)
+}
 
 // Process gives a verdict to frames [0, b.N) of b, received at time now (ns,
 // monotonic, from the worker's clock) on input port in. The rule set is
@@ -229,6 +260,9 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 			}
 		default:
 			switch {
+			case !pl.checksumOK(b, i):
+				v, r = filter.Drop, filter.DropBadChecksum
+				b.State[i] = conntrack.Invalid
 			case p.Frag == packet.FragLater:
 				var st conntrack.State
 				var ok bool
@@ -244,7 +278,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 			default:
 				v, r = pl.judgeStateless(f, p, in, &pi)
 			}
-			if p.Frag == packet.FragFirst {
+			if p.Frag == packet.FragFirst && r != filter.DropBadChecksum {
 				pl.frags.remember(p, pi.Zone, v, b.State[i], now)
 			}
 		}
@@ -295,6 +329,11 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 				v, r = filter.Drop, filter.DropNonIP
 			}
 		default:
+			if !pl.checksumOK(b, i) {
+				v, r = filter.Drop, filter.DropBadChecksum
+				b.State[i] = conntrack.Invalid
+				break
+			}
 			pk++
 			by += uint64(p.L3Len())
 		}
@@ -375,9 +414,10 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 
 // judgeStateless classifies a packet when no rule uses connection state.
 func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo) (filter.Verdict, filter.DropReason) {
-	r := f.Run(p, conntrack.Untracked.Mask(), filter.HookForward, in, pi.Out)
+	ctx := filter.Ctx{Worker: pl.opts.Worker, Now: pl.now}
+	r := f.Run(ctx, p, conntrack.Untracked.Mask(), filter.HookForward, in, pi.Out)
 	if r.Verdict == filter.Accept && pi.Hook != filter.HookForward {
-		r = f.Run(p, conntrack.Untracked.Mask(), pi.Hook, in, pi.Out)
+		r = f.Run(ctx, p, conntrack.Untracked.Mask(), pi.Hook, in, pi.Out)
 	}
 	d := f.Decision(r)
 	pl.Stats.Classified++
@@ -405,6 +445,9 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 	if res.Full {
 		return filter.Drop, filter.DropTableFull
 	}
+	if res.Limited {
+		return filter.Drop, filter.DropNewRate
+	}
 	state := res.State
 	b.State[i] = state
 	// The connection's own packets (not ICMP errors about it) may use and
@@ -423,12 +466,15 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 		pl.Stats.CacheHits++
 	} else {
 		bit := state.Mask()
-		r := f.Run(p, bit, filter.HookForward, in, pi.Out)
+		ctx := filter.Ctx{Worker: pl.opts.Worker, Now: pl.now}
+		r := f.Run(ctx, p, bit, filter.HookForward, in, pi.Out)
 		if r.Verdict == filter.Accept && pi.Hook != filter.HookForward {
-			r = f.Run(p, bit, pi.Hook, in, pi.Out)
+			fwd := r.Volatile
+			r = f.Run(ctx, p, bit, pi.Hook, in, pi.Out)
+			r.Volatile = r.Volatile || fwd
 		}
 		d = f.Decision(r)
-		if cacheable && r.Logged < 0 {
+		if cacheable && r.Logged < 0 && !r.Volatile {
 			c.CacheDecision(uint16(f.Gen), state, res.Dir, d)
 		}
 		if r.Logged >= 0 {

@@ -9,6 +9,7 @@ import (
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/header"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
@@ -37,7 +38,7 @@ func newPipeline(t testing.TB, passNonIP bool, rules string) *dataplane.Pipeline
 func fillBurst(b *dataplane.Burst, frames [][]byte) {
 	b.N = len(frames)
 	for i, f := range frames {
-		b.Decode(i, f)
+		b.Decode(i, f, 0)
 	}
 }
 
@@ -143,7 +144,7 @@ func TestStatefulVerdicts(t *testing.T) {
 	now := int64(time.Second)
 	for _, st := range steps {
 		b.N = 1
-		b.Decode(0, st.frame)
+		b.Decode(0, st.frame, 0)
 		pl.Process(&b, st.in, now)
 		if b.Verdict[0] != st.verdict || b.State[0] != st.state {
 			t.Errorf("%s: %v/%v; want %v/%v", st.name, b.Verdict[0], b.State[0], st.verdict, st.state)
@@ -162,7 +163,7 @@ func TestDroppedNewLeavesNoEntry(t *testing.T) {
 	var b dataplane.Burst
 	for i := 0; i < 1000; i++ {
 		b.N = 1
-		b.Decode(0, pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, pcapgen.ClientIP(i), pcapgen.ServerIP(1), uint16(1000+i), 10, 4))
+		b.Decode(0, pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, pcapgen.ClientIP(i), pcapgen.ServerIP(1), uint16(1000+i), 10, 4), 0)
 		pl.Process(&b, 0, int64(time.Second))
 		if b.Verdict[0] != filter.Drop {
 			t.Fatalf("packet %d: %v; want DROP", i, b.Verdict[0])
@@ -190,7 +191,7 @@ func BenchmarkEstablished(b *testing.B) {
 			run := func() {
 				burst.N = len(flows)
 				for i, f := range flows {
-					burst.Decode(i, f)
+					burst.Decode(i, f, 0)
 				}
 				pl.Process(&burst, 0, now)
 			}
@@ -220,6 +221,8 @@ func fragment(frame []byte, id uint16, off, n int, more bool) []byte {
 		fo |= 0x2000
 	}
 	binary.BigEndian.PutUint16(f[14+6:], fo)
+	binary.BigEndian.PutUint16(f[14+10:], 0)
+	binary.BigEndian.PutUint16(f[14+10:], header.Checksum(f[14:34], 0))
 	return f
 }
 
@@ -245,7 +248,7 @@ func TestFragmentsFollowTheirFirst(t *testing.T) {
 		{"its later fragment", fragment(refused, 79, 104, 104, false), filter.Drop, filter.DropRule},
 	} {
 		b.N = 1
-		b.Decode(0, st.frame)
+		b.Decode(0, st.frame, 0)
 		pl.Process(&b, 0, int64(time.Second))
 		if b.Verdict[0] != st.want || b.Reason[0] != st.reason {
 			t.Errorf("%s: %v/%v; want %v/%v (%v)", st.name, b.Verdict[0], b.Reason[0], st.want, st.reason, &b.Parsed[0])

@@ -31,7 +31,7 @@ static void symmetric_key(uint8_t *key, unsigned len)
 }
 
 int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16_t ntxq,
-		    uint16_t nrxd, uint16_t ntxd, int promisc, struct dpfw_port_info *info)
+		    uint16_t nrxd, uint16_t ntxd, int promisc, int rx_csum, struct dpfw_port_info *info)
 {
 	struct rte_eth_dev_info di;
 	struct rte_eth_conf conf;
@@ -68,6 +68,13 @@ int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16
 		conf.rx_adv_conf.rss_conf.rss_hf = hf;
 		info->rss_hf = hf;
 	}
+	/* Receive checksum validation, where the device offers it: the
+	 * verdicts arrive in each mbuf's ol_flags, which Go reads. */
+	if (rx_csum) {
+		conf.rxmode.offloads |= di.rx_offload_capa &
+			(RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM);
+		info->rx_csum = conf.rxmode.offloads;
+	}
 	if (di.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
 
@@ -79,7 +86,9 @@ int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16
 		return ret;
 	int socket = rte_eth_dev_socket_id(port);
 	for (uint16_t q = 0; q < nrxq; q++) {
-		ret = rte_eth_rx_queue_setup(port, q, nrxd, socket, NULL, mp);
+		struct rte_eth_rxconf rxc = di.default_rxconf;
+		rxc.offloads = conf.rxmode.offloads;
+		ret = rte_eth_rx_queue_setup(port, q, nrxd, socket, &rxc, mp);
 		if (ret != 0)
 			return ret;
 	}

@@ -91,13 +91,14 @@ struct dpfw_port_info {
 	uint8_t hash_key_size;
 	uint64_t flow_type_rss_offloads;
 	uint64_t rss_hf; /* what was enabled */
+	uint64_t rx_csum; /* receive checksum offloads enabled */
 	uint32_t socket;
 	uint8_t mac[6];
 };
 
 int dpfw_port_by_name(const char *name, uint16_t *port);
 int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16_t ntxq,
-		    uint16_t nrxd, uint16_t ntxd, int promisc, struct dpfw_port_info *info);
+		    uint16_t nrxd, uint16_t ntxd, int promisc, int rx_csum, struct dpfw_port_info *info);
 int dpfw_port_stop(uint16_t port);
 int dpfw_port_close(uint16_t port);
 int dpfw_link(uint16_t port, uint32_t *speed, int *up, int *duplex);

@@ -33,7 +33,9 @@ type PortConfig struct {
 	RxQueues, TxQueues uint16
 	RxDesc, TxDesc     uint16
 	Promiscuous        bool
-	Pool               *Mempool
+	// RxChecksum enables the receive checksum offloads the device has.
+	RxChecksum bool
+	Pool       *Mempool
 }
 
 // PortInfo is what the device reported when it was set up.
@@ -43,8 +45,11 @@ type PortInfo struct {
 	HashKeySize              uint8
 	RSSOffloads              uint64 // flow types the device can hash
 	RSSEnabled               uint64 // flow types enabled (0: no RSS)
-	Socket                   int
-	MAC                      net.HardwareAddr
+	// RxChecksum lists the receive checksum offloads enabled
+	// (RTE_ETH_RX_OFFLOAD_* bits; 0: checksums are left to software).
+	RxChecksum uint64
+	Socket     int
+	MAC        net.HardwareAddr
 }
 
 // Setup configures and starts the port: queues, descriptors, symmetric RSS
@@ -52,7 +57,7 @@ type PortInfo struct {
 func (p Port) Setup(c PortConfig) (PortInfo, error) {
 	var info C.struct_dpfw_port_info
 	ret := C.dpfw_port_setup(C.uint16_t(p), (*C.struct_rte_mempool)(c.Pool), C.uint16_t(c.RxQueues), C.uint16_t(c.TxQueues),
-		C.uint16_t(c.RxDesc), C.uint16_t(c.TxDesc), boolInt(c.Promiscuous), &info)
+		C.uint16_t(c.RxDesc), C.uint16_t(c.TxDesc), boolInt(c.Promiscuous), boolInt(c.RxChecksum), &info)
 	pi := PortInfo{
 		Driver:      C.GoString(&info.driver[0]),
 		MaxRxQueues: uint16(info.max_rx_queues),
@@ -60,6 +65,7 @@ func (p Port) Setup(c PortConfig) (PortInfo, error) {
 		HashKeySize: uint8(info.hash_key_size),
 		RSSOffloads: uint64(info.flow_type_rss_offloads),
 		RSSEnabled:  uint64(info.rss_hf),
+		RxChecksum:  uint64(info.rx_csum),
 		Socket:      int(int32(info.socket)),
 		MAC:         C.GoBytes(unsafe.Pointer(&info.mac[0]), 6),
 	}
@@ -68,6 +74,26 @@ func (p Port) Setup(c PortConfig) (PortInfo, error) {
 			p, pi.Driver, c.RxQueues, c.TxQueues, pi.MaxRxQueues, pi.MaxTxQueues)
 	}
 	return pi, errno(fmt.Sprintf("port %d setup", p), ret)
+}
+
+// RxChecksumNames names the receive checksum offloads in a PortInfo.
+func RxChecksumNames(bits uint64) string {
+	var s string
+	for _, o := range []struct {
+		bit  uint64
+		name string
+	}{{C.RTE_ETH_RX_OFFLOAD_IPV4_CKSUM, "ipv4"}, {C.RTE_ETH_RX_OFFLOAD_TCP_CKSUM, "tcp"}, {C.RTE_ETH_RX_OFFLOAD_UDP_CKSUM, "udp"}} {
+		if bits&o.bit != 0 {
+			if s != "" {
+				s += ","
+			}
+			s += o.name
+		}
+	}
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // Stop stops the port.

@@ -97,6 +97,10 @@ type Dataplane struct {
 	RejectPerSecond int `mapstructure:"reject_per_second"`
 	// LogPerSecond limits LOG lines per worker; the rest are counted.
 	LogPerSecond int `mapstructure:"log_per_second"`
+	// Checksum is how packet checksums are validated: "full" (the NIC's
+	// receive offload where the port has it, software otherwise), "hardware"
+	// (the NIC's verdicts only) or "off". Failures are dropped as INVALID.
+	Checksum string `mapstructure:"checksum"`
 }
 
 // Conntrack configures connection tracking.
@@ -111,6 +115,22 @@ type Conntrack struct {
 	TCPLiberal bool              `mapstructure:"tcp_liberal"`
 	Timeouts   ConntrackTimeouts `mapstructure:"timeouts"`
 	FTP        FTP               `mapstructure:"ftp"`
+	// NewPerSecond caps new connections per worker per second (0: no
+	// cap); NewBurst is how many may start at once.
+	NewPerSecond int      `mapstructure:"new_per_second"`
+	NewBurst     int      `mapstructure:"new_burst"`
+	Adaptive     Adaptive `mapstructure:"adaptive"`
+}
+
+// Adaptive shrinks the timeouts of unassured connections (half-open TCP,
+// unanswered UDP/ICMP) as the table fills, like pf's adaptive.start/end.
+type Adaptive struct {
+	// Start and End are fills in percent of conntrack.capacity: from
+	// Start, timeouts shrink linearly, to nothing at End. Start 0: off.
+	Start int `mapstructure:"start"`
+	End   int `mapstructure:"end"`
+	// Floor is the least time a connection lives after its last packet.
+	Floor time.Duration `mapstructure:"floor"`
 }
 
 // FTP configures the FTP helper, which makes data connections RELATED.
@@ -219,14 +239,15 @@ func Default() Config {
 		EAL:       EAL{FilePrefix: "dpfw", Hugepages: "auto", MemoryMB: 512},
 		Mempool:   Mempool{Mbufs: 16383, Cache: 256, DataRoom: 2048 + 128},
 		Workers:   Workers{CPUs: []int{1}, IdlePolls: 0, IdleSleep: 50 * time.Microsecond, Steering: "auto"},
-		Dataplane: Dataplane{NonIP: "pass", RejectPerSecond: 1000, LogPerSecond: 100},
+		Dataplane: Dataplane{NonIP: "pass", RejectPerSecond: 1000, LogPerSecond: 100, Checksum: "full"},
 		Conntrack: Conntrack{Capacity: 1 << 20, TCPLoose: true, Timeouts: ConntrackTimeouts{
 			TCPSynSent: 2 * time.Minute, TCPSynRecv: 60 * time.Second, TCPEstablished: 5 * 24 * time.Hour,
 			TCPFinWait: 2 * time.Minute, TCPCloseWait: 60 * time.Second, TCPLastAck: 30 * time.Second,
 			TCPTimeWait: 2 * time.Minute, TCPClose: 10 * time.Second, TCPRetrans: 5 * time.Minute,
 			TCPUnack: 5 * time.Minute, UDP: 30 * time.Second, UDPStream: 120 * time.Second,
 			ICMP: 30 * time.Second, Generic: 600 * time.Second,
-		}, FTP: FTP{Enabled: true, Ports: []int{21}, ExpectTimeout: 300 * time.Second, MaxExpectations: 1024, MaxPerConnection: 4}},
+		}, FTP: FTP{Enabled: true, Ports: []int{21}, ExpectTimeout: 300 * time.Second, MaxExpectations: 1024, MaxPerConnection: 4},
+			NewBurst: 1000, Adaptive: Adaptive{Start: 60, End: 100, Floor: 2 * time.Second}},
 		Metrics: Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
 		Log:     Log{Level: "info", Format: "text"},
 	}
@@ -436,6 +457,11 @@ func (c *Config) Validate() []FieldError {
 	if c.Dataplane.LogPerSecond < 0 || c.Dataplane.LogPerSecond > 100_000 {
 		add("dataplane.log_per_second", "%d: want 0 to 100000", c.Dataplane.LogPerSecond)
 	}
+	switch c.Dataplane.Checksum {
+	case "full", "hardware", "off":
+	default:
+		add("dataplane.checksum", "%q: want full, hardware or off", c.Dataplane.Checksum)
+	}
 	if c.Dataplane.NonIP != "pass" && c.Dataplane.NonIP != "drop" {
 		add("dataplane.non_ip", "%q: want pass or drop", c.Dataplane.NonIP)
 	}
@@ -473,6 +499,20 @@ func (c *Config) Validate() []FieldError {
 	}
 	if n := c.Conntrack.FTP.MaxPerConnection; n < 1 || n > 64 {
 		add("conntrack.ftp.max_per_connection", "%d: want 1 to 64", n)
+	}
+	if n := c.Conntrack.NewPerSecond; n < 0 || n > 1e9 {
+		add("conntrack.new_per_second", "%d: want 0 (no cap) to 1000000000", n)
+	}
+	if n := c.Conntrack.NewBurst; n < 1 || n > 1e9 {
+		add("conntrack.new_burst", "%d: want 1 to 1000000000", n)
+	}
+	if a := c.Conntrack.Adaptive; a.Start != 0 || a.End != 0 {
+		if a.Start < 0 || a.Start >= a.End || a.End > 1000 {
+			add("conntrack.adaptive", "start %d, end %d: want 0 < start < end ≤ 1000 (percent of capacity), or start 0 to turn it off", a.Start, a.End)
+		}
+	}
+	if f := c.Conntrack.Adaptive.Floor; f < 0 || f > time.Hour {
+		add("conntrack.adaptive.floor", "%s: want 0s to 1h", f)
 	}
 	forms := 0
 	for _, set := range []bool{c.Rules.File != "", c.Rules.Iptables != "",

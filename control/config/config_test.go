@@ -117,7 +117,7 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1); err != nil {
+			if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil); err != nil {
 				t.Errorf("rules: %v", err)
 			}
 		})
@@ -143,7 +143,7 @@ func TestReadmeSnippets(t *testing.T) {
 			t.Errorf("README snippet %d: %v", n, err)
 			continue
 		}
-		if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1); err != nil {
+		if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil); err != nil {
 			t.Errorf("README snippet %d rules: %v", n, err)
 		}
 	}

@@ -94,7 +94,7 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		info, err := id.Setup(dpdk.PortConfig{
 			RxQueues: uint16(nw), TxQueues: uint16(nw),
 			RxDesc: uint16(pc.RxDesc), TxDesc: uint16(pc.TxDesc),
-			Promiscuous: *pc.Promiscuous, Pool: d.Pool,
+			Promiscuous: *pc.Promiscuous, Pool: d.Pool, RxChecksum: cfg.Dataplane.Checksum != "off",
 		})
 		d.Ports = append(d.Ports, Port{Config: pc, ID: id, Info: info, Peer: -1})
 		if err != nil {
@@ -110,7 +110,8 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 				"port", pc.Name, "driver", info.Driver)
 		}
 		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver,
-			"mac", info.MAC.String(), "rss", fmt.Sprintf("%#x", info.RSSEnabled), "queues", nw)
+			"mac", info.MAC.String(), "rss", fmt.Sprintf("%#x", info.RSSEnabled), "queues", nw,
+			"rx_checksum_offload", dpdk.RxChecksumNames(info.RxChecksum), "checksum", cfg.Dataplane.Checksum)
 	}
 	for _, l := range cfg.Links {
 		a, b := byName[l.Ports[0]], byName[l.Ports[1]]
@@ -120,7 +121,7 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	for _, p := range d.Ports {
 		portIDs[p.Config.Name] = uint16(p.ID)
 	}
-	f, err := ruleset.Compile(cfg, portIDs, 1)
+	f, err := ruleset.Compile(cfg, portIDs, 1, nil)
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
@@ -171,7 +172,8 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		d.trackers = append(d.trackers, tr)
 		opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Worker: w,
 			Workers: nw, Steer: steer, SteerSeed: seed ^ 0x5bd1e995,
-			RejectPerSecond: cfg.Dataplane.RejectPerSecond, Log: d.logs, LogPerSecond: cfg.Dataplane.LogPerSecond}
+			RejectPerSecond: cfg.Dataplane.RejectPerSecond, Log: d.logs, LogPerSecond: cfg.Dataplane.LogPerSecond,
+			Checksum: ruleset.ChecksumMode(cfg)}
 		var qs []worker.Queue
 		for pi, p := range d.Ports {
 			q := worker.Queue{RxPort: p.ID, RxQueue: uint16(w), TxQueue: uint16(w), PortIndex: pi}

@@ -86,7 +86,7 @@ func (d *Daemon) reload() (ReloadResult, error) {
 	for _, p := range d.Ports {
 		portIDs[p.Config.Name] = uint16(p.ID)
 	}
-	f, err := ruleset.Compile(cfg, portIDs, old.Gen+1)
+	f, err := ruleset.Compile(cfg, portIDs, old.Gen+1, old)
 	if err != nil {
 		return ReloadResult{}, fmt.Errorf("rules: %w", err)
 	}

@@ -30,13 +30,15 @@ func Parse(cfg *config.Config) (*filter.Ruleset, error) {
 }
 
 // Compile parses and compiles the rule set for ports whose ids are given by
-// name (on the control side, without DPDK, ids are the config order).
-func Compile(cfg *config.Config, portIDs map[string]uint16, gen uint32) (*filter.Filter, error) {
+// name (on the control side, without DPDK, ids are the config order). prev
+// is the filter it replaces (nil at start-up): named rate limits keep their
+// buckets.
+func Compile(cfg *config.Config, portIDs map[string]uint16, gen uint32, prev *filter.Filter) (*filter.Filter, error) {
 	rs, err := Parse(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return filter.Compile(rs, filter.Env{Ports: portIDs, Workers: len(cfg.Workers.CPUs)}, gen)
+	return filter.Compile(rs, filter.Env{Ports: portIDs, Workers: len(cfg.Workers.CPUs), Prev: prev}, gen)
 }
 
 // ConfigPortIDs numbers the ports in config order (what DPDK does for the
@@ -109,11 +111,31 @@ func TrackerConfig(cfg *config.Config, seed uint64) conntrack.Config {
 		TCP:      tcpstate.Options{Loose: cfg.Conntrack.TCPLoose, Liberal: cfg.Conntrack.TCPLiberal},
 		Seed:     seed,
 		FTP:      ftp,
+
+		NewPerSecond: cfg.Conntrack.NewPerSecond, NewBurst: cfg.Conntrack.NewBurst,
+		AdaptiveStart: adaptive(cfg, cfg.Conntrack.Adaptive.Start), AdaptiveEnd: adaptive(cfg, cfg.Conntrack.Adaptive.End),
+		AdaptiveFloor: cfg.Conntrack.Adaptive.Floor,
 	}
+}
+
+// adaptive converts a percentage of the capacity to entries.
+func adaptive(cfg *config.Config, percent int) int {
+	return int(int64(cfg.Conntrack.Capacity) * int64(percent) / 100)
 }
 
 // MemoryBytes estimates the connection tables' memory for the config.
 func MemoryBytes(cfg *config.Config) string {
 	per := conntrack.TableBytes(cfg.Conntrack.Capacity)
 	return fmt.Sprintf("%d MB per worker × %d workers (%d bytes per connection)", per>>20, len(cfg.Workers.CPUs), per/cfg.Conntrack.Capacity)
+}
+
+// ChecksumMode is the pipeline's checksum validation mode for the config.
+func ChecksumMode(cfg *config.Config) dataplane.Checksum {
+	switch cfg.Dataplane.Checksum {
+	case "hardware":
+		return dataplane.ChecksumHardware
+	case "off":
+		return dataplane.ChecksumOff
+	}
+	return dataplane.ChecksumFull
 }

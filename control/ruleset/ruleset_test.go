@@ -31,7 +31,7 @@ func load(t testing.TB, extra string) *config.Config {
 
 func compile(t testing.TB, cfg *config.Config) *filter.Filter {
 	t.Helper()
-	f, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1)
+	f, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestStructuredExample(t *testing.T) {
 		{"198.18.7.7", 21, filter.Accept},  // FTP control
 		{"198.18.7.7", 8080, filter.Drop},  // policy
 	} {
-		r := f.Run(pkt(tt.src, 6, tt.dport), filter.StateNew, filter.HookInput, 0, 1)
+		r := f.Run(filter.Ctx{}, pkt(tt.src, 6, tt.dport), filter.StateNew, filter.HookInput, 0, 1)
 		if r.Verdict != tt.want {
 			t.Errorf("%s → %d: %v; want %v", tt.src, tt.dport, r.Verdict, tt.want)
 		}
@@ -90,7 +90,7 @@ func TestStructuredErrors(t *testing.T) {
 	} {
 		cfg, err := config.Load("c.yaml", []byte(base+tt.yaml))
 		if err == nil {
-			_, err = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1)
+			_, err = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil)
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s\nerror %v\nwant  %q", tt.yaml, err, tt.want)
@@ -148,7 +148,7 @@ COMMIT
 			st := uint8(1) << r.IntN(4)
 			hook := filter.Hook(r.IntN(3))
 			in, out := uint16(r.IntN(2)), uint16(r.IntN(2))
-			a, b := fa.Run(p, st, hook, in, out), fb.Run(p, st, hook, in, out)
+			a, b := fa.Run(filter.Ctx{}, p, st, hook, in, out), fb.Run(filter.Ctx{}, p, st, hook, in, out)
 			if a.Verdict != b.Verdict || a.Rule != b.Rule {
 				t.Fatalf("text %d: packet %v: iptables %v (rule %d), imported %v (rule %d)\n%s", i, p, a.Verdict, a.Rule, b.Verdict, b.Rule, y)
 			}
@@ -164,6 +164,6 @@ func FuzzStructuredRules(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_, _ = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1)
+		_, _ = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil)
 	})
 }

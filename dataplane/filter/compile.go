@@ -34,8 +34,20 @@ type Env struct {
 	// Ports maps port names (as used by -i/-o) to port ids.
 	Ports map[string]uint16
 	// Workers is the number of workers, each of which gets its own rule
-	// counters (at least 1).
+	// counters and rate-limit buckets (at least 1).
 	Workers int
+	// Prev is the filter being replaced (nil at start-up): rate limits
+	// with the same --hashlimit-name and parameters keep its buckets.
+	Prev *Filter
+}
+
+// Ctx is who classifies a packet, and when.
+type Ctx struct {
+	// Worker indexes the per-worker rate-limit buckets; only that worker
+	// may use it.
+	Worker int
+	// Now is the worker's clock (ns, monotonic) for rate limits.
+	Now int64
 }
 
 // Filter is a compiled, immutable rule set. Workers load it once per burst
@@ -58,6 +70,9 @@ type Filter struct {
 	ruleVerdict   []Verdict // by rule id: the verdict of terminal targets
 	rejectKind    []reject.Kind
 	counters      [][]Counter
+	limits        []*RateLimit
+	limitRule     []int32      // rule id of each limit
+	limiters      [][]*limiter // [worker][limit]
 	flagSensitive bool
 	usesState     bool
 	acceptsAll    bool
@@ -144,6 +159,8 @@ type cchain struct {
 	icmptype               [256]int32
 	// Residual per rule: ICMP code (-1 any) and whether it is negated with the type.
 	icmpCode []int16
+	// limit per rule: index into Filter.limits, or -1.
+	limit []int32
 	// action per rule: verdict or jump (chain index) or log/return.
 	action []action
 }
@@ -227,6 +244,13 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 			}
 			cc.action = append(cc.action, a)
 			cc.icmpCode = append(cc.icmpCode, int16(r.ICMPCode))
+			li := int32(-1)
+			if r.Limit != nil {
+				li = int32(len(f.limits))
+				f.limits = append(f.limits, r.Limit)
+				f.limitRule = append(f.limitRule, int32(cc.first+i))
+			}
+			cc.limit = append(cc.limit, li)
 		}
 		f.Stats.Bitsets += len(cc.sets)
 		f.Stats.Bytes += len(cc.sets) * cc.words * 8 * 2
@@ -266,6 +290,7 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 	for w := range f.counters {
 		f.counters[w] = make([]Counter, f.NumDecisions())
 	}
+	f.makeLimiters(env)
 	f.hooks[HookForward] = index["FORWARD"]
 	f.hooks[HookInput] = index["INPUT"]
 	f.hooks[HookOutput] = index["OUTPUT"]
@@ -501,6 +526,9 @@ type Result struct {
 	Chain int32
 	// Logged is the id of the last LOG rule the packet matched (-1: none).
 	Logged int32
+	// Volatile is set when a rate limit took part in the decision: the
+	// next packet of the flow may get another one, so it is not cached.
+	Volatile bool
 }
 
 // maxDepth bounds jumps between chains (iptables allows 100 levels as
@@ -509,11 +537,11 @@ const maxDepth = 16
 
 // Run classifies p (state: a conntrack state bit) entering at hook, on input
 // port in and output port out. It never allocates.
-func (f *Filter) Run(p *packet.Parsed, state uint8, hook Hook, in, out uint16) Result {
-	return f.runChain(f.hooks[hook], p, state, in, out, 0)
+func (f *Filter) Run(ctx Ctx, p *packet.Parsed, state uint8, hook Hook, in, out uint16) Result {
+	return f.runChain(ctx, f.hooks[hook], p, state, in, out, 0)
 }
 
-func (f *Filter) runChain(ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int) Result {
+func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int) Result {
 	cc := &f.chains[ci]
 	res := Result{Verdict: cc.policy, Rule: -1, Chain: ci, Logged: -1}
 	if cc.n > 0 && depth < maxDepth {
@@ -542,14 +570,22 @@ func (f *Filter) runChain(ci int32, p *packet.Parsed, state uint8, in, out uint1
 					if !cc.residual(ri, f, p) {
 						continue
 					}
+					if li := cc.limit[ri]; li >= 0 {
+						// The outcome depends on time and on other
+						// packets: never cache it.
+						res.Volatile = true
+						if f.limiters[ctx.Worker][li].conform(p, ctx.Now) == f.limits[li].Above {
+							continue
+						}
+					}
 					rid := int32(cc.first + ri)
 					switch a := cc.action[ri]; a.kind {
 					case actAccept:
-						return Result{Verdict: Accept, Rule: rid, Logged: res.Logged}
+						return res.decided(Accept, rid)
 					case actDrop:
-						return Result{Verdict: Drop, Rule: rid, Logged: res.Logged}
+						return res.decided(Drop, rid)
 					case actReject:
-						return Result{Verdict: Reject, Rule: rid, Logged: res.Logged}
+						return res.decided(Reject, rid)
 					case actLog:
 						res.Logged = rid
 					case actReturn:
@@ -557,14 +593,15 @@ func (f *Filter) runChain(ci int32, p *packet.Parsed, state uint8, in, out uint1
 							res.Rule = -1
 							return res
 						}
-						return Result{Verdict: verdictContinue, Rule: rid, Logged: res.Logged}
+						return res.decided(verdictContinue, rid)
 					case actJump:
-						sub := f.runChain(a.chain, p, state, in, out, depth+1)
+						sub := f.runChain(ctx, a.chain, p, state, in, out, depth+1)
 						if sub.Logged >= 0 {
 							res.Logged = sub.Logged
 						}
+						res.Volatile = res.Volatile || sub.Volatile
 						if sub.Verdict != verdictContinue {
-							sub.Logged = res.Logged
+							sub.Logged, sub.Volatile = res.Logged, res.Volatile
 							return sub
 						}
 					}
@@ -576,6 +613,12 @@ func (f *Filter) runChain(ci int32, p *packet.Parsed, state uint8, in, out uint1
 		res.Verdict = verdictContinue
 	}
 	return res
+}
+
+// decided is r with a rule's verdict.
+func (r Result) decided(v Verdict, rule int32) Result {
+	r.Verdict, r.Rule, r.Chain = v, rule, 0
+	return r
 }
 
 // verdictContinue is an internal sentinel: a user chain ended (or RETURNed)

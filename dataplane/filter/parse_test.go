@@ -132,7 +132,7 @@ func TestParseErrors(t *testing.T) {
 		{"-A INPUT -s 198.18.0.1,2001:db8::1 -j ACCEPT", "mixes IPv4 and IPv6"},
 		{"*nat\n-A PREROUTING -j ACCEPT\nCOMMIT", "filter table only"},
 		{"-P INPUT REJECT", "ACCEPT or DROP"},
-		{"-A INPUT -m hashlimit -j ACCEPT", "unsupported match module"},
+		{"-A INPUT -m recent --rcheck -j ACCEPT", "unsupported match module"},
 		{`-A INPUT -m comment --comment "unterminated -j ACCEPT`, "unterminated quote"},
 	} {
 		_, err := filter.ParseIptables("f", tt.in)

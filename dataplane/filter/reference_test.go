@@ -242,7 +242,7 @@ func TestDifferential(t *testing.T) {
 			if in == 2 {
 				in = filter.NoPort
 			}
-			got := f.Run(p, st, hook, in, out)
+			got := f.Run(filter.Ctx{}, p, st, hook, in, out)
 			want, wantRule := refRun(rs, names, p, st, hook, in, out)
 			gotRule := "policy"
 			if got.Rule >= 0 {
@@ -279,7 +279,7 @@ func TestRunNoAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, st := randomPacket(rand.New(rand.NewPCG(1, 1)))
-	if n := testing.AllocsPerRun(1000, func() { f.Run(p, st, filter.HookInput, 0, 1) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { f.Run(filter.Ctx{}, p, st, filter.HookInput, 0, 1) }); n != 0 {
 		t.Errorf("Run allocates %v times; want 0", n)
 	}
 }
@@ -306,7 +306,7 @@ func BenchmarkClassify(b *testing.B) {
 		b.Run(fmt.Sprintf("rule_miss_%d_rules", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if res := f.Run(p, filter.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Drop {
+				if res := f.Run(filter.Ctx{}, p, filter.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Drop {
 					b.Fatal(res)
 				}
 			}
@@ -317,7 +317,7 @@ func BenchmarkClassify(b *testing.B) {
 		b.Run(fmt.Sprintf("rule_hit_last_of_%d_rules", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if res := f.Run(&hit, filter.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Accept {
+				if res := f.Run(filter.Ctx{}, &hit, filter.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Accept {
 					b.Fatal(res)
 				}
 			}

@@ -85,6 +85,9 @@ type Rule struct {
 	TCPFlags                   bool // a --tcp-flags / --syn match is present
 	TCPFlagsNeg                bool
 
+	// Limit is a -m limit or -m hashlimit match (nil: none).
+	Limit *RateLimit
+
 	Comment string
 
 	// Target is ACCEPT, DROP, REJECT, LOG, RETURN or a user chain.
@@ -208,6 +211,9 @@ func (r *Rule) String() string {
 	}
 	if r.States != 0 {
 		fmt.Fprintf(&b, " -m conntrack%s --ctstate %s", neg(r.StateNeg), StateNames(r.States))
+	}
+	if r.Limit != nil {
+		b.WriteString(" " + r.Limit.String())
 	}
 	if r.Comment != "" {
 		fmt.Fprintf(&b, " -m comment --comment %q", r.Comment)

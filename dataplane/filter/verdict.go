@@ -58,6 +58,11 @@ const (
 	DropFragment
 	// DropShutdown: freed while stopping.
 	DropShutdown
+	// DropBadChecksum: a wrong IPv4 header or TCP/UDP/ICMP checksum
+	// (dataplane.checksum; conntrack state INVALID).
+	DropBadChecksum
+	// DropNewRate: a new connection over conntrack.new_per_second.
+	DropNewRate
 	// NumDropReasons is the number of reasons; not a reason.
 	NumDropReasons
 )
@@ -66,7 +71,7 @@ var dropNames = [...]string{
 	"none", "truncated_l2", "bad_ipv4_header", "bad_ipv6_header", "bad_ipv6_ext_header",
 	"truncated_l4", "bad_tcp_offset", "bad_udp_length", "tiny_fragment", "too_many_vlan_tags",
 	"non_ip", "rule", "ct_invalid", "table_full", "tx_full", "steer_full", "no_route",
-	"fragment", "shutdown",
+	"fragment", "shutdown", "bad_checksum", "ct_new_rate",
 }
 
 func (r DropReason) String() string {

@@ -433,19 +433,35 @@ const (
 )
 
 // Checksum computes the Internet checksum (RFC 1071) of b folded onto initial.
-func Checksum(b []byte, initial uint32) uint16 {
-	s := initial
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
+func Checksum(b []byte, initial uint32) uint16 { return ^Fold(Sum(b, uint64(initial))) }
+
+// Sum adds b to an unfolded one's-complement accumulator, 32 bits at a time
+// (Fold folds the carries: 2^16 ≡ 1 mod 0xffff).
+func Sum(b []byte, acc uint64) uint64 {
+	for len(b) >= 8 {
+		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		acc += uint64(binary.BigEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		acc += uint64(binary.BigEndian.Uint16(b))
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		s += uint32(b[0]) << 8
+		acc += uint64(b[0]) << 8
 	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
+	return acc
+}
+
+// Fold folds an accumulator from Sum to 16 bits (not complemented).
+func Fold(acc uint64) uint16 {
+	for acc>>16 != 0 {
+		acc = acc&0xffff + acc>>16
 	}
-	return ^uint16(s)
+	return uint16(acc)
 }
 
 // PseudoHeaderSum returns the unfolded sum of the TCP/UDP pseudo-header.

@@ -215,6 +215,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		_ = p.Payload()
 		_ = p.L4()
+		if p.IsIP() {
+			packet.ChecksumOK(&p, 0, true) // must not read out of bounds
+		}
 	})
 }
 

@@ -201,7 +201,7 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 		l := m.PktLen()
 		w.rxLen[i] = l
 		rxBytes += uint64(l)
-		b.Decode(i, m.Data())
+		b.Decode(i, m.Data(), packet.CsumHint(m.OlFlags()))
 	}
 	st.RxPackets += uint64(n)
 	st.RxBytes += rxBytes

@@ -1,0 +1,95 @@
+package packet
+
+import (
+	"encoding/binary"
+
+	"github.com/dpfw/dpfw/dataplane/header"
+)
+
+// Checksum hints: what the NIC's receive checksum offload said about a
+// frame (DPDK's RTE_MBUF_F_RX_{IP,L4}_CKSUM_{GOOD,BAD} flags). With
+// neither bit of a layer set, that layer's checksum is unknown.
+const (
+	CsumIPGood uint8 = 1 << iota
+	CsumIPBad
+	CsumL4Good
+	CsumL4Bad
+)
+
+// DPDK's mbuf ol_flags bits for receive checksums (rte_mbuf_core.h).
+const (
+	olL4Bad  = 1 << 3
+	olIPBad  = 1 << 4
+	olIPGood = 1 << 7
+	olL4Good = 1 << 8
+)
+
+// CsumHint converts an mbuf's ol_flags to checksum hints. "None" (both
+// bits: the data is intact though the field is not filled in) counts as
+// good.
+func CsumHint(olFlags uint64) uint8 {
+	var h uint8
+	switch olFlags & (olIPBad | olIPGood) {
+	case olIPGood, olIPBad | olIPGood:
+		h |= CsumIPGood
+	case olIPBad:
+		h |= CsumIPBad
+	}
+	switch olFlags & (olL4Bad | olL4Good) {
+	case olL4Good, olL4Bad | olL4Good:
+		h |= CsumL4Good
+	case olL4Bad:
+		h |= CsumL4Bad
+	}
+	return h
+}
+
+// ChecksumOK reports whether p's IPv4 header checksum and its TCP, UDP,
+// ICMP or ICMPv6 checksum are right. What hint says is taken as is; what
+// it leaves unknown is computed when software is set, and assumed right
+// otherwise. Fragments carry only part of the datagram their L4 checksum
+// covers, so only their IPv4 header is checked. An IPv6 packet with
+// extension headers whose checksum fails is given the benefit of the doubt
+// (a routing header changes the destination the checksum is computed
+// with). p must be IPv4 or IPv6. It never allocates.
+func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
+	if hint&(CsumIPBad|CsumL4Bad) != 0 {
+		return hint&CsumIPBad == 0 && (hint&CsumL4Bad == 0 || p.Frag != 0)
+	}
+	if !software {
+		return true
+	}
+	b := p.Buf
+	if p.Kind == IPv4 && hint&CsumIPGood == 0 {
+		ihl := int(b[p.L3Off]&0x0f) * 4
+		if header.Fold(header.Sum(b[p.L3Off:int(p.L3Off)+ihl], 0)) != 0xffff {
+			return false
+		}
+	}
+	if p.Frag != 0 || hint&CsumL4Good != 0 {
+		return true
+	}
+	var acc uint64
+	switch p.Proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoICMPv6:
+		l4len := uint64(p.L3End - p.L4Off)
+		if p.Proto == header.ProtoUDP && p.Kind == IPv4 && binary.BigEndian.Uint16(b[p.L4Off+6:]) == 0 {
+			return true // IPv4 UDP without a checksum
+		}
+		if p.Kind == IPv4 {
+			acc = header.Sum(b[p.L3Off+12:p.L3Off+20], 0)
+		} else {
+			acc = header.Sum(b[p.L3Off+8:p.L3Off+40], 0)
+		}
+		acc += uint64(p.Proto) + l4len
+	case header.ProtoICMP:
+	default:
+		return true
+	}
+	if header.Fold(header.Sum(b[p.L4Off:p.L3End], acc)) == 0xffff {
+		return true
+	}
+	// An IPv6 routing header makes the checksum use its final destination.
+	return p.Kind == IPv6 && p.L4Off != p.L3Off+40
+}
+
