@@ -13,8 +13,11 @@ const (
 	bucketSlots = 10
 	// maxLoad is the bucket fill at full capacity (keys / slots). With 10
 	// slots per bucket and a BFS displacement search, bucketized cuckoo
-	// tables reach it (TestTableFillsTo90Percent measures the fill).
-	maxLoad = 0.98
+	// tables reach 98%, but inserts into a full table (every SYN of a
+	// flood, after its early drop) then cost 0.7 displacements each and
+	// twice the time; at 90% they cost 0.16, for 126 instead of 125 bytes
+	// per connection (BenchmarkTrackSYN, perf/RESULTS.md).
+	maxLoad = 0.90
 	// bfsNodes bounds the breadth-first search for a displacement path.
 	bfsNodes = 256
 	// maxEntries bounds a table so that refs fit in 31 bits.

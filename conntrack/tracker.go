@@ -297,7 +297,6 @@ func (tr *Tracker) newAllowed() bool {
 // Now returns the time set by SetNow.
 func (tr *Tracker) Now() int64 { return tr.now }
 
-
 // ExpiresIn returns the time left before c times out.
 func (tr *Tracker) ExpiresIn(c *Conn) time.Duration {
 	return time.Duration(int32(c.expires-tr.nowMs)) * time.Millisecond

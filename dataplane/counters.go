@@ -57,6 +57,7 @@ type Snapshot struct {
 type CTCounters struct {
 	Lookups, Hits, Created, Expired Counter
 	EarlyDrops, TableFullDrops      Counter
+	RateLimited, AdaptiveExpired    Counter
 	InsertFailures, Kicks           Counter
 	Entries, Capacity               Counter
 	Invalid                         [conntrack.NumInvalidReasons]Counter
@@ -79,6 +80,8 @@ func (c *Counters) publishCT(tr *conntrack.Tracker) {
 	ct.Expired.v.Store(s.Expired)
 	ct.EarlyDrops.v.Store(s.EarlyDrops)
 	ct.TableFullDrops.v.Store(s.TableFullDrops)
+	ct.RateLimited.v.Store(s.RateLimited)
+	ct.AdaptiveExpired.v.Store(s.Adaptive)
 	ct.InsertFailures.v.Store(tr.Table.Stats.InsertFailures)
 	ct.Kicks.v.Store(tr.Table.Stats.Kicks)
 	ct.Entries.v.Store(uint64(tr.Table.Len()))

@@ -255,3 +255,43 @@ func TestFragmentsFollowTheirFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileCatalogue runs the hostile capture the net_pcap suite replays
+// through a pipeline: every hostile frame is dropped with its reason, every
+// allowed one passes, and nothing else is counted.
+func TestHostileCatalogue(t *testing.T) {
+	rs, err := filter.ParseIptables("hostile", pcapgen.HostileRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"a": 0, "b": 1}, Workers: 1}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rp atomic.Pointer[filter.Filter]
+	rp.Store(f)
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 4096, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
+	pl := dataplane.NewPipeline(dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, tr, &rp, new(dataplane.Counters))
+	want := map[string]uint64{}
+	for _, h := range pcapgen.Hostile() {
+		var b dataplane.Burst
+		b.N = 1
+		b.Decode(0, h.Frame, 0)
+		pl.Process(&b, 0, int64(time.Second))
+		got := ""
+		if b.Verdict[0] != filter.Accept {
+			got = b.Reason[0].String()
+		}
+		if got != h.Reason {
+			t.Errorf("%s: dropped for %q; want %q (%v)", h.Name, got, h.Reason, &b.Parsed[0])
+		}
+		if h.Reason != "" {
+			want[h.Reason]++
+		}
+	}
+	for r := filter.DropReason(0); r < filter.NumDropReasons; r++ {
+		if pl.Stats.Drops[r] != want[r.String()] {
+			t.Errorf("drops[%s] = %d; want %d", r, pl.Stats.Drops[r], want[r.String()])
+		}
+	}
+}

@@ -153,8 +153,8 @@ func conntrackCmd() *cobra.Command {
 				return err
 			}
 			for _, w := range res {
-				fmt.Fprintf(cmd.OutOrStdout(), "worker=%v entries=%v capacity=%v created=%v expired=%v early_drops=%v table_full_drops=%v insert_failures=%v lookups=%v hits=%v by_protocol=%v invalid=%v\n",
-					w["worker"], w["entries"], w["capacity"], w["created"], w["expired"], w["early_drops"], w["table_full_drops"], w["insert_failures"], w["lookups"], w["hits"], w["by_protocol"], w["invalid"])
+				fmt.Fprintf(cmd.OutOrStdout(), "worker=%v entries=%v capacity=%v created=%v expired=%v early_drops=%v table_full_drops=%v new_rate_drops=%v adaptive_expired=%v insert_failures=%v lookups=%v hits=%v by_protocol=%v invalid=%v\n",
+					w["worker"], w["entries"], w["capacity"], w["created"], w["expired"], w["early_drops"], w["table_full_drops"], w["new_rate_drops"], w["adaptive_expired"], w["insert_failures"], w["lookups"], w["hits"], w["by_protocol"], w["invalid"])
 			}
 			return nil
 		},

@@ -156,6 +156,9 @@ func (p *proc) stop() {
 	if !strings.Contains(p.errOut.String(), "all mbufs returned to the pool") {
 		p.t.Fatalf("dpfw did not report every mbuf returned:\n%s", p.errOut.String())
 	}
+	if !strings.Contains(p.errOut.String(), "unaccounted=0") {
+		p.t.Fatalf("dpfw's packet accounting (rx = tx + dropped + steered) does not balance:\n%s", p.errOut.String())
+	}
 }
 
 // metric returns the sum of every series of a metric whose labels contain

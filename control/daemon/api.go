@@ -268,6 +268,7 @@ func (d *Daemon) Handler() http.Handler {
 				"worker": i, "entries": ct.Entries.Load(), "capacity": ct.Capacity.Load(),
 				"created": ct.Created.Load(), "expired": ct.Expired.Load(), "early_drops": ct.EarlyDrops.Load(),
 				"table_full_drops": ct.TableFullDrops.Load(), "insert_failures": ct.InsertFailures.Load(),
+				"new_rate_drops": ct.RateLimited.Load(), "adaptive_expired": ct.AdaptiveExpired.Load(),
 				"lookups": ct.Lookups.Load(), "hits": ct.Hits.Load(), "by_protocol": byProto, "invalid": invalid,
 			})
 		}

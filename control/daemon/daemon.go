@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -259,6 +260,7 @@ func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
 		d.stopWorkers()
+		d.logAccounting()
 		if d.logs != nil {
 			close(d.logs)
 		}
@@ -274,6 +276,28 @@ func (d *Daemon) Stop() error {
 		}
 	})
 	return err
+}
+
+// logAccounting checks, once the workers have stopped and published their
+// last counters, that every packet received was transmitted, dropped (with
+// a reason) or handed to another worker: rx = tx + dropped + steered.
+func (d *Daemon) logAccounting() {
+	var rx, tx, dropped, steered uint64
+	for _, w := range d.Workers {
+		c := w.Counters()
+		rx += c.RxPackets.Load()
+		tx += c.TxPackets.Load()
+		steered += c.Steered.Load()
+		for i := range c.Drops {
+			dropped += c.Drops[i].Load()
+		}
+	}
+	level := slog.LevelInfo
+	if rx != tx+dropped+steered {
+		level = slog.LevelError
+	}
+	d.log.Log(context.Background(), level, "packet accounting", "rx", rx, "tx", tx, "dropped", dropped, "steered", steered,
+		"unaccounted", int64(rx)-int64(tx+dropped+steered))
 }
 
 // closePorts stops and closes every port, then checks the pool.

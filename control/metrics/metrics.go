@@ -78,6 +78,8 @@ var (
 	ctExpired    = desc("conntrack", "expired_total", "Connections removed by their timeout.", workerLabels)
 	ctEarly      = desc("conntrack", "early_drops_total", "Unassured connections evicted to make room.", workerLabels)
 	ctFull       = desc("conntrack", "table_full_drops_total", "New connections dropped: no room even after early drop.", workerLabels)
+	ctRate       = desc("conntrack", "new_rate_drops_total", "New connections dropped over conntrack.new_per_second.", workerLabels)
+	ctAdaptive   = desc("conntrack", "adaptive_expired_total", "Unassured connections expired early by adaptive timeouts (included in expired).", workerLabels)
 	ctInsertFail = desc("conntrack", "insert_failures_total", "Insertions that found no free slot within the displacement bound.", workerLabels)
 	ctKicks      = desc("conntrack", "displacements_total", "Keys moved to make room (cuckoo displacements).", workerLabels)
 	ctEntries    = desc("conntrack", "entries", "Tracked connections, by protocol.", []string{"worker", "protocol"})
@@ -112,7 +114,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{rejects, logsLost, steered, cacheHits, classified, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull,
+	for _, d := range []*prometheus.Desc{rejects, logsLost, steered, cacheHits, classified, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull, ctRate, ctAdaptive,
 		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes,
 		expCreated, expMatched, expExpired, expPending, expRefused, ftpBad, ftpLong} {
 		ch <- d
@@ -158,6 +160,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ctExpired, ct.Expired.Load(), w)
 			counter(ctEarly, ct.EarlyDrops.Load(), w)
 			counter(ctFull, ct.TableFullDrops.Load(), w)
+			counter(ctRate, ct.RateLimited.Load(), w)
+			counter(ctAdaptive, ct.AdaptiveExpired.Load(), w)
 			counter(ctInsertFail, ct.InsertFailures.Load(), w)
 			counter(ctKicks, ct.Kicks.Load(), w)
 			gauge := func(d *prometheus.Desc, v uint64, l ...string) {

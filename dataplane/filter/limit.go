@@ -272,7 +272,6 @@ func (lm *limiter) credit(s *limitSlot, now int64) int64 {
 	return min(s.credit+max(now-s.last, 0), lm.cap)
 }
 
-
 // makeLimiters allocates every worker's buckets, keeping those of env.Prev
 // whose rate limit has the same name and parameters (as iptables keeps a
 // named hashlimit's table across rule reloads). Only the control side runs

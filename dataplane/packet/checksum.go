@@ -92,4 +92,3 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 	// An IPv6 routing header makes the checksum use its final destination.
 	return p.Kind == IPv6 && p.L4Off != p.L3Off+40
 }
-

@@ -116,17 +116,18 @@ func (w *Worker) Run() error {
 	if err := io.SetRxSources(srcs, uint32(rounds*len(srcs))); err != nil {
 		return fmt.Errorf("worker %d: %w", w.cfg.ID, err)
 	}
-	w.loop(io, dpdk.NewTSCClock())
-	// Send what the last burst staged; receive nothing.
+	staged := w.loop(io, dpdk.NewTSCClock())
+	// Send what the last burst staged (and count it); receive nothing.
 	_ = io.SetRxSources(nil, 1)
-	w.doIO(io, 0)
+	w.doIO(io, staged)
 	w.pl.Publish()
 	return nil
 }
 
 // loop polls until Stop. Time comes from the TSC read inside the burst's C
-// call (clk), not from a clock_gettime per burst.
-func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) {
+// call (clk), not from a clock_gettime per burst. It returns how many
+// frames the last burst staged for tx.
+func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) int {
 	st := &w.pl.Stats
 	staged := 0 // frames staged for tx by the previous burst
 	sincePublish := 0
@@ -164,6 +165,7 @@ func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) {
 			sincePublish = 0
 		}
 	}
+	return staged
 }
 
 // doIO makes the burst's one cgo call and accounts for what the previous

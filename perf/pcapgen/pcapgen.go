@@ -4,6 +4,7 @@
 package pcapgen
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/dpfw/dpfw/dataplane/header"
+	"github.com/dpfw/dpfw/dataplane/packet"
 )
 
 // Fixed MACs make captures reproducible.
@@ -164,4 +168,51 @@ func TCPChurn(n int) [][]byte {
 		)
 	}
 	return out
+}
+
+// FixChecksums recomputes the IPv4 header checksum and the TCP, UDP, ICMP
+// or ICMPv6 checksum of an edited frame (not of fragments), in place, so
+// that tests which rewrite ports or addresses send valid packets.
+func FixChecksums(frame []byte) {
+	var p packet.Parsed
+	packet.Decode(frame, &p)
+	if !p.IsIP() {
+		return
+	}
+	if p.Kind == packet.IPv4 {
+		ip := frame[p.L3Off:p.L4Off]
+		if p.Frag != 0 {
+			ip = frame[p.L3Off : int(p.L3Off)+int(frame[p.L3Off]&0x0f)*4]
+		}
+		binary.BigEndian.PutUint16(ip[10:], 0)
+		binary.BigEndian.PutUint16(ip[10:], header.Checksum(ip, 0))
+	}
+	if p.Frag != 0 {
+		return
+	}
+	l4 := frame[p.L4Off:p.L3End]
+	var off int
+	var sum uint32
+	src, dst := frame[p.L3Off+12:p.L3Off+16], frame[p.L3Off+16:p.L3Off+20]
+	if p.Kind == packet.IPv6 {
+		src, dst = frame[p.L3Off+8:p.L3Off+24], frame[p.L3Off+24:p.L3Off+40]
+	}
+	switch p.Proto {
+	case header.ProtoTCP:
+		off, sum = 16, header.PseudoHeaderSum(src, dst, p.Proto, len(l4))
+	case header.ProtoUDP:
+		off, sum = 6, header.PseudoHeaderSum(src, dst, p.Proto, len(l4))
+	case header.ProtoICMPv6:
+		off, sum = 2, header.PseudoHeaderSum(src, dst, p.Proto, len(l4))
+	case header.ProtoICMP:
+		off = 2
+	default:
+		return
+	}
+	binary.BigEndian.PutUint16(l4[off:], 0)
+	c := header.Checksum(l4, sum)
+	if c == 0 && p.Proto == header.ProtoUDP {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(l4[off:], c)
 }

@@ -1,0 +1,242 @@
+package pcapgen
+
+import (
+	"encoding/binary"
+	"net"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+// Labelled is a frame with what dpfw must do with it.
+type Labelled struct {
+	Name  string
+	Frame []byte
+	// Reason is the drop reason dpfw must count it under
+	// (dpfw_worker_dropped_packets_total{reason}), "" if it must pass.
+	Reason string
+}
+
+// HostileRules is the rule set the hostile catalogue is labelled for: a
+// stateful FORWARD chain that lets port a's side start web, DNS and ping
+// and refuses everything else, so INVALID packets are never accepted.
+const HostileRules = `
+-P FORWARD DROP
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -i a -p tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -i a -p udp --dport 53 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -i a -p icmp --icmp-type echo-request -m conntrack --ctstate NEW -j ACCEPT
+`
+
+var (
+	hostSrc  = net.IP{198, 18, 7, 1}
+	hostDst  = net.IP{198, 19, 7, 1}
+	hostSrc6 = net.ParseIP("2001:db8::7:1")
+	hostDst6 = net.ParseIP("2001:db8::7:2")
+)
+
+func eth4() *layers.Ethernet {
+	return &layers.Ethernet{SrcMAC: ClientMAC, DstMAC: ServerMAC, EthernetType: layers.EthernetTypeIPv4}
+}
+
+func eth6() *layers.Ethernet {
+	return &layers.Ethernet{SrcMAC: ClientMAC, DstMAC: ServerMAC, EthernetType: layers.EthernetTypeIPv6}
+}
+
+func ip4(proto layers.IPProtocol, id uint16) *layers.IPv4 {
+	return &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: id, Protocol: proto, SrcIP: hostSrc, DstIP: hostDst}
+}
+
+// tcpSeg is a TCP segment of the catalogue with the given flags, checksums
+// right.
+func tcpSeg(sport uint16, syn, ack, fin, rst, psh, urg bool, payload int) []byte {
+	return Frame(eth4(), ip4(layers.IPProtocolTCP, sport),
+		&layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 80, Seq: 1000, Window: 64240,
+			SYN: syn, ACK: ack, FIN: fin, RST: rst, PSH: psh, URG: urg}, gopacket.Payload(make([]byte, payload)))
+}
+
+func udp4(sport uint16, payload int) []byte {
+	return Frame(eth4(), ip4(layers.IPProtocolUDP, sport), &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 53},
+		gopacket.Payload(make([]byte, payload)))
+}
+
+// edit copies f, applies fn to the copy and, if fix, recomputes checksums.
+func edit(f []byte, fix bool, fn func(b []byte)) []byte {
+	b := append([]byte(nil), f...)
+	fn(b)
+	if fix {
+		FixChecksums(b)
+	}
+	return b
+}
+
+// frag4 is fragment [off, off+n) of the IP payload of an IPv4 frame (no
+// options), with MF as more and the header checksum right.
+func frag4(f []byte, off, n int, more bool) []byte {
+	b := append(append([]byte(nil), f[:34]...), f[34+off:34+off+n]...)
+	binary.BigEndian.PutUint16(b[16:], uint16(20+n))
+	fo := uint16(off / 8)
+	if more {
+		fo |= 0x2000
+	}
+	binary.BigEndian.PutUint16(b[20:], fo)
+	FixChecksums(b)
+	return b
+}
+
+// Hostile returns a capture of malformed, evasive and invalid frames, each
+// labelled with the drop reason dpfw must count, interleaved with traffic
+// that HostileRules allows (labelled ""). Every address is in the test range.
+func Hostile() []Labelled {
+	syn := tcpSeg(40001, true, false, false, false, false, false, 0)
+	dns := udp4(40002, 32)
+	big := udp4(40003, 400) // fragmented below
+	ping := Frame(eth4(), ip4(layers.IPProtocolICMPv4, 9), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 77, Seq: 1},
+		gopacket.Payload([]byte("ping")))
+	v6udp := Frame(eth6(), &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: hostSrc6, DstIP: hostDst6},
+		&layers.UDP{SrcPort: 40004, DstPort: 53}, gopacket.Payload(make([]byte, 24)))
+	// An ICMP port-unreachable quoting a UDP flow dpfw never saw.
+	quoted := udp4(41000, 8)[14:]
+	icmpErr := Frame(eth4(), ip4(layers.IPProtocolICMPv4, 10), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)},
+		gopacket.Payload(quoted[:28]))
+	// IPv6 with a fragment header: a first fragment carrying only 8 bytes
+	// of a TCP header (RFC 7112: the whole header chain must be in it).
+	v6frag := Frame(eth6(), &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Fragment, SrcIP: hostSrc6, DstIP: hostDst6},
+		gopacket.Payload(append([]byte{6, 0, 0, 1, 0, 0, 0, 42}, make([]byte, 8)...)))
+	// Nine Destination Options headers: a chain longer than dpfw walks.
+	chain := []byte{}
+	for i := 0; i < 9; i++ {
+		chain = append(chain, 60, 0, 1, 4, 0, 0, 0, 0)
+	}
+	chain[len(chain)-8] = 17
+	v6chain := Frame(eth6(), &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Destination, SrcIP: hostSrc6, DstIP: hostDst6},
+		gopacket.Payload(append(chain, make([]byte, 8)...)))
+
+	out := []Labelled{
+		{"allowed: TCP SYN to port 80", syn, ""},
+		{"IHL below 5", edit(syn, false, func(b []byte) { b[14] = 0x44 }), "bad_ipv4_header"},
+		{"total length past the frame", edit(syn, false, func(b []byte) { binary.BigEndian.PutUint16(b[16:], 400) }), "bad_ipv4_header"},
+		{"total length below the header", edit(syn, false, func(b []byte) { binary.BigEndian.PutUint16(b[16:], 19) }), "bad_ipv4_header"},
+		{"IP version 5 in an IPv4 frame", edit(syn, false, func(b []byte) { b[14] = 0x55 }), "bad_ipv4_header"},
+		{"IPv4 option with length 0", Frame(eth4(), &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: hostSrc, DstIP: hostDst,
+			Options: []layers.IPv4Option{{OptionType: 7, OptionLength: 4, OptionData: []byte{4, 0}}}},
+			&layers.TCP{SrcPort: 40010, DstPort: 80, SYN: true}), ""}, // fixed below
+		{"allowed: DNS query", dns, ""},
+		{"TCP header cut short", edit(syn[:14+20+12], true, func(b []byte) { binary.BigEndian.PutUint16(b[16:], 32) }), "truncated_l4"},
+		{"TCP data offset 4", edit(syn, true, func(b []byte) { b[14+20+12] = 4 << 4 }), "bad_tcp_offset"},
+		{"TCP data offset past the end", edit(syn, true, func(b []byte) { b[14+20+12] = 15 << 4 }), "bad_tcp_offset"},
+		{"UDP length 7", edit(dns, true, func(b []byte) { binary.BigEndian.PutUint16(b[14+20+4:], 7) }), "bad_udp_length"},
+		{"UDP length past the datagram", edit(dns, true, func(b []byte) { binary.BigEndian.PutUint16(b[14+20+4:], 200) }), "bad_udp_length"},
+		{"allowed: first fragment", frag4(big, 0, 208, true), ""},
+		{"allowed: its second fragment", frag4(big, 208, 160, true), ""},
+		{"allowed: its last fragment", frag4(big, 368, 40, false), ""},
+		{"tiny first fragment (8 bytes of TCP)", frag4(syn, 0, 8, true), "tiny_fragment"},
+		{"fragment overlapping the TCP header (offset 8)", frag4(tcpSeg(40005, true, false, false, false, false, false, 40), 8, 32, false), "tiny_fragment"},
+		{"fragment without its first", frag4(udp4(40006, 600), 200, 200, false), "fragment"},
+		{"IPv6 payload length past the frame", edit(v6udp, false, func(b []byte) { binary.BigEndian.PutUint16(b[18:], 500) }), "bad_ipv6_header"},
+		{"IPv6 extension header running past the frame", edit(v6udp, false, func(b []byte) {
+			b[20] = 0 // next header: Hop-by-Hop
+			b[54], b[55] = 17, 200
+		}), "bad_ipv6_ext_header"},
+		{"IPv6 chain of nine extension headers", v6chain, "bad_ipv6_ext_header"},
+		{"IPv6 tiny first fragment", v6frag, "tiny_fragment"},
+		{"allowed: IPv6 DNS query", v6udp, ""},
+		{"wrong TCP checksum", edit(syn, false, func(b []byte) { b[14+20+16] ^= 0x40 }), "bad_checksum"},
+		{"wrong IPv4 header checksum", edit(dns, false, func(b []byte) { b[14+10] ^= 0x01 }), "bad_checksum"},
+		{"wrong UDP checksum", edit(dns, false, func(b []byte) { b[len(b)-1] ^= 0xff }), "bad_checksum"},
+		{"wrong ICMP checksum", edit(ping, false, func(b []byte) { b[14+20+2] ^= 0x10 }), "bad_checksum"},
+		{"wrong UDP/IPv6 checksum", edit(v6udp, false, func(b []byte) { b[len(b)-1] ^= 0x01 }), "bad_checksum"},
+		{"allowed: ping", ping, ""},
+		{"SYN+FIN", tcpSeg(40007, true, false, true, false, false, false, 0), "ct_invalid"},
+		{"no flags (NULL scan)", tcpSeg(40008, false, false, false, false, false, false, 0), "ct_invalid"},
+		{"FIN+PSH+URG (Xmas scan)", tcpSeg(40009, false, false, true, false, true, true, 0), "ct_invalid"},
+		{"SYN+RST", tcpSeg(40011, true, false, false, true, false, false, 0), "ct_invalid"},
+		{"ICMP error quoting an unknown flow", icmpErr, "ct_invalid"},
+		{"three VLAN tags", append(append(append([]byte(nil), syn[:12]...), 0x81, 0, 0, 1, 0x81, 0, 0, 2, 0x81, 0, 0, 3), syn[12:]...), "too_many_vlan_tags"},
+		{"runt Ethernet frame", syn[:10], "truncated_l2"},
+		{"allowed: a second TCP SYN", tcpSeg(40012, true, false, false, false, false, false, 0), ""},
+	}
+	// gopacket fixes up option lengths: write the zero length by hand.
+	for i := range out {
+		if out[i].Name == "IPv4 option with length 0" {
+			b := out[i].Frame
+			b[14+21] = 0
+			FixChecksums(b)
+			out[i].Reason = "bad_ipv4_header"
+		}
+	}
+	return out
+}
+
+// Flood addresses: the flood comes from 198.18.0.0/16 and 198.19.0.0/17
+// (clients) to 198.19.255.254; the established flow runs between
+// 198.19.200.1 and 198.19.200.2, outside both.
+var (
+	floodDst  = net.IP{198, 19, 255, 254}
+	estClient = net.IP{198, 19, 200, 1}
+	estServer = net.IP{198, 19, 200, 2}
+)
+
+// FloodRules labels the flood capture: the established flow's packets are
+// counted by the rules commented "est" (accepted as ESTABLISHED) and
+// "est-lost" (anything else of that flow: must stay 0); the flood's SYNs
+// are accepted as NEW, filling the table.
+const FloodRules = `
+-P FORWARD DROP
+-A FORWARD -s 198.19.200.0/24 -d 198.19.200.0/24 -p tcp -m conntrack --ctstate ESTABLISHED -m comment --comment est -j ACCEPT
+-A FORWARD -s 198.19.200.1 -d 198.19.200.2 -p tcp --syn -m conntrack --ctstate NEW -m comment --comment est-open -j ACCEPT
+-A FORWARD -s 198.19.200.0/24 -d 198.19.200.0/24 -m comment --comment est-lost -j DROP
+-A FORWARD -p tcp --syn -m conntrack --ctstate NEW -m comment --comment flood -j ACCEPT
+`
+
+// FloodSource is the i-th flood source: 2^17 - 2^15 addresses of the test
+// range (198.18.0.0/16 and 198.19.0.0/17) times 8 source ports, so up to
+// 786,432 distinct (address, port) pairs; i wraps around beyond that.
+func FloodSource(i int) (net.IP, uint16) {
+	const addrs = 65536 + 32768
+	a := i % addrs
+	ip := net.IP{198, 18, byte(a >> 8), byte(a)}
+	if a >= 65536 {
+		ip = net.IP{198, 19, byte((a - 65536) >> 8), byte(a)}
+	}
+	return ip, uint16(1024 + (i/addrs)%8)
+}
+
+// SYNFlood returns a capture of an established TCP connection (handshake
+// first) whose data and ACKs continue interleaved with n SYNs from
+// distinct sources: one established-flow packet after every `every` SYNs.
+// Its second return is how many frames belong to the established flow.
+// Replayed forever (infinite_rx), the flow's frames repeat as
+// retransmissions, which stay in window.
+func SYNFlood(n, every int) ([][]byte, int) {
+	tcp := func(src, dst net.IP, sport, dport uint16, syn, ack bool, seq, ackn uint32, payload int) []byte {
+		return Frame(&layers.Ethernet{SrcMAC: ClientMAC, DstMAC: ServerMAC, EthernetType: layers.EthernetTypeIPv4},
+			&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst},
+			&layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: seq, Ack: ackn, SYN: syn, ACK: ack, Window: 65535},
+			gopacket.Payload(make([]byte, payload)))
+	}
+	cs, ss := uint32(1000), uint32(9000)
+	out := [][]byte{
+		tcp(estClient, estServer, 5555, 80, true, false, cs, 0, 0),
+		tcp(estServer, estClient, 80, 5555, true, true, ss, cs+1, 0),
+		tcp(estClient, estServer, 5555, 80, false, true, cs+1, ss+1, 0),
+	}
+	est := 3
+	// Client data in 64-byte segments, each answered by an ACK; at most
+	// 16 KB in all so every replay stays inside the window.
+	sent := uint32(0)
+	for i := 0; i < n; i++ {
+		src, sport := FloodSource(i)
+		out = append(out, tcp(src, floodDst, sport, 80, true, false, uint32(i)*7919, 0, 0))
+		if every > 0 && i%every == every-1 {
+			if est%2 == 1 && sent < 16384 {
+				out = append(out, tcp(estClient, estServer, 5555, 80, false, true, cs+1+sent, ss+1, 64))
+				sent += 64
+			} else {
+				out = append(out, tcp(estServer, estClient, 80, 5555, false, true, ss+1, cs+1+sent, 0))
+			}
+			est++
+		}
+	}
+	return out, est
+}
