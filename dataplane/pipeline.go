@@ -412,16 +412,36 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 	}
 }
 
+// classify runs FORWARD and, on links with an inside, INPUT or OUTPUT when
+// FORWARD accepts. fwd reports that a FORWARD rule (not its policy)
+// accepted before the second chain decided: r.ForwardRule names it, and
+// its counter must be counted too, as iptables counts the rule that
+// accepted a packet in each chain it traversed.
+func (pl *Pipeline) classify(f *filter.Filter, p *packet.Parsed, state uint8, in uint16, pi *PortInfo) (r filter.Result, fwd bool) {
+	ctx := filter.Ctx{Worker: pl.opts.Worker, Now: pl.now}
+	r = f.Run(ctx, p, state, filter.HookForward, in, pi.Out)
+	if r.Verdict != filter.Accept || pi.Hook == filter.HookForward {
+		return r, false
+	}
+	first := r
+	r = f.Run(ctx, p, state, pi.Hook, in, pi.Out)
+	r.Volatile = r.Volatile || first.Volatile
+	if r.Logged < 0 {
+		r.Logged = first.Logged
+	}
+	r.ForwardRule = first.Rule
+	return r, first.Rule >= 0
+}
+
 // judgeStateless classifies a packet when no rule uses connection state.
 func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo) (filter.Verdict, filter.DropReason) {
-	ctx := filter.Ctx{Worker: pl.opts.Worker, Now: pl.now}
-	r := f.Run(ctx, p, conntrack.Untracked.Mask(), filter.HookForward, in, pi.Out)
-	if r.Verdict == filter.Accept && pi.Hook != filter.HookForward {
-		r = f.Run(ctx, p, conntrack.Untracked.Mask(), pi.Hook, in, pi.Out)
-	}
+	r, fwd := pl.classify(f, p, conntrack.Untracked.Mask(), in, pi)
 	d := f.Decision(r)
 	pl.Stats.Classified++
 	pl.countHit(d, uint64(p.L3Len()))
+	if fwd {
+		pl.countHit(uint16(r.ForwardRule), uint64(p.L3Len()))
+	}
 	if r.Logged >= 0 {
 		pl.logPacket(f, p, uint16(r.Logged), conntrack.Untracked, in, pi.Out)
 	}
@@ -465,16 +485,14 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 	if cached {
 		pl.Stats.CacheHits++
 	} else {
-		bit := state.Mask()
-		ctx := filter.Ctx{Worker: pl.opts.Worker, Now: pl.now}
-		r := f.Run(ctx, p, bit, filter.HookForward, in, pi.Out)
-		if r.Verdict == filter.Accept && pi.Hook != filter.HookForward {
-			fwd := r.Volatile
-			r = f.Run(ctx, p, bit, pi.Hook, in, pi.Out)
-			r.Volatile = r.Volatile || fwd
-		}
+		r, fwd := pl.classify(f, p, state.Mask(), in, pi)
 		d = f.Decision(r)
-		if cacheable && r.Logged < 0 && !r.Volatile {
+		if fwd {
+			// Counted here only: a decision that needs two counters
+			// is not cached.
+			pl.countHit(uint16(r.ForwardRule), uint64(p.L3Len()))
+		}
+		if cacheable && r.Logged < 0 && !r.Volatile && !fwd {
 			c.CacheDecision(uint16(f.Gen), state, res.Dir, d)
 		}
 		if r.Logged >= 0 {

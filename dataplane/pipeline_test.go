@@ -295,3 +295,37 @@ func TestHostileCatalogue(t *testing.T) {
 		}
 	}
 }
+
+// On a link with an inside, a packet a FORWARD rule accepts goes on to
+// INPUT; both rules count it (as iptables -L -v would show), every time.
+func TestForwardThenInputCounters(t *testing.T) {
+	rs, err := filter.ParseIptables("test", `-A FORWARD -p udp -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT
+-A INPUT -p udp -j ACCEPT
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := filter.Compile(rs, filter.Env{Workers: 1}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rp atomic.Pointer[filter.Filter]
+	rp.Store(f)
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 64, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
+	pl := dataplane.NewPipeline(dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1, Hook: filter.HookInput}, {Out: 0, Hook: filter.HookOutput}}},
+		tr, &rp, new(dataplane.Counters))
+	var b dataplane.Burst
+	frame := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, pcapgen.ClientIP(1), pcapgen.ServerIP(1), 1000, 53, 4)
+	for i := 0; i < 3; i++ {
+		fillBurst(&b, [][]byte{frame})
+		pl.Process(&b, 0, int64(time.Second))
+		if b.Verdict[0] != filter.Accept {
+			t.Fatalf("packet %d: %v", i, b.Verdict[0])
+		}
+	}
+	for id := range f.Rules {
+		if pk, _ := f.Totals(uint16(id)); pk != 3 {
+			t.Errorf("%s counted %d packets; want 3", f.Rules[id].String(), pk)
+		}
+	}
+}

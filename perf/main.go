@@ -34,7 +34,7 @@ import (
 
 func main() {
 	flows := flag.String("flows", "1024,65536", "comma-separated flow counts, one workload each")
-	workloads := flag.String("workloads", "pass", "comma-separated: pass (no rules: decode, track, forward), ct (UDP flows in both directions through a stateful rule set), churn (TCP connections opened and closed on every replay)")
+	workloads := flag.String("workloads", "pass", "comma-separated: pass (no rules: decode, track, forward), ct (UDP flows in both directions through a stateful rule set), churn (TCP connections opened and closed on every replay), flood (SYNs from N distinct sources into a table of N/16 entries, every one an early drop, with an established connection's packets interleaved)")
 	seconds := flag.Int("seconds", 5, "measurement window per system")
 	warmup := flag.Int("warmup", 2, "seconds to let each system settle before measuring")
 	dpfwBin := flag.String("dpfw", "bin/dpfw", "dpfw binary")
@@ -70,6 +70,11 @@ func main() {
 				frames = pcapgen.TCPChurn(n)
 				rules = statefulRules
 				perConn = 8
+			case "flood":
+				frames, _ = pcapgen.SYNFlood(n, 64)
+				rules = "rules:\n  iptables: |\n    " + strings.ReplaceAll(strings.TrimSpace(pcapgen.FloodRules), "\n", "\n    ") + "\n"
+				ctCapacity = max(n/16, 1024)
+				smallMbufs = true
 			default:
 				check(fmt.Errorf("unknown workload %q", wl))
 			}
@@ -105,6 +110,10 @@ func main() {
 				fmt.Printf("%-22s control load: median change %+.1f%% (%d connections tracked)\n", name, 100*median(effects), lastEntries)
 			}
 			extra := ""
+			if wl == "flood" {
+				extra = fmt.Sprintf(", established flow: %.0f packets accepted, %.0f lost; table max %d of %d", floodEst, floodLost, lastEntries, ctCapacity)
+			}
+			ctCapacity, smallMbufs = 0, false
 			if perConn > 0 {
 				extra = fmt.Sprintf(", %.0f connections/s", d*1e6/float64(perConn))
 			}
@@ -167,6 +176,9 @@ func runTestpmd(bin, mode, pcap string, packets, cpu int, noHuge bool, warmup, m
 	// net_pcap's infinite_rx holds the whole pcap in mbufs.
 	args = append(args, "--", "--forward-mode="+mode, "--stats-period", "1", "--nb-cores=1", "--no-lsc-interrupt",
 		fmt.Sprintf("--total-num-mbufs=%d", packets+32768))
+	if smallMbufs {
+		args = append(args, "--mbuf-size=512")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), warmup+measure+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", bin}, args...)...)
@@ -240,8 +252,16 @@ func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, n
 	if noHuge {
 		huge = "no"
 	}
+	capacity := max(2*flows, 1024)
+	if ctCapacity > 0 {
+		capacity = ctCapacity
+	}
+	dataRoom := 2048 + 128
+	if smallMbufs {
+		dataRoom = 512
+	}
 	cfg := fmt.Sprintf(`eal: {file_prefix: perf-dpfw-%d, hugepages: "%s", memory_mb: 1024}
-mempool: {mbufs: %d}
+mempool: {mbufs: %d, data_room: %d}
 ports:
   - {name: src, device: "net_pcap0,rx_pcap=%s,infinite_rx=1"}
   - {name: sink, device: "net_null0,no-rx=1"}
@@ -250,7 +270,7 @@ workers: {cpus: [%d]}
 conntrack: {capacity: %d}
 metrics: {listen: "%s"}
 log: {level: warn}
-%s`, os.Getpid(), huge, mbufs, pcap, cpu, max(2*flows, 1024), addr, rules)
+%s`, os.Getpid(), huge, mbufs, dataRoom, pcap, cpu, capacity, addr, rules)
 	path := filepath.Join(dir, "dpfw.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return 0, err
@@ -276,6 +296,13 @@ log: {level: warn}
 	if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="udp",worker="0"}`); err == nil {
 		lastEntries = int(e)
 	}
+	if ctCapacity > 0 {
+		if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="tcp",worker="0"}`); err == nil {
+			lastEntries = int(e)
+		}
+		floodEst, _ = scrapeMatch(addr, "dpfw_rule_packets_total{", `comment="est"`)
+		floodLost, _ = scrapeMatch(addr, "dpfw_rule_packets_total{", `comment="est-lost"`)
+	}
 	b, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
 	if err != nil {
 		return 0, err
@@ -296,6 +323,13 @@ var controlPaths = func() []string {
 var (
 	ctlRate     time.Duration
 	lastEntries int
+	// ctCapacity overrides the table size and smallMbufs the mbuf size
+	// (512 bytes, for pcaps of a million frames) for one workload;
+	// floodEst and floodLost are the flood workload's established-flow
+	// rule counters.
+	ctCapacity          int
+	smallMbufs          bool
+	floodEst, floodLost float64
 )
 
 // controlLoad scrapes /metrics and lists every connection at each interval,
@@ -317,6 +351,25 @@ func controlLoad(addr string, every time.Duration, stop <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// scrapeMatch sums the series whose line starts with prefix and contains sub.
+func scrapeMatch(addr, prefix, sub string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, prefix) && strings.Contains(l, sub) {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum, nil
 }
 
 func scrape(addr, series string) (float64, error) {

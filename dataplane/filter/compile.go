@@ -529,6 +529,9 @@ type Result struct {
 	// Volatile is set when a rate limit took part in the decision: the
 	// next packet of the flow may get another one, so it is not cached.
 	Volatile bool
+	// ForwardRule is set by callers that run FORWARD and then INPUT or
+	// OUTPUT: the rule that accepted in FORWARD (-1: its policy).
+	ForwardRule int32
 }
 
 // maxDepth bounds jumps between chains (iptables allows 100 levels as
