@@ -14,7 +14,7 @@ import (
 // entries, so every SYN evicts one (early drop) before it is inserted.
 // The target: the flood costs no more per packet than ordinary NEW traffic.
 func BenchmarkTrackSYN(b *testing.B) {
-	const n = 1 << 16
+	const n = 1 << 18
 	frames, _ := pcapgen.SYNFlood(n, 0)
 	ps := make([]packet.Parsed, 0, n)
 	for _, f := range frames[3:] {
@@ -25,7 +25,7 @@ func BenchmarkTrackSYN(b *testing.B) {
 	for _, bm := range []struct {
 		name     string
 		capacity int
-	}{{"new", 1 << 22}, {"flood", 1 << 12}} {
+	}{{"new", 1 << 22}, {"flood", 1 << 16}} {
 		b.Run(bm.name, func(b *testing.B) {
 			tr := conntrack.NewTracker(conntrack.Config{Capacity: bm.capacity, Timeouts: conntrack.DefaultTimeouts(), Seed: 3})
 			defer tr.Table.Free()

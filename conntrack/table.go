@@ -219,7 +219,10 @@ func (t *Table) findIn(b *bucket, k *Tuple, tag uint16) (uint32, Dir, bool) {
 // ErrTableFull when no entry is free (the caller may evict and retry) and
 // with ErrNoSlot when the buckets have no room within the displacement bound.
 // Precondition: no connection with either direction of orig exists.
-func (t *Table) Insert(orig *Tuple) (uint32, error) {
+func (t *Table) Insert(orig *Tuple) (uint32, error) { return t.InsertHash(orig, hashTuple(t.seed, orig)) }
+
+// InsertHash is Insert for a tuple whose hash (Hash) the caller has.
+func (t *Table) InsertHash(orig *Tuple, h uint64) (uint32, error) {
 	if t.freeHead == 0 {
 		return 0, ErrTableFull
 	}
@@ -231,12 +234,12 @@ func (t *Table) Insert(orig *Tuple) (uint32, error) {
 	// entry.
 	*c = Conn{Orig: *orig}
 	rev := orig.Reverse()
-	if !t.addKey(orig, idx<<1|uint32(Original)+1) {
+	if !t.addKey(orig, h, idx<<1|uint32(Original)+1) {
 		c.master = next
 		t.Stats.InsertFailures++
 		return 0, ErrNoSlot
 	}
-	if !t.addKey(&rev, idx<<1|uint32(Reply)+1) {
+	if !t.addKey(&rev, hashTuple(t.seed, &rev), idx<<1|uint32(Reply)+1) {
 		t.removeKey(orig, idx<<1|uint32(Original)+1)
 		c.master = next
 		t.Stats.InsertFailures++
@@ -299,8 +302,8 @@ func freeSlot(b *bucket) int {
 // most bfsNodes nodes if both candidate buckets are full (bucketized cuckoo
 // hashing with BFS, as in MemC3 / libcuckoo). It reports false, changing
 // nothing, if no path exists within the bound.
-func (t *Table) addKey(k *Tuple, ref uint32) bool {
-	b1, b2, tag := t.keyHash(hashTuple(t.seed, k))
+func (t *Table) addKey(k *Tuple, h uint64, ref uint32) bool {
+	b1, b2, tag := t.keyHash(h)
 	for _, b := range [2]uint64{b1, b2} {
 		if s := freeSlot(&t.bkts[b]); s >= 0 {
 			t.bkts[b].tag[s], t.bkts[b].ref[s] = tag, ref
@@ -395,10 +398,11 @@ func (t *Table) nextRand() uint64 {
 	return x
 }
 
-// candidates calls f for each entry referenced from k's candidate buckets
-// (used to pick an early-drop victim). f returns false to stop.
-func (t *Table) candidates(k *Tuple, f func(idx uint32) bool) {
-	b1, b2, _ := t.keyHash(hashTuple(t.seed, k))
+// candidates calls f for each entry referenced from the candidate buckets
+// of the key whose hash is h (to pick an early-drop victim). f returns
+// false to stop.
+func (t *Table) candidates(h uint64, f func(idx uint32) bool) {
+	b1, b2, _ := t.keyHash(h)
 	for _, b := range [2]uint64{b1, b2} {
 		bk := &t.bkts[b]
 		for s := range bk.ref {

@@ -348,7 +348,7 @@ func (tr *Tracker) track(p *packet.Parsed, k *Tuple, h uint64) Result {
 		}
 		tr.delete(idx)
 	}
-	return tr.create(p, k)
+	return tr.create(p, k, h)
 }
 
 // update handles a packet of an existing connection. reopen asks the caller
@@ -440,7 +440,7 @@ func (tr *Tracker) tcpTimeout(c *Conn, flags uint8) uint32 {
 }
 
 // create tracks the first packet of a new connection.
-func (tr *Tracker) create(p *packet.Parsed, k *Tuple) Result {
+func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 	var tcb tcpstate.TCB
 	timeout := tr.genMs
 	switch p.Proto {
@@ -462,9 +462,9 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple) Result {
 	if !tr.newAllowed() {
 		return Result{Limited: true}
 	}
-	idx, err := tr.Table.Insert(k)
-	if err == ErrTableFull && tr.earlyDrop(k) {
-		idx, err = tr.Table.Insert(k)
+	idx, err := tr.Table.InsertHash(k, h)
+	if err == ErrTableFull && tr.earlyDrop(h) {
+		idx, err = tr.Table.InsertHash(k, h)
 	}
 	if err != nil {
 		tr.Stats.TableFullDrops++
@@ -522,21 +522,22 @@ func icmpRequest(proto, typ uint8) bool {
 	return typ == header.ICMPv6EchoRequest || typ == header.ICMPv6NodeInfoQry
 }
 
-// earlyDrop evicts one unassured (or closing) connection among those sharing
-// k's candidate buckets, the one closest to expiry, as netfilter's
-// early_drop does. It reports whether it evicted one.
-func (tr *Tracker) earlyDrop(k *Tuple) bool {
+// earlyDrop evicts one unassured (or closing TCP) connection among those
+// sharing the candidate buckets of the key whose hash is h: the first one found, as netfilter's
+// early_drop takes the first such entry of the bucket it scans. Taking the
+// first (not the one closest to expiry) matters under a SYN flood, when the
+// table is full of half-open entries: one or two entries are read instead
+// of every entry of both buckets, each a cache miss. It reports whether it
+// evicted one.
+func (tr *Tracker) earlyDrop(h uint64) bool {
 	victim, found := uint32(0), false
-	var best int32
-	tr.Table.candidates(k, func(i uint32) bool {
+	tr.Table.candidates(h, func(i uint32) bool {
 		c := tr.Table.Conn(i)
 		if c.Assured() && !(c.Orig.Proto == header.ProtoTCP && c.TCP.CanEarlyDrop()) {
 			return true
 		}
-		if left := int32(c.expires - tr.nowMs); !found || left < best {
-			victim, best, found = i, left, true
-		}
-		return true
+		victim, found = i, true
+		return false
 	})
 	if found {
 		tr.delete(victim)
