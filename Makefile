@@ -5,9 +5,9 @@ GO ?= go
 BIN := bin/dpfw
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-ping curl ethtool procps prometheus vsftpd iperf3 tcpdump
-FUZZTIME ?= 10s
+FUZZTIME ?= 15s
 
-.PHONY: all build deps hugepages run test test-unit test-race fuzz bench perf check-format vet clean
+.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf check-format vet clean
 
 all: build
 
@@ -54,14 +54,30 @@ test: build hugepages check-format vet
 test-unit:
 	CGO_ENABLED=0 $(GO) test ./dataplane/packet/... ./dataplane/filter/... ./conntrack/... ./control/config/...
 
+# Every fuzz target, FUZZTIME each, starting from its committed seed corpus
+# (testdata/fuzz/NAME in its package; plain "go test" replays it too).
+FUZZ_TARGETS = dataplane/packet:FuzzDecode dataplane:FuzzTrack control/config:FuzzLoad \
+	dataplane/filter:FuzzParseIptables conntrack:FuzzTable conntrack/tcpstate:FuzzUpdate \
+	conntrack/ftp:FuzzParse control/ruleset:FuzzStructuredRules
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./dataplane/packet
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./control/config
-	$(GO) test -run '^$$' -fuzz '^FuzzParseIptables$$' -fuzztime $(FUZZTIME) ./dataplane/filter
-	$(GO) test -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(FUZZTIME) ./conntrack
-	$(GO) test -run '^$$' -fuzz '^FuzzUpdate$$' -fuzztime $(FUZZTIME) ./conntrack/tcpstate
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./conntrack/ftp
-	$(GO) test -run '^$$' -fuzz '^FuzzStructuredRules$$' -fuzztime $(FUZZTIME) ./control/ruleset
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
+
+# Copy the inputs the fuzzer found interesting (Go's cache) into the
+# committed seed corpora, after a long fuzzing run.
+fuzz-corpus:
+	@set -e; cache=$$($(GO) env GOCACHE)/fuzz/$$($(GO) list -m); \
+	for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		if [ -d $$cache/$$pkg/$$name ]; then \
+			mkdir -p $$pkg/testdata/fuzz/$$name; cp $$cache/$$pkg/$$name/* $$pkg/testdata/fuzz/$$name/; \
+			echo "$$pkg/testdata/fuzz/$$name: $$(ls $$pkg/testdata/fuzz/$$name | wc -l) inputs"; \
+		fi; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
