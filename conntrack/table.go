@@ -219,7 +219,9 @@ func (t *Table) findIn(b *bucket, k *Tuple, tag uint16) (uint32, Dir, bool) {
 // ErrTableFull when no entry is free (the caller may evict and retry) and
 // with ErrNoSlot when the buckets have no room within the displacement bound.
 // Precondition: no connection with either direction of orig exists.
-func (t *Table) Insert(orig *Tuple) (uint32, error) { return t.InsertHash(orig, hashTuple(t.seed, orig)) }
+func (t *Table) Insert(orig *Tuple) (uint32, error) {
+	return t.InsertHash(orig, hashTuple(t.seed, orig))
+}
 
 // InsertHash is Insert for a tuple whose hash (Hash) the caller has.
 func (t *Table) InsertHash(orig *Tuple, h uint64) (uint32, error) {
