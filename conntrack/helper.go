@@ -3,6 +3,7 @@ package conntrack
 import (
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack/ftp"
 	"github.com/dpfw/dpfw/dataplane/header"
@@ -339,3 +340,11 @@ func (tr *Tracker) helperPayload(idx uint32, c *Conn, dir Dir, p *packet.Parsed)
 // PendingExpectations returns how many expectations wait for their
 // connection.
 func (tr *Tracker) PendingExpectations() int { return len(tr.expects) }
+
+// HelperBytes returns the FTP helper's preallocated memory per tracker.
+func HelperBytes(c FTPConfig) int {
+	if !c.Enabled {
+		return 0
+	}
+	return max(c.MaxControl, 1)*int(unsafe.Sizeof(helperSlot{})) + max(c.MaxExpectations, 1)*int(unsafe.Sizeof(expectation{}))
+}

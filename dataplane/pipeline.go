@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane/filter"
@@ -564,3 +565,6 @@ type noCopy struct{}
 
 func (*noCopy) Lock()   {}
 func (*noCopy) Unlock() {}
+
+// PipelineBytes is a pipeline's own memory (burst state, fragment table).
+func PipelineBytes() int { return int(unsafe.Sizeof(Pipeline{})) }

@@ -65,8 +65,8 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d ports, %d links, %d workers, %d rules; connection tables %s\n",
-				name, len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs), f.Stats.Rules, ruleset.MemoryBytes(cfg))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d ports, %d links, %d workers, %d rules; memory %s\n",
+				name, len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs), f.Stats.Rules, ruleset.MemoryPlan(cfg, f))
 			return nil
 		},
 	}

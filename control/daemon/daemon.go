@@ -140,7 +140,8 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	seed := binary.LittleEndian.Uint64(seedBytes[:])
 	d.logs = make(chan dataplane.LogRecord, 1024)
 	go d.writeLogs(d.logs)
-	log.Info("connection tracking", "capacity_per_worker", cfg.Conntrack.Capacity, "memory", ruleset.MemoryBytes(cfg))
+	log.Info("connection tracking", "capacity_per_worker", cfg.Conntrack.Capacity)
+	log.Info("memory allocated at start-up (bounded by the configuration)", "total", ruleset.MemoryPlan(cfg, f).String())
 	steer := false
 	switch cfg.Workers.Steering {
 	case "on":

@@ -123,10 +123,44 @@ func adaptive(cfg *config.Config, percent int) int {
 	return int(int64(cfg.Conntrack.Capacity) * int64(percent) / 100)
 }
 
-// MemoryBytes estimates the connection tables' memory for the config.
-func MemoryBytes(cfg *config.Config) string {
+// Memory is what a config makes dpfw allocate at start-up; nothing on the
+// packet path allocates afterwards, so this bounds its memory (plus the Go
+// runtime and DPDK's own tables).
+type Memory struct {
+	Mbufs      int64 // the mempool: mbufs × (data room + mbuf header)
+	Conntrack  int64 // connection tables, all workers
+	PerConn    int   // bytes per tracked connection, all in
+	Workers    int64 // pipelines (fragment tables, bursts) and FTP helpers
+	RateLimits int64 // -m limit / -m hashlimit buckets (f may be nil)
+}
+
+// mbufOverhead is struct rte_mbuf (two cache lines) plus the mempool's
+// per-object header.
+const mbufOverhead = 128 + 64
+
+// MemoryPlan computes the start-up memory of cfg with compiled rules f.
+func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
+	nw := int64(len(cfg.Workers.CPUs))
 	per := conntrack.TableBytes(cfg.Conntrack.Capacity)
-	return fmt.Sprintf("%d MB per worker × %d workers (%d bytes per connection)", per>>20, len(cfg.Workers.CPUs), per/cfg.Conntrack.Capacity)
+	m := Memory{
+		Mbufs:     int64(cfg.Mempool.Mbufs) * int64(cfg.Mempool.DataRoom+mbufOverhead),
+		Conntrack: int64(per) * nw,
+		PerConn:   per / cfg.Conntrack.Capacity,
+		Workers:   nw * int64(dataplane.PipelineBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)),
+	}
+	if f != nil {
+		m.RateLimits = int64(f.LimitBytes())
+	}
+	return m
+}
+
+// Total is the sum.
+func (m Memory) Total() int64 { return m.Mbufs + m.Conntrack + m.Workers + m.RateLimits }
+
+func (m Memory) String() string {
+	mb := func(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
+	return fmt.Sprintf("%s: mbufs %s, connection tables %s (%d bytes per connection), per-worker state %s, rate limits %s",
+		mb(m.Total()), mb(m.Mbufs), mb(m.Conntrack), m.PerConn, mb(m.Workers), mb(m.RateLimits))
 }
 
 // ChecksumMode is the pipeline's checksum validation mode for the config.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -316,4 +317,15 @@ func (f *Filter) LimitEvictions() map[int]uint64 {
 		}
 	}
 	return out
+}
+
+// LimitBytes returns the memory of every worker's rate-limit buckets.
+func (f *Filter) LimitBytes() int {
+	n := 0
+	for w := range f.limiters {
+		for _, lm := range f.limiters[w] {
+			n += len(lm.slots) * int(unsafe.Sizeof(limitSlot{}))
+		}
+	}
+	return n
 }
