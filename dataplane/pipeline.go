@@ -63,8 +63,12 @@ type Options struct {
 // Checksum is a checksum validation mode.
 type Checksum uint8
 
-// Checksum modes. Packets that fail are INVALID and dropped with reason
-// bad_checksum before the rules, whatever they say.
+// Checksum modes. As in netfilter (nf_conntrack_checksum), checksums are
+// part of connection tracking: they are validated for the packets that are
+// tracked (the rule set matches on state), and packets that fail are
+// INVALID and dropped with reason bad_checksum before the rules, whatever
+// they say. Without state rules dpfw forwards like a router, which leaves
+// checksums to the endpoints.
 const (
 	// ChecksumFull uses the NIC's receive checksum offload where the port
 	// has it and computes the rest in software (netfilter's default,
@@ -261,7 +265,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 			}
 		default:
 			switch {
-			case !pl.checksumOK(b, i):
+			case track && !pl.checksumOK(b, i):
 				v, r = filter.Drop, filter.DropBadChecksum
 				b.State[i] = conntrack.Invalid
 			case p.Frag == packet.FragLater:
@@ -330,11 +334,6 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 				v, r = filter.Drop, filter.DropNonIP
 			}
 		default:
-			if !pl.checksumOK(b, i) {
-				v, r = filter.Drop, filter.DropBadChecksum
-				b.State[i] = conntrack.Invalid
-				break
-			}
 			pk++
 			by += uint64(p.L3Len())
 		}
@@ -414,15 +413,15 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 }
 
 // classify runs FORWARD and, on links with an inside, INPUT or OUTPUT when
-// FORWARD accepts. fwd reports that a FORWARD rule (not its policy)
-// accepted before the second chain decided: r.ForwardRule names it, and
-// its counter must be counted too, as iptables counts the rule that
-// accepted a packet in each chain it traversed.
-func (pl *Pipeline) classify(f *filter.Filter, p *packet.Parsed, state uint8, in uint16, pi *PortInfo) (r filter.Result, fwd bool) {
+// FORWARD accepts. fwd is the FORWARD rule (not its policy) that accepted
+// before the second chain decided, or -1: its counter must be counted too,
+// as iptables counts the rule that accepted a packet in each chain it
+// traversed.
+func (pl *Pipeline) classify(f *filter.Filter, p *packet.Parsed, state uint8, in uint16, pi *PortInfo) (r filter.Result, fwd int32) {
 	ctx := filter.Ctx{Worker: pl.opts.Worker, Now: pl.now}
 	r = f.Run(ctx, p, state, filter.HookForward, in, pi.Out)
 	if r.Verdict != filter.Accept || pi.Hook == filter.HookForward {
-		return r, false
+		return r, -1
 	}
 	first := r
 	r = f.Run(ctx, p, state, pi.Hook, in, pi.Out)
@@ -430,8 +429,7 @@ func (pl *Pipeline) classify(f *filter.Filter, p *packet.Parsed, state uint8, in
 	if r.Logged < 0 {
 		r.Logged = first.Logged
 	}
-	r.ForwardRule = first.Rule
-	return r, first.Rule >= 0
+	return r, first.Rule
 }
 
 // judgeStateless classifies a packet when no rule uses connection state.
@@ -440,8 +438,8 @@ func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16
 	d := f.Decision(r)
 	pl.Stats.Classified++
 	pl.countHit(d, uint64(p.L3Len()))
-	if fwd {
-		pl.countHit(uint16(r.ForwardRule), uint64(p.L3Len()))
+	if fwd >= 0 {
+		pl.countHit(uint16(fwd), uint64(p.L3Len()))
 	}
 	if r.Logged >= 0 {
 		pl.logPacket(f, p, uint16(r.Logged), conntrack.Untracked, in, pi.Out)
@@ -488,12 +486,12 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 	} else {
 		r, fwd := pl.classify(f, p, state.Mask(), in, pi)
 		d = f.Decision(r)
-		if fwd {
+		if fwd >= 0 {
 			// Counted here only: a decision that needs two counters
 			// is not cached.
-			pl.countHit(uint16(r.ForwardRule), uint64(p.L3Len()))
+			pl.countHit(uint16(fwd), uint64(p.L3Len()))
 		}
-		if cacheable && r.Logged < 0 && !r.Volatile && !fwd {
+		if cacheable && r.Logged < 0 && !r.Volatile && fwd < 0 {
 			c.CacheDecision(uint16(f.Gen), state, res.Dir, d)
 		}
 		if r.Logged >= 0 {

@@ -43,6 +43,7 @@ func main() {
 	noHuge := flag.Bool("no-huge", false, "run both systems with --no-huge")
 	out := flag.String("out", "", "append a Markdown results row per workload to this file")
 	rounds := flag.Int("rounds", 3, "alternate testpmd io and dpfw this many times; the median ratio is reported")
+	flag.StringVar(&checksumMode, "checksum", "", "dataplane.checksum for dpfw (full, hardware, off; empty: dpfw's default)")
 	controlLoad := flag.Duration("control-load", 0, "also run dpfw while scraping /metrics and listing every connection (dpfw conntrack list) at this interval, and report the throughput change")
 	flag.Parse()
 
@@ -270,7 +271,7 @@ workers: {cpus: [%d]}
 conntrack: {capacity: %d}
 metrics: {listen: "%s"}
 log: {level: warn}
-%s`, os.Getpid(), huge, mbufs, dataRoom, pcap, cpu, capacity, addr, rules)
+%s%s`, os.Getpid(), huge, mbufs, dataRoom, pcap, cpu, capacity, addr, checksumYAML(), rules)
 	path := filepath.Join(dir, "dpfw.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return 0, err
@@ -310,6 +311,13 @@ log: {level: warn}
 	return (b - a) / time.Since(t0).Seconds() / 1e6, nil
 }
 
+func checksumYAML() string {
+	if checksumMode == "" {
+		return ""
+	}
+	return "dataplane: {checksum: " + checksumMode + "}\n"
+}
+
 // controlPaths are what the control load fetches (PERF_CONTROL_PATHS,
 // comma-separated, overrides).
 var controlPaths = func() []string {
@@ -327,6 +335,7 @@ var (
 	// (512 bytes, for pcaps of a million frames) for one workload;
 	// floodEst and floodLost are the flood workload's established-flow
 	// rule counters.
+	checksumMode        string
 	ctCapacity          int
 	smallMbufs          bool
 	floodEst, floodLost float64

@@ -159,8 +159,10 @@ type cchain struct {
 	icmptype               [256]int32
 	// Residual per rule: ICMP code (-1 any) and whether it is negated with the type.
 	icmpCode []int16
-	// limit per rule: index into Filter.limits, or -1.
-	limit []int32
+	// limit per rule: index into Filter.limits, or -1; hasLimits is set
+	// when any is not.
+	limit     []int32
+	hasLimits bool
 	// action per rule: verdict or jump (chain index) or log/return.
 	action []action
 }
@@ -247,6 +249,7 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 			li := int32(-1)
 			if r.Limit != nil {
 				li = int32(len(f.limits))
+				cc.hasLimits = true
 				f.limits = append(f.limits, r.Limit)
 				f.limitRule = append(f.limitRule, int32(cc.first+i))
 			}
@@ -520,18 +523,15 @@ func (b *builder) portIndex(rules []Rule, field func(*Rule) ([]PortRange, bool))
 // Result is the outcome of classifying one packet.
 type Result struct {
 	Verdict Verdict
+	// Volatile is set when a rate limit took part in the decision: the
+	// next packet of the flow may get another one, so it is not cached.
+	Volatile bool
 	// Rule is the id of the rule that decided (-1: a chain policy decided).
 	Rule int32
 	// Chain is the chain whose policy decided when Rule is -1.
 	Chain int32
 	// Logged is the id of the last LOG rule the packet matched (-1: none).
 	Logged int32
-	// Volatile is set when a rate limit took part in the decision: the
-	// next packet of the flow may get another one, so it is not cached.
-	Volatile bool
-	// ForwardRule is set by callers that run FORWARD and then INPUT or
-	// OUTPUT: the rule that accepted in FORWARD (-1: its policy).
-	ForwardRule int32
 }
 
 // maxDepth bounds jumps between chains (iptables allows 100 levels as
@@ -573,7 +573,8 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 					if !cc.residual(ri, f, p) {
 						continue
 					}
-					if li := cc.limit[ri]; li >= 0 {
+					if cc.hasLimits && cc.limit[ri] >= 0 {
+						li := cc.limit[ri]
 						// The outcome depends on time and on other
 						// packets: never cache it.
 						res.Volatile = true
@@ -584,11 +585,11 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 					rid := int32(cc.first + ri)
 					switch a := cc.action[ri]; a.kind {
 					case actAccept:
-						return res.decided(Accept, rid)
+						return Result{Verdict: Accept, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
 					case actDrop:
-						return res.decided(Drop, rid)
+						return Result{Verdict: Drop, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
 					case actReject:
-						return res.decided(Reject, rid)
+						return Result{Verdict: Reject, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
 					case actLog:
 						res.Logged = rid
 					case actReturn:
@@ -596,7 +597,7 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 							res.Rule = -1
 							return res
 						}
-						return res.decided(verdictContinue, rid)
+						return Result{Verdict: verdictContinue, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
 					case actJump:
 						sub := f.runChain(ctx, a.chain, p, state, in, out, depth+1)
 						if sub.Logged >= 0 {
@@ -616,12 +617,6 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 		res.Verdict = verdictContinue
 	}
 	return res
-}
-
-// decided is r with a rule's verdict.
-func (r Result) decided(v Verdict, rule int32) Result {
-	r.Verdict, r.Rule, r.Chain = v, rule, 0
-	return r
 }
 
 // verdictContinue is an internal sentinel: a user chain ended (or RETURNed)

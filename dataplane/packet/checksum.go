@@ -77,7 +77,8 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 			return true // IPv4 UDP without a checksum
 		}
 		if p.Kind == IPv4 {
-			acc = header.Sum(b[p.L3Off+12:p.L3Off+20], 0)
+			ip := b[p.L3Off : p.L3Off+20]
+			acc = uint64(binary.BigEndian.Uint32(ip[12:])) + uint64(binary.BigEndian.Uint32(ip[16:]))
 		} else {
 			acc = header.Sum(b[p.L3Off+8:p.L3Off+40], 0)
 		}
