@@ -1,8 +1,7 @@
 package conntrack
 
 import (
-	"fmt"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
@@ -39,27 +38,47 @@ func (tr *Tracker) Entry(i uint32) (Entry, bool) {
 }
 
 // String formats the entry like conntrack -L.
-func (e *Entry) String() string {
-	var b strings.Builder
-	proto := map[uint8]string{header.ProtoTCP: "tcp", header.ProtoUDP: "udp", header.ProtoICMP: "icmp", header.ProtoICMPv6: "icmpv6", header.ProtoSCTP: "sctp"}[e.Orig.Proto]
+func (e *Entry) String() string { return string(e.AppendText(nil)) }
+
+var protoNames = [256]string{header.ProtoTCP: "tcp", header.ProtoUDP: "udp", header.ProtoICMP: "icmp",
+	header.ProtoICMPv6: "icmpv6", header.ProtoSCTP: "sctp"}
+
+// AppendText appends the entry as conntrack -L prints it (no newline).
+// Listings of millions of entries use it with one buffer.
+func (e *Entry) AppendText(b []byte) []byte {
+	proto := protoNames[e.Orig.Proto]
 	if proto == "" {
 		proto = "unknown"
 	}
-	fmt.Fprintf(&b, "%-8s %d %d ", proto, e.Orig.Proto, int64(e.ExpiresIn/time.Second))
+	b = append(b, proto...)
+	for i := len(proto); i < 8; i++ {
+		b = append(b, ' ')
+	}
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(e.Orig.Proto), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(e.ExpiresIn/time.Second), 10)
+	b = append(b, ' ')
 	if e.Orig.Proto == header.ProtoTCP {
-		fmt.Fprintf(&b, "%s ", e.TCPState)
+		b = append(b, e.TCPState.String()...)
+		b = append(b, ' ')
 	}
-	b.WriteString(e.Orig.String())
+	b = e.Orig.AppendText(b)
 	if !e.SeenReply {
-		b.WriteString(" [UNREPLIED]")
+		b = append(b, " [UNREPLIED]"...)
 	}
-	b.WriteString(" " + e.Orig.Reverse().String())
+	b = append(b, ' ')
+	b = e.Orig.Reverse().AppendText(b)
 	if e.Assured {
-		b.WriteString(" [ASSURED]")
+		b = append(b, " [ASSURED]"...)
 	}
-	fmt.Fprintf(&b, " zone=%d id=%d", e.Orig.Zone, e.ID)
+	b = append(b, " zone="...)
+	b = strconv.AppendUint(b, uint64(e.Orig.Zone), 10)
+	b = append(b, " id="...)
+	b = strconv.AppendUint(b, uint64(e.ID), 10)
 	if e.Related {
-		fmt.Fprintf(&b, " [RELATED] master=%d", e.Master)
+		b = append(b, " [RELATED] master="...)
+		b = strconv.AppendInt(b, e.Master, 10)
 	}
-	return b.String()
+	return b
 }

@@ -1,8 +1,8 @@
 package conntrack
 
 import (
-	"fmt"
 	"net/netip"
+	"strconv"
 
 	"github.com/dpfw/dpfw/dataplane/header"
 	"github.com/dpfw/dpfw/dataplane/packet"
@@ -50,14 +50,26 @@ func addr(family uint8, a *[16]byte) netip.Addr {
 
 // String formats the tuple like conntrack -L ("src=… dst=… sport=… dport=…").
 // It allocates: never call it on the packet path.
-func (t Tuple) String() string {
+func (t Tuple) String() string { return string(t.AppendText(nil)) }
+
+// AppendText appends the tuple as conntrack -L prints it
+// (src=… dst=… sport=… dport=…, or id=… for ICMP).
+func (t Tuple) AppendText(b []byte) []byte {
+	b = append(b, "src="...)
+	b = t.SrcAddr().AppendTo(b)
+	b = append(b, " dst="...)
+	b = t.DstAddr().AppendTo(b)
 	switch t.Proto {
 	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
-		return fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", t.SrcAddr(), t.DstAddr(), t.SrcPort, t.DstPort)
+		b = append(b, " sport="...)
+		b = strconv.AppendUint(b, uint64(t.SrcPort), 10)
+		b = append(b, " dport="...)
+		b = strconv.AppendUint(b, uint64(t.DstPort), 10)
 	case header.ProtoICMP, header.ProtoICMPv6:
-		return fmt.Sprintf("src=%s dst=%s id=%d", t.SrcAddr(), t.DstAddr(), t.SrcPort)
+		b = append(b, " id="...)
+		b = strconv.AppendUint(b, uint64(t.SrcPort), 10)
 	}
-	return fmt.Sprintf("src=%s dst=%s", t.SrcAddr(), t.DstAddr())
+	return b
 }
 
 // TupleOf returns the tuple of a decoded IP packet in zone.

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack"
 )
@@ -18,11 +19,19 @@ type Request struct {
 	// Max bounds how many entries a listing returns (0: no bound).
 	Max int
 
+	// Chunked listings stop when Entries is full and set More; the caller
+	// takes the entries, calls Next and posts the request again to go on
+	// from where it stopped (so a listing of millions of connections
+	// needs one chunk of memory, not one copy of the table).
+	Chunked bool
+
 	// Results, filled by the worker. Entries is preallocated by NewRequest
-	// so that the worker never allocates; Truncated is set if it filled up.
+	// so that the worker never allocates; Truncated is set if it filled up
+	// (unchunked listings); More if a chunked listing has more to give.
 	Entries   []conntrack.Entry
 	Deleted   int
 	Truncated bool
+	More      bool
 
 	cursor uint32
 	done   chan struct{}
@@ -38,18 +47,37 @@ func NewRequest(flush bool, match func(*conntrack.Entry) bool, maxEntries, capac
 			capacity = min(capacity, maxEntries)
 		}
 		r.Entries = make([]conntrack.Entry, 0, capacity)
+		// Fault the pages in here, on the control side: a large slice
+		// is fresh memory, and the worker must not take its page faults.
+		all := r.Entries[:capacity]
+		step := max(4096/int(unsafe.Sizeof(conntrack.Entry{})), 1)
+		for i := 0; i < len(all); i += step {
+			all[i].ID = 1
+		}
 	}
 	return r
 }
 
-// Done is closed when the worker has served the request.
+// Done is closed when the worker has served the request (or a chunk).
 func (r *Request) Done() <-chan struct{} { return r.done }
 
-// entriesPerRound bounds the table slots a worker examines per poll round
-// for a control request: about 5 µs of work, so a listing of a large table
-// costs the packet path a few percent while it runs (measured in
-// perf/RESULTS.md), instead of stalling it.
-const entriesPerRound = 256
+// Next readies a chunked request whose Done was closed with More set to be
+// posted again: it empties Entries and renews Done.
+func (r *Request) Next() {
+	r.Entries, r.More = r.Entries[:0], false
+	r.done = make(chan struct{})
+}
+
+// entriesPerRound bounds the table slots a busy worker examines per step
+// of a control request (a few µs of work), and it takes a step at most
+// every busyServeEvery of its clock, so a listing costs the packet path a
+// few percent however often it is asked for (a 2 M-slot table takes about
+// 3 s). An idle worker examines entriesPerIdle slots per empty poll round.
+const (
+	entriesPerRound = 64
+	entriesPerIdle  = 8192
+	busyServeEvery  = int64(100e3) // ns
+)
 
 // mailbox is a single-slot request queue between the control side and a
 // worker.
@@ -59,18 +87,29 @@ type mailbox struct{ req atomic.Pointer[Request] }
 // pending (the caller retries later).
 func (pl *Pipeline) Post(r *Request) bool { return pl.mailbox.req.CompareAndSwap(nil, r) }
 
-// ServeControl serves a pending control request for a bounded number of
-// entries. Workers call it once per poll round; without a request it costs
-// one atomic load. Listing allocates (it copies entries out); it runs
-// between bursts, never inside one.
-func (pl *Pipeline) ServeControl() {
+// serveControl serves a pending control request for a bounded number of
+// entries, paced on a busy worker (see busyServeEvery). Workers call it
+// once per poll round; without a request it costs one atomic load. It runs
+// between bursts, never inside one, and never allocates (entries go into
+// the request's preallocated slice).
+func (pl *Pipeline) serveControl(busy bool) {
 	r := pl.mailbox.req.Load()
 	if r == nil {
 		return
 	}
+	if busy {
+		if pl.now-pl.lastServe < busyServeEvery {
+			return
+		}
+		pl.lastServe = pl.now
+	}
 	tr := pl.Tracker
 	n := uint32(tr.Table.Cap())
-	end := min(r.cursor+entriesPerRound, n)
+	step := uint32(entriesPerIdle)
+	if busy {
+		step = entriesPerRound
+	}
+	end := min(r.cursor+step, n)
 	for i := r.cursor; i < end; i++ {
 		e, ok := tr.Entry(i)
 		if !ok || (r.Match != nil && !r.Match(&e)) {
@@ -82,6 +121,10 @@ func (pl *Pipeline) ServeControl() {
 			continue
 		}
 		if len(r.Entries) == cap(r.Entries) {
+			if r.Chunked {
+				r.More, end = true, i
+				break
+			}
 			r.Truncated = len(r.Entries) < r.Max || r.Max == 0
 			end = n
 			break
@@ -89,7 +132,7 @@ func (pl *Pipeline) ServeControl() {
 		r.Entries = append(r.Entries, e) // within the preallocated capacity: no allocation
 	}
 	r.cursor = end
-	if end >= n {
+	if end >= n || r.More {
 		pl.mailbox.req.Store(nil)
 		close(r.done)
 	}

@@ -165,6 +165,7 @@ type Pipeline struct {
 
 	rejectTB, logTB tokenBucket
 	now             int64
+	lastServe       int64 // when a busy worker last served a control step
 
 	frags fragTable
 }
@@ -241,7 +242,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	if f.AcceptsAll() {
 		pl.acceptAll(f, b, n)
 		tr.Reap(reapPerBurst)
-		pl.ServeControl()
+		pl.serveControl(true)
 		return
 	}
 	track := f.UsesState()
@@ -310,7 +311,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 		c.Bytes.Add(h.bytes)
 	}
 	tr.Reap(reapPerBurst)
-	pl.ServeControl()
+	pl.serveControl(true)
 }
 
 // acceptAll handles a burst under a rule set that accepts everything:
@@ -355,7 +356,8 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 func (pl *Pipeline) Idle(now int64) {
 	pl.Tracker.SetNow(now)
 	pl.Tracker.Reap(reapPerIdle)
-	pl.ServeControl()
+	pl.now = now
+	pl.serveControl(false)
 }
 
 // steer finds each packet's owner; it returns how many belong to others.

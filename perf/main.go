@@ -34,7 +34,7 @@ import (
 
 func main() {
 	flows := flag.String("flows", "1024,65536", "comma-separated flow counts, one workload each")
-	workloads := flag.String("workloads", "pass", "comma-separated: pass (no rules: decode, track, forward), ct (UDP flows in both directions through a stateful rule set), churn (TCP connections opened and closed on every replay), flood (SYNs from N distinct sources into a table of N/16 entries, every one an early drop, with an established connection's packets interleaved)")
+	workloads := flag.String("workloads", "pass", "comma-separated: pass (no rules: decode, track, forward), ct (UDP flows in both directions through a stateful rule set), churn (TCP connections opened and closed on every replay), ct1 (UDP flows in one direction through the stateful rule set: N tracked connections from N frames), flood (SYNs from N distinct sources into a table of N/16 entries, every one an early drop, with an established connection's packets interleaved)")
 	seconds := flag.Int("seconds", 5, "measurement window per system")
 	warmup := flag.Int("warmup", 2, "seconds to let each system settle before measuring")
 	dpfwBin := flag.String("dpfw", "bin/dpfw", "dpfw binary")
@@ -44,6 +44,7 @@ func main() {
 	out := flag.String("out", "", "append a Markdown results row per workload to this file")
 	rounds := flag.Int("rounds", 3, "alternate testpmd io and dpfw this many times; the median ratio is reported")
 	flag.StringVar(&checksumMode, "checksum", "", "dataplane.checksum for dpfw (full, hardware, off; empty: dpfw's default)")
+	reloadLoadFlag := flag.Duration("reload-load", 0, "also run dpfw while reloading its rules (two rule sets allowing the same traffic) at this interval, and report throughput and drops")
 	controlLoad := flag.Duration("control-load", 0, "also run dpfw while scraping /metrics and listing every connection (dpfw conntrack list) at this interval, and report the throughput change")
 	flag.Parse()
 
@@ -67,6 +68,12 @@ func main() {
 			case "ct":
 				frames = pcapgen.UDPFlows(n, true)
 				rules = statefulRules
+			case "ct1":
+				// One direction: N tracked (unreplied) connections from N
+				// frames, for control-plane tests at 1 M connections.
+				frames = pcapgen.UDPFlows(n, false)
+				rules = statefulRules
+				smallMbufs = n > 262144
 			case "churn":
 				frames = pcapgen.TCPChurn(n)
 				rules = statefulRules
@@ -109,6 +116,18 @@ func main() {
 						name, r+1, quiet, *controlLoad, busy, 100*(busy/quiet-1))
 				}
 				fmt.Printf("%-22s control load: median change %+.1f%% (%d connections tracked)\n", name, 100*median(effects), lastEntries)
+			}
+			if *reloadLoadFlag > 0 {
+				for r := 0; r < *rounds; r++ {
+					quiet, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
+					check(err)
+					reloadRate = *reloadLoadFlag
+					busy, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
+					reloadRate = 0
+					check(err)
+					fmt.Printf("%-22s reload load round %d: quiet %.2f Mpps, reloading every %v %.2f Mpps (%+.1f%%); %d reloads, %.0f packets dropped\n",
+						name, r+1, quiet, *reloadLoadFlag, busy, 100*(busy/quiet-1), reloadsDone, reloadDrops)
+				}
 			}
 			extra := ""
 			if wl == "flood" {
@@ -239,6 +258,21 @@ const statefulRules = `rules:
     -A INPUT -s 198.18.0.0/16 -m conntrack --ctstate NEW -j ACCEPT
 `
 
+// reloadRules are the two rule files the reload load alternates between:
+// both allow every packet of the workloads (B adds rules that match none),
+// so a reload must not cost a packet.
+var reloadRules = [2]string{`-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -s 198.18.0.0/16 -m conntrack --ctstate NEW -j ACCEPT
+`, `-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -p tcp --dport 23 -j DROP
+-A INPUT -s 198.18.0.0/16 -m conntrack --ctstate NEW -j ACCEPT
+-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p udp --dport 9 -j DROP
+`}
+
 func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, noHuge bool, warmup, measure time.Duration) (float64, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -272,6 +306,13 @@ conntrack: {capacity: %d}
 metrics: {listen: "%s"}
 log: {level: warn}
 %s%s`, os.Getpid(), huge, mbufs, dataRoom, pcap, cpu, capacity, addr, checksumYAML(), rules)
+	rulesPath := filepath.Join(dir, "reload.rules")
+	if reloadRate > 0 {
+		if err := os.WriteFile(rulesPath, []byte(reloadRules[0]), 0o644); err != nil {
+			return 0, err
+		}
+		cfg = cfg[:strings.Index(cfg, "rules:")] + "rules: {file: " + rulesPath + "}\n"
+	}
 	path := filepath.Join(dir, "dpfw.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return 0, err
@@ -292,8 +333,19 @@ log: {level: warn}
 	if ctlRate > 0 {
 		go controlLoad(addr, ctlRate, stop)
 	}
+	var d0 float64
+	reloaded := make(chan int, 1)
+	if reloadRate > 0 {
+		d0, _ = scrapeMatch(addr, "dpfw_worker_dropped_packets_total{", "")
+		go reloadLoad(addr, rulesPath, reloadRate, stop, reloaded)
+	}
 	time.Sleep(measure)
 	close(stop)
+	if reloadRate > 0 {
+		reloadsDone = <-reloaded
+		d1, _ := scrapeMatch(addr, "dpfw_worker_dropped_packets_total{", "")
+		reloadDrops = d1 - d0
+	}
 	if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="udp",worker="0"}`); err == nil {
 		lastEntries = int(e)
 	}
@@ -318,13 +370,40 @@ func checksumYAML() string {
 	return "dataplane: {checksum: " + checksumMode + "}\n"
 }
 
+// reloadLoad rewrites the rules file (alternating between two rule sets
+// that allow the same traffic) and asks dpfw to reload, every interval,
+// until stop; it reports how many reloads succeeded.
+func reloadLoad(addr, rules string, every time.Duration, stop <-chan struct{}, done chan<- int) {
+	ok := 0
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for i := 1; ; i++ {
+		select {
+		case <-stop:
+			done <- ok
+			return
+		case <-t.C:
+		}
+		if os.WriteFile(rules, []byte(reloadRules[i%2]), 0o644) != nil {
+			continue
+		}
+		resp, err := http.Post("http://"+addr+"/api/reload", "application/json", nil)
+		if err == nil {
+			if resp.StatusCode == 200 {
+				ok++
+			}
+			resp.Body.Close()
+		}
+	}
+}
+
 // controlPaths are what the control load fetches (PERF_CONTROL_PATHS,
 // comma-separated, overrides).
 var controlPaths = func() []string {
 	if v := os.Getenv("PERF_CONTROL_PATHS"); v != "" {
 		return strings.Split(v, ",")
 	}
-	return []string{"/metrics", "/api/conntrack?limit=10000000"}
+	return []string{"/metrics", "/api/conntrack?limit=10000000&format=text"}
 }()
 
 // ctlRate, when set, makes runDPFW load the control side during the window.
@@ -335,7 +414,12 @@ var (
 	// (512 bytes, for pcaps of a million frames) for one workload;
 	// floodEst and floodLost are the flood workload's established-flow
 	// rule counters.
-	checksumMode        string
+	checksumMode string
+	// reloadRate, when set, makes runDPFW reload the rules at that interval
+	// during the window; reloadsDone and reloadDrops are what it saw.
+	reloadRate          time.Duration
+	reloadsDone         int
+	reloadDrops         float64
 	ctCapacity          int
 	smallMbufs          bool
 	floodEst, floodLost float64

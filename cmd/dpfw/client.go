@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"net/url"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -21,30 +21,42 @@ func addAPIFlag(c *cobra.Command) {
 	c.PersistentFlags().StringVar(&apiAddr, "api", "127.0.0.1:9469", "address of the running dpfw (its metrics.listen)")
 }
 
-// call makes an API request and decodes the JSON answer into out.
-func call(method, path string, q url.Values, out any) error {
+// do makes an API request; a non-200 answer becomes the error it carries.
+// The server bounds how long a request may take (a listing of a large
+// table is paced to spare the packet path), so the client waits as long.
+func do(method, path string, q url.Values) (*http.Response, error) {
 	u := "http://" + apiAddr + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach dpfw at %s (is it running? is --api its metrics.listen?): %w", apiAddr, err)
+		return nil, fmt.Errorf("cannot reach dpfw at %s (is it running? is --api its metrics.listen?): %w", apiAddr, err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
 		var e struct{ Error string }
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+			return nil, errors.New(e.Error)
 		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
-	return json.Unmarshal(body, out)
+	return resp, nil
+}
+
+// call makes an API request and decodes the JSON answer into out.
+func call(method, path string, q url.Values, out any) error {
+	resp, err := do(method, path, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func reloadCmd() *cobra.Command {
@@ -107,6 +119,28 @@ func conntrackCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := query()
 			q.Set("limit", fmt.Sprint(limit))
+			if !asJSON {
+				// conntrack -L lines, streamed as the workers hand them over.
+				q.Set("format", "text")
+				resp, err := do("GET", "/api/conntrack", q)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				n, sc := 0, bufio.NewScanner(resp.Body)
+				out := bufio.NewWriter(cmd.OutOrStdout())
+				for sc.Scan() {
+					out.Write(sc.Bytes())
+					out.WriteByte('\n')
+					n++
+				}
+				out.Flush()
+				if err := sc.Err(); err != nil {
+					return fmt.Errorf("listing cut short after %d entries: %w", n, err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "dpfw conntrack: %d flow entries have been shown.\n", n)
+				return nil
+			}
 			var res struct {
 				Count   int `json:"count"`
 				Entries []struct {
@@ -116,15 +150,8 @@ func conntrackCmd() *cobra.Command {
 			if err := call("GET", "/api/conntrack", q, &res); err != nil {
 				return err
 			}
-			if asJSON {
-				b, _ := json.MarshalIndent(res, "", "  ")
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
-				return nil
-			}
-			for _, e := range res.Entries {
-				fmt.Fprintln(cmd.OutOrStdout(), e.Line)
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "dpfw conntrack: %d flow entries have been shown.\n", res.Count)
+			b, _ := json.MarshalIndent(res, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
 			return nil
 		},
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -106,30 +107,58 @@ func (f *ConnFilter) Match(e *conntrack.Entry) bool {
 	return true
 }
 
-// Conntrack lists (or, with flush, deletes) the matching connections of
-// every worker. Each worker serves the request between bursts.
-func (d *Daemon) Conntrack(ctx context.Context, f ConnFilter, flush bool, limit int) ([]conntrack.Entry, int, error) {
-	var all []conntrack.Entry
-	deleted := 0
+// listChunk is how many entries a listing copies out of a worker at a
+// time: the control side's memory for a listing is one chunk, however
+// large the table.
+const listChunk = 4096
+
+// Conntrack calls emit with the matching connections of every worker, a
+// chunk at a time, up to limit in all, or with flush deletes them and
+// returns how many. Each worker serves the request between bursts, paced
+// (dataplane.busyServeEvery), so the packet path never stalls.
+func (d *Daemon) Conntrack(ctx context.Context, f ConnFilter, flush bool, limit int, emit func([]conntrack.Entry) error) (int, error) {
+	deleted, emitted := 0, 0
 	for w, pl := range d.pipes {
-		entries := int(d.Workers[w].Counters().CT.Entries.Load())
-		req := dataplane.NewRequest(flush, f.Match, limit, entries+entries/8+1024)
-		for !pl.Post(req) {
-			select {
-			case <-ctx.Done():
-				return nil, 0, ctx.Err()
-			case <-time.After(time.Millisecond):
+		req := dataplane.NewRequest(flush, f.Match, 0, listChunk)
+		req.Chunked = true
+		for {
+			for !pl.Post(req) {
+				select {
+				case <-ctx.Done():
+					return deleted, ctx.Err()
+				case <-time.After(time.Millisecond):
+				}
 			}
+			select {
+			case <-req.Done():
+			case <-ctx.Done():
+				return deleted, fmt.Errorf("worker %d did not answer: %w", w, ctx.Err())
+			}
+			deleted += req.Deleted
+			req.Deleted = 0
+			if n := min(len(req.Entries), limit-emitted); n > 0 {
+				if err := emit(req.Entries[:n]); err != nil {
+					return deleted, err
+				}
+				emitted += n
+			}
+			if !req.More || emitted >= limit {
+				break
+			}
+			req.Next()
 		}
-		select {
-		case <-req.Done():
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("worker %d did not answer: %w", w, ctx.Err())
+		if emitted >= limit {
+			break
 		}
-		all = append(all, req.Entries...)
-		deleted += req.Deleted
 	}
-	return all, deleted, nil
+	return deleted, nil
+}
+
+// listTimeout is how long a listing or flush may take: a busy worker
+// examines entriesPerRound slots every busyServeEvery, so this grows with
+// the table (2 M slots: about 3 s), with a wide margin.
+func (d *Daemon) listTimeout() time.Duration {
+	return 30*time.Second + time.Duration(d.Config.Conntrack.Capacity/64)*100*time.Microsecond*3
 }
 
 // Handler serves the runtime API (JSON) under /api/.
@@ -227,26 +256,80 @@ func (d *Daemon) Handler() http.Handler {
 					return
 				}
 			}
-			ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(r.Context(), d.listTimeout())
 			defer cancel()
-			entries, deleted, err := d.Conntrack(ctx, f, flush, limit)
-			if err != nil {
-				fail(w, http.StatusServiceUnavailable, err)
-				return
-			}
 			if flush {
+				deleted, err := d.Conntrack(ctx, f, true, limit, nil)
+				if err != nil {
+					fail(w, http.StatusServiceUnavailable, err)
+					return
+				}
 				writeJSON(w, 200, map[string]int{"deleted": deleted})
 				return
 			}
+			if r.URL.Query().Get("format") == "text" {
+				// conntrack -L lines, streamed; an error after the first
+				// chunk cuts the stream short (no final newline).
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				bw := bufio.NewWriterSize(w, 64<<10)
+				line := make([]byte, 0, 256)
+				_, err := d.Conntrack(ctx, f, false, limit, func(es []conntrack.Entry) error {
+					for i := range es {
+						line = append(es[i].AppendText(line[:0]), '\n')
+						bw.Write(line)
+					}
+					return nil
+				})
+				if err != nil {
+					d.log.Warn("conntrack listing cut short", "err", err)
+				}
+				_ = bw.Flush()
+				return
+			}
+			// Streamed: {"entries":[…],"count":N}, written as the workers
+			// hand over chunks. An error after the first chunk can only
+			// cut the stream short (the client sees invalid JSON).
 			type entry struct {
 				conntrack.Entry
 				Line string `json:"line"`
 			}
-			out := make([]entry, len(entries))
-			for i := range entries {
-				out[i] = entry{entries[i], entries[i].String()}
+			bw := bufio.NewWriterSize(w, 64<<10)
+			enc := json.NewEncoder(bw)
+			count, started := 0, false
+			_, err = d.Conntrack(ctx, f, false, limit, func(es []conntrack.Entry) error {
+				if !started {
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(200)
+					bw.WriteString(`{"entries":[`)
+					started = true
+				}
+				for i := range es {
+					if count > 0 {
+						bw.WriteByte(',')
+					}
+					if err := enc.Encode(entry{es[i], es[i].String()}); err != nil {
+						return err
+					}
+					count++
+				}
+				return nil
+			})
+			if err != nil && !started {
+				fail(w, http.StatusServiceUnavailable, err)
+				return
 			}
-			writeJSON(w, 200, map[string]any{"count": len(out), "entries": out})
+			if !started {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(200)
+				bw.WriteString(`{"entries":[`)
+			}
+			if err != nil {
+				d.log.Warn("conntrack listing cut short", "err", err)
+				_ = bw.Flush()
+				return
+			}
+			fmt.Fprintf(bw, `],"count":%d}`+"\n", count)
+			_ = bw.Flush()
 		}
 	}
 	mux.HandleFunc("GET /api/conntrack", conn(false))
