@@ -190,8 +190,8 @@ const FloodRules = `
 `
 
 // FloodSource is the i-th flood source: 2^17 - 2^15 addresses of the test
-// range (198.18.0.0/16 and 198.19.0.0/17) times 8 source ports, so up to
-// 786,432 distinct (address, port) pairs; i wraps around beyond that.
+// range (198.18.0.0/16 and 198.19.0.0/17) times 16 source ports, so up to
+// 1,572,864 distinct (address, port) pairs; i wraps around beyond that.
 func FloodSource(i int) (net.IP, uint16) {
 	const addrs = 65536 + 32768
 	a := i % addrs
@@ -199,7 +199,7 @@ func FloodSource(i int) (net.IP, uint16) {
 	if a >= 65536 {
 		ip = net.IP{198, 19, byte((a - 65536) >> 8), byte(a)}
 	}
-	return ip, uint16(1024 + (i/addrs)%8)
+	return ip, uint16(1024 + (i/addrs)%16)
 }
 
 // SYNFlood returns a capture of an established TCP connection (handshake
