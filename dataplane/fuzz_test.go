@@ -2,7 +2,6 @@ package dataplane_test
 
 import (
 	"net"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -87,20 +86,9 @@ func FuzzTrack(f *testing.F) {
 	f.Add([]byte{1, 2, 0, 0, 0, 0, 2, 0, 0, 0, 4, 1, 3, 0, 0, 0, 0, 0, 6, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0})
 	f.Add([]byte{8, 2, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1, 18, 0, 1, 0, 0, 7, 4, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rs, err := filter.ParseIptables("fuzz", fuzzRules)
-		if err != nil {
-			t.Fatal(err)
-		}
-		flt, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"outside": 0, "inside": 1}, Workers: 1}, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rp atomic.Pointer[filter.Filter]
-		rp.Store(flt)
-		tr := conntrack.NewTracker(conntrack.Config{Capacity: 4, Timeouts: conntrack.DefaultTimeouts(), Seed: 1,
-			FTP: conntrack.DefaultFTP()})
+		pl, _ := buildPipeline(t, fuzzRules, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 4)
+		tr := pl.Tracker
 		defer tr.Table.Free()
-		pl := dataplane.NewPipeline(dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, tr, &rp, new(dataplane.Counters))
 		var seq, ack [2]uint32
 		seq[0], seq[1] = 1000, 50000
 		now := int64(1e9)

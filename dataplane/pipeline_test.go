@@ -17,22 +17,31 @@ import (
 // link, with the rules in iptables syntax.
 func newPipeline(t testing.TB, passNonIP bool, rules string) *dataplane.Pipeline {
 	t.Helper()
+	ports := []dataplane.PortInfo{
+		{Zone: 0, Out: 1, Hook: filter.HookInput},
+		{Zone: 0, Out: 0, Hook: filter.HookOutput},
+	}
+	pl, _ := buildPipeline(t, rules, dataplane.Options{PassNonIP: passNonIP, Ports: ports}, 4096)
+	return pl
+}
+
+// buildPipeline compiles rules (ports "outside" = 0 and "inside" = 1, or
+// "a" = 0 and "b" = 1) for one worker and returns a pipeline with opts and
+// a tracker of the given capacity, and the filter.
+func buildPipeline(t testing.TB, rules string, opts dataplane.Options, capacity int) (*dataplane.Pipeline, *filter.Filter) {
+	t.Helper()
 	rs, err := filter.ParseIptables("test", rules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"outside": 0, "inside": 1}, Workers: 1}, 1)
+	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"outside": 0, "inside": 1, "a": 0, "b": 1}, Workers: 1}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var p atomic.Pointer[filter.Filter]
 	p.Store(f)
-	tr := conntrack.NewTracker(conntrack.Config{Capacity: 4096, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
-	ports := []dataplane.PortInfo{
-		{Zone: 0, Out: 1, Hook: filter.HookInput},
-		{Zone: 0, Out: 0, Hook: filter.HookOutput},
-	}
-	return dataplane.NewPipeline(dataplane.Options{PassNonIP: passNonIP, Ports: ports}, tr, &p, new(dataplane.Counters))
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: capacity, Timeouts: conntrack.DefaultTimeouts(), Seed: 1, FTP: conntrack.DefaultFTP()})
+	return dataplane.NewPipeline(opts, tr, &p, new(dataplane.Counters)), f
 }
 
 func fillBurst(b *dataplane.Burst, frames [][]byte) {
@@ -260,18 +269,7 @@ func TestFragmentsFollowTheirFirst(t *testing.T) {
 // through a pipeline: every hostile frame is dropped with its reason, every
 // allowed one passes, and nothing else is counted.
 func TestHostileCatalogue(t *testing.T) {
-	rs, err := filter.ParseIptables("hostile", pcapgen.HostileRules)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"a": 0, "b": 1}, Workers: 1}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rp atomic.Pointer[filter.Filter]
-	rp.Store(f)
-	tr := conntrack.NewTracker(conntrack.Config{Capacity: 4096, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
-	pl := dataplane.NewPipeline(dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, tr, &rp, new(dataplane.Counters))
+	pl, _ := buildPipeline(t, pcapgen.HostileRules, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 4096)
 	want := map[string]uint64{}
 	for _, h := range pcapgen.Hostile() {
 		var b dataplane.Burst
@@ -299,21 +297,9 @@ func TestHostileCatalogue(t *testing.T) {
 // On a link with an inside, a packet a FORWARD rule accepts goes on to
 // INPUT; both rules count it (as iptables -L -v would show), every time.
 func TestForwardThenInputCounters(t *testing.T) {
-	rs, err := filter.ParseIptables("test", `-A FORWARD -p udp -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT
+	pl, f := buildPipeline(t, `-A FORWARD -p udp -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT
 -A INPUT -p udp -j ACCEPT
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := filter.Compile(rs, filter.Env{Workers: 1}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rp atomic.Pointer[filter.Filter]
-	rp.Store(f)
-	tr := conntrack.NewTracker(conntrack.Config{Capacity: 64, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
-	pl := dataplane.NewPipeline(dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1, Hook: filter.HookInput}, {Out: 0, Hook: filter.HookOutput}}},
-		tr, &rp, new(dataplane.Counters))
+`, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1, Hook: filter.HookInput}, {Out: 0, Hook: filter.HookOutput}}}, 64)
 	var b dataplane.Burst
 	frame := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, pcapgen.ClientIP(1), pcapgen.ServerIP(1), 1000, 53, 4)
 	for i := 0; i < 3; i++ {

@@ -58,33 +58,13 @@ func goldenFrames() (pass [][]byte, bad map[string][]byte) {
 // dropped with their reason counted; no mbuf leaks.
 func TestPcapGolden(t *testing.T) {
 	requireDPDK(t)
-	dir := t.TempDir()
 	pass, bad := goldenFrames()
 	// The malformed frames are interleaved with valid ones.
 	in := append([][]byte(nil), pass...)
 	in = append(in, bad["bad_tcp_offset"], pass[0], bad["bad_ipv4_header"], pass[1], bad["tiny_fragment"])
 	want := append(append([][]byte(nil), pass...), pass[0], pass[1])
-	inPath, empty := filepath.Join(dir, "in.pcap"), filepath.Join(dir, "empty.pcap")
-	if err := pcapgen.Write(inPath, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := pcapgen.Write(empty, nil); err != nil {
-		t.Fatal(err)
-	}
-	out, back := filepath.Join(dir, "out.pcap"), filepath.Join(dir, "back.pcap")
-	p := startDPFW(t, fmt.Sprintf(`
-eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 8191, cache: 64}
-ports:
-  - {name: a, device: "net_pcap0,rx_pcap=%s,tx_pcap=%s"}
-  - {name: b, device: "net_pcap1,rx_pcap=%s,tx_pcap=%s"}
-links: [{name: wire, ports: [a, b]}]
-workers: {cpus: [1], idle_polls: 64, idle_sleep: 100us}
-metrics: {listen: METRICS}
-`, inPath, back, empty, out))
-	if got := p.waitMetric("dpfw_worker_rx_packets_total", "", float64(len(in)), 10*time.Second); got != float64(len(in)) {
-		t.Fatalf("dpfw received %v frames; want %d", got, len(in))
-	}
+	p := startPcap(t, in, "", "")
+	p.waitReceived()
 	for reason := range bad {
 		if got := p.waitMetric("dpfw_worker_dropped_packets_total", `reason="`+reason+`"`, 1, 2*time.Second); got != 1 {
 			t.Errorf("drops for %s: got %v; want 1", reason, got)
@@ -93,22 +73,7 @@ metrics: {listen: METRICS}
 	if got := p.metric("dpfw_worker_dropped_packets_total"); got != float64(len(bad)) {
 		t.Errorf("total drops: got %v; want %d", got, len(bad))
 	}
-	p.stop()
-	got, err := pcapgen.Read(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("out.pcap has %d frames; want %d", len(got), len(want))
-	}
-	for i := range want {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Errorf("frame %d differs:\ngot  %x\nwant %x", i, got[i], want[i])
-		}
-	}
-	if b, _ := pcapgen.Read(back); len(b) != 0 {
-		t.Errorf("%d frames went back out of the input port; want 0", len(b))
-	}
+	sameFrames(t, p.forwarded(), want)
 }
 
 // netns is a network namespace the test created, deleted at cleanup.

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,34 +15,10 @@ import (
 // inside) and returns what b transmitted.
 func replay(t *testing.T, frames [][]byte) [][]byte {
 	t.Helper()
-	dir := t.TempDir()
-	in, empty, out := filepath.Join(dir, "in.pcap"), filepath.Join(dir, "empty.pcap"), filepath.Join(dir, "out.pcap")
-	if err := pcapgen.Write(in, frames); err != nil {
-		t.Fatal(err)
-	}
-	if err := pcapgen.Write(empty, nil); err != nil {
-		t.Fatal(err)
-	}
-	p := startDPFW(t, fmt.Sprintf(`
-eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 8191, cache: 64}
-ports:
-  - {name: a, device: "net_pcap0,rx_pcap=%s,tx_pcap=%s"}
-  - {name: b, device: "net_pcap1,rx_pcap=%s,tx_pcap=%s"}
-links: [{name: wire, ports: [a, b], inside: b}]
-workers: {cpus: [1], idle_polls: 64, idle_sleep: 100us}
-metrics: {listen: METRICS}
-%s`, in, filepath.Join(dir, "back.pcap"), empty, out, ftpRules))
-	if got := p.waitMetric("dpfw_worker_rx_packets_total", "", float64(len(frames)), 10*time.Second); got != float64(len(frames)) {
-		t.Fatalf("dpfw received %v of %d frames", got, len(frames))
-	}
+	p := startPcap(t, frames, ", inside: b", ftpRules)
+	p.waitReceived()
 	time.Sleep(200 * time.Millisecond)
-	p.stop()
-	got, err := pcapgen.Read(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
+	return p.forwarded()
 }
 
 // TestPcapFTPGolden replays real FTP sessions (recorded from vsftpd and

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
 // dpfwBin is the binary under test, built once by TestMain.
@@ -339,4 +341,74 @@ func (p *proc) dump() string {
 		}
 	}
 	return b.String()
+}
+
+// pcapRun is dpfw replaying a capture into port a of a two-port net_pcap
+// link a–b (port b receives nothing).
+type pcapRun struct {
+	*proc
+	sent      int
+	out, back string // what b and a transmitted
+}
+
+// startPcap writes frames as port a's capture and starts dpfw on it; link
+// adds to the link's YAML (e.g. ", inside: b") and extra to the config.
+func startPcap(t *testing.T, frames [][]byte, link, extra string) *pcapRun {
+	t.Helper()
+	dir := t.TempDir()
+	in, empty := filepath.Join(dir, "in.pcap"), filepath.Join(dir, "empty.pcap")
+	if err := pcapgen.Write(in, frames); err != nil {
+		t.Fatal(err)
+	}
+	if err := pcapgen.Write(empty, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := &pcapRun{sent: len(frames), out: filepath.Join(dir, "out.pcap"), back: filepath.Join(dir, "back.pcap")}
+	r.proc = startDPFW(t, fmt.Sprintf(`
+eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
+mempool: {mbufs: 8191, cache: 64}
+ports:
+  - {name: a, device: "net_pcap0,rx_pcap=%s,tx_pcap=%s"}
+  - {name: b, device: "net_pcap1,rx_pcap=%s,tx_pcap=%s"}
+links: [{name: wire, ports: [a, b]%s}]
+workers: {cpus: [1], idle_polls: 64, idle_sleep: 100us}
+metrics: {listen: METRICS}
+%s`, in, r.back, empty, r.out, link, extra))
+	return r
+}
+
+// waitReceived waits until dpfw has received the whole capture.
+func (r *pcapRun) waitReceived() {
+	r.t.Helper()
+	if got := r.waitMetric("dpfw_worker_rx_packets_total", "", float64(r.sent), 10*time.Second); got != float64(r.sent) {
+		r.t.Fatalf("dpfw received %v of %d frames", got, r.sent)
+	}
+}
+
+// forwarded stops dpfw and returns what port b transmitted, requiring that
+// nothing went back out of port a.
+func (r *pcapRun) forwarded() [][]byte {
+	r.t.Helper()
+	r.stop()
+	got, err := pcapgen.Read(r.out)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if b, _ := pcapgen.Read(r.back); len(b) != 0 {
+		r.t.Errorf("%d frames went back out of the input port; want 0", len(b))
+	}
+	return got
+}
+
+// sameFrames requires got to be want, byte for byte and in order.
+func sameFrames(t *testing.T, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d frames forwarded; want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("frame %d differs:\ngot  %x\nwant %x", i, got[i], want[i])
+		}
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -24,11 +23,9 @@ func indent(rules string) string {
 // accounting balances with no mbuf lost.
 func TestPcapHostile(t *testing.T) {
 	requireDPDK(t)
-	dir := t.TempDir()
-	cat := pcapgen.Hostile()
 	var in, want [][]byte
 	reasons := map[string]int{}
-	for _, h := range cat {
+	for _, h := range pcapgen.Hostile() {
 		in = append(in, h.Frame)
 		if h.Reason == "" {
 			want = append(want, h.Frame)
@@ -36,29 +33,8 @@ func TestPcapHostile(t *testing.T) {
 			reasons[h.Reason]++
 		}
 	}
-	inPath, empty, out := filepath.Join(dir, "in.pcap"), filepath.Join(dir, "empty.pcap"), filepath.Join(dir, "out.pcap")
-	if err := pcapgen.Write(inPath, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := pcapgen.Write(empty, nil); err != nil {
-		t.Fatal(err)
-	}
-	p := startDPFW(t, fmt.Sprintf(`
-eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 8191, cache: 64}
-ports:
-  - {name: a, device: "net_pcap0,rx_pcap=%s,tx_pcap=%s"}
-  - {name: b, device: "net_pcap1,rx_pcap=%s,tx_pcap=%s"}
-links: [{name: wire, ports: [a, b]}]
-workers: {cpus: [1], idle_polls: 64, idle_sleep: 100us}
-metrics: {listen: METRICS}
-rules:
-  iptables: |
-    %s
-`, inPath, filepath.Join(dir, "back.pcap"), empty, out, indent(pcapgen.HostileRules)))
-	if got := p.waitMetric("dpfw_worker_rx_packets_total", "", float64(len(in)), 10*time.Second); got != float64(len(in)) {
-		t.Fatalf("dpfw received %v frames; want %d", got, len(in))
-	}
+	p := startPcap(t, in, "", "rules:\n  iptables: |\n    "+indent(pcapgen.HostileRules)+"\n")
+	p.waitReceived()
 	p.waitMetric("dpfw_worker_dropped_packets_total", "", float64(len(in)-len(want)), 2*time.Second)
 	for reason, n := range reasons {
 		if got := p.metric("dpfw_worker_dropped_packets_total", `reason="`+reason+`"`); got != float64(n) {
@@ -73,19 +49,7 @@ rules:
 	if got := p.metric("dpfw_conntrack_entries"); got != 6 {
 		t.Errorf("%v tracked connections; want the 6 allowed flows", got)
 	}
-	p.stop()
-	got, err := pcapgen.Read(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("out.pcap has %d frames; want the %d allowed ones", len(got), len(want))
-	}
-	for i := range want {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Errorf("allowed frame %d changed:\ngot  %x\nwant %x", i, got[i], want[i])
-		}
-	}
+	sameFrames(t, p.forwarded(), want)
 }
 
 // TestPcapSYNFlood replays a SYN flood from 65,536 distinct sources with an
