@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket/layers"
+
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
@@ -131,5 +133,49 @@ rules:
 			}
 			p.stop()
 		})
+	}
+}
+
+// TestPcapHashlimit: a per-source SYN limit (-m hashlimit, 10/s, burst 5)
+// through the data plane: each of two sources replaying 200 SYNs gets about
+// its burst through; the rest are dropped by the limit rule, and every
+// packet is accounted for.
+func TestPcapHashlimit(t *testing.T) {
+	requireDPDK(t)
+	var frames [][]byte
+	for i := 0; i < 200; i++ {
+		for _, src := range []int{1, 2} {
+			frames = append(frames, pcapgen.Frame(
+				&layers.Ethernet{SrcMAC: pcapgen.ClientMAC, DstMAC: pcapgen.ServerMAC, EthernetType: layers.EthernetTypeIPv4},
+				&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: pcapgen.ClientIP(src), DstIP: pcapgen.ServerIP(1)},
+				&layers.TCP{SrcPort: layers.TCPPort(10000 + i), DstPort: 22, SYN: true, Window: 1000}))
+		}
+	}
+	start := time.Now()
+	p := startPcap(t, frames, "", `rules:
+  iptables: |
+    -A FORWARD -p tcp --syn -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 10/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name ssh -m comment --comment limit -j DROP
+    -A FORWARD -m comment --comment pass -j ACCEPT
+`)
+	p.waitReceived()
+	// The replay took less than this: at most the burst plus what 10/s
+	// refills meanwhile may pass.
+	slack := 1 + int(time.Since(start).Seconds()*10)
+	limited := p.metric("dpfw_rule_packets_total", `comment="limit"`)
+	got := p.forwarded()
+	if int(limited)+len(got) != len(frames) {
+		t.Errorf("%v dropped by the limit + %d passed != %d sent", limited, len(got), len(frames))
+	}
+	perSource := map[string]int{}
+	for _, f := range got {
+		perSource[fmt.Sprint(f[26:30])]++
+	}
+	for src, n := range perSource {
+		if n < 5 || n > 5+slack {
+			t.Errorf("source %v: %d SYNs passed; want the burst of 5 (+%d refill at most)", src, n, slack)
+		}
+	}
+	if len(perSource) != 2 {
+		t.Errorf("SYNs passed from %d sources; want 2", len(perSource))
 	}
 }
