@@ -73,6 +73,10 @@ func TestLoadErrors(t *testing.T) {
 		{"link to itself", strings.Replace(good, "[outside, inside]", "[outside, outside]", 1), []string{"two different ports"}},
 		{"inside not in link", strings.Replace(good, "inside: inside", "inside: nowhere", 1), []string{"links[0].inside"}},
 		{"bad listen", good + "metrics: {listen: nonsense}\n", []string{"metrics.listen", "host:port"}},
+		{"bad checksum mode", good + "dataplane: {checksum: sometimes}\n", []string{"bad.yaml:15:", "dataplane.checksum", "want full, hardware or off"}},
+		{"adaptive range reversed", good + "conntrack: {adaptive: {start: 90, end: 60}}\n", []string{"conntrack.adaptive", "start 90, end 60", "0 < start < end"}},
+		{"negative NEW cap", good + "conntrack: {new_per_second: -5}\n", []string{"conntrack.new_per_second", "-5"}},
+		{"misspelt adaptive key", good + "conntrack: {adaptive: {flor: 1s}}\n", []string{`unknown key "flor"`, `did you mean "floor"?`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
