@@ -2,58 +2,41 @@ package dataplane
 
 import (
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack"
 )
 
 // A Request asks a worker to list or delete connections. The control side
 // posts it with Pipeline.Post and waits on Done; the worker serves it
-// between bursts, a bounded number of entries per poll round, so a listing
-// of a million connections never stalls the packet path.
+// between bursts, a bounded number of table slots per poll round, so a
+// listing of a million connections never stalls the packet path.
+//
+// A listing stops when Entries is full and sets More; the caller takes the
+// entries, calls Next and posts the request again to go on from where it
+// stopped, so a listing of millions of connections needs one chunk of
+// memory, not a copy of the table.
 type Request struct {
 	// Flush deletes matching entries instead of listing them.
 	Flush bool
 	// Match selects entries (nil: all).
 	Match func(*conntrack.Entry) bool
-	// Max bounds how many entries a listing returns (0: no bound).
-	Max int
-
-	// Chunked listings stop when Entries is full and set More; the caller
-	// takes the entries, calls Next and posts the request again to go on
-	// from where it stopped (so a listing of millions of connections
-	// needs one chunk of memory, not one copy of the table).
-	Chunked bool
 
 	// Results, filled by the worker. Entries is preallocated by NewRequest
-	// so that the worker never allocates; Truncated is set if it filled up
-	// (unchunked listings); More if a chunked listing has more to give.
-	Entries   []conntrack.Entry
-	Deleted   int
-	Truncated bool
-	More      bool
+	// so that the worker never allocates.
+	Entries []conntrack.Entry
+	Deleted int
+	More    bool
 
 	cursor uint32
 	done   chan struct{}
 }
 
-// NewRequest returns a request ready to post; a listing has room for
-// capacity entries (the worker's published entry count plus a margin is a
-// good choice).
-func NewRequest(flush bool, match func(*conntrack.Entry) bool, maxEntries, capacity int) *Request {
-	r := &Request{Flush: flush, Match: match, Max: maxEntries, done: make(chan struct{})}
+// NewRequest returns a request ready to post; a listing hands over up to
+// chunk entries at a time.
+func NewRequest(flush bool, match func(*conntrack.Entry) bool, chunk int) *Request {
+	r := &Request{Flush: flush, Match: match, done: make(chan struct{})}
 	if !flush {
-		if maxEntries > 0 {
-			capacity = min(capacity, maxEntries)
-		}
-		r.Entries = make([]conntrack.Entry, 0, capacity)
-		// Fault the pages in here, on the control side: a large slice
-		// is fresh memory, and the worker must not take its page faults.
-		all := r.Entries[:capacity]
-		step := max(4096/int(unsafe.Sizeof(conntrack.Entry{})), 1)
-		for i := 0; i < len(all); i += step {
-			all[i].ID = 1
-		}
+		r.Entries = make([]conntrack.Entry, 0, max(chunk, 1))
 	}
 	return r
 }
@@ -61,8 +44,8 @@ func NewRequest(flush bool, match func(*conntrack.Entry) bool, maxEntries, capac
 // Done is closed when the worker has served the request (or a chunk).
 func (r *Request) Done() <-chan struct{} { return r.done }
 
-// Next readies a chunked request whose Done was closed with More set to be
-// posted again: it empties Entries and renews Done.
+// Next readies a request whose Done was closed with More set to be posted
+// again: it empties Entries and renews Done.
 func (r *Request) Next() {
 	r.Entries, r.More = r.Entries[:0], false
 	r.done = make(chan struct{})
@@ -121,12 +104,7 @@ func (pl *Pipeline) serveControl(busy bool) {
 			continue
 		}
 		if len(r.Entries) == cap(r.Entries) {
-			if r.Chunked {
-				r.More, end = true, i
-				break
-			}
-			r.Truncated = len(r.Entries) < r.Max || r.Max == 0
-			end = n
+			r.More, end = true, i
 			break
 		}
 		r.Entries = append(r.Entries, e) // within the preallocated capacity: no allocation

@@ -8,7 +8,7 @@ import (
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
-// A chunked listing hands entries over a chunk at a time and resumes where
+// A listing hands entries over a chunk at a time and resumes where
 // it stopped; on a busy worker it takes at most one step per 100 µs of the
 // worker's clock, on an idle one a large step per poll round.
 func TestControlListingChunkedAndPaced(t *testing.T) {
@@ -23,8 +23,7 @@ func TestControlListingChunkedAndPaced(t *testing.T) {
 	if n := pl.Tracker.Table.Len(); n != flows {
 		t.Fatalf("%d connections tracked; want %d", n, flows)
 	}
-	req := dataplane.NewRequest(false, nil, 0, 64)
-	req.Chunked = true
+	req := dataplane.NewRequest(false, nil, 64)
 	seen := map[uint32]bool{}
 	chunks, bursts := 0, 0
 	for {
@@ -66,7 +65,7 @@ func TestControlListingChunkedAndPaced(t *testing.T) {
 		t.Errorf("%d busy bursts served %d slots: pacing not applied", bursts, slots)
 	}
 	// Idle: the whole table in one poll round.
-	req = dataplane.NewRequest(false, nil, 0, flows)
+	req = dataplane.NewRequest(false, nil, flows)
 	pl.Post(req)
 	pl.Idle(now + 1e6)
 	select {

@@ -254,17 +254,9 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 			continue
 		}
 		p := &b.Parsed[i]
-		v, r := filter.Accept, filter.DropNone
 		b.State[i] = conntrack.Untracked
-		switch p.Kind {
-		case packet.Malformed:
-			// filter.DropReason mirrors packet.Reason for malformed frames.
-			v, r = filter.Drop, filter.DropReason(p.Reason)
-		case packet.NonIP:
-			if !pl.opts.PassNonIP {
-				v, r = filter.Drop, filter.DropNonIP
-			}
-		default:
+		v, r, ip := pl.linkVerdict(p)
+		if ip {
 			switch {
 			case track && !pl.checksumOK(b, i):
 				v, r = filter.Drop, filter.DropBadChecksum
@@ -314,6 +306,23 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	pl.serveControl(true)
 }
 
+// linkVerdict judges what needs no more than the link layer: a malformed
+// frame is dropped with its reason (filter.DropReason mirrors
+// packet.Reason), a non-IP one passes or drops (dataplane.non_ip). ip
+// reports an IP packet, which the caller judges.
+func (pl *Pipeline) linkVerdict(p *packet.Parsed) (v filter.Verdict, r filter.DropReason, ip bool) {
+	switch p.Kind {
+	case packet.Malformed:
+		return filter.Drop, filter.DropReason(p.Reason), false
+	case packet.NonIP:
+		if !pl.opts.PassNonIP {
+			return filter.Drop, filter.DropNonIP, false
+		}
+		return filter.Accept, filter.DropNone, false
+	}
+	return filter.Accept, filter.DropNone, true
+}
+
 // acceptAll handles a burst under a rule set that accepts everything:
 // malformed frames (and non-IP ones, if so configured) are still dropped;
 // the rest pass, counted once per burst against the FORWARD policy.
@@ -326,15 +335,8 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 		}
 		p := &b.Parsed[i]
 		b.State[i] = conntrack.Untracked
-		v, r := filter.Accept, filter.DropNone
-		switch p.Kind {
-		case packet.Malformed:
-			v, r = filter.Drop, filter.DropReason(p.Reason)
-		case packet.NonIP:
-			if !pl.opts.PassNonIP {
-				v, r = filter.Drop, filter.DropNonIP
-			}
-		default:
+		v, r, ip := pl.linkVerdict(p)
+		if ip {
 			pk++
 			by += uint64(p.L3Len())
 		}

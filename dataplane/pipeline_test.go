@@ -2,6 +2,7 @@ package dataplane_test
 
 import (
 	"encoding/binary"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,16 +26,16 @@ func newPipeline(t testing.TB, passNonIP bool, rules string) *dataplane.Pipeline
 	return pl
 }
 
-// buildPipeline compiles rules (ports "outside" = 0 and "inside" = 1, or
-// "a" = 0 and "b" = 1) for one worker and returns a pipeline with opts and
-// a tracker of the given capacity, and the filter.
+// buildPipeline compiles rules for one worker, with ports named "outside"
+// (id 0) and "inside" (id 1), and returns a pipeline with opts and a
+// tracker of the given capacity, and the filter.
 func buildPipeline(t testing.TB, rules string, opts dataplane.Options, capacity int) (*dataplane.Pipeline, *filter.Filter) {
 	t.Helper()
 	rs, err := filter.ParseIptables("test", rules)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"outside": 0, "inside": 1, "a": 0, "b": 1}, Workers: 1}, 1)
+	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"outside": 0, "inside": 1}, Workers: 1}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,9 @@ func TestFragmentsFollowTheirFirst(t *testing.T) {
 // through a pipeline: every hostile frame is dropped with its reason, every
 // allowed one passes, and nothing else is counted.
 func TestHostileCatalogue(t *testing.T) {
-	pl, _ := buildPipeline(t, pcapgen.HostileRules, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 4096)
+	// The catalogue's rules name the e2e test's ports a and b.
+	rules := strings.ReplaceAll(pcapgen.HostileRules, "-i a ", "-i outside ")
+	pl, _ := buildPipeline(t, rules, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 4096)
 	want := map[string]uint64{}
 	for _, h := range pcapgen.Hostile() {
 		var b dataplane.Burst

@@ -101,33 +101,31 @@ func main() {
 				fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f\n", name, r+1, io, d, d/io)
 			}
 			io, d, ratio := median(ios), median(ds), median(ratios)
+			// quietThenLoaded runs dpfw alone, then with *load set to every
+			// (the control or reload load runDPFW applies), and returns both rates.
+			quietThenLoaded := func(load *time.Duration, every time.Duration) (float64, float64) {
+				quiet, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
+				check(err)
+				*load = every
+				busy, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
+				*load = 0
+				check(err)
+				return quiet, busy
+			}
 			if *controlLoad > 0 {
-				var loaded, effects []float64
+				var effects []float64
 				for r := 0; r < *rounds; r++ {
-					quiet, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
-					check(err)
-					ctlRate = *controlLoad
-					busy, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
-					ctlRate = 0
-					check(err)
-					loaded = append(loaded, busy)
+					quiet, busy := quietThenLoaded(&ctlRate, *controlLoad)
 					effects = append(effects, busy/quiet-1)
 					fmt.Printf("%-22s control load round %d: quiet %.2f Mpps, scraped+listed every %v %.2f Mpps (%+.1f%%)\n",
 						name, r+1, quiet, *controlLoad, busy, 100*(busy/quiet-1))
 				}
 				fmt.Printf("%-22s control load: median change %+.1f%% (%d connections tracked)\n", name, 100*median(effects), lastEntries)
 			}
-			if *reloadLoadFlag > 0 {
-				for r := 0; r < *rounds; r++ {
-					quiet, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
-					check(err)
-					reloadRate = *reloadLoadFlag
-					busy, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
-					reloadRate = 0
-					check(err)
-					fmt.Printf("%-22s reload load round %d: quiet %.2f Mpps, reloading every %v %.2f Mpps (%+.1f%%); %d reloads, %.0f packets dropped\n",
-						name, r+1, quiet, *reloadLoadFlag, busy, 100*(busy/quiet-1), reloadsDone, reloadDrops)
-				}
+			for r := 0; *reloadLoadFlag > 0 && r < *rounds; r++ {
+				quiet, busy := quietThenLoaded(&reloadRate, *reloadLoadFlag)
+				fmt.Printf("%-22s reload load round %d: quiet %.2f Mpps, reloading every %v %.2f Mpps (%+.1f%%); %d reloads, %.0f packets dropped\n",
+					name, r+1, quiet, *reloadLoadFlag, busy, 100*(busy/quiet-1), reloadsDone, reloadDrops)
 			}
 			extra := ""
 			if wl == "flood" {

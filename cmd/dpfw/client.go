@@ -156,7 +156,7 @@ func conntrackCmd() *cobra.Command {
 		},
 	}
 	addFilters(list)
-	list.Flags().IntVar(&limit, "limit", 100000, "show at most this many per worker")
+	list.Flags().IntVar(&limit, "limit", 100000, "show at most this many (all workers together)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	flush := &cobra.Command{
 		Use: "flush", Short: "Delete connections (all, or those matching the filters)", Args: cobra.NoArgs,

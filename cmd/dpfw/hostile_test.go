@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/layers"
-
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
@@ -145,10 +143,7 @@ func TestPcapHashlimit(t *testing.T) {
 	var frames [][]byte
 	for i := 0; i < 200; i++ {
 		for _, src := range []int{1, 2} {
-			frames = append(frames, pcapgen.Frame(
-				&layers.Ethernet{SrcMAC: pcapgen.ClientMAC, DstMAC: pcapgen.ServerMAC, EthernetType: layers.EthernetTypeIPv4},
-				&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: pcapgen.ClientIP(src), DstIP: pcapgen.ServerIP(1)},
-				&layers.TCP{SrcPort: layers.TCPPort(10000 + i), DstPort: 22, SYN: true, Window: 1000}))
+			frames = append(frames, pcapgen.TCP4(pcapgen.ClientIP(src), pcapgen.ServerIP(1), uint16(10000+i), 22, "S", 1, 0, 0))
 		}
 	}
 	start := time.Now()

@@ -119,8 +119,7 @@ const listChunk = 4096
 func (d *Daemon) Conntrack(ctx context.Context, f ConnFilter, flush bool, limit int, emit func([]conntrack.Entry) error) (int, error) {
 	deleted, emitted := 0, 0
 	for w, pl := range d.pipes {
-		req := dataplane.NewRequest(flush, f.Match, 0, listChunk)
-		req.Chunked = true
+		req := dataplane.NewRequest(flush, f.Match, listChunk)
 		for {
 			for !pl.Post(req) {
 				select {

@@ -341,6 +341,7 @@ func (d *Daemon) CTCounters() []*dataplane.CTCounters {
 // one per rule and one per chain policy.
 func (d *Daemon) RuleStats() []metrics.RuleStat {
 	f := d.Rules.Load()
+	evictions := f.LimitEvictions()
 	var out []metrics.RuleStat
 	for id := 0; id < f.NumDecisions(); id++ {
 		pk, by := f.Totals(uint16(id))
@@ -349,6 +350,7 @@ func (d *Daemon) RuleStats() []metrics.RuleStat {
 		st := metrics.RuleStat{Chain: chain, Rule: rule, Packets: pk, Bytes: by}
 		if id < len(f.Rules) {
 			st.Target, st.Comment = f.Rules[id].Target, f.Rules[id].Comment
+			st.Limited, st.LimitEvictions = f.Rules[id].Limit != nil, evictions[id]
 		} else {
 			st.Chain, st.Rule = strings.TrimSuffix(name, " policy"), "policy"
 			st.Target = f.DecisionVerdict(uint16(id)).String()

@@ -27,6 +27,10 @@ type RuleStat struct {
 	Chain, Rule     string // Rule: "1", "2", … or "policy"
 	Target, Comment string
 	Packets, Bytes  uint64
+	// Limited marks a rule with -m limit/-m hashlimit; LimitEvictions
+	// counts its buckets reused before they refilled (table too small).
+	Limited        bool
+	LimitEvictions uint64
 }
 
 // Source is what the Collector reads at scrape time. It is implemented by the
@@ -97,6 +101,7 @@ var (
 
 	rulePackets = desc("rule", "packets_total", "Packets decided by a rule or chain policy (like iptables -L -v).", []string{"chain", "rule", "target", "comment"})
 	ruleBytes   = desc("rule", "bytes_total", "Bytes (IP) decided by a rule or chain policy.", []string{"chain", "rule", "target", "comment"})
+	ruleLimitEv = desc("rule", "limit_evictions_total", "Rate-limit buckets of a -m limit/-m hashlimit rule reused before they refilled (raise --hashlimit-htable-size).", []string{"chain", "rule", "comment"})
 
 	mbufInUse = desc("mempool", "mbufs_in_use", "Mbufs taken from the pool (rings, in flight, lcore caches).", nil)
 	mbufTotal = desc("mempool", "mbufs", "Mbufs in the pool.", nil)
@@ -115,7 +120,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{rejects, logsLost, steered, cacheHits, classified, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull, ctRate, ctAdaptive,
-		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes,
+		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes, ruleLimitEv,
 		expCreated, expMatched, expExpired, expPending, expRefused, ftpBad, ftpLong} {
 		ch <- d
 	}
@@ -195,6 +200,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range c.src.Rules() {
 			counter(rulePackets, r.Packets, r.Chain, r.Rule, r.Target, r.Comment)
 			counter(ruleBytes, r.Bytes, r.Chain, r.Rule, r.Target, r.Comment)
+			if r.Limited {
+				counter(ruleLimitEv, r.LimitEvictions, r.Chain, r.Rule, r.Comment)
+			}
 		}
 	}
 	if c.src.Ports != nil {

@@ -26,7 +26,7 @@ func source() metrics.Source {
 		MbufsTotal: 1023,
 		Conntrack:  func() []*dataplane.CTCounters { return []*dataplane.CTCounters{new(dataplane.CTCounters)} },
 		Rules: func() []metrics.RuleStat {
-			return []metrics.RuleStat{{Chain: "INPUT", Rule: "1", Target: "ACCEPT", Packets: 3, Bytes: 180}, {Chain: "INPUT", Rule: "policy", Target: "DROP"}}
+			return []metrics.RuleStat{{Chain: "INPUT", Rule: "1", Target: "ACCEPT", Packets: 3, Bytes: 180}, {Chain: "INPUT", Rule: "2", Target: "DROP", Limited: true, LimitEvictions: 4}, {Chain: "INPUT", Rule: "policy", Target: "DROP"}}
 		},
 	}
 }
@@ -53,8 +53,11 @@ dpfw_worker_rx_packets_total{worker="0"} 10
 # HELP dpfw_port_link_up 1 if the port's link is up.
 # TYPE dpfw_port_link_up gauge
 dpfw_port_link_up{port="outside"} 1
+# HELP dpfw_rule_limit_evictions_total Rate-limit buckets of a -m limit/-m hashlimit rule reused before they refilled (raise --hashlimit-htable-size).
+# TYPE dpfw_rule_limit_evictions_total counter
+dpfw_rule_limit_evictions_total{chain="INPUT",comment="",rule="2"} 4
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "dpfw_worker_rx_packets_total", "dpfw_port_link_up"); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "dpfw_worker_rx_packets_total", "dpfw_port_link_up", "dpfw_rule_limit_evictions_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/agnivade/levenshtein"
 )
 
 // ParseError is a rule syntax error: where, the bad token, and a fix.
@@ -186,7 +188,7 @@ func mixedFamilies(ps []netip.Prefix) bool {
 func nearestName(s string, names []string) string {
 	best, bestD := "", 1<<30
 	for _, n := range names {
-		if d := editDistance(s, n); d < bestD {
+		if d := levenshtein.ComputeDistance(s, n); d < bestD {
 			best, bestD = n, d
 		}
 	}
@@ -323,7 +325,7 @@ func nearestOption(s string) string {
 		if "-"+s == o {
 			return o
 		}
-		if d := editDistance(s, o); d < bestD {
+		if d := levenshtein.ComputeDistance(s, o); d < bestD {
 			best, bestD = o, d
 		}
 	}
@@ -331,26 +333,6 @@ func nearestOption(s string) string {
 		return best
 	}
 	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func parseMatches(r *Rule, toks []token, at func(token) Pos, fail func(token, string, ...any) error, sets map[string][]netip.Prefix) error {

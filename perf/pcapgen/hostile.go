@@ -47,12 +47,10 @@ func ip4(proto layers.IPProtocol, id uint16) *layers.IPv4 {
 	return &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: id, Protocol: proto, SrcIP: hostSrc, DstIP: hostDst}
 }
 
-// tcpSeg is a TCP segment of the catalogue with the given flags, checksums
-// right.
-func tcpSeg(sport uint16, syn, ack, fin, rst, psh, urg bool, payload int) []byte {
-	return Frame(eth4(), ip4(layers.IPProtocolTCP, sport),
-		&layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 80, Seq: 1000, Window: 64240,
-			SYN: syn, ACK: ack, FIN: fin, RST: rst, PSH: psh, URG: urg}, gopacket.Payload(make([]byte, payload)))
+// tcpSeg is a TCP segment of the catalogue to port 80 with the given flags
+// (TCP4's letters), checksums right.
+func tcpSeg(sport uint16, flags string, payload int) []byte {
+	return TCP4(hostSrc, hostDst, sport, 80, flags, 1000, 0, payload)
 }
 
 func udp4(sport uint16, payload int) []byte {
@@ -88,7 +86,7 @@ func frag4(f []byte, off, n int, more bool) []byte {
 // labelled with the drop reason dpfw must count, interleaved with traffic
 // that HostileRules allows (labelled ""). Every address is in the test range.
 func Hostile() []Labelled {
-	syn := tcpSeg(40001, true, false, false, false, false, false, 0)
+	syn := tcpSeg(40001, "S", 0)
 	dns := udp4(40002, 32)
 	big := udp4(40003, 400) // fragmented below
 	ping := Frame(eth4(), ip4(layers.IPProtocolICMPv4, 9), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 77, Seq: 1},
@@ -131,7 +129,7 @@ func Hostile() []Labelled {
 		{"allowed: its second fragment", frag4(big, 208, 160, true), ""},
 		{"allowed: its last fragment", frag4(big, 368, 40, false), ""},
 		{"tiny first fragment (8 bytes of TCP)", frag4(syn, 0, 8, true), "tiny_fragment"},
-		{"fragment overlapping the TCP header (offset 8)", frag4(tcpSeg(40005, true, false, false, false, false, false, 40), 8, 32, false), "tiny_fragment"},
+		{"fragment overlapping the TCP header (offset 8)", frag4(tcpSeg(40005, "S", 40), 8, 32, false), "tiny_fragment"},
 		{"fragment without its first", frag4(udp4(40006, 600), 200, 200, false), "fragment"},
 		{"IPv6 payload length past the frame", edit(v6udp, false, func(b []byte) { binary.BigEndian.PutUint16(b[18:], 500) }), "bad_ipv6_header"},
 		{"IPv6 extension header running past the frame", edit(v6udp, false, func(b []byte) {
@@ -147,14 +145,14 @@ func Hostile() []Labelled {
 		{"wrong ICMP checksum", edit(ping, false, func(b []byte) { b[14+20+2] ^= 0x10 }), "bad_checksum"},
 		{"wrong UDP/IPv6 checksum", edit(v6udp, false, func(b []byte) { b[len(b)-1] ^= 0x01 }), "bad_checksum"},
 		{"allowed: ping", ping, ""},
-		{"SYN+FIN", tcpSeg(40007, true, false, true, false, false, false, 0), "ct_invalid"},
-		{"no flags (NULL scan)", tcpSeg(40008, false, false, false, false, false, false, 0), "ct_invalid"},
-		{"FIN+PSH+URG (Xmas scan)", tcpSeg(40009, false, false, true, false, true, true, 0), "ct_invalid"},
-		{"SYN+RST", tcpSeg(40011, true, false, false, true, false, false, 0), "ct_invalid"},
+		{"SYN+FIN", tcpSeg(40007, "SF", 0), "ct_invalid"},
+		{"no flags (NULL scan)", tcpSeg(40008, "", 0), "ct_invalid"},
+		{"FIN+PSH+URG (Xmas scan)", tcpSeg(40009, "FPU", 0), "ct_invalid"},
+		{"SYN+RST", tcpSeg(40011, "SR", 0), "ct_invalid"},
 		{"ICMP error quoting an unknown flow", icmpErr, "ct_invalid"},
 		{"three VLAN tags", append(append(append([]byte(nil), syn[:12]...), 0x81, 0, 0, 1, 0x81, 0, 0, 2, 0x81, 0, 0, 3), syn[12:]...), "too_many_vlan_tags"},
 		{"runt Ethernet frame", syn[:10], "truncated_l2"},
-		{"allowed: a second TCP SYN", tcpSeg(40012, true, false, false, false, false, false, 0), ""},
+		{"allowed: a second TCP SYN", tcpSeg(40012, "S", 0), ""},
 	}
 	// gopacket fixes up option lengths: write the zero length by hand.
 	for i := range out {
@@ -209,17 +207,11 @@ func FloodSource(i int) (net.IP, uint16) {
 // Replayed forever (infinite_rx), the flow's frames repeat as
 // retransmissions, which stay in window.
 func SYNFlood(n, every int) ([][]byte, int) {
-	tcp := func(src, dst net.IP, sport, dport uint16, syn, ack bool, seq, ackn uint32, payload int) []byte {
-		return Frame(&layers.Ethernet{SrcMAC: ClientMAC, DstMAC: ServerMAC, EthernetType: layers.EthernetTypeIPv4},
-			&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst},
-			&layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: seq, Ack: ackn, SYN: syn, ACK: ack, Window: 65535},
-			gopacket.Payload(make([]byte, payload)))
-	}
 	cs, ss := uint32(1000), uint32(9000)
 	out := [][]byte{
-		tcp(estClient, estServer, 5555, 80, true, false, cs, 0, 0),
-		tcp(estServer, estClient, 80, 5555, true, true, ss, cs+1, 0),
-		tcp(estClient, estServer, 5555, 80, false, true, cs+1, ss+1, 0),
+		TCP4(estClient, estServer, 5555, 80, "S", cs, 0, 0),
+		TCP4(estServer, estClient, 80, 5555, "SA", ss, cs+1, 0),
+		TCP4(estClient, estServer, 5555, 80, "A", cs+1, ss+1, 0),
 	}
 	est := 3
 	// Client data in 64-byte segments, each answered by an ACK; at most
@@ -227,13 +219,13 @@ func SYNFlood(n, every int) ([][]byte, int) {
 	sent := uint32(0)
 	for i := 0; i < n; i++ {
 		src, sport := FloodSource(i)
-		out = append(out, tcp(src, floodDst, sport, 80, true, false, uint32(i)*7919, 0, 0))
+		out = append(out, TCP4(src, floodDst, sport, 80, "S", uint32(i)*7919, 0, 0))
 		if every > 0 && i%every == every-1 {
 			if est%2 == 1 && sent < 16384 {
-				out = append(out, tcp(estClient, estServer, 5555, 80, false, true, cs+1+sent, ss+1, 64))
+				out = append(out, TCP4(estClient, estServer, 5555, 80, "A", cs+1+sent, ss+1, 64))
 				sent += 64
 			} else {
-				out = append(out, tcp(estServer, estClient, 80, 5555, false, true, ss+1, cs+1+sent, 0))
+				out = append(out, TCP4(estServer, estClient, 80, 5555, "A", ss+1, cs+1+sent, 0))
 			}
 			est++
 		}

@@ -121,6 +121,36 @@ func Read(path string) ([][]byte, error) {
 	return out, nil
 }
 
+// TCP4 returns a TCP/IPv4 frame with checksums right; flags is a string of
+// S, A, F, R, P and U. Frames from a 198.19.0.0/16 (server) address go from
+// ServerMAC to ClientMAC, the others the other way.
+func TCP4(src, dst net.IP, sport, dport uint16, flags string, seq, ack uint32, payload int) []byte {
+	t := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: seq, Ack: ack, Window: 65535}
+	for _, f := range flags {
+		switch f {
+		case 'S':
+			t.SYN = true
+		case 'A':
+			t.ACK = true
+		case 'F':
+			t.FIN = true
+		case 'R':
+			t.RST = true
+		case 'P':
+			t.PSH = true
+		case 'U':
+			t.URG = true
+		}
+	}
+	srcMAC, dstMAC := ClientMAC, ServerMAC
+	if src[0] == 198 && src[1] == 19 {
+		srcMAC, dstMAC = ServerMAC, ClientMAC
+	}
+	return Frame(&layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.To4(), DstIP: dst.To4()},
+		t, gopacket.Payload(make([]byte, payload)))
+}
+
 // TCPChurn returns n complete TCP connections, one after the other: SYN,
 // SYN/ACK, ACK, 18 bytes of data, its ACK, FIN/ACK, FIN/ACK, ACK (8 frames
 // each). Replayed forever, every pass reopens each connection from TIME_WAIT.
@@ -128,28 +158,11 @@ func TCPChurn(n int) [][]byte {
 	out := make([][]byte, 0, 8*n)
 	tcp := func(fromClient bool, i int, flags string, seq, ack uint32, payload int) []byte {
 		c, s := ClientIP(i%65536), ServerIP(i/65536)
-		sport := layers.TCPPort(10000 + i%50000)
-		t := &layers.TCP{SrcPort: sport, DstPort: 80, Seq: seq, Ack: ack, Window: 65535}
-		for _, f := range flags {
-			switch f {
-			case 'S':
-				t.SYN = true
-			case 'A':
-				t.ACK = true
-			case 'F':
-				t.FIN = true
-			case 'P':
-				t.PSH = true
-			}
-		}
-		srcMAC, dstMAC, src, dst := ClientMAC, ServerMAC, c, s
+		sport := uint16(10000 + i%50000)
 		if !fromClient {
-			t.SrcPort, t.DstPort = 80, sport
-			srcMAC, dstMAC, src, dst = ServerMAC, ClientMAC, s, c
+			return TCP4(s, c, 80, sport, flags, seq, ack, payload)
 		}
-		return Frame(&layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4},
-			&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: dst},
-			t, gopacket.Payload(make([]byte, payload)))
+		return TCP4(c, s, sport, 80, flags, seq, ack, payload)
 	}
 	for i := 0; i < n; i++ {
 		// Each pass must use sequence numbers above the previous pass's
