@@ -177,7 +177,8 @@ func ealMem(noHuge bool) []string {
 	if noHuge {
 		return []string{"--no-huge", "-m", "1024"}
 	}
-	return []string{"-m", "1024"}
+	// As dpfw does: no hugepage files left behind in /dev/hugepages.
+	return []string{"--huge-unlink", "-m", "1024"}
 }
 
 var txPPS = regexp.MustCompile(`Tx-pps:\s+(\d+)`)

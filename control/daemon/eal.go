@@ -39,7 +39,14 @@ func PlanEAL(cfg *config.Config) EALPlan {
 	if ncpu == 1 {
 		args[4] = "0@0"
 	}
-	if !p.Hugepages {
+	if p.Hugepages {
+		// Unlink each hugetlbfs file as soon as it is mapped: the pages go
+		// back to the kernel when dpfw exits, even on a crash or SIGKILL.
+		// Without it, DPDK leaves -m worth of files (512 pages for 1 GB)
+		// in /dev/hugepages after every stop. dpfw has no secondary
+		// processes, which are what the files are kept for.
+		args = append(args, "--huge-unlink")
+	} else {
 		args = append(args, "--no-huge")
 	}
 	args = append(args, "-m", strconv.Itoa(cfg.EAL.MemoryMB))
