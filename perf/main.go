@@ -45,8 +45,12 @@ func main() {
 	rounds := flag.Int("rounds", 3, "alternate testpmd io and dpfw this many times; the median ratio is reported")
 	flag.StringVar(&checksumMode, "checksum", "", "dataplane.checksum for dpfw (full, hardware, off; empty: dpfw's default)")
 	reloadLoadFlag := flag.Duration("reload-load", 0, "also run dpfw while reloading its rules (two rule sets allowing the same traffic) at this interval, and report throughput and drops")
+	flag.StringVar(&profileDir, "profile", "", "record the forwarding CPU with Linux perf (perf record -g) during each dpfw window, into DIR/<workload>-<flows>-<n>.data (read with perf report -i)")
 	controlLoad := flag.Duration("control-load", 0, "also run dpfw while scraping /metrics and listing every connection (dpfw conntrack list) at this interval, and report the throughput change")
 	flag.Parse()
+	if profileDir != "" {
+		check(os.MkdirAll(profileDir, 0o755))
+	}
 
 	dir, err := os.MkdirTemp("", "dpfw-perf-")
 	check(err)
@@ -89,6 +93,7 @@ func main() {
 			pcap := filepath.Join(dir, fmt.Sprintf("%s-%d.pcap", wl, n))
 			check(pcapgen.Write(pcap, frames))
 			name := fmt.Sprintf("%s/%dflows", wl, n)
+			profileName = fmt.Sprintf("%s-%d", wl, n)
 			w := time.Duration(*warmup) * time.Second
 			m := time.Duration(*seconds) * time.Second
 			var ios, ds, ratios []float64
@@ -338,7 +343,20 @@ log: {level: warn}
 		d0, _ = scrapeMatch(addr, "dpfw_worker_dropped_packets_total{", "")
 		go reloadLoad(addr, rulesPath, reloadRate, stop, reloaded)
 	}
+	var rec *exec.Cmd
+	if profileDir != "" {
+		profileN++
+		out := filepath.Join(profileDir, fmt.Sprintf("%s-%d.data", profileName, profileN))
+		rec = exec.Command("perf", "record", "-q", "-g", "-C", strconv.Itoa(cpu), "-o", out, "--", "sleep", strconv.Itoa(int(measure.Seconds())))
+		rec.Stdout, rec.Stderr = io.Discard, os.Stderr
+		if err := rec.Start(); err != nil {
+			return 0, fmt.Errorf("-profile: starting perf record (apt-get install linux-perf): %w", err)
+		}
+	}
 	time.Sleep(measure)
+	if rec != nil {
+		_ = rec.Wait()
+	}
 	close(stop)
 	if reloadRate > 0 {
 		reloadsDone = <-reloaded
@@ -414,6 +432,10 @@ var (
 	// floodEst and floodLost are the flood workload's established-flow
 	// rule counters.
 	checksumMode string
+	// profileDir, when set, makes runDPFW record the worker CPU with perf;
+	// profileName names the next recording.
+	profileDir, profileName string
+	profileN                int
 	// reloadRate, when set, makes runDPFW reload the rules at that interval
 	// during the window; reloadsDone and reloadDrops are what it saw.
 	reloadRate          time.Duration
