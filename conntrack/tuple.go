@@ -29,12 +29,6 @@ func (t Tuple) Reverse() Tuple {
 	return Tuple{Src: t.Dst, Dst: t.Src, SrcPort: t.DstPort, DstPort: t.SrcPort, Proto: t.Proto, Family: t.Family, Zone: t.Zone}
 }
 
-// isReverseOf reports whether t is o reversed.
-func (t *Tuple) isReverseOf(o *Tuple) bool {
-	return t.Src == o.Dst && t.Dst == o.Src && t.SrcPort == o.DstPort && t.DstPort == o.SrcPort &&
-		t.Proto == o.Proto && t.Family == o.Family && t.Zone == o.Zone
-}
-
 // SrcAddr returns the source address.
 func (t *Tuple) SrcAddr() netip.Addr { return addr(t.Family, &t.Src) }
 
@@ -79,13 +73,20 @@ func TupleOf(p *packet.Parsed, zone uint16) Tuple {
 	if p.Kind == packet.IPv6 {
 		t.Family = 6
 	}
-	switch p.Proto {
-	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
-		t.SrcPort, t.DstPort = p.SrcPort, p.DstPort
-	case header.ProtoICMP, header.ProtoICMPv6:
-		// Echo and other queries: the identifier names the flow in both
-		// directions (SrcPort == DstPort == id).
+	if hasPorts(p.Proto) {
+		// TCP, UDP and SCTP ports; for ICMP queries (echo and the others)
+		// the identifier, which names the flow in both directions
+		// (SrcPort == DstPort == id).
 		t.SrcPort, t.DstPort = p.SrcPort, p.DstPort
 	}
 	return t
+}
+
+// hasPorts reports whether tuples of proto carry ports (or an ICMP id).
+func hasPorts(proto uint8) bool {
+	switch proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP, header.ProtoICMP, header.ProtoICMPv6:
+		return true
+	}
+	return false
 }

@@ -406,8 +406,7 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 			(p.Proto == header.ProtoICMP && packet.IsICMPError(p.Proto, p.ICMPType)) {
 			continue
 		}
-		pl.keys[i] = conntrack.TupleOf(p, zone)
-		pl.hashes[i] = pl.Tracker.Table.Hash(&pl.keys[i])
+		pl.hashes[i] = pl.Tracker.Table.KeyOf(p, zone, &pl.keys[i])
 		pl.hashed[i] = true
 		k++
 	}
