@@ -87,7 +87,13 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 	default:
 		return true
 	}
-	if header.Fold(header.Sum(b[p.L4Off:p.L3End], acc)) == 0xffff {
+	l4 := b[p.L4Off:p.L3End]
+	if len(l4) >= 64 {
+		acc = header.SumLong(l4, acc)
+	} else {
+		acc = header.Sum(l4, acc)
+	}
+	if header.Fold(acc) == 0xffff {
 		return true
 	}
 	// An IPv6 routing header makes the checksum use its final destination.
