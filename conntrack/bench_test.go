@@ -20,7 +20,7 @@ func benchKeys(n int) []Tuple {
 }
 
 // BenchmarkLookup compares the table, looked up one key at a time and in
-// 32-key bursts (PrefetchBurst then LookupHash, as the data plane does), with a Go map holding
+// 32-key bursts (PrefetchBurst then LookupHint, as the data plane does), with a Go map holding
 // the same keys. The keys are visited in a random order that is laid out
 // sequentially in memory, as packets of many flows arrive: the key itself is
 // in cache, its table entry is not.
@@ -45,6 +45,7 @@ func BenchmarkLookup(b *testing.B) {
 			// entries (PrefetchBurst), then look each key up.
 			var keys [32]Tuple
 			var hashes [32]uint64
+			var hints [32]uint32
 			var sink uint32
 			b.ReportAllocs()
 			i := 0
@@ -53,9 +54,9 @@ func BenchmarkLookup(b *testing.B) {
 					keys[j] = shuffled[(i+j)%n]
 					hashes[j] = tb.Hash(&keys[j])
 				}
-				sink += tb.PrefetchBurst(hashes[:])
+				sink += tb.PrefetchBurst(hashes[:], hints[:])
 				for j := range keys {
-					if _, _, ok := tb.LookupHash(&keys[j], hashes[j]); !ok {
+					if _, _, ok := tb.LookupHint(&keys[j], hashes[j], hints[j]); !ok {
 						b.Fatal("miss")
 					}
 				}

@@ -152,31 +152,58 @@ func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
 // PrefetchBurst touches the buckets, then the candidate entries, of a burst
 // of keys whose hashes are given, so that the lookups that follow find them
 // in cache: the loads of the whole burst are in flight together instead of
-// one miss after another. It returns a value only to keep the loads alive.
-func (t *Table) PrefetchBurst(hashes []uint64) uint32 {
+// one miss after another. It stores in hints[i] the slot reference of key
+// i's first candidate (the first slot whose tag matches; 0 if none), for
+// LookupHint. It returns a value only to keep the loads alive.
+func (t *Table) PrefetchBurst(hashes []uint64, hints []uint32) uint32 {
 	var sink uint32
 	for _, h := range hashes {
 		b1, b2, _ := t.keyHash(h)
 		sink += uint32(t.bkts[b1].ref[0]) + uint32(t.bkts[b2].ref[0])
 	}
-	for _, h := range hashes {
+	hints = hints[:len(hashes)]
+	for i, h := range hashes {
 		b1, b2, tag := t.keyHash(h)
-		m := matchTags(&t.bkts[b1], tag)
 		b := &t.bkts[b1]
+		m := matchTags(b, tag)
 		if m == 0 {
 			b = &t.bkts[b2]
 			m = matchTags(b, tag)
 		}
+		var r uint32
 		if m != 0 {
-			if r := b.ref[bits.TrailingZeros32(m)]; r != 0 {
-				// An entry spans two cache lines: touch the tuple and the
-				// decision cache at its end.
-				c := &t.conns[(r-1)>>1]
-				sink += uint32(c.Orig.SrcPort) + uint32(c.cacheState)
+			// A matching tag's slot is never empty (tags are never 0).
+			r = b.ref[bits.TrailingZeros32(m)]
+			// An entry spans two cache lines: touch the tuple and the
+			// decision cache at its end.
+			c := &t.conns[(r-1)>>1]
+			sink += uint32(c.Orig.SrcPort) + uint32(c.cacheState)
+		}
+		hints[i] = r
+	}
+	return sink
+}
+
+// LookupHint is LookupHash with the hint PrefetchBurst gave for the key:
+// when the hinted entry holds the key, that is the answer, without probing
+// the buckets again. A stale hint (the table changed since) costs one
+// comparison: the entry is in use and holds the key, or the buckets are
+// probed as usual.
+func (t *Table) LookupHint(k *Tuple, h uint64, hint uint32) (idx uint32, dir Dir, ok bool) {
+	if hint != 0 {
+		i, d := (hint-1)>>1, Dir((hint-1)&1)
+		c := &t.conns[i]
+		if c.flags&flagUsed != 0 {
+			if d == Original {
+				if equal(&c.Orig, k) {
+					return i, d, true
+				}
+			} else if k.isReverseOf(&c.Orig) {
+				return i, d, true
 			}
 		}
 	}
-	return sink
+	return t.LookupHash(k, h)
 }
 
 // Lookup finds the connection k belongs to. It returns the entry index and

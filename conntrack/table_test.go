@@ -71,8 +71,21 @@ func TestTableDifferential(t *testing.T) {
 			want[k.Reverse()] = ref{idx, Reply}
 			byIdx[idx] = k
 			live = append(live, idx)
-		case x < 8: // lookup
-			idx, dir, ok := tb.Lookup(&k)
+		case x < 8: // lookup: plain, with PrefetchBurst's hint, or with a stale or random hint
+			var idx uint32
+			var dir Dir
+			var ok bool
+			switch r.IntN(3) {
+			case 0:
+				idx, dir, ok = tb.Lookup(&k)
+			case 1:
+				var hint [1]uint32
+				h := tb.Hash(&k)
+				tb.PrefetchBurst([]uint64{h}, hint[:])
+				idx, dir, ok = tb.LookupHint(&k, h, hint[0])
+			default:
+				idx, dir, ok = tb.LookupHint(&k, tb.Hash(&k), uint32(r.IntN(2*capacity+1)))
+			}
 			w, wok := want[k]
 			if ok != wok || (ok && (idx != w.idx || dir != w.dir)) {
 				t.Fatalf("op %d: Lookup(%v) = %d,%v,%v; want %d,%v,%v", op, k, idx, dir, ok, w.idx, w.dir, wok)

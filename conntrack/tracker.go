@@ -316,12 +316,13 @@ func (tr *Tracker) ExpiresIn(c *Conn) time.Duration {
 // on. It never allocates.
 func (tr *Tracker) Track(p *packet.Parsed, zone uint16) Result {
 	k := TupleOf(p, zone)
-	return tr.TrackHash(p, &k, tr.Table.Hash(&k))
+	return tr.TrackHash(p, &k, tr.Table.Hash(&k), 0)
 }
 
 // TrackHash is Track for a packet whose tuple k and hash h the caller
-// computed already (to prefetch a burst's buckets).
-func (tr *Tracker) TrackHash(p *packet.Parsed, k *Tuple, h uint64) Result {
+// computed already, and the hint Table.PrefetchBurst gave for it (0 for
+// none), to prefetch a burst's buckets and entries before tracking it.
+func (tr *Tracker) TrackHash(p *packet.Parsed, k *Tuple, h uint64, hint uint32) Result {
 	if p.Frag == packet.FragLater {
 		return tr.invalid(InvalidFragment)
 	}
@@ -331,7 +332,7 @@ func (tr *Tracker) TrackHash(p *packet.Parsed, k *Tuple, h uint64) Result {
 	if p.Proto == header.ProtoICMPv6 && untrackedICMPv6(p.ICMPType) {
 		return Result{State: Untracked}
 	}
-	return tr.track(p, k, h)
+	return tr.track(p, k, h, hint)
 }
 
 func (tr *Tracker) invalid(r InvalidReason) Result {
@@ -339,9 +340,9 @@ func (tr *Tracker) invalid(r InvalidReason) Result {
 	return Result{State: Invalid, Outcome: Outcome{Reason: r}}
 }
 
-func (tr *Tracker) track(p *packet.Parsed, k *Tuple, h uint64) Result {
+func (tr *Tracker) track(p *packet.Parsed, k *Tuple, h uint64, hint uint32) Result {
 	tr.Stats.Lookups++
-	idx, dir, ok := tr.Table.LookupHash(k, h)
+	idx, dir, ok := tr.Table.LookupHint(k, h, hint)
 	if ok {
 		c := tr.Table.Conn(idx)
 		if tr.expired(c) {

@@ -158,6 +158,7 @@ type Pipeline struct {
 	// table's cache misses overlap (see conntrack.Table.PrefetchBurst).
 	keys   [BurstSize]conntrack.Tuple
 	hashes [BurstSize]uint64
+	hints  [BurstSize]uint32
 	hashed [BurstSize]bool
 	sink   uint32
 
@@ -411,7 +412,7 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 		k++
 	}
 	if k > 0 {
-		pl.sink += pl.Tracker.Table.PrefetchBurst(pl.hashes[:n])
+		pl.sink += pl.Tracker.Table.PrefetchBurst(pl.hashes[:n], pl.hints[:n])
 	}
 }
 
@@ -460,7 +461,7 @@ func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16
 func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo, i int, b *Burst) (filter.Verdict, filter.DropReason) {
 	var res conntrack.Result
 	if pl.hashed[i] && p.Proto != header.ProtoICMPv6 {
-		res = pl.Tracker.TrackHash(p, &pl.keys[i], pl.hashes[i])
+		res = pl.Tracker.TrackHash(p, &pl.keys[i], pl.hashes[i], pl.hints[i])
 	} else {
 		res = pl.Tracker.Track(p, pi.Zone)
 	}
