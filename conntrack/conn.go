@@ -55,13 +55,16 @@ const (
 // entries by index. Its size is checked in conn_test.go (≤ 112 bytes, so that
 // with its two bucket slots a connection costs ≤ 128 bytes).
 type Conn struct {
+	// The fields every packet of a connection reads (tuple, timeout, flags,
+	// decision cache) come first, in the first 56 bytes, so that a UDP or
+	// ICMP packet touches one or two cache lines of its entry, not three;
+	// only TCP packets read the TCB after them.
+
 	// Orig is the tuple of the connection's first packet.
 	Orig Tuple
 	// expires is when the entry times out, in milliseconds of the tracker's
 	// clock; compared with wrap-around arithmetic (timeouts < 24 days).
 	expires uint32
-	// TCP is the TCP tracking state (TCP connections only).
-	TCP tcpstate.TCB
 	// master is 1 + the index of the connection that expected this one
 	// (RELATED), or, on an FTP control connection (flagHelper), 1 + its
 	// helper slot; 0 otherwise.
@@ -74,7 +77,12 @@ type Conn struct {
 	rule       [2]uint16
 	flags      uint8
 	cacheState uint8
+	// TCP is the TCP tracking state (TCP connections only).
+	TCP tcpstate.TCB
 }
+
+// hotSize is how many bytes at the start of a Conn every packet reads.
+const hotSize = 56
 
 // connSize is the size of Conn, checked in conn_test.go.
 const connSize = 112

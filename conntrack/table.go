@@ -3,6 +3,9 @@ package conntrack
 import (
 	"errors"
 	"math/bits"
+	"unsafe"
+
+	"github.com/dpfw/dpfw/dataplane/header"
 )
 
 // Table geometry. A bucket is one 64-byte cache line holding bucketSlots
@@ -149,19 +152,39 @@ func (t *Table) keyHash(h uint64) (b1, b2 uint64, tag uint16) {
 // hashes of a burst first lets Prefetch warm the buckets before lookups.
 func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
 
-// PrefetchBurst touches the buckets, then the candidate entries, of a burst
-// of keys whose hashes are given, so that the lookups that follow find them
-// in cache: the loads of the whole burst are in flight together instead of
-// one miss after another. It stores in hints[i] the slot reference of key
-// i's first candidate (the first slot whose tag matches; 0 if none), for
-// LookupHint. It returns a value only to keep the loads alive.
-func (t *Table) PrefetchBurst(hashes []uint64, hints []uint32) uint32 {
-	var sink uint32
+// prefetchChunk is how many keys PrefetchBurst handles per round.
+const prefetchChunk = 32
+
+// PrefetchBurst starts loading the buckets, then the candidate entries, of a
+// burst of keys whose hashes are given, so that the lookups that follow find
+// them in cache: the misses of the whole burst overlap (two memory latencies
+// per burst instead of two per key). It stores in hints[i] the slot
+// reference of key i's first candidate (the first slot whose tag matches;
+// 0 if none), for LookupHint. keys[i] is the key whose hash is hashes[i]
+// (its protocol says whether the TCB is needed).
+func (t *Table) PrefetchBurst(keys []Tuple, hashes []uint64, hints []uint32) {
+	for len(hashes) > prefetchChunk {
+		t.prefetchChunk(keys[:prefetchChunk], hashes[:prefetchChunk], hints[:prefetchChunk])
+		keys, hashes, hints = keys[prefetchChunk:], hashes[prefetchChunk:], hints[prefetchChunk:]
+	}
+	t.prefetchChunk(keys, hashes, hints)
+}
+
+func (t *Table) prefetchChunk(keys []Tuple, hashes []uint64, hints []uint32) {
+	var addrs [3 * prefetchChunk]uintptr
+	hints, keys = hints[:len(hashes)], keys[:len(hashes)]
+	n := 0
 	for _, h := range hashes {
 		b1, b2, _ := t.keyHash(h)
-		sink += uint32(t.bkts[b1].ref[0]) + uint32(t.bkts[b2].ref[0])
+		addrs[n] = uintptr(unsafe.Pointer(&t.bkts[b1]))
+		addrs[n+1] = uintptr(unsafe.Pointer(&t.bkts[b2]))
+		n += 2
 	}
-	hints = hints[:len(hashes)]
+	if n == 0 {
+		return
+	}
+	prefetch(&addrs[0], n)
+	n = 0
 	for i, h := range hashes {
 		b1, b2, tag := t.keyHash(h)
 		b := &t.bkts[b1]
@@ -174,14 +197,21 @@ func (t *Table) PrefetchBurst(hashes []uint64, hints []uint32) uint32 {
 		if m != 0 {
 			// A matching tag's slot is never empty (tags are never 0).
 			r = b.ref[bits.TrailingZeros32(m)]
-			// An entry spans two cache lines: touch the tuple and the
-			// decision cache at its end.
-			c := &t.conns[(r-1)>>1]
-			sink += uint32(c.Orig.SrcPort) + uint32(c.cacheState)
+			// An entry's first hotSize bytes span one or two cache
+			// lines; a TCP packet reads the TCB after them too.
+			p := uintptr(unsafe.Pointer(&t.conns[(r-1)>>1]))
+			addrs[n], addrs[n+1] = p, p+hotSize-1
+			n += 2
+			if keys[i].Proto == header.ProtoTCP {
+				addrs[n] = p + connSize - 1
+				n++
+			}
 		}
 		hints[i] = r
 	}
-	return sink
+	if n > 0 {
+		prefetch(&addrs[0], n)
+	}
 }
 
 // LookupHint is LookupHash with the hint PrefetchBurst gave for the key:

@@ -11,6 +11,9 @@ var (
 	_ [tupleSize]byte = [unsafe.Sizeof(Tuple{})]byte{}
 	_ [connSize]byte  = [unsafe.Sizeof(Conn{})]byte{}
 	_ [64]byte        = [unsafe.Sizeof(bucket{})]byte{}
+	// The fields every packet reads end within hotSize; the TCB follows.
+	_ [hotSize]byte = [unsafe.Offsetof(Conn{}.TCP)]byte{}
+	_ [hotSize]byte = [unsafe.Offsetof(Conn{}.cacheState) + 1]byte{}
 )
 
 func randTuple(r *rand.Rand) Tuple {
@@ -81,7 +84,7 @@ func TestTableDifferential(t *testing.T) {
 			case 1:
 				var hint [1]uint32
 				h := tb.Hash(&k)
-				tb.PrefetchBurst([]uint64{h}, hint[:])
+				tb.PrefetchBurst([]Tuple{k}, []uint64{h}, hint[:])
 				idx, dir, ok = tb.LookupHint(&k, h, hint[0])
 			default:
 				idx, dir, ok = tb.LookupHint(&k, tb.Hash(&k), uint32(r.IntN(2*capacity+1)))

@@ -160,7 +160,6 @@ type Pipeline struct {
 	hashes [BurstSize]uint64
 	hints  [BurstSize]uint32
 	hashed [BurstSize]bool
-	sink   uint32
 
 	mailbox mailbox
 
@@ -412,7 +411,7 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 		k++
 	}
 	if k > 0 {
-		pl.sink += pl.Tracker.Table.PrefetchBurst(pl.hashes[:n], pl.hints[:n])
+		pl.Tracker.Table.PrefetchBurst(pl.keys[:n], pl.hashes[:n], pl.hints[:n])
 	}
 }
 
