@@ -152,39 +152,46 @@ func (t *Table) keyHash(h uint64) (b1, b2 uint64, tag uint16) {
 // hashes of a burst first lets Prefetch warm the buckets before lookups.
 func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
 
-// prefetchChunk is how many keys PrefetchBurst handles per round.
+// prefetchChunk is how many keys' addresses the prefetch functions gather
+// before issuing them.
 const prefetchChunk = 32
 
 // PrefetchBurst starts loading the buckets, then the candidate entries, of a
 // burst of keys whose hashes are given, so that the lookups that follow find
 // them in cache: the misses of the whole burst overlap (two memory latencies
-// per burst instead of two per key). It stores in hints[i] the slot
-// reference of key i's first candidate (the first slot whose tag matches;
-// 0 if none), for LookupHint. keys[i] is the key whose hash is hashes[i]
-// (its protocol says whether the TCB is needed).
+// per burst instead of two per key). It is PrefetchBuckets followed by
+// PrefetchEntries; a caller with other work to do should do it between the
+// two, while the buckets arrive.
 func (t *Table) PrefetchBurst(keys []Tuple, hashes []uint64, hints []uint32) {
-	for len(hashes) > prefetchChunk {
-		t.prefetchChunk(keys[:prefetchChunk], hashes[:prefetchChunk], hints[:prefetchChunk])
-		keys, hashes, hints = keys[prefetchChunk:], hashes[prefetchChunk:], hints[prefetchChunk:]
-	}
-	t.prefetchChunk(keys, hashes, hints)
+	t.PrefetchBuckets(hashes)
+	t.PrefetchEntries(keys, hashes, hints)
 }
 
-func (t *Table) prefetchChunk(keys []Tuple, hashes []uint64, hints []uint32) {
+// PrefetchBuckets starts loading both candidate buckets of every hash.
+func (t *Table) PrefetchBuckets(hashes []uint64) {
+	var addrs [2 * prefetchChunk]uintptr
+	for len(hashes) > 0 {
+		chunk := hashes[:min(len(hashes), prefetchChunk)]
+		hashes = hashes[len(chunk):]
+		n := 0
+		for _, h := range chunk {
+			b1, b2, _ := t.keyHash(h)
+			addrs[n] = uintptr(unsafe.Pointer(&t.bkts[b1]))
+			addrs[n+1] = uintptr(unsafe.Pointer(&t.bkts[b2]))
+			n += 2
+		}
+		prefetch(&addrs[0], n)
+	}
+}
+
+// PrefetchEntries stores in hints[i] the slot reference of key i's first
+// candidate (the first slot whose tag matches; 0 if none), for LookupHint,
+// and starts loading the candidates' entries. keys[i] is the key whose hash
+// is hashes[i] (its protocol says whether the TCB is needed).
+func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
 	var addrs [3 * prefetchChunk]uintptr
 	hints, keys = hints[:len(hashes)], keys[:len(hashes)]
 	n := 0
-	for _, h := range hashes {
-		b1, b2, _ := t.keyHash(h)
-		addrs[n] = uintptr(unsafe.Pointer(&t.bkts[b1]))
-		addrs[n+1] = uintptr(unsafe.Pointer(&t.bkts[b2]))
-		n += 2
-	}
-	if n == 0 {
-		return
-	}
-	prefetch(&addrs[0], n)
-	n = 0
 	for i, h := range hashes {
 		b1, b2, tag := t.keyHash(h)
 		b := &t.bkts[b1]
@@ -208,6 +215,10 @@ func (t *Table) prefetchChunk(keys []Tuple, hashes []uint64, hints []uint32) {
 			}
 		}
 		hints[i] = r
+		if n > len(addrs)-3 {
+			prefetch(&addrs[0], n)
+			n = 0
+		}
 	}
 	if n > 0 {
 		prefetch(&addrs[0], n)

@@ -160,6 +160,8 @@ type Pipeline struct {
 	hashes [BurstSize]uint64
 	hints  [BurstSize]uint32
 	hashed [BurstSize]bool
+	// csumOK holds each IP packet's checksum verdict (tracked bursts only).
+	csumOK [BurstSize]bool
 
 	mailbox mailbox
 
@@ -247,7 +249,18 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	}
 	track := f.UsesState()
 	if track {
-		pl.prefetch(b, n, pi.Zone)
+		// Checksums are validated while the buckets arrive (the
+		// computation hides a memory latency), before the entries are
+		// fetched and the packets tracked.
+		hashed := pl.prefetch(b, n, pi.Zone)
+		for i := 0; i < n; i++ {
+			if b.Owner[i] < 0 && b.Parsed[i].IsIP() {
+				pl.csumOK[i] = pl.checksumOK(b, i)
+			}
+		}
+		if hashed > 0 {
+			pl.Tracker.Table.PrefetchEntries(pl.keys[:n], pl.hashes[:n], pl.hints[:n])
+		}
 	}
 	for i := 0; i < n; i++ {
 		if b.Owner[i] >= 0 {
@@ -258,7 +271,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 		v, r, ip := pl.linkVerdict(p)
 		if ip {
 			switch {
-			case track && !pl.checksumOK(b, i):
+			case track && !pl.csumOK[i]:
 				v, r = filter.Drop, filter.DropBadChecksum
 				b.State[i] = conntrack.Invalid
 			case p.Frag == packet.FragLater:
@@ -396,8 +409,8 @@ func (pl *Pipeline) steer(b *Burst, n int, zone uint16) int {
 }
 
 // prefetch computes the tuples and hashes of the burst's trackable packets
-// and touches their buckets and entries before the lookups.
-func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
+// and starts loading their buckets. It returns how many it hashed.
+func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) int {
 	k := 0
 	for i := 0; i < n; i++ {
 		p := &b.Parsed[i]
@@ -411,8 +424,9 @@ func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
 		k++
 	}
 	if k > 0 {
-		pl.Tracker.Table.PrefetchBurst(pl.keys[:n], pl.hashes[:n], pl.hints[:n])
+		pl.Tracker.Table.PrefetchBuckets(pl.hashes[:n])
 	}
+	return k
 }
 
 // classify runs FORWARD and, on links with an inside, INPUT or OUTPUT when
