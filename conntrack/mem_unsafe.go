@@ -24,7 +24,7 @@ const hugePage = 2 << 20
 func allocArray[T any](n int) ([]T, hugeArray) {
 	var zero T
 	size := int(unsafe.Sizeof(zero)) * n
-	if size < hugePage {
+	if size < hugePage/32 {
 		return make([]T, n), hugeArray{}
 	}
 	total := (size+hugePage-1)/hugePage*hugePage + hugePage

@@ -1,9 +1,6 @@
 package header
 
-import (
-	"encoding/binary"
-	"math/bits"
-)
+import "encoding/binary"
 
 // EtherType values.
 const (
@@ -440,8 +437,6 @@ func Checksum(b []byte, initial uint32) uint16 { return ^Fold(Sum(b, uint64(init
 
 // Sum adds b to an unfolded one's-complement accumulator, 32 bits at a time
 // (Fold folds the carries: 2^16 ≡ 1 mod 0xffff).
-// Small enough to be inlined, it is the fastest below 64 bytes; SumLong is
-// twice as fast on long inputs.
 func Sum(b []byte, acc uint64) uint64 {
 	for len(b) >= 8 {
 		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
@@ -459,50 +454,6 @@ func Sum(b []byte, acc uint64) uint64 {
 		acc += uint64(b[0]) << 8
 	}
 	return acc
-}
-
-// SumLong is Sum for long inputs (64 bytes and more): it adds 64-bit words in the machine's
-// byte order with an end-around carry (ADC), 32 bytes per iteration, then
-// folds to 16 bits and swaps the bytes: the one's-complement sum does not
-// depend on byte order except for that final swap (RFC 1071, section 2(B)).
-// Twice as fast as Sum on 1460 bytes; its fixed cost of folding makes it
-// slower below 64.
-func SumLong(b []byte, acc uint64) uint64 {
-	var s, c uint64
-	for len(b) >= 32 {
-		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b), c)
-		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[8:]), c)
-		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[16:]), c)
-		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[24:]), c)
-		b = b[32:]
-	}
-	for len(b) >= 8 {
-		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b), c)
-		b = b[8:]
-	}
-	var t uint64 // the tail, at most 7 bytes: no carry
-	if len(b) >= 4 {
-		t = uint64(binary.LittleEndian.Uint32(b))
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		t += uint64(binary.LittleEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		// An odd last byte is the high byte of a zero-padded big-endian
-		// word: the low byte in this (little-endian) order.
-		t += uint64(b[0])
-	}
-	s, c = bits.Add64(s, t, c)
-	s, c = bits.Add64(s, 0, c)
-	s += c // a carry out of the last add left s = 0: no overflow
-	// Fold 64 → 32 → 16 bits, then swap to network byte order.
-	s = s&0xffffffff + s>>32
-	s = s&0xffff + s>>16
-	s = s&0xffff + s>>16
-	s = s&0xffff + s>>16
-	return acc + uint64(bits.ReverseBytes16(uint16(s)))
 }
 
 // Fold folds an accumulator from Sum to 16 bits (not complemented).

@@ -2,7 +2,6 @@ package header
 
 import (
 	"math/rand/v2"
-	"strconv"
 	"testing"
 )
 
@@ -52,9 +51,6 @@ func TestSumMatchesReference(t *testing.T) {
 		if got := Fold(Sum(b, acc)); got != want {
 			t.Fatalf("length %d offset %d acc %#x: Fold(Sum) = %#04x; reference %#04x", l, off, acc, got, want)
 		}
-		if got := Fold(SumLong(b, acc)); got != want {
-			t.Fatalf("length %d offset %d acc %#x: Fold(SumLong) = %#04x; reference %#04x", l, off, acc, got, want)
-		}
 	}
 }
 
@@ -65,29 +61,5 @@ func FuzzSum(f *testing.F) {
 		if got := Fold(Sum(b, uint64(acc))); got != want {
 			t.Fatalf("Fold(Sum(%x, %d)) = %#04x; reference %#04x", b, acc, got, want)
 		}
-		if got := Fold(SumLong(b, uint64(acc))); got != want {
-			t.Fatalf("Fold(SumLong(%x, %d)) = %#04x; reference %#04x", b, acc, got, want)
-		}
 	})
-}
-
-func BenchmarkSum(b *testing.B) {
-	for _, n := range []int{20, 46, 1460} {
-		buf := make([]byte, n)
-		for i := range buf {
-			buf[i] = byte(i * 7)
-		}
-		for _, f := range []struct {
-			name string
-			sum  func([]byte, uint64) uint64
-		}{{"Sum", Sum}, {"SumLong", SumLong}} {
-			b.Run(f.name+"/"+strconv.Itoa(n)+"B", func(b *testing.B) {
-				var s uint64
-				for b.Loop() {
-					s += f.sum(buf, s&1)
-				}
-				_ = s
-			})
-		}
-	}
 }

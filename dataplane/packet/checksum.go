@@ -2,6 +2,7 @@ package packet
 
 import (
 	"encoding/binary"
+	"math/bits"
 
 	"github.com/dpfw/dpfw/dataplane/header"
 )
@@ -59,10 +60,14 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 	if !software {
 		return true
 	}
+	// The sums are taken in the machine's byte order: a one's-complement
+	// sum only comes out byte-swapped (RFC 1071, 2(B)), and the value a
+	// correct packet sums to, 0xffff, is its own swap. Values given in
+	// network order (protocol, length) are swapped going in.
 	b := p.Buf
 	if p.Kind == IPv4 && hint&CsumIPGood == 0 {
 		ihl := int(b[p.L3Off]&0x0f) * 4
-		if header.Fold(header.Sum(b[p.L3Off:int(p.L3Off)+ihl], 0)) != 0xffff {
+		if fold16(sumLE(b[p.L3Off:int(p.L3Off)+ihl], 0)) != 0xffff {
 			return false
 		}
 	}
@@ -72,30 +77,63 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 	var acc uint64
 	switch p.Proto {
 	case header.ProtoTCP, header.ProtoUDP, header.ProtoICMPv6:
-		l4len := uint64(p.L3End - p.L4Off)
-		if p.Proto == header.ProtoUDP && p.Kind == IPv4 && binary.BigEndian.Uint16(b[p.L4Off+6:]) == 0 {
+		l4len := p.L3End - p.L4Off
+		if p.Proto == header.ProtoUDP && p.Kind == IPv4 && binary.NativeEndian.Uint16(b[p.L4Off+6:]) == 0 {
 			return true // IPv4 UDP without a checksum
 		}
 		if p.Kind == IPv4 {
-			ip := b[p.L3Off : p.L3Off+20]
-			acc = uint64(binary.BigEndian.Uint32(ip[12:])) + uint64(binary.BigEndian.Uint32(ip[16:]))
+			acc = binary.LittleEndian.Uint64(b[p.L3Off+12 : p.L3Off+20]) // both addresses
 		} else {
-			acc = header.Sum(b[p.L3Off+8:p.L3Off+40], 0)
+			acc = sumLE(b[p.L3Off+8:p.L3Off+40], 0)
 		}
-		acc += uint64(p.Proto) + l4len
+		acc = addc(acc, uint64(p.Proto)<<8+uint64(bits.ReverseBytes16(l4len)))
 	case header.ProtoICMP:
 	default:
 		return true
 	}
-	l4 := b[p.L4Off:p.L3End]
-	if len(l4) >= 64 {
-		acc = header.SumLong(l4, acc)
-	} else {
-		acc = header.Sum(l4, acc)
-	}
-	if header.Fold(acc) == 0xffff {
+	if fold16(sumLE(b[p.L4Off:p.L3End], acc)) == 0xffff {
 		return true
 	}
 	// An IPv6 routing header makes the checksum use its final destination.
 	return p.Kind == IPv6 && p.L4Off != p.L3Off+40
+}
+
+// sumLE adds b, as little-endian 64-bit words, to a one's-complement
+// accumulator acc (end-around carry). An odd last byte is the high byte of
+// a zero-padded network-order word: the low byte in this order.
+func sumLE(b []byte, acc uint64) uint64 {
+	var c uint64
+	for len(b) >= 8 {
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), c)
+		b = b[8:]
+	}
+	var t uint64 // at most 7 bytes: no carry
+	if len(b) >= 4 {
+		t = uint64(binary.LittleEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		t += uint64(binary.LittleEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		t += uint64(b[0])
+	}
+	acc, c = bits.Add64(acc, t, c)
+	return acc + c // after a carry out, acc is small: no overflow
+}
+
+// addc is one's-complement addition of 64-bit words.
+func addc(a, b uint64) uint64 {
+	s, c := bits.Add64(a, b, 0)
+	return s + c
+}
+
+// fold16 folds a one's-complement accumulator to 16 bits.
+func fold16(x uint64) uint16 {
+	x = x&0xffffffff + x>>32
+	x = x&0xffff + x>>16
+	x = x&0xffff + x>>16
+	x = x&0xffff + x>>16
+	return uint16(x)
 }

@@ -2,8 +2,10 @@ package packet_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -15,6 +17,11 @@ import (
 
 // checksummedFrames are frames with correct checksums, built by gopacket.
 func checksummedFrames() map[string][]byte {
+	return checksummedFramesWith(gopacket.Payload("an odd-length payload"))
+}
+
+// checksummedFramesWith builds them with payload pay.
+func checksummedFramesWith(pay gopacket.Payload) map[string][]byte {
 	e4 := &layers.Ethernet{SrcMAC: pcapgen.ClientMAC, DstMAC: pcapgen.ServerMAC, EthernetType: layers.EthernetTypeIPv4}
 	e6 := &layers.Ethernet{SrcMAC: pcapgen.ClientMAC, DstMAC: pcapgen.ServerMAC, EthernetType: layers.EthernetTypeIPv6}
 	ip4 := func(p layers.IPProtocol) *layers.IPv4 {
@@ -24,7 +31,6 @@ func checksummedFrames() map[string][]byte {
 	ip6 := func(p layers.IPProtocol) *layers.IPv6 {
 		return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: p, SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2")}
 	}
-	pay := gopacket.Payload("an odd-length payload")
 	return map[string][]byte{
 		"tcp4":  pcapgen.Frame(e4, ip4(layers.IPProtocolTCP), &layers.TCP{SrcPort: 40000, DstPort: 22, Seq: 7, SYN: true, Window: 1000}, pay),
 		"udp4":  pcapgen.Frame(e4, ip4(layers.IPProtocolUDP), &layers.UDP{SrcPort: 5353, DstPort: 53}, pay),
@@ -38,7 +44,25 @@ func checksummedFrames() map[string][]byte {
 // Correct checksums pass; any single-bit error in a covered byte (the IPv4
 // header, the L4 header and payload) is caught.
 func TestChecksumOK(t *testing.T) {
-	for name, frame := range checksummedFrames() {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 2, 3, 5, 7, 8, 21, 64, 333, 1400} {
+		pay := make(gopacket.Payload, n)
+		for i := range pay {
+			pay[i] = byte(r.Uint32())
+		}
+		if n == 64 {
+			for i := range pay {
+				pay[i] = 0xff // carries at every word
+			}
+		}
+		for name, frame := range checksummedFramesWith(pay) {
+			checkFrame(t, fmt.Sprintf("%s, %d-byte payload", name, n), frame)
+		}
+	}
+}
+
+func checkFrame(t *testing.T, name string, frame []byte) {
+	{
 		var p packet.Parsed
 		packet.Decode(frame, &p)
 		if !p.IsIP() {
@@ -60,7 +84,7 @@ func TestChecksumOK(t *testing.T) {
 				if !q.IsIP() {
 					continue // the decoder refused it (length, IHL, …)
 				}
-				if name == "udp4" && binary.BigEndian.Uint16(b[q.L4Off+6:]) == 0 {
+				if strings.HasPrefix(name, "udp4") && binary.BigEndian.Uint16(b[q.L4Off+6:]) == 0 {
 					continue // "no checksum"
 				}
 				if packet.ChecksumOK(&q, 0, true) {
