@@ -167,62 +167,81 @@ func (t *Table) PrefetchBurst(keys []Tuple, hashes []uint64, hints []uint32) {
 	t.PrefetchEntries(keys, hashes, hints)
 }
 
-// PrefetchBuckets starts loading both candidate buckets of every hash.
+// PrefetchBuckets starts loading the first candidate bucket of every hash
+// (where most keys are: a key goes to its second bucket only when the first
+// is full).
 func (t *Table) PrefetchBuckets(hashes []uint64) {
-	var addrs [2 * prefetchChunk]uintptr
+	var addrs [prefetchChunk]uintptr
 	for len(hashes) > 0 {
 		chunk := hashes[:min(len(hashes), prefetchChunk)]
 		hashes = hashes[len(chunk):]
-		n := 0
-		for _, h := range chunk {
-			b1, b2, _ := t.keyHash(h)
-			addrs[n] = uintptr(unsafe.Pointer(&t.bkts[b1]))
-			addrs[n+1] = uintptr(unsafe.Pointer(&t.bkts[b2]))
-			n += 2
+		for i, h := range chunk {
+			b1, _, _ := t.keyHash(h)
+			addrs[i] = uintptr(unsafe.Pointer(&t.bkts[b1]))
 		}
-		prefetch(&addrs[0], n)
+		prefetch(&addrs[0], len(chunk))
 	}
 }
 
 // PrefetchEntries stores in hints[i] the slot reference of key i's first
 // candidate (the first slot whose tag matches; 0 if none), for LookupHint,
 // and starts loading the candidates' entries. keys[i] is the key whose hash
-// is hashes[i] (its protocol says whether the TCB is needed).
+// is hashes[i] (its protocol says whether the TCB is needed). Keys with no
+// candidate in their first bucket have their second bucket fetched, all
+// together, and searched after the others.
 func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
+	for len(hashes) > 0 {
+		n := min(len(hashes), prefetchChunk)
+		t.prefetchEntries(keys[:n], hashes[:n], hints[:n])
+		keys, hashes, hints = keys[n:], hashes[n:], hints[n:]
+	}
+}
+
+func (t *Table) prefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
 	var addrs [3 * prefetchChunk]uintptr
-	hints, keys = hints[:len(hashes)], keys[:len(hashes)]
-	n := 0
+	var second [prefetchChunk]uint8
+	n, ns := 0, 0
 	for i, h := range hashes {
 		b1, b2, tag := t.keyHash(h)
 		b := &t.bkts[b1]
-		m := matchTags(b, tag)
-		if m == 0 {
-			b = &t.bkts[b2]
-			m = matchTags(b, tag)
+		if m := matchTags(b, tag); m != 0 {
+			n = t.hint(keys, hints, i, b.ref[bits.TrailingZeros32(m)], &addrs, n)
+		} else {
+			hints[i] = 0
+			second[ns] = uint8(i)
+			ns++
+			addrs[n] = uintptr(unsafe.Pointer(&t.bkts[b2]))
+			n++
 		}
-		var r uint32
-		if m != 0 {
-			// A matching tag's slot is never empty (tags are never 0).
-			r = b.ref[bits.TrailingZeros32(m)]
-			// An entry's first hotSize bytes span one or two cache
-			// lines; a TCP packet reads the TCB after them too.
-			p := uintptr(unsafe.Pointer(&t.conns[(r-1)>>1]))
-			addrs[n], addrs[n+1] = p, p+hotSize-1
-			n += 2
-			if keys[i].Proto == header.ProtoTCP {
-				addrs[n] = p + connSize - 1
-				n++
-			}
-		}
-		hints[i] = r
-		if n > len(addrs)-3 {
-			prefetch(&addrs[0], n)
-			n = 0
+	}
+	prefetch(&addrs[0], n)
+	n = 0
+	for _, i := range second[:ns] {
+		_, b2, tag := t.keyHash(hashes[i])
+		b := &t.bkts[b2]
+		if m := matchTags(b, tag); m != 0 {
+			n = t.hint(keys, hints, int(i), b.ref[bits.TrailingZeros32(m)], &addrs, n)
 		}
 	}
 	if n > 0 {
 		prefetch(&addrs[0], n)
 	}
+}
+
+// hint records slot reference r (a matching tag's slot: never empty, as tags
+// are never 0) as key i's hint and adds its entry's lines to addrs[n:]: the
+// first hotSize bytes span one or two cache lines; a TCP packet reads the
+// TCB after them too. It returns the new n.
+func (t *Table) hint(keys []Tuple, hints []uint32, i int, r uint32, addrs *[3 * prefetchChunk]uintptr, n int) int {
+	hints[i] = r
+	p := uintptr(unsafe.Pointer(&t.conns[(r-1)>>1]))
+	addrs[n], addrs[n+1] = p, p+hotSize-1
+	n += 2
+	if keys[i].Proto == header.ProtoTCP {
+		addrs[n] = p + connSize - 1
+		n++
+	}
+	return n
 }
 
 // LookupHint is LookupHash with the hint PrefetchBurst gave for the key:
