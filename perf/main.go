@@ -72,6 +72,7 @@ func main() {
 			case "ct":
 				frames = pcapgen.UDPFlows(n, true)
 				rules = statefulRules
+				smallMbufs = n > 262144
 			case "ct1":
 				// One direction: N tracked (unreplied) connections from N
 				// frames, for control-plane tests at 1 M connections.
@@ -89,6 +90,10 @@ func main() {
 				smallMbufs = true
 			default:
 				check(fmt.Errorf("unknown workload %q", wl))
+			}
+			if smallMbufs {
+				// About 700 bytes per small mbuf, all in.
+				memMB = max(1024, len(frames)*700>>20+400)
 			}
 			pcap := filepath.Join(dir, fmt.Sprintf("%s-%d.pcap", wl, n))
 			check(pcapgen.Write(pcap, frames))
@@ -136,7 +141,7 @@ func main() {
 			if wl == "flood" {
 				extra = fmt.Sprintf(", established flow: %.0f packets accepted, %.0f lost; table max %d of %d", floodEst, floodLost, lastEntries, ctCapacity)
 			}
-			ctCapacity, smallMbufs = 0, false
+			ctCapacity, smallMbufs, memMB = 0, false, 1024
 			if perConn > 0 {
 				extra = fmt.Sprintf(", %.0f connections/s", d*1e6/float64(perConn))
 			}
@@ -180,10 +185,10 @@ func cpuModel() string {
 
 func ealMem(noHuge bool) []string {
 	if noHuge {
-		return []string{"--no-huge", "-m", "1024"}
+		return []string{"--no-huge", "-m", strconv.Itoa(memMB)}
 	}
 	// As dpfw does: no hugepage files left behind in /dev/hugepages.
-	return []string{"--huge-unlink", "-m", "1024"}
+	return []string{"--huge-unlink", "-m", strconv.Itoa(memMB)}
 }
 
 var txPPS = regexp.MustCompile(`Tx-pps:\s+(\d+)`)
@@ -299,7 +304,7 @@ func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, n
 	if smallMbufs {
 		dataRoom = 512
 	}
-	cfg := fmt.Sprintf(`eal: {file_prefix: perf-dpfw-%d, hugepages: "%s", memory_mb: 1024}
+	cfg := fmt.Sprintf(`eal: {file_prefix: perf-dpfw-%d, hugepages: "%s", memory_mb: %d}
 mempool: {mbufs: %d, data_room: %d}
 ports:
   - {name: src, device: "net_pcap0,rx_pcap=%s,infinite_rx=1"}
@@ -309,7 +314,7 @@ workers: {cpus: [%d]}
 conntrack: {capacity: %d}
 metrics: {listen: "%s"}
 log: {level: warn}
-%s%s`, os.Getpid(), huge, mbufs, dataRoom, pcap, cpu, capacity, addr, checksumYAML(), rules)
+%s%s`, os.Getpid(), huge, memMB, mbufs, dataRoom, pcap, cpu, capacity, addr, checksumYAML(), rules)
 	rulesPath := filepath.Join(dir, "reload.rules")
 	if reloadRate > 0 {
 		if err := os.WriteFile(rulesPath, []byte(reloadRules[0]), 0o644); err != nil {
@@ -438,11 +443,14 @@ var (
 	profileN                int
 	// reloadRate, when set, makes runDPFW reload the rules at that interval
 	// during the window; reloadsDone and reloadDrops are what it saw.
-	reloadRate          time.Duration
-	reloadsDone         int
-	reloadDrops         float64
-	ctCapacity          int
-	smallMbufs          bool
+	reloadRate  time.Duration
+	reloadsDone int
+	reloadDrops float64
+	ctCapacity  int
+	smallMbufs  bool
+	// memMB is the EAL memory of both systems (more for pcaps of millions
+	// of frames).
+	memMB               = 1024
 	floodEst, floodLost float64
 )
 
