@@ -73,12 +73,14 @@ func main() {
 				frames = pcapgen.UDPFlows(n, true)
 				rules = statefulRules
 				smallMbufs = n > 262144
+				settle = true
 			case "ct1":
 				// One direction: N tracked (unreplied) connections from N
 				// frames, for control-plane tests at 1 M connections.
 				frames = pcapgen.UDPFlows(n, false)
 				rules = statefulRules
 				smallMbufs = n > 262144
+				settle = true
 			case "churn":
 				frames = pcapgen.TCPChurn(n)
 				rules = statefulRules
@@ -108,7 +110,7 @@ func main() {
 				d, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
 				check(err)
 				ios, ds, ratios = append(ios, io), append(ds, d), append(ratios, d/io)
-				fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f\n", name, r+1, io, d, d/io)
+				fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f (verdict cache hits %.1f%%)\n", name, r+1, io, d, d/io, 100*lastCacheHits)
 			}
 			io, d, ratio := median(ios), median(ds), median(ratios)
 			// quietThenLoaded runs dpfw alone, then with *load set to every
@@ -141,7 +143,7 @@ func main() {
 			if wl == "flood" {
 				extra = fmt.Sprintf(", established flow: %.0f packets accepted, %.0f lost; table max %d of %d", floodEst, floodLost, lastEntries, ctCapacity)
 			}
-			ctCapacity, smallMbufs, memMB = 0, false, 1024
+			ctCapacity, smallMbufs, memMB, settle = 0, false, 1024, false
 			if perConn > 0 {
 				extra = fmt.Sprintf(", %.0f connections/s", d*1e6/float64(perConn))
 			}
@@ -333,10 +335,29 @@ log: {level: warn}
 	}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGINT); _ = cmd.Wait() }()
 	time.Sleep(warmup)
+	if settle {
+		// Established-flow workloads: wait until (nearly) every packet's
+		// verdict comes from its connection's cache, that is until the
+		// first replays (NEW, then the first ESTABLISHED packet of each
+		// direction) are over; with millions of flows that takes longer
+		// than the warm-up.
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+			c0, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
+			p0, _ := scrapeMatch(addr, `dpfw_port_tx_packets_total{port="sink"}`, "")
+			time.Sleep(500 * time.Millisecond)
+			c1, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
+			p1, _ := scrapeMatch(addr, `dpfw_port_tx_packets_total{port="sink"}`, "")
+			if c1-c0 <= (p1-p0)/1000 {
+				break
+			}
+		}
+	}
 	a, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
 	if err != nil {
 		return 0, err
 	}
+	h0, _ := scrapeMatch(addr, "dpfw_worker_verdict_cache_hits_total{", "")
+	c0, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
 	t0 := time.Now()
 	stop := make(chan struct{})
 	if ctlRate > 0 {
@@ -382,7 +403,11 @@ log: {level: warn}
 	if err != nil {
 		return 0, err
 	}
-	return (b - a) / time.Since(t0).Seconds() / 1e6, nil
+	rate := (b - a) / time.Since(t0).Seconds() / 1e6
+	h1, _ := scrapeMatch(addr, "dpfw_worker_verdict_cache_hits_total{", "")
+	c1, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
+	lastCacheHits = (h1 - h0) / max(h1-h0+c1-c0, 1)
+	return rate, nil
 }
 
 func checksumYAML() string {
@@ -432,6 +457,12 @@ var controlPaths = func() []string {
 var (
 	ctlRate     time.Duration
 	lastEntries int
+	// lastCacheHits is the share of judged packets whose verdict came from
+	// their connection's cache, in the last dpfw window.
+	lastCacheHits float64
+	// settle makes runDPFW wait, after the warm-up, until packets are
+	// judged from the verdict cache (the ct workloads' steady state).
+	settle bool
 	// ctCapacity overrides the table size and smallMbufs the mbuf size
 	// (512 bytes, for pcaps of a million frames) for one workload;
 	// floodEst and floodLost are the flood workload's established-flow
