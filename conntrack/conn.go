@@ -51,15 +51,13 @@ const (
 	flagHelper    = 1 << 4 // an FTP control connection: inspect its payload
 )
 
-// Conn is one tracked connection. It holds no pointers and refers to other
-// entries by index. Its size is checked in conn_test.go (≤ 112 bytes, so that
-// with its two bucket slots a connection costs ≤ 128 bytes).
+// Conn is one tracked connection: one 64-byte cache line (checked in
+// table_test.go) holding everything a packet of an established connection
+// reads. It holds no pointers and refers to other entries by index. A TCP
+// connection's window data (tcpstate.Windows, 48 bytes) lives beside it in
+// the table (Table.Windows), read by TCP segments only; with its two bucket
+// slots a connection costs 126 bytes.
 type Conn struct {
-	// The fields every packet of a connection reads (tuple, timeout, flags,
-	// decision cache) come first, in the first 56 bytes, so that a UDP or
-	// ICMP packet touches one or two cache lines of its entry, not three;
-	// only TCP packets read the TCB after them.
-
 	// Orig is the tuple of the connection's first packet.
 	Orig Tuple
 	// expires is when the entry times out, in milliseconds of the tracker's
@@ -77,15 +75,16 @@ type Conn struct {
 	rule       [2]uint16
 	flags      uint8
 	cacheState uint8
-	// TCP is the TCP tracking state (TCP connections only).
-	TCP tcpstate.TCB
+	// TCP is the head of the TCP tracking state (TCP connections only).
+	TCP tcpstate.Head
 }
 
-// hotSize is how many bytes at the start of a Conn every packet reads.
-const hotSize = 56
-
-// connSize is the size of Conn, checked in conn_test.go.
-const connSize = 112
+// connSize is the size of Conn and winSize that of its TCP windows, checked
+// in table_test.go.
+const (
+	connSize = 64
+	winSize  = 48
+)
 
 // SeenReply reports whether packets were seen in both directions.
 func (c *Conn) SeenReply() bool { return c.flags&flagSeenReply != 0 }

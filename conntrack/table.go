@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"unsafe"
 
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
 	"github.com/dpfw/dpfw/dataplane/header"
 )
 
@@ -56,9 +57,11 @@ type Table struct {
 	noCopy noCopy
 	seed   uint64
 	bkts   []bucket
-	mem    [2]hugeArray
+	mem    [3]hugeArray
 	nb     uint64 // len(bkts)
 	conns  []Conn
+	// wins[i] is the TCP window data of entry i.
+	wins []tcpstate.Windows
 	// freeHead is 1 + the first free entry; free entries chain through
 	// their master field (1 + next free, 0 at the end), so the free list
 	// costs no memory of its own.
@@ -101,6 +104,7 @@ func NewTable(capacity int, seed uint64) *Table {
 	t := &Table{seed: seed, nb: nb, kickRand: seed | 1}
 	t.bkts, t.mem[0] = allocArray[bucket](int(nb))
 	t.conns, t.mem[1] = allocArray[Conn](capacity)
+	t.wins, t.mem[2] = allocArray[tcpstate.Windows](capacity)
 	for i := range t.conns {
 		if i+1 < capacity {
 			t.conns[i].master = uint32(i + 2)
@@ -113,13 +117,16 @@ func NewTable(capacity int, seed uint64) *Table {
 func numBuckets(capacity int) int { return int(float64(2*capacity)/(bucketSlots*maxLoad)) + 1 }
 
 // TableBytes returns the memory a table of capacity connections takes.
-func TableBytes(capacity int) int { return numBuckets(capacity)*64 + capacity*connSize }
+func TableBytes(capacity int) int {
+	return numBuckets(capacity)*64 + capacity*(connSize+winSize)
+}
 
 // Free releases the table's memory. The table must not be used afterwards.
 func (t *Table) Free() {
-	t.bkts, t.conns = nil, nil
-	t.mem[0].free()
-	t.mem[1].free()
+	t.bkts, t.conns, t.wins = nil, nil, nil
+	for i := range t.mem {
+		t.mem[i].free()
+	}
 }
 
 // Cap returns the number of connections the table holds at most.
@@ -130,7 +137,7 @@ func (t *Table) Len() int { return t.used }
 
 // MemoryBytes returns the table's memory: buckets and entries.
 func (t *Table) MemoryBytes() int {
-	return len(t.bkts)*64 + len(t.conns)*connSize
+	return len(t.bkts)*64 + len(t.conns)*(connSize+winSize)
 }
 
 // Conn returns entry i. Precondition: i was returned by Lookup or Insert and
@@ -229,17 +236,17 @@ func (t *Table) prefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
 }
 
 // hint records slot reference r (a matching tag's slot: never empty, as tags
-// are never 0) as key i's hint and adds its entry's lines to addrs[n:]: the
-// first hotSize bytes span one or two cache lines; a TCP packet reads the
-// TCB after them too. It returns the new n.
+// are never 0) as key i's hint and adds its entry's line to addrs[n:], and
+// for a TCP key the lines of its window data. It returns the new n.
 func (t *Table) hint(keys []Tuple, hints []uint32, i int, r uint32, addrs *[3 * prefetchChunk]uintptr, n int) int {
 	hints[i] = r
-	p := uintptr(unsafe.Pointer(&t.conns[(r-1)>>1]))
-	addrs[n], addrs[n+1] = p, p+hotSize-1
-	n += 2
+	e := (r - 1) >> 1
+	addrs[n] = uintptr(unsafe.Pointer(&t.conns[e]))
+	n++
 	if keys[i].Proto == header.ProtoTCP {
-		addrs[n] = p + connSize - 1
-		n++
+		w := uintptr(unsafe.Pointer(&t.wins[e]))
+		addrs[n], addrs[n+1] = w, w+winSize-1
+		n += 2
 	}
 	return n
 }

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"unsafe"
+
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
 )
 
 // Size assertions: flat, fixed-size keys and entries.
@@ -11,9 +13,7 @@ var (
 	_ [tupleSize]byte = [unsafe.Sizeof(Tuple{})]byte{}
 	_ [connSize]byte  = [unsafe.Sizeof(Conn{})]byte{}
 	_ [64]byte        = [unsafe.Sizeof(bucket{})]byte{}
-	// The fields every packet reads end within hotSize; the TCB follows.
-	_ [hotSize]byte = [unsafe.Offsetof(Conn{}.TCP)]byte{}
-	_ [hotSize]byte = [unsafe.Offsetof(Conn{}.cacheState) + 1]byte{}
+	_ [winSize]byte   = [unsafe.Sizeof(tcpstate.Windows{})]byte{}
 )
 
 func randTuple(r *rand.Rand) Tuple {

@@ -371,7 +371,8 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 	case header.ProtoTCP:
 		seg := tcpstate.SegmentOf(p.L4())
 		old := c.TCP.State
-		res, reason := c.TCP.Update(&seg, uint8(dir), c.SeenReply(), c.Assured(), tr.cfg.TCP)
+		tcb := tcpstate.Ref{Head: &c.TCP, Windows: &tr.Table.wins[idx]}
+		res, reason := tcb.Update(&seg, uint8(dir), c.SeenReply(), c.Assured(), tr.cfg.TCP)
 		switch res {
 		case tcpstate.Invalid:
 			return tr.invalid(InvalidTCP + InvalidReason(reason)), false
@@ -386,7 +387,7 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 			tr.Stats.TCPByState[old]--
 			tr.Stats.TCPByState[ns]++
 		}
-		timeout = tr.tcpTimeout(c, p.TCPFlags)
+		timeout = tr.tcpTimeout(tcb, p.TCPFlags)
 		if !c.SeenReply() {
 			if dir == Reply && p.TCPFlags&header.TCPFlagRst != 0 {
 				// The only reply is a RST: the connection never existed
@@ -434,16 +435,16 @@ func (tr *Tracker) stateOf(c *Conn, dir Dir) State {
 	return New
 }
 
-func (tr *Tracker) tcpTimeout(c *Conn, flags uint8) uint32 {
-	t := tr.tcpMs[c.TCP.State]
+func (tr *Tracker) tcpTimeout(tcb tcpstate.Ref, flags uint8) uint32 {
+	t := tr.tcpMs[tcb.State]
 	switch {
-	case c.TCP.Retrans >= tcpMaxRetrans && t > tr.retransMs:
+	case tcb.Retrans >= tcpMaxRetrans && t > tr.retransMs:
 		return tr.retransMs
 	case flags&header.TCPFlagRst != 0:
 		return tr.tcpMs[tcpstate.Close]
-	case c.TCP.Unacked() && t > tr.unackMs:
+	case tcb.Unacked() && t > tr.unackMs:
 		return tr.unackMs
-	case c.TCP.LastWindowZero() && t > tr.retransMs:
+	case tcb.LastWindowZero() && t > tr.retransMs:
 		return tr.retransMs
 	}
 	return t
@@ -493,17 +494,18 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 		}
 	}
 	if p.Proto == header.ProtoTCP {
-		c.TCP = tcb
 		tr.Stats.TCPByState[tcpstate.None]++
 		seg := tcpstate.SegmentOf(p.L4())
-		res, reason := c.TCP.Update(&seg, 0, false, false, tr.cfg.TCP)
+		c.TCP, tr.Table.wins[idx] = tcb.Head, tcb.Windows
+		ref := tcpstate.Ref{Head: &c.TCP, Windows: &tr.Table.wins[idx]}
+		res, reason := ref.Update(&seg, 0, false, false, tr.cfg.TCP)
 		if res == tcpstate.Invalid {
 			tr.delete(idx)
 			return tr.invalid(InvalidTCP + InvalidReason(reason))
 		}
 		tr.Stats.TCPByState[tcpstate.None]--
 		tr.Stats.TCPByState[c.TCP.State]++
-		c.expires = tr.nowMs + tr.tcpTimeout(c, p.TCPFlags)
+		c.expires = tr.nowMs + tr.tcpTimeout(ref, p.TCPFlags)
 		if state == New && tr.helpers != nil && tr.isFTPPort(k.DstPort) {
 			tr.attachHelper(idx, c)
 		}

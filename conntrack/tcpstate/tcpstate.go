@@ -147,9 +147,17 @@ type seen struct {
 }
 
 // TCB is one connection's tracking state. The zero value is a connection
-// that has seen nothing. It holds no pointers.
+// that has seen nothing. It holds no pointers. It is made of two parts that a
+// connection table may store apart: the Head (state, retransmissions, the
+// last segment's summary; 8 bytes), which is all that timeouts, listings and
+// eviction read, and the Windows (48 bytes), which only TCP segments read.
 type TCB struct {
-	Seen   [2]seen
+	Head
+	Windows
+}
+
+// Head is the first part of a TCB.
+type Head struct {
 	State  State
 	lastIx index
 	// lastDir is the direction of the last in-window (or ignored) segment.
@@ -158,8 +166,14 @@ type TCB struct {
 	lastWscale uint8
 	lastFlags  uint8
 	lastWin    uint16
-	lastSeq    uint32
-	lastEnd    uint32
+}
+
+// Windows is the second part of a TCB: what each direction's segments told
+// us, and the last segment's sequence range.
+type Windows struct {
+	Seen    [2]seen
+	lastSeq uint32
+	lastEnd uint32
 }
 
 // Segment is what the tracker needs from one TCP segment.
@@ -341,6 +355,19 @@ const maxAckWinConst = 66000
 // (0 original, 1 reply). seenReply and assured are the connection's status
 // bits, which some transitions consult.
 func (t *TCB) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (Result, Reason) {
+	return Ref{&t.Head, &t.Windows}.Update(s, dir, seenReply, assured, o)
+}
+
+// Ref is a TCB whose two parts are stored apart (a connection table keeps
+// the Head in its entry and the Windows beside it); Update works on it in
+// place.
+type Ref struct {
+	*Head
+	*Windows
+}
+
+// Update is TCB.Update on a TCB stored as r.
+func (t Ref) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (Result, Reason) {
 	if !validFlags(s.Flags) {
 		return Invalid, ReasonFlags
 	}
@@ -423,7 +450,7 @@ func (t *TCB) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) 
 const flagSimOpen = 1 << 7
 
 // inWindow is netfilter's tcp_in_window without NAT sequence offsets.
-func (t *TCB) inWindow(s *Segment, dir uint8, ix index, o Options) (bool, Reason) {
+func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (bool, Reason) {
 	snd, rcv := &t.Seen[dir], &t.Seen[1-dir]
 	seq, ack := s.Seq, s.Ack
 	sack := ack
@@ -534,14 +561,14 @@ func (t *TCB) inWindow(s *Segment, dir uint8, ix index, o Options) (bool, Reason
 }
 
 // Unacked reports whether either direction has data not yet acknowledged.
-func (t *TCB) Unacked() bool { return (t.Seen[0].Flags|t.Seen[1].Flags)&flagUnacked != 0 }
+func (t *Windows) Unacked() bool { return (t.Seen[0].Flags|t.Seen[1].Flags)&flagUnacked != 0 }
 
 // LastWindowZero reports whether the last segment advertised a zero window.
-func (t *TCB) LastWindowZero() bool { return t.lastWin == 0 }
+func (t *Head) LastWindowZero() bool { return t.lastWin == 0 }
 
 // CanEarlyDrop reports whether the connection is closing and may be evicted
 // first when the table is full (netfilter's tcp_can_early_drop).
-func (t *TCB) CanEarlyDrop() bool {
+func (t *Head) CanEarlyDrop() bool {
 	switch t.State {
 	case FinWait, LastAck, TimeWait, Close, CloseWait:
 		return true

@@ -3,6 +3,7 @@ package tcpstate_test
 import (
 	"encoding/binary"
 	"testing"
+	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
 )
@@ -109,3 +110,10 @@ func FuzzUpdate(f *testing.F) {
 		}
 	})
 }
+
+// The parts' sizes are what connection tables budget for (conntrack stores
+// the Head in its 64-byte entry and the Windows beside it).
+var (
+	_ [8]byte  = [unsafe.Sizeof(tcpstate.Head{})]byte{}
+	_ [48]byte = [unsafe.Sizeof(tcpstate.Windows{})]byte{}
+)
