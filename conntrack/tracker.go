@@ -369,7 +369,8 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 	timeout := tr.genMs
 	switch p.Proto {
 	case header.ProtoTCP:
-		seg := tcpstate.SegmentOf(p.L4())
+		var seg tcpstate.Segment
+		seg.Parse(p.L4())
 		old := c.TCP.State
 		tcb := tcpstate.Ref{Head: &c.TCP, Windows: &tr.Table.wins[idx]}
 		res, reason := tcb.Update(&seg, uint8(dir), c.SeenReply(), c.Assured(), tr.cfg.TCP)
@@ -453,10 +454,11 @@ func (tr *Tracker) tcpTimeout(tcb tcpstate.Ref, flags uint8) uint32 {
 // create tracks the first packet of a new connection.
 func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 	var tcb tcpstate.TCB
+	var seg tcpstate.Segment
 	timeout := tr.genMs
 	switch p.Proto {
 	case header.ProtoTCP:
-		seg := tcpstate.SegmentOf(p.L4())
+		seg.Parse(p.L4())
 		if ok, reason := tcb.Init(&seg, tr.cfg.TCP); !ok {
 			return tr.invalid(InvalidTCP + InvalidReason(reason))
 		}
@@ -495,7 +497,6 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 	}
 	if p.Proto == header.ProtoTCP {
 		tr.Stats.TCPByState[tcpstate.None]++
-		seg := tcpstate.SegmentOf(p.L4())
 		c.TCP, tr.Table.wins[idx] = tcb.Head, tcb.Windows
 		ref := tcpstate.Ref{Head: &c.TCP, Windows: &tr.Table.wins[idx]}
 		res, reason := ref.Update(&seg, 0, false, false, tr.cfg.TCP)

@@ -187,18 +187,17 @@ type Segment struct {
 	Options []byte
 }
 
-// SegmentOf reads a Segment from a TCP header plus payload.
+// Parse reads s from a TCP header plus payload. It stores field by field:
+// building a Segment and copying it costs a store-forwarding stall.
 // Precondition: tcp holds a valid header (header.TCP.IsValid).
-func SegmentOf(tcp []byte) Segment {
+func (s *Segment) Parse(tcp []byte) {
 	off := int(tcp[12]>>4) * 4
-	return Segment{
-		Seq:        binary.BigEndian.Uint32(tcp[4:8]),
-		Ack:        binary.BigEndian.Uint32(tcp[8:12]),
-		Window:     binary.BigEndian.Uint16(tcp[14:16]),
-		Flags:      tcp[13],
-		PayloadLen: len(tcp) - off,
-		Options:    tcp[20:off],
-	}
+	s.Seq = binary.BigEndian.Uint32(tcp[4:8])
+	s.Ack = binary.BigEndian.Uint32(tcp[8:12])
+	s.Window = binary.BigEndian.Uint16(tcp[14:16])
+	s.Flags = tcp[13]
+	s.PayloadLen = len(tcp) - off
+	s.Options = tcp[20:off]
 }
 
 func (s *Segment) end() uint32 {

@@ -79,16 +79,17 @@ func TestScaledWindowRejectsOverrun(t *testing.T) {
 	}
 }
 
-func TestSegmentOf(t *testing.T) {
+func TestSegmentParse(t *testing.T) {
 	h := make([]byte, 24+5)
 	binary.BigEndian.PutUint32(h[4:], 7)
 	binary.BigEndian.PutUint32(h[8:], 9)
 	h[12] = 6 << 4
 	h[13] = 0x12
 	binary.BigEndian.PutUint16(h[14:], 1234)
-	s := tcpstate.SegmentOf(h)
+	var s tcpstate.Segment
+	s.Parse(h)
 	if s.Seq != 7 || s.Ack != 9 || s.Window != 1234 || s.Flags != 0x12 || s.PayloadLen != 5 || len(s.Options) != 4 {
-		t.Errorf("SegmentOf: %+v", s)
+		t.Errorf("Parse: %+v", s)
 	}
 }
 
