@@ -73,6 +73,10 @@ func TestKeyOfMatchesTupleOf(t *testing.T) {
 		if hw := tb.Hash(&want); h != hw {
 			t.Fatalf("KeyOf(%+v) hash %#x; Hash = %#x", p, h, hw)
 		}
+		rev := want.Reverse()
+		if got, hw := tb.reverseHash(&want), tb.Hash(&rev); got != hw {
+			t.Fatalf("reverseHash(%+v) = %#x; Hash of the reverse = %#x", want, got, hw)
+		}
 	}
 }
 

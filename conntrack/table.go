@@ -205,7 +205,7 @@ func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
 }
 
 func (t *Table) prefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
-	var addrs [3 * prefetchChunk]uintptr
+	var addrs [3*prefetchChunk + 1]uintptr
 	var second [prefetchChunk]uint8
 	n, ns := 0, 0
 	for i, h := range hashes {
@@ -223,22 +223,47 @@ func (t *Table) prefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
 	}
 	prefetch(&addrs[0], n)
 	n = 0
+	newFlow := false
 	for _, i := range second[:ns] {
 		_, b2, tag := t.keyHash(hashes[i])
 		b := &t.bkts[b2]
 		if m := matchTags(b, tag); m != 0 {
 			n = t.hint(keys, hints, int(i), b.ref[bits.TrailingZeros32(m)], &addrs, n)
+		} else {
+			// Probably a new connection: its insertion will place the
+			// reply key in that key's first bucket.
+			rb, _, _ := t.keyHash(t.reverseHash(&keys[i]))
+			addrs[n] = uintptr(unsafe.Pointer(&t.bkts[rb]))
+			n++
+			newFlow = true
 		}
+	}
+	if newFlow && t.freeHead != 0 {
+		// And it will take the first free entry.
+		addrs[n] = uintptr(unsafe.Pointer(&t.conns[t.freeHead-1]))
+		n++
 	}
 	if n > 0 {
 		prefetch(&addrs[0], n)
 	}
 }
 
+// reverseHash returns the hash of k reversed (the reply key of a connection
+// whose original key is k).
+func (t *Table) reverseHash(k *Tuple) uint64 {
+	if k.Family == 4 {
+		w := (*[5]uint64)(unsafe.Pointer(k))
+		x := w[4]
+		return xxh24(t.seed, w[2]&0xffffffff|w[0]<<32, x&^0xffffffff|(x&0xffff)<<16|(x>>16)&0xffff)
+	}
+	r := k.Reverse()
+	return hashTuple(t.seed, &r)
+}
+
 // hint records slot reference r (a matching tag's slot: never empty, as tags
 // are never 0) as key i's hint and adds its entry's line to addrs[n:], and
 // for a TCP key the lines of its window data. It returns the new n.
-func (t *Table) hint(keys []Tuple, hints []uint32, i int, r uint32, addrs *[3 * prefetchChunk]uintptr, n int) int {
+func (t *Table) hint(keys []Tuple, hints []uint32, i int, r uint32, addrs *[3*prefetchChunk + 1]uintptr, n int) int {
 	hints[i] = r
 	e := (r - 1) >> 1
 	addrs[n] = uintptr(unsafe.Pointer(&t.conns[e]))
