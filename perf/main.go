@@ -110,7 +110,11 @@ func main() {
 				d, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
 				check(err)
 				ios, ds, ratios = append(ios, io), append(ds, d), append(ratios, d/io)
-				fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f (verdict cache hits %.1f%%)\n", name, r+1, io, d, d/io, 100*lastCacheHits)
+				cache := ""
+				if lastCacheHits >= 0 {
+					cache = fmt.Sprintf(" (verdict cache hits %.1f%%)", 100*lastCacheHits)
+				}
+				fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f%s\n", name, r+1, io, d, d/io, cache)
 			}
 			io, d, ratio := median(ios), median(ds), median(ratios)
 			// quietThenLoaded runs dpfw alone, then with *load set to every
@@ -406,7 +410,10 @@ log: {level: warn}
 	rate := (b - a) / time.Since(t0).Seconds() / 1e6
 	h1, _ := scrapeMatch(addr, "dpfw_worker_verdict_cache_hits_total{", "")
 	c1, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
-	lastCacheHits = (h1 - h0) / max(h1-h0+c1-c0, 1)
+	lastCacheHits = -1 // no packet classified or judged from the cache
+	if judged := h1 - h0 + c1 - c0; judged > 0 {
+		lastCacheHits = (h1 - h0) / judged
+	}
 	return rate, nil
 }
 
@@ -458,7 +465,7 @@ var (
 	ctlRate     time.Duration
 	lastEntries int
 	// lastCacheHits is the share of judged packets whose verdict came from
-	// their connection's cache, in the last dpfw window.
+	// their connection's cache, in the last dpfw window (-1: no tracking).
 	lastCacheHits float64
 	// settle makes runDPFW wait, after the warm-up, until packets are
 	// judged from the verdict cache (the ct workloads' steady state).
