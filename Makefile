@@ -58,7 +58,7 @@ test-unit:
 # (testdata/fuzz/NAME in its package; plain "go test" replays it too).
 FUZZ_TARGETS = dataplane/packet:FuzzDecode dataplane:FuzzTrack control/config:FuzzLoad \
 	dataplane/filter:FuzzParseIptables conntrack:FuzzTable conntrack/tcpstate:FuzzUpdate \
-	conntrack/ftp:FuzzParse control/ruleset:FuzzStructuredRules
+	conntrack/ftp:FuzzParse control/ruleset:FuzzStructuredRules dataplane/header:FuzzSum
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
