@@ -42,7 +42,7 @@ func main() {
 	cpu := flag.Int("cpu", runtime.NumCPU()-1, "CPU for the forwarding lcore of both systems")
 	noHuge := flag.Bool("no-huge", false, "run both systems with --no-huge")
 	out := flag.String("out", "", "append a Markdown results row per workload to this file")
-	rounds := flag.Int("rounds", 3, "alternate testpmd io and dpfw this many times; the median ratio is reported")
+	rounds := flag.Int("rounds", 5, "alternate testpmd io and dpfw this many times; the median ratio is reported")
 	flag.StringVar(&checksumMode, "checksum", "", "dataplane.checksum for dpfw (full, hardware, off; empty: dpfw's default)")
 	reloadLoadFlag := flag.Duration("reload-load", 0, "also run dpfw while reloading its rules (two rule sets allowing the same traffic) at this interval, and report throughput and drops")
 	flag.StringVar(&profileDir, "profile", "", "record the forwarding CPU with Linux perf (perf record -g) during each dpfw window, into DIR/<workload>-<flows>-<n>.data (read with perf report -i)")
