@@ -55,8 +55,8 @@ const (
 // table_test.go) holding everything a packet of an established connection
 // reads. It holds no pointers and refers to other entries by index. A TCP
 // connection's window data (tcpstate.Windows, 48 bytes) lives beside it in
-// the table (Table.Windows), read by TCP segments only; with its two bucket
-// slots a connection costs 126 bytes.
+// a parallel array of the table, read by TCP segments only; with its two
+// bucket slots a connection costs 126 bytes.
 type Conn struct {
 	// Orig is the tuple of the connection's first packet.
 	Orig Tuple

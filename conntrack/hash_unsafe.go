@@ -100,9 +100,13 @@ func equal(a, b *Tuple) bool {
 // from a key just written as 8-byte words: a store-forwarding stall).
 func (t *Tuple) isReverseOf(o *Tuple) bool {
 	pt, po := (*[5]uint64)(unsafe.Pointer(t)), (*[5]uint64)(unsafe.Pointer(o))
-	x := po[4]
-	rev := x&^0xffffffff | (x&0xffff)<<16 | (x>>16)&0xffff
-	return pt[0] == po[2] && pt[1] == po[3] && pt[2] == po[0] && pt[3] == po[1] && pt[4] == rev
+	return pt[0] == po[2] && pt[1] == po[3] && pt[2] == po[0] && pt[3] == po[1] && pt[4] == reverseTail(po[4])
+}
+
+// reverseTail returns a tuple's last word (tail4) with the ports swapped:
+// the last word of the reverse tuple.
+func reverseTail(x uint64) uint64 {
+	return x&^0xffffffff | (x&0xffff)<<16 | (x>>16)&0xffff
 }
 
 // SymmetricHash returns a hash of t that is the same for both directions of

@@ -253,8 +253,7 @@ func (t *Table) prefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
 func (t *Table) reverseHash(k *Tuple) uint64 {
 	if k.Family == 4 {
 		w := (*[5]uint64)(unsafe.Pointer(k))
-		x := w[4]
-		return xxh24(t.seed, w[2]&0xffffffff|w[0]<<32, x&^0xffffffff|(x&0xffff)<<16|(x>>16)&0xffff)
+		return xxh24(t.seed, w[2]&0xffffffff|w[0]<<32, reverseTail(w[4]))
 	}
 	r := k.Reverse()
 	return hashTuple(t.seed, &r)
@@ -283,16 +282,8 @@ func (t *Table) hint(keys []Tuple, hints []uint32, i int, r uint32, addrs *[3*pr
 // probed as usual.
 func (t *Table) LookupHint(k *Tuple, h uint64, hint uint32) (idx uint32, dir Dir, ok bool) {
 	if hint != 0 {
-		i, d := (hint-1)>>1, Dir((hint-1)&1)
-		c := &t.conns[i]
-		if c.flags&flagUsed != 0 {
-			if d == Original {
-				if equal(&c.Orig, k) {
-					return i, d, true
-				}
-			} else if k.isReverseOf(&c.Orig) {
-				return i, d, true
-			}
+		if i, d, ok := t.holds(hint, k); ok {
+			return i, d, true
 		}
 	}
 	return t.LookupHash(k, h)
@@ -315,22 +306,29 @@ func (t *Table) LookupHash(k *Tuple, h uint64) (idx uint32, dir Dir, ok bool) {
 
 func (t *Table) findIn(b *bucket, k *Tuple, tag uint16) (uint32, Dir, bool) {
 	for m := matchTags(b, tag); m != 0; m &= m - 1 {
-		s := bits.TrailingZeros32(m)
-		if b.ref[s] == 0 {
-			continue
-		}
-		ref := b.ref[s] - 1
-		i, d := ref>>1, Dir(ref&1)
-		c := &t.conns[i]
-		if d == Original {
-			if equal(&c.Orig, k) {
+		if r := b.ref[bits.TrailingZeros32(m)]; r != 0 {
+			if i, d, ok := t.holds(r, k); ok {
 				return i, d, true
 			}
-		} else if k.isReverseOf(&c.Orig) {
-			return i, d, true
 		}
 	}
 	return 0, 0, false
+}
+
+// holds reports whether slot reference r (non-zero) stands for key k, and
+// which entry and direction that is. The entry's tuple is compared, not
+// only the tag; an entry not in use never matches (a stale hint may point
+// at one).
+func (t *Table) holds(r uint32, k *Tuple) (uint32, Dir, bool) {
+	i, d := (r-1)>>1, Dir((r-1)&1)
+	c := &t.conns[i]
+	if c.flags&flagUsed == 0 {
+		return 0, 0, false
+	}
+	if d == Original {
+		return i, d, equal(&c.Orig, k)
+	}
+	return i, d, k.isReverseOf(&c.Orig)
 }
 
 // Insert adds a connection whose original direction is orig, indexing both
@@ -360,7 +358,7 @@ func (t *Table) InsertHash(orig *Tuple, h uint64) (uint32, error) {
 		t.Stats.InsertFailures++
 		return 0, ErrNoSlot
 	}
-	if !t.addKey(&rev, hashTuple(t.seed, &rev), idx<<1|uint32(Reply)+1) {
+	if !t.addKey(&rev, t.reverseHash(orig), idx<<1|uint32(Reply)+1) {
 		t.removeKey(orig, idx<<1|uint32(Original)+1)
 		c.master = next
 		t.Stats.InsertFailures++

@@ -1,6 +1,9 @@
 package header
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // EtherType values.
 const (
@@ -456,12 +459,51 @@ func Sum(b []byte, acc uint64) uint64 {
 	return acc
 }
 
-// Fold folds an accumulator from Sum to 16 bits (not complemented).
+// Fold folds an accumulator from Sum or SumWords to 16 bits (not
+// complemented), without a data-dependent loop: four folds bring any 64-bit
+// value under 2^16.
 func Fold(acc uint64) uint16 {
-	for acc>>16 != 0 {
-		acc = acc&0xffff + acc>>16
-	}
+	acc = acc&0xffffffff + acc>>32
+	acc = acc&0xffff + acc>>16
+	acc = acc&0xffff + acc>>16
+	acc = acc&0xffff + acc>>16
 	return uint16(acc)
+}
+
+// SumWords adds b to a one's-complement accumulator as 64-bit words in the
+// machine's (little-endian) byte order, with an end-around carry. The
+// one's-complement sum does not depend on byte order except that it comes
+// out byte-swapped (RFC 1071, 2(B)): Fold(SumWords(b, 0)) is Fold(Sum(b, 0))
+// with its bytes swapped, and a verifier comparing with 0xffff need not swap
+// it back. Values in network order must be swapped going in (AddWords). An
+// odd last byte is the high byte of a zero-padded network-order word: the
+// low byte in this order.
+func SumWords(b []byte, acc uint64) uint64 {
+	var c uint64
+	for len(b) >= 8 {
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), c)
+		b = b[8:]
+	}
+	var t uint64 // at most 7 bytes: no carry
+	if len(b) >= 4 {
+		t = uint64(binary.LittleEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		t += uint64(binary.LittleEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		t += uint64(b[0])
+	}
+	acc, c = bits.Add64(acc, t, c)
+	return acc + c // after a carry out, acc is small: no overflow
+}
+
+// AddWords is one's-complement addition of two SumWords accumulators.
+func AddWords(a, b uint64) uint64 {
+	s, c := bits.Add64(a, b, 0)
+	return s + c
 }
 
 // PseudoHeaderSum returns the unfolded sum of the TCP/UDP pseudo-header.

@@ -1,24 +1,41 @@
 package header
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 )
 
-// refSum is RFC 1071's sum, 16 bits at a time in network byte order, with
-// an odd last byte padded with a zero.
-func refSum(b []byte) uint64 {
-	var s uint64
+// refSum is RFC 1071's sum of b plus acc, 16 bits at a time in network byte
+// order, with an odd last byte padded with a zero, folded one carry at a time.
+func refSum(b []byte, acc uint64) uint16 {
+	s := acc
 	for i := 0; i+1 < len(b); i += 2 {
 		s += uint64(b[i])<<8 | uint64(b[i+1])
 	}
 	if len(b)%2 == 1 {
 		s += uint64(b[len(b)-1]) << 8
 	}
-	return s
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
 }
 
-// TestSumMatchesReference: the word-at-a-time sum folds to RFC 1071's value
+// checkSums compares Sum and SumWords (whose folded result is byte-swapped;
+// acc goes in swapped) with the reference for b and a 16-bit acc.
+func checkSums(t *testing.T, b []byte, acc uint16) {
+	t.Helper()
+	want := refSum(b, uint64(acc))
+	if got := Fold(Sum(b, uint64(acc))); got != want {
+		t.Fatalf("length %d acc %#x: Fold(Sum) = %#04x; reference %#04x", len(b), acc, got, want)
+	}
+	if got := bits.ReverseBytes16(Fold(SumWords(b, uint64(bits.ReverseBytes16(acc))))); got != want {
+		t.Fatalf("length %d acc %#x: Fold(SumWords), swapped = %#04x; reference %#04x", len(b), acc, got, want)
+	}
+}
+
+// TestSumMatchesReference: Sum and SumWords fold to RFC 1071's value
 // for every length 0…300 and random ones up to 9000, at every alignment,
 // with and without an initial accumulator, on random bytes and on runs of
 // 0xff that carry at every step.
@@ -43,13 +60,25 @@ func TestSumMatchesReference(t *testing.T) {
 				b[i] = byte(r.Uint32())
 			}
 		}
-		acc := uint64(0)
+		acc := uint16(0)
 		if r.IntN(2) == 0 {
-			acc = r.Uint64() >> 20
+			acc = uint16(r.Uint32())
 		}
-		want := Fold(refSum(b) + acc)
-		if got := Fold(Sum(b, acc)); got != want {
-			t.Fatalf("length %d offset %d acc %#x: Fold(Sum) = %#04x; reference %#04x", l, off, acc, got, want)
+		checkSums(t, b, acc)
+	}
+	// Fold on its own: any 64-bit accumulator, against one carry at a time.
+	edges := []uint64{0, 0xffff, 0x10000, 0x1ffff, ^uint64(0), 0xffffffff_00010000, 0xffffffff_ffff0000}
+	for n := 0; n < 100000; n++ {
+		x := r.Uint64() >> r.IntN(64)
+		if n < len(edges) {
+			x = edges[n] // 0xffffffff_00010000 needs all four folds
+		}
+		want := x
+		for want>>16 != 0 {
+			want = want&0xffff + want>>16
+		}
+		if got := Fold(x); uint64(got) != want {
+			t.Fatalf("Fold(%#x) = %#x; want %#x", x, got, want)
 		}
 	}
 }
@@ -57,9 +86,6 @@ func TestSumMatchesReference(t *testing.T) {
 func FuzzSum(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff}, uint32(1))
 	f.Fuzz(func(t *testing.T, b []byte, acc uint32) {
-		want := Fold(refSum(b) + uint64(acc))
-		if got := Fold(Sum(b, uint64(acc))); got != want {
-			t.Fatalf("Fold(Sum(%x, %d)) = %#04x; reference %#04x", b, acc, got, want)
-		}
+		checkSums(t, b, uint16(acc))
 	})
 }

@@ -69,12 +69,12 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 		var acc uint64
 		if h := b[p.L3Off:]; h[0] == 0x45 && len(h) >= 20 {
 			// No options, the usual case: five words, no loop.
-			acc = addc(addc(binary.LittleEndian.Uint64(h), binary.LittleEndian.Uint64(h[8:])),
+			acc = header.AddWords(header.AddWords(binary.LittleEndian.Uint64(h), binary.LittleEndian.Uint64(h[8:])),
 				uint64(binary.LittleEndian.Uint32(h[16:])))
 		} else {
-			acc = sumLE(h[:int(h[0]&0x0f)*4], 0)
+			acc = header.SumWords(h[:int(h[0]&0x0f)*4], 0)
 		}
-		if fold16(acc) != 0xffff {
+		if header.Fold(acc) != 0xffff {
 			return false
 		}
 	}
@@ -91,56 +91,16 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 		if p.Kind == IPv4 {
 			acc = binary.LittleEndian.Uint64(b[p.L3Off+12 : p.L3Off+20]) // both addresses
 		} else {
-			acc = sumLE(b[p.L3Off+8:p.L3Off+40], 0)
+			acc = header.SumWords(b[p.L3Off+8:p.L3Off+40], 0)
 		}
-		acc = addc(acc, uint64(p.Proto)<<8+uint64(bits.ReverseBytes16(l4len)))
+		acc = header.AddWords(acc, uint64(p.Proto)<<8+uint64(bits.ReverseBytes16(l4len)))
 	case header.ProtoICMP:
 	default:
 		return true
 	}
-	if fold16(sumLE(b[p.L4Off:p.L3End], acc)) == 0xffff {
+	if header.Fold(header.SumWords(b[p.L4Off:p.L3End], acc)) == 0xffff {
 		return true
 	}
 	// An IPv6 routing header makes the checksum use its final destination.
 	return p.Kind == IPv6 && p.L4Off != p.L3Off+40
-}
-
-// sumLE adds b, as little-endian 64-bit words, to a one's-complement
-// accumulator acc (end-around carry). An odd last byte is the high byte of
-// a zero-padded network-order word: the low byte in this order.
-func sumLE(b []byte, acc uint64) uint64 {
-	var c uint64
-	for len(b) >= 8 {
-		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), c)
-		b = b[8:]
-	}
-	var t uint64 // at most 7 bytes: no carry
-	if len(b) >= 4 {
-		t = uint64(binary.LittleEndian.Uint32(b))
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		t += uint64(binary.LittleEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		t += uint64(b[0])
-	}
-	acc, c = bits.Add64(acc, t, c)
-	return acc + c // after a carry out, acc is small: no overflow
-}
-
-// addc is one's-complement addition of 64-bit words.
-func addc(a, b uint64) uint64 {
-	s, c := bits.Add64(a, b, 0)
-	return s + c
-}
-
-// fold16 folds a one's-complement accumulator to 16 bits.
-func fold16(x uint64) uint16 {
-	x = x&0xffffffff + x>>32
-	x = x&0xffff + x>>16
-	x = x&0xffff + x>>16
-	x = x&0xffff + x>>16
-	return uint16(x)
 }
