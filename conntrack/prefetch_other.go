@@ -2,6 +2,6 @@
 
 package conntrack
 
-// prefetch is a no-op where no assembly version exists: PrefetchBurst's loads
-// still warm the cache, with less overlap.
+// prefetch is a no-op where no assembly version exists: the lookups then
+// wait for each miss in turn.
 func prefetch(addrs *uintptr, n int) {}

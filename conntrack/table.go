@@ -68,6 +68,9 @@ type Table struct {
 	freeHead uint32
 	used     int
 
+	// addrs is the prefetch steps' scratch: the lines of a group of keys.
+	addrs [3*PrefetchGroup + 1]uintptr
+
 	// BFS scratch for insertions, preallocated.
 	bfsBucket [bfsNodes]uint32
 	bfsSlot   [bfsNodes]int8
@@ -159,93 +162,137 @@ func (t *Table) keyHash(h uint64) (b1, b2 uint64, tag uint16) {
 // hashes of a burst first lets Prefetch warm the buckets before lookups.
 func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
 
-// prefetchChunk is how many keys' addresses the prefetch functions gather
-// before issuing them.
-const prefetchChunk = 32
+// Prefetching. A lookup at millions of connections misses the cache twice:
+// on its bucket and on its entry. The misses of a burst overlap when their
+// loads start early, and the work between a prefetch and the load that needs
+// its line is what hides it. On the reference machine (perf/RESULTS.md) the
+// memory system keeps only about ten misses in flight: a prefetch issued
+// beyond that waits for one to finish, holding back the work behind it, so
+// 32 prefetches in a row cost about 32 × 10 ns before anything else
+// proceeds, while a few at a time, interleaved with other work, cost
+// nothing once that work takes longer than the misses. Hence steps that a
+// caller spreads over its own per-packet loops, a few keys (PrefetchGroup)
+// at a time:
+//
+//	PrefetchBuckets(hashes)                as the keys are hashed
+//	PrefetchEntries(keys, hashes, hints)   later, after other work
+//	PrefetchSecond(keys, hashes, hints)    if PrefetchEntries left hints at 0
+//	LookupHint(k, h, hint)                 last, when the entries have arrived
+//
+// PrefetchBurst does the same over a burst at once, for tests.
 
-// PrefetchBurst starts loading the buckets, then the candidate entries, of a
-// burst of keys whose hashes are given, so that the lookups that follow find
-// them in cache: the misses of the whole burst overlap (two memory latencies
-// per burst instead of two per key). It is PrefetchBuckets followed by
-// PrefetchEntries; a caller with other work to do should do it between the
-// two, while the buckets arrive.
+// PrefetchGroup is how many keys a caller should pass to each prefetch step
+// at a time, between other work: fewer than the misses the memory system
+// keeps in flight. The steps take longer slices a group at a time.
+const PrefetchGroup = 8
+
+// PrefetchBurst runs the prefetch steps over a burst of keys whose hashes
+// are given, one step for the whole burst at a time, storing each key's
+// hint for LookupHint in hints.
 func (t *Table) PrefetchBurst(keys []Tuple, hashes []uint64, hints []uint32) {
 	t.PrefetchBuckets(hashes)
-	t.PrefetchEntries(keys, hashes, hints)
+	if t.PrefetchEntries(keys, hashes, hints) {
+		t.PrefetchSecond(keys, hashes, hints)
+	}
 }
 
 // PrefetchBuckets starts loading the first candidate bucket of every hash
 // (where most keys are: a key goes to its second bucket only when the first
 // is full).
 func (t *Table) PrefetchBuckets(hashes []uint64) {
-	var addrs [prefetchChunk]uintptr
+	addrs := &t.addrs
 	for len(hashes) > 0 {
-		chunk := hashes[:min(len(hashes), prefetchChunk)]
+		chunk := hashes[:min(len(hashes), PrefetchGroup)]
 		hashes = hashes[len(chunk):]
 		for i, h := range chunk {
-			b1, _, _ := t.keyHash(h)
+			b1, _ := bits.Mul64(h, t.nb)
 			addrs[i] = uintptr(unsafe.Pointer(&t.bkts[b1]))
 		}
 		prefetch(&addrs[0], len(chunk))
 	}
 }
 
-// PrefetchEntries stores in hints[i] the slot reference of key i's first
-// candidate (the first slot whose tag matches; 0 if none), for LookupHint,
-// and starts loading the candidates' entries. keys[i] is the key whose hash
-// is hashes[i] (its protocol says whether the TCB is needed). Keys with no
-// candidate in their first bucket have their second bucket fetched, all
-// together, and searched after the others.
-func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
+// PrefetchEntries reads the first candidate bucket of each key (keys[i]
+// has hash hashes[i]; PrefetchBuckets should have started loading the
+// buckets) and stores in hints[i] the reference of the first slot whose tag
+// matches, the hint for LookupHint, and starts loading that slot's entry,
+// and for a TCP key its window data. For a key with no match in its first
+// bucket it stores 0, starts loading the second bucket and returns true:
+// the caller should then call PrefetchSecond, later.
+func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) (second bool) {
+	addrs := &t.addrs
 	for len(hashes) > 0 {
-		n := min(len(hashes), prefetchChunk)
-		t.prefetchEntries(keys[:n], hashes[:n], hints[:n])
-		keys, hashes, hints = keys[n:], hashes[n:], hints[n:]
+		c := min(len(hashes), PrefetchGroup)
+		n := 0
+		for i, h := range hashes[:c] {
+			b1, b2, tag := t.keyHash(h)
+			b := &t.bkts[b1]
+			if m := matchTags(b, tag); m != 0 {
+				hints[i] = b.ref[bits.TrailingZeros32(m)]
+				n = t.entryLines(&keys[i], hints[i], n)
+			} else {
+				hints[i] = 0
+				second = true
+				addrs[n] = uintptr(unsafe.Pointer(&t.bkts[b2]))
+				n++
+			}
+		}
+		prefetch(&addrs[0], n)
+		keys, hashes, hints = keys[c:], hashes[c:], hints[c:]
+	}
+	return second
+}
+
+// PrefetchSecond is PrefetchEntries for the second candidate bucket of the
+// keys PrefetchEntries left with a hint of 0. A key found in neither bucket
+// is probably a new connection: its insertion will place the reply key in
+// that key's first bucket and take the first free entry, and both start
+// loading instead.
+func (t *Table) PrefetchSecond(keys []Tuple, hashes []uint64, hints []uint32) {
+	addrs := &t.addrs
+	for len(hashes) > 0 {
+		c := min(len(hashes), PrefetchGroup)
+		n := 0
+		newFlow := false
+		for i, h := range hashes[:c] {
+			if hints[i] != 0 {
+				continue
+			}
+			_, b2, tag := t.keyHash(h)
+			b := &t.bkts[b2]
+			if m := matchTags(b, tag); m != 0 {
+				hints[i] = b.ref[bits.TrailingZeros32(m)]
+				n = t.entryLines(&keys[i], hints[i], n)
+			} else {
+				rb, _, _ := t.keyHash(t.reverseHash(&keys[i]))
+				addrs[n] = uintptr(unsafe.Pointer(&t.bkts[rb]))
+				n++
+				newFlow = true
+			}
+		}
+		if newFlow && t.freeHead != 0 {
+			addrs[n] = uintptr(unsafe.Pointer(&t.conns[t.freeHead-1]))
+			n++
+		}
+		prefetch(&addrs[0], n)
+		keys, hashes, hints = keys[c:], hashes[c:], hints[c:]
 	}
 }
 
-func (t *Table) prefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) {
-	var addrs [3*prefetchChunk + 1]uintptr
-	var second [prefetchChunk]uint8
-	n, ns := 0, 0
-	for i, h := range hashes {
-		b1, b2, tag := t.keyHash(h)
-		b := &t.bkts[b1]
-		if m := matchTags(b, tag); m != 0 {
-			n = t.hint(keys, hints, i, b.ref[bits.TrailingZeros32(m)], &addrs, n)
-		} else {
-			hints[i] = 0
-			second[ns] = uint8(i)
-			ns++
-			addrs[n] = uintptr(unsafe.Pointer(&t.bkts[b2]))
-			n++
-		}
+// entryLines adds to t.addrs[n:] the line of the entry slot reference r (a
+// matching tag's slot: never empty, as tags are never 0) stands for, and
+// for a TCP key the lines of its window data. It returns the new n.
+func (t *Table) entryLines(k *Tuple, r uint32, n int) int {
+	addrs := &t.addrs
+	e := (r - 1) >> 1
+	addrs[n] = uintptr(unsafe.Pointer(&t.conns[e]))
+	n++
+	if k.Proto == header.ProtoTCP {
+		w := uintptr(unsafe.Pointer(&t.wins[e]))
+		addrs[n], addrs[n+1] = w, w+winSize-1
+		n += 2
 	}
-	prefetch(&addrs[0], n)
-	n = 0
-	newFlow := false
-	for _, i := range second[:ns] {
-		_, b2, tag := t.keyHash(hashes[i])
-		b := &t.bkts[b2]
-		if m := matchTags(b, tag); m != 0 {
-			n = t.hint(keys, hints, int(i), b.ref[bits.TrailingZeros32(m)], &addrs, n)
-		} else {
-			// Probably a new connection: its insertion will place the
-			// reply key in that key's first bucket.
-			rb, _, _ := t.keyHash(t.reverseHash(&keys[i]))
-			addrs[n] = uintptr(unsafe.Pointer(&t.bkts[rb]))
-			n++
-			newFlow = true
-		}
-	}
-	if newFlow && t.freeHead != 0 {
-		// And it will take the first free entry.
-		addrs[n] = uintptr(unsafe.Pointer(&t.conns[t.freeHead-1]))
-		n++
-	}
-	if n > 0 {
-		prefetch(&addrs[0], n)
-	}
+	return n
 }
 
 // reverseHash returns the hash of k reversed (the reply key of a connection
@@ -259,25 +306,9 @@ func (t *Table) reverseHash(k *Tuple) uint64 {
 	return hashTuple(t.seed, &r)
 }
 
-// hint records slot reference r (a matching tag's slot: never empty, as tags
-// are never 0) as key i's hint and adds its entry's line to addrs[n:], and
-// for a TCP key the lines of its window data. It returns the new n.
-func (t *Table) hint(keys []Tuple, hints []uint32, i int, r uint32, addrs *[3*prefetchChunk + 1]uintptr, n int) int {
-	hints[i] = r
-	e := (r - 1) >> 1
-	addrs[n] = uintptr(unsafe.Pointer(&t.conns[e]))
-	n++
-	if keys[i].Proto == header.ProtoTCP {
-		w := uintptr(unsafe.Pointer(&t.wins[e]))
-		addrs[n], addrs[n+1] = w, w+winSize-1
-		n += 2
-	}
-	return n
-}
-
-// LookupHint is LookupHash with the hint PrefetchBurst gave for the key:
-// when the hinted entry holds the key, that is the answer, without probing
-// the buckets again. A stale hint (the table changed since) costs one
+// LookupHint is LookupHash with the hint PrefetchEntries or PrefetchSecond
+// gave for the key: when the hinted entry holds the key, that is the
+// answer, without probing the buckets again. A stale hint (the table changed since) costs one
 // comparison: the entry is in use and holds the key, or the buckets are
 // probed as usual.
 func (t *Table) LookupHint(k *Tuple, h uint64, hint uint32) (idx uint32, dir Dir, ok bool) {

@@ -249,17 +249,27 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	}
 	track := f.UsesState()
 	if track {
-		// Checksums are validated while the buckets arrive (the
-		// computation hides a memory latency), before the entries are
-		// fetched and the packets tracked.
-		hashed := pl.prefetch(b, n, pi.Zone)
-		for i := 0; i < n; i++ {
-			if b.Owner[i] < 0 && b.Parsed[i].IsIP() {
-				pl.csumOK[i] = pl.checksumOK(b, i)
+		// The table's prefetch steps (conntrack.Table.PrefetchBurst), a
+		// group of packets at a time, spread over the loops that do
+		// other work: the buckets start loading as the keys are
+		// hashed, the entries as the checksums are validated, and the
+		// packets are tracked when both have arrived.
+		tb := pl.Tracker.Table
+		pl.hashKeys(b, n, pi.Zone)
+		second := false
+		for g := 0; g < n; g += conntrack.PrefetchGroup {
+			e := min(g+conntrack.PrefetchGroup, n)
+			for i := g; i < e; i++ {
+				if b.Owner[i] < 0 && b.Parsed[i].IsIP() {
+					pl.csumOK[i] = pl.checksumOK(b, i)
+				}
+			}
+			if tb.PrefetchEntries(pl.keys[g:e], pl.hashes[g:e], pl.hints[g:e]) {
+				second = true
 			}
 		}
-		if hashed > 0 {
-			pl.Tracker.Table.PrefetchEntries(pl.keys[:n], pl.hashes[:n], pl.hints[:n])
+		if second {
+			tb.PrefetchSecond(pl.keys[:n], pl.hashes[:n], pl.hints[:n])
 		}
 	}
 	for i := 0; i < n; i++ {
@@ -408,25 +418,27 @@ func (pl *Pipeline) steer(b *Burst, n int, zone uint16) int {
 	return others
 }
 
-// prefetch computes the tuples and hashes of the burst's trackable packets
-// and starts loading their buckets. It returns how many it hashed.
-func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) int {
-	k := 0
-	for i := 0; i < n; i++ {
-		p := &b.Parsed[i]
-		pl.hashed[i] = false
-		if b.Owner[i] >= 0 || !p.IsIP() || p.Frag == packet.FragLater || p.Proto == header.ProtoICMPv6 ||
-			(p.Proto == header.ProtoICMP && packet.IsICMPError(p.Proto, p.ICMPType)) {
-			continue
+// hashKeys computes the tuples and hashes of the burst's trackable packets
+// and starts loading their buckets, a group at a time. A packet that is not
+// tracked gets a hash of 0 (its prefetches are harmless, and its hint is
+// never used).
+func (pl *Pipeline) hashKeys(b *Burst, n int, zone uint16) {
+	tb := pl.Tracker.Table
+	for g := 0; g < n; g += conntrack.PrefetchGroup {
+		e := min(g+conntrack.PrefetchGroup, n)
+		for i := g; i < e; i++ {
+			p := &b.Parsed[i]
+			pl.hashed[i] = false
+			pl.hashes[i] = 0
+			if b.Owner[i] >= 0 || !p.IsIP() || p.Frag == packet.FragLater || p.Proto == header.ProtoICMPv6 ||
+				(p.Proto == header.ProtoICMP && packet.IsICMPError(p.Proto, p.ICMPType)) {
+				continue
+			}
+			pl.hashes[i] = tb.KeyOf(p, zone, &pl.keys[i])
+			pl.hashed[i] = true
 		}
-		pl.hashes[i] = pl.Tracker.Table.KeyOf(p, zone, &pl.keys[i])
-		pl.hashed[i] = true
-		k++
+		tb.PrefetchBuckets(pl.hashes[g:e])
 	}
-	if k > 0 {
-		pl.Tracker.Table.PrefetchBuckets(pl.hashes[:n])
-	}
-	return k
 }
 
 // classify runs FORWARD and, on links with an inside, INPUT or OUTPUT when
