@@ -320,7 +320,7 @@ func (tr *Tracker) Track(p *packet.Parsed, zone uint16) Result {
 }
 
 // TrackHash is Track for a packet whose tuple k and hash h the caller
-// computed already, and the hint Table.PrefetchBurst gave for it (0 for
+// computed already, and the hint the table's prefetch steps gave for it (0 for
 // none), to prefetch a burst's buckets and entries before tracking it.
 func (tr *Tracker) TrackHash(p *packet.Parsed, k *Tuple, h uint64, hint uint32) Result {
 	if p.Frag == packet.FragLater {
