@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"math/bits"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +61,31 @@ func matchTags(b *bucket, tag uint16) uint32 {
 	w2 := uint64(*(*uint32)(unsafe.Add(p, 16)))
 	rep := uint64(tag) * 0x0001000100010001
 	return lanes(w0^rep) | lanes(w1^rep)<<4 | lanes(w2^(rep&0xffffffff))<<8&0x300
+}
+
+// firstMatch returns the first slot of b whose tag equals tag, or -1: the
+// hint PrefetchEntries needs, cheaper than matchTags's full mask. It uses
+// the classic zero-lane test, (x - 0x0001…) &^ x & 0x8000…, which can also
+// flag a lane above a zero lane (its borrow), never one below: the lowest
+// flagged lane is always a true zero.
+func firstMatch(b *bucket, tag uint16) int {
+	const lo, hi = 0x0001000100010001, 0x8000800080008000
+	p := unsafe.Pointer(&b.tag[0])
+	rep := uint64(tag) * lo
+	x := *(*uint64)(p) ^ rep
+	if m := (x - lo) &^ x & hi; m != 0 {
+		return bits.TrailingZeros64(m) >> 4
+	}
+	x = *(*uint64)(unsafe.Add(p, 8)) ^ rep
+	if m := (x - lo) &^ x & hi; m != 0 {
+		return 4 + bits.TrailingZeros64(m)>>4
+	}
+	// Slots 8 and 9: the upper lanes of this word are not slots.
+	x = uint64(*(*uint32)(unsafe.Add(p, 16))) ^ rep
+	if m := (x - lo) &^ x & (hi & 0xffffffff); m != 0 {
+		return 8 + bits.TrailingZeros64(m)>>4
+	}
+	return -1
 }
 
 // lanes returns bit i set for each zero 16-bit lane i of x (exact: uses the

@@ -227,8 +227,8 @@ func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) (
 		for i, h := range hashes[:c] {
 			b1, b2, tag := t.keyHash(h)
 			b := &t.bkts[b1]
-			if m := matchTags(b, tag); m != 0 {
-				hints[i] = b.ref[bits.TrailingZeros32(m)]
+			if s := firstMatch(b, tag); s >= 0 {
+				hints[i] = b.ref[s]
 				n = t.entryLines(&keys[i], hints[i], n)
 			} else {
 				hints[i] = 0
@@ -260,8 +260,8 @@ func (t *Table) PrefetchSecond(keys []Tuple, hashes []uint64, hints []uint32) {
 			}
 			_, b2, tag := t.keyHash(h)
 			b := &t.bkts[b2]
-			if m := matchTags(b, tag); m != 0 {
-				hints[i] = b.ref[bits.TrailingZeros32(m)]
+			if s := firstMatch(b, tag); s >= 0 {
+				hints[i] = b.ref[s]
 				n = t.entryLines(&keys[i], hints[i], n)
 			} else {
 				rb, _, _ := t.keyHash(t.reverseHash(&keys[i]))

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 	"unsafe"
@@ -210,6 +211,8 @@ func FuzzTable(f *testing.F) {
 	})
 }
 
+// TestMatchTags: matchTags and firstMatch against a loop over the slots,
+// with tags from a small range (0 included) so that many lanes match.
 func TestMatchTags(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
 	for i := 0; i < 100000; i++ {
@@ -226,6 +229,13 @@ func TestMatchTags(t *testing.T) {
 		}
 		if got := matchTags(&b, tag); got != want {
 			t.Fatalf("matchTags(%v, %d) = %010b; want %010b", b.tag, tag, got, want)
+		}
+		first := -1
+		if want != 0 {
+			first = bits.TrailingZeros32(want)
+		}
+		if got := firstMatch(&b, tag); got != first {
+			t.Fatalf("firstMatch(%v, %d) = %d; want %d", b.tag, tag, got, first)
 		}
 	}
 }

@@ -470,6 +470,15 @@ func Fold(acc uint64) uint16 {
 	return uint16(acc)
 }
 
+// Verifies reports whether a Sum or SumWords accumulator over data that
+// includes its checksum field shows the data intact: whether it folds to
+// 0xffff (Fold(acc) == 0xffff), tested without folding. Folding keeps the
+// value modulo 0xffff (2^16 ≡ 1) and never takes a non-zero value to zero,
+// so it gives 0xffff exactly for the non-zero multiples of 0xffff; the
+// compiler turns the divisibility test into a multiplication and a
+// comparison, cheaper than Fold's dependent chain of additions.
+func Verifies(acc uint64) bool { return acc != 0 && acc%0xffff == 0 }
+
 // SumWords adds b to a one's-complement accumulator as 64-bit words in the
 // machine's (little-endian) byte order, with an end-around carry. The
 // one's-complement sum does not depend on byte order except that it comes

@@ -74,7 +74,7 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 		} else {
 			acc = header.SumWords(h[:int(h[0]&0x0f)*4], 0)
 		}
-		if header.Fold(acc) != 0xffff {
+		if !header.Verifies(acc) {
 			return false
 		}
 	}
@@ -98,7 +98,7 @@ func ChecksumOK(p *Parsed, hint uint8, software bool) bool {
 	default:
 		return true
 	}
-	if header.Fold(header.SumWords(b[p.L4Off:p.L3End], acc)) == 0xffff {
+	if header.Verifies(header.SumWords(b[p.L4Off:p.L3End], acc)) {
 		return true
 	}
 	// An IPv6 routing header makes the checksum use its final destination.
