@@ -479,8 +479,8 @@ func Fold(acc uint64) uint16 {
 // comparison, cheaper than Fold's dependent chain of additions.
 func Verifies(acc uint64) bool { return acc != 0 && acc%0xffff == 0 }
 
-// SumWords adds b to a one's-complement accumulator as 64-bit words in the
-// machine's (little-endian) byte order, with an end-around carry. The
+// SumWords adds b to a one's-complement accumulator (64 bits, end-around
+// carry), reading b in the machine's (little-endian) byte order. The
 // one's-complement sum does not depend on byte order except that it comes
 // out byte-swapped (RFC 1071, 2(B)): Fold(SumWords(b, 0)) is Fold(Sum(b, 0))
 // with its bytes swapped, and a verifier comparing with 0xffff need not swap
@@ -488,25 +488,33 @@ func Verifies(acc uint64) bool { return acc != 0 && acc%0xffff == 0 }
 // odd last byte is the high byte of a zero-padded network-order word: the
 // low byte in this order.
 func SumWords(b []byte, acc uint64) uint64 {
-	var c uint64
-	for len(b) >= 8 {
-		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), c)
+	// 32-bit words added into 64-bit sums need no carries until 2^32
+	// words (16 GB): two independent sums, no carry chain between
+	// iterations. A 32-bit word's value modulo 0xffff is that of its
+	// 64-bit word's half, as 2^32 ≡ 1.
+	var s0, s1 uint64
+	for len(b) >= 16 {
+		s0 += uint64(binary.LittleEndian.Uint32(b)) + uint64(binary.LittleEndian.Uint32(b[8:]))
+		s1 += uint64(binary.LittleEndian.Uint32(b[4:])) + uint64(binary.LittleEndian.Uint32(b[12:]))
+		b = b[16:]
+	}
+	if len(b) >= 8 {
+		s0 += uint64(binary.LittleEndian.Uint32(b))
+		s1 += uint64(binary.LittleEndian.Uint32(b[4:]))
 		b = b[8:]
 	}
-	var t uint64 // at most 7 bytes: no carry
 	if len(b) >= 4 {
-		t = uint64(binary.LittleEndian.Uint32(b))
+		s0 += uint64(binary.LittleEndian.Uint32(b))
 		b = b[4:]
 	}
 	if len(b) >= 2 {
-		t += uint64(binary.LittleEndian.Uint16(b))
+		s1 += uint64(binary.LittleEndian.Uint16(b))
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		t += uint64(b[0])
+		s0 += uint64(b[0])
 	}
-	acc, c = bits.Add64(acc, t, c)
-	return acc + c // after a carry out, acc is small: no overflow
+	return AddWords(acc, s0+s1)
 }
 
 // AddWords is one's-complement addition of two SumWords accumulators.
