@@ -102,6 +102,25 @@ func checkFrame(t *testing.T, name string, frame []byte) {
 	}
 }
 
+// TestUDPWithoutChecksum: an IPv4 UDP checksum of 0 means none (RFC 768);
+// the IPv4 header is still checked.
+func TestUDPWithoutChecksum(t *testing.T) {
+	frame := checksummedFrames()["udp4"]
+	var p packet.Parsed
+	packet.Decode(frame, &p)
+	binary.BigEndian.PutUint16(frame[p.L4Off+6:], 0)
+	frame[p.PayOff] ^= 0xff // and the payload changed: nothing notices
+	packet.Decode(frame, &p)
+	if !packet.ChecksumOK(&p, 0, true) {
+		t.Error("UDP without a checksum fails")
+	}
+	frame[p.L3Off+8]-- // TTL, without updating the header checksum
+	packet.Decode(frame, &p)
+	if packet.ChecksumOK(&p, 0, true) {
+		t.Error("a bad IPv4 header checksum passes when UDP has none")
+	}
+}
+
 // The NIC's verdicts win over software: "good" skips the computation,
 // "bad" fails the packet (L4 "bad" on a fragment is ignored: the NIC
 // cannot check a fragment's L4 checksum).
