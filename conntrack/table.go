@@ -226,11 +226,8 @@ func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) (
 		n := 0
 		for i, h := range hashes[:c] {
 			b1, b2, tag := t.keyHash(h)
-			b := &t.bkts[b1]
-			if s := firstMatch(b, tag); s >= 0 {
-				hints[i] = b.ref[s]
-				n = t.entryLines(&keys[i], hints[i], n)
-			} else {
+			var found bool
+			if n, found = t.hintFrom(&t.bkts[b1], tag, &keys[i], &hints[i], n); !found {
 				hints[i] = 0
 				second = true
 				addrs[n] = uintptr(unsafe.Pointer(&t.bkts[b2]))
@@ -259,11 +256,8 @@ func (t *Table) PrefetchSecond(keys []Tuple, hashes []uint64, hints []uint32) {
 				continue
 			}
 			_, b2, tag := t.keyHash(h)
-			b := &t.bkts[b2]
-			if s := firstMatch(b, tag); s >= 0 {
-				hints[i] = b.ref[s]
-				n = t.entryLines(&keys[i], hints[i], n)
-			} else {
+			var found bool
+			if n, found = t.hintFrom(&t.bkts[b2], tag, &keys[i], &hints[i], n); !found {
 				rb, _, _ := t.keyHash(t.reverseHash(&keys[i]))
 				addrs[n] = uintptr(unsafe.Pointer(&t.bkts[rb]))
 				n++
@@ -277,6 +271,18 @@ func (t *Table) PrefetchSecond(keys []Tuple, hashes []uint64, hints []uint32) {
 		prefetch(&addrs[0], n)
 		keys, hashes, hints = keys[c:], hashes[c:], hints[c:]
 	}
+}
+
+// hintFrom looks for key k's tag in bucket b. If a slot matches, it stores
+// the slot's reference in *hint, adds the lines of its entry to t.addrs[n:]
+// (entryLines) and returns the new n and true.
+func (t *Table) hintFrom(b *bucket, tag uint16, k *Tuple, hint *uint32, n int) (int, bool) {
+	s := firstMatch(b, tag)
+	if s < 0 {
+		return n, false
+	}
+	*hint = b.ref[s]
+	return t.entryLines(k, *hint, n), true
 }
 
 // entryLines adds to t.addrs[n:] the line of the entry slot reference r (a
