@@ -158,8 +158,9 @@ func (t *Table) keyHash(h uint64) (b1, b2 uint64, tag uint16) {
 	return b1, b2, uint16(h) | 1
 }
 
-// Hash returns the hash of a tuple, to be passed to LookupHash. Computing the
-// hashes of a burst first lets Prefetch warm the buckets before lookups.
+// Hash returns the hash of a tuple, to be passed to LookupHash and the
+// prefetch steps. Computing the hashes of a burst first lets the buckets be
+// prefetched before the lookups.
 func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
 
 // Prefetching. A lookup at millions of connections misses the cache twice:
@@ -205,7 +206,7 @@ func (t *Table) PrefetchBuckets(hashes []uint64) {
 		chunk := hashes[:min(len(hashes), PrefetchGroup)]
 		hashes = hashes[len(chunk):]
 		for i, h := range chunk {
-			b1, _ := bits.Mul64(h, t.nb)
+			b1, _, _ := t.keyHash(h)
 			addrs[i] = uintptr(unsafe.Pointer(&t.bkts[b1]))
 		}
 		prefetch(&addrs[0], len(chunk))
@@ -314,9 +315,9 @@ func (t *Table) reverseHash(k *Tuple) uint64 {
 
 // LookupHint is LookupHash with the hint PrefetchEntries or PrefetchSecond
 // gave for the key: when the hinted entry holds the key, that is the
-// answer, without probing the buckets again. A stale hint (the table changed since) costs one
-// comparison: the entry is in use and holds the key, or the buckets are
-// probed as usual.
+// answer, without probing the buckets again. A stale hint (the table
+// changed since) costs one comparison: the entry is in use and holds the
+// key, or the buckets are probed as usual.
 func (t *Table) LookupHint(k *Tuple, h uint64, hint uint32) (idx uint32, dir Dir, ok bool) {
 	if hint != 0 {
 		if i, d, ok := t.holds(hint, k); ok {

@@ -435,31 +435,17 @@ const (
 	ICMPv6NodeInfoResp = 140
 )
 
-// Checksum computes the Internet checksum (RFC 1071) of b folded onto initial.
-func Checksum(b []byte, initial uint32) uint16 { return ^Fold(Sum(b, uint64(initial))) }
-
-// Sum adds b to an unfolded one's-complement accumulator, 32 bits at a time
-// (Fold folds the carries: 2^16 ≡ 1 mod 0xffff).
-func Sum(b []byte, acc uint64) uint64 {
-	for len(b) >= 8 {
-		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		acc += uint64(binary.BigEndian.Uint32(b))
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		acc += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint64(b[0]) << 8
-	}
-	return acc
+// Checksum computes the Internet checksum (RFC 1071) of b folded onto
+// initial (an unfolded sum in network byte order, as PseudoHeaderSum's),
+// ready to store in network byte order. It sums with SumWords, whose result
+// is byte-swapped: initial goes in swapped and the sum comes out swapped
+// back.
+func Checksum(b []byte, initial uint32) uint16 {
+	acc := SumWords(b, uint64(bits.ReverseBytes16(Fold(uint64(initial)))))
+	return ^bits.ReverseBytes16(Fold(acc))
 }
 
-// Fold folds an accumulator from Sum or SumWords to 16 bits (not
+// Fold folds a SumWords accumulator to 16 bits (not
 // complemented), without a data-dependent loop: four folds bring any 64-bit
 // value under 2^16.
 func Fold(acc uint64) uint16 {
@@ -470,7 +456,7 @@ func Fold(acc uint64) uint16 {
 	return uint16(acc)
 }
 
-// Verifies reports whether a Sum or SumWords accumulator over data that
+// Verifies reports whether a SumWords accumulator over data that
 // includes its checksum field shows the data intact: whether it folds to
 // 0xffff (Fold(acc) == 0xffff), tested without folding. Folding keeps the
 // value modulo 0xffff (2^16 ≡ 1) and never takes a non-zero value to zero,
@@ -482,9 +468,9 @@ func Verifies(acc uint64) bool { return acc != 0 && acc%0xffff == 0 }
 // SumWords adds b to a one's-complement accumulator (64 bits, end-around
 // carry), reading b in the machine's (little-endian) byte order. The
 // one's-complement sum does not depend on byte order except that it comes
-// out byte-swapped (RFC 1071, 2(B)): Fold(SumWords(b, 0)) is Fold(Sum(b, 0))
-// with its bytes swapped, and a verifier comparing with 0xffff need not swap
-// it back. Values in network order must be swapped going in (AddWords). An
+// out byte-swapped (RFC 1071, 2(B)): Fold(SumWords(b, 0)) is the RFC's
+// network-order sum with its bytes swapped, and a verifier comparing with
+// 0xffff need not swap it back. Values in network order must be swapped going in (AddWords). An
 // odd last byte is the high byte of a zero-padded network-order word: the
 // low byte in this order.
 func SumWords(b []byte, acc uint64) uint64 {

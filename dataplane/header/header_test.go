@@ -23,13 +23,17 @@ func refSum(b []byte, acc uint64) uint16 {
 	return uint16(s)
 }
 
-// checkSums compares Sum and SumWords (whose folded result is byte-swapped;
-// acc goes in swapped) with the reference for b and a 16-bit acc.
+// checkSums compares SumWords (whose folded result is byte-swapped; acc
+// goes in swapped) and Checksum (with acc and with a wider initial sum)
+// with the reference for b and a 16-bit acc.
 func checkSums(t *testing.T, b []byte, acc uint16) {
 	t.Helper()
 	want := refSum(b, uint64(acc))
-	if got := Fold(Sum(b, uint64(acc))); got != want {
-		t.Fatalf("length %d acc %#x: Fold(Sum) = %#04x; reference %#04x", len(b), acc, got, want)
+	if got := Checksum(b, uint32(acc)); got != ^want {
+		t.Fatalf("length %d acc %#x: Checksum = %#04x; reference %#04x", len(b), acc, got, ^want)
+	}
+	if wide := uint32(acc) + uint32(len(b))<<16; Checksum(b, wide) != ^refSum(b, uint64(wide)) {
+		t.Fatalf("length %d initial %#x: Checksum = %#04x; reference %#04x", len(b), wide, Checksum(b, wide), ^refSum(b, uint64(wide)))
 	}
 	if got := bits.ReverseBytes16(Fold(SumWords(b, uint64(bits.ReverseBytes16(acc))))); got != want {
 		t.Fatalf("length %d acc %#x: Fold(SumWords), swapped = %#04x; reference %#04x", len(b), acc, got, want)
@@ -39,7 +43,7 @@ func checkSums(t *testing.T, b []byte, acc uint16) {
 	}
 }
 
-// TestSumMatchesReference: Sum and SumWords fold to RFC 1071's value
+// TestSumMatchesReference: SumWords and Checksum agree with RFC 1071
 // for every length 0…300 and random ones up to 9000, at every alignment,
 // with and without an initial accumulator, on random bytes and on runs of
 // 0xff that carry at every step.
