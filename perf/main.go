@@ -64,7 +64,7 @@ func main() {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			check(err)
 			var frames [][]byte
-			rules := ""
+			rules := "rules: {allow_empty: true}\n"
 			perConn := 0
 			switch wl {
 			case "pass":

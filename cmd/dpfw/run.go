@@ -177,7 +177,9 @@ loop:
 			log.Info("stopping", "signal", s.String())
 			break loop
 		case <-hups:
-			_, _ = d.Reload()
+			// Reloads run in the daemon's own goroutine: a slow or stuck
+			// one never delays SIGINT/SIGTERM.
+			d.RequestReload("SIGHUP")
 		case <-ctx.Done():
 			break loop
 		case <-d.Done():
@@ -215,7 +217,7 @@ func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http
 		Rules:      d.RuleStats,
 	}))
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.Handle("/api/", d.Handler())
 	ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 	if err != nil {

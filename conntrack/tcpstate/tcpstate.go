@@ -38,6 +38,9 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
 
+// StateNames lists the states' names, as String prints them.
+func StateNames() []string { return append([]string(nil), stateNames[:]...) }
+
 // NumStates is the number of states, for per-state arrays such as timeouts.
 const NumStates = int(numStates)
 

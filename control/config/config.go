@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +33,10 @@ type Config struct {
 	// their line. Not keys.
 	Name  string         `mapstructure:"-" json:"-"`
 	Lines map[string]int `mapstructure:"-" json:"-"`
+	// rulesName and rulesText are the rule set's source, read once when
+	// the config is loaded: what is compiled is what is hashed and
+	// reported.
+	rulesName, rulesText string
 }
 
 // EAL configures DPDK's environment abstraction layer.
@@ -182,6 +186,22 @@ type Rules struct {
 	Chains   []string `mapstructure:"chains"`
 	Sets     []Set    `mapstructure:"sets"`
 	List     []Rule   `mapstructure:"list"`
+	// AllowEmpty says that a rule set with no rules and no policies (no
+	// rule set at all, an empty rules file or an empty rules.iptables) is
+	// intended: every chain accepts. Without it such a rule set is an
+	// error, so a truncated or not-yet-written file can never open the
+	// firewall.
+	AllowEmpty bool `mapstructure:"allow_empty"`
+	// MaxFileSize bounds rules.file in bytes; a larger file is refused
+	// before it is parsed.
+	MaxFileSize int64 `mapstructure:"max_file_size"`
+	// ReloadTimeout bounds a reload (reading, parsing and compiling);
+	// past it the reload is abandoned and the running rules stay.
+	ReloadTimeout time.Duration `mapstructure:"reload_timeout"`
+	// Watch is what the file watcher reloads: "rename" (a config or rules
+	// file renamed into place, the default), "write" (also files written
+	// in place, once quiet for a second) or "off".
+	Watch string `mapstructure:"watch"`
 }
 
 // Policies are the built-in chains' policies (ACCEPT, the default, or DROP).
@@ -250,6 +270,7 @@ func Default() Config {
 			ICMP: 30 * time.Second, Generic: 600 * time.Second,
 		}, FTP: FTP{Enabled: true, Ports: []int{21}, ExpectTimeout: 300 * time.Second, MaxExpectations: 1024, MaxPerConnection: 4},
 			NewBurst: 1000, Adaptive: Adaptive{Start: 60, End: 100, Floor: 2 * time.Second}},
+		Rules:   Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
 		Metrics: Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
 		Log:     Log{Level: "info", Format: "text"},
 	}
@@ -279,23 +300,34 @@ func (c *Config) MinMbufs() int {
 }
 
 // RulesText returns the rule set's text and a name for error messages:
-// the rules file's contents, the inline rules, or "" (accept everything).
-func (c *Config) RulesText() (name, text string, err error) {
+// the rules file's contents as read when the config was loaded, the
+// inline rules, or "" (no iptables-syntax rule set). It does no I/O.
+func (c *Config) RulesText() (name, text string) { return c.rulesName, c.rulesText }
+
+// RulesPath is rules.file resolved against the config's directory ("" if
+// unset).
+func (c *Config) RulesPath() string {
+	p := c.Rules.File
+	if p != "" && !filepath.IsAbs(p) {
+		p = filepath.Join(c.Dir, p)
+	}
+	return p
+}
+
+// readRules reads the rule set's source once, bounded and stable.
+func (c *Config) readRules() error {
 	switch {
 	case c.Rules.File != "":
-		p := c.Rules.File
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(c.Dir, p)
-		}
-		b, err := os.ReadFile(p)
+		p := c.RulesPath()
+		b, err := ReadStable("rules.file", p, c.Rules.MaxFileSize)
 		if err != nil {
-			return p, "", fmt.Errorf("rules.file: %w", err)
+			return err
 		}
-		return p, string(b), nil
+		c.rulesName, c.rulesText = p, string(b)
 	case c.Rules.Iptables != "":
-		return "rules.iptables", c.Rules.Iptables, nil
+		c.rulesName, c.rulesText = "rules.iptables", c.Rules.Iptables
 	}
-	return "", "", nil
+	return nil
 }
 
 // PortDefaults fills a port's unset fields.
@@ -353,8 +385,11 @@ func (c *Config) Validate() []FieldError {
 	if c.EAL.MemoryMB < 64 || c.EAL.MemoryMB > 1<<20 {
 		add("eal.memory_mb", "%d: want 64 to 1048576", c.EAL.MemoryMB)
 	}
-	if c.Mempool.Mbufs < 1024 {
-		add("mempool.mbufs", "%d: want at least 1024", c.Mempool.Mbufs)
+	if c.Mempool.Mbufs < 1024 || c.Mempool.Mbufs > MaxMbufs {
+		add("mempool.mbufs", "%d: want 1024 to %d", c.Mempool.Mbufs, MaxMbufs)
+	} else if need := int64(c.Mempool.Mbufs) * int64(c.Mempool.DataRoom+MbufOverhead); need > int64(c.EAL.MemoryMB)<<20 {
+		add("mempool.mbufs", "%d mbufs of %d bytes (data room) + %d (header) need %d MB, more than eal.memory_mb %d: raise eal.memory_mb to at least %d or lower mempool.mbufs",
+			c.Mempool.Mbufs, c.Mempool.DataRoom, MbufOverhead, need>>20, c.EAL.MemoryMB, need>>20+64)
 	}
 	if c.Mempool.Cache < 0 || c.Mempool.Cache > 512 {
 		add("mempool.cache", "%d: want 0 to 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)", c.Mempool.Cache)
@@ -527,13 +562,18 @@ func (c *Config) Validate() []FieldError {
 		add("rules", "give one of rules.file, rules.iptables, or the structured form (policies, chains, list)")
 	}
 	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			add("metrics.listen", "%q: want host:port, e.g. 127.0.0.1:9469 (%v)", c.Metrics.Listen, err)
-		} else if h, _, _ := net.SplitHostPort(c.Metrics.Listen); h != "" && h != "localhost" {
-			if _, err := netip.ParseAddr(h); err != nil {
-				add("metrics.listen", "%q: host must be an IP address or localhost", c.Metrics.Listen)
-			}
+		if msg := checkListen(c.Metrics.Listen); msg != "" {
+			add("metrics.listen", "%s", msg)
 		}
+	}
+	if !slices.Contains([]string{"rename", "write", "off"}, c.Rules.Watch) {
+		add("rules.watch", "%q: want rename (reload files renamed into place), write (also files written in place) or off", c.Rules.Watch)
+	}
+	if t := c.Rules.ReloadTimeout; t < time.Second || t > 10*time.Minute {
+		add("rules.reload_timeout", "%s: want 1s to 10m", t)
+	}
+	if n := c.Rules.MaxFileSize; n < 1024 || n > 1<<32 {
+		add("rules.max_file_size", "%d: want 1024 to 4294967296 bytes (default %d)", n, DefaultMaxFileSize)
 	}
 	if c.Metrics.StatsInterval < 0 {
 		add("metrics.stats_interval", "%s: want 0 (off) or a positive duration", c.Metrics.StatsInterval)
@@ -545,6 +585,32 @@ func (c *Config) Validate() []FieldError {
 		add("log.format", "%q: want text or json", c.Log.Format)
 	}
 	return errs
+}
+
+// MaxMbufs bounds mempool.mbufs (DPDK's mempools count objects in 32
+// bits; 2^28 mbufs of 2 KB are already 512 GB).
+const MaxMbufs = 1 << 28
+
+// MbufOverhead is the memory an mbuf takes besides its data room: struct
+// rte_mbuf (two cache lines) plus the mempool's per-object header.
+const MbufOverhead = 128 + 64
+
+// checkListen validates a host:port listen address as net.Listen would
+// take it, and returns what is wrong ("" if nothing).
+func checkListen(s string) string {
+	h, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Sprintf("%q: want host:port, e.g. 127.0.0.1:9469 (%v)", s, err)
+	}
+	if h != "" && h != "localhost" {
+		if _, err := netip.ParseAddr(h); err != nil {
+			return fmt.Sprintf("%q: host must be an IP address or localhost", s)
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("%q: port %q: want a number 0-65535 (0: any free port)", s, port)
+	}
+	return ""
 }
 
 func keys(m map[string]int) []string {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -51,9 +53,9 @@ func (e *Error) Error() string {
 
 // LoadFile reads, decodes and validates the config file at path.
 func LoadFile(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadStable("config", path, MaxConfigSize)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, err
 	}
 	return Load(path, data)
 }
@@ -62,9 +64,24 @@ func LoadFile(path string) (*Config, error) {
 // Environment variables (DPFW_…) override scalar keys.
 func Load(name string, data []byte) (*Config, error) {
 	cerr := &Error{File: name}
+	if int64(len(data)) > MaxConfigSize {
+		cerr.Problems = append(cerr.Problems, Problem{Msg: fmt.Sprintf("%d bytes: a config is at most %d bytes; keep large rule sets in rules.file", len(data), MaxConfigSize)})
+		return nil, cerr
+	}
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		cerr.Problems = append(cerr.Problems, yamlProblem(err))
+		return nil, cerr
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		line := next.Line
+		if err != nil {
+			cerr.Problems = append(cerr.Problems, yamlProblem(err))
+		} else {
+			cerr.Problems = append(cerr.Problems, Problem{Line: line, Msg: "a second YAML document (after \"---\"): dpfw reads one document per config file; remove the \"---\" and merge the keys, or split the file"})
+		}
 		return nil, cerr
 	}
 	lines := map[string]int{}
@@ -115,6 +132,10 @@ func Load(name string, data []byte) (*Config, error) {
 		cerr.Problems = append(cerr.Problems, Problem{Line: LineOf(lines, fe.Key), Key: fe.Key, Msg: fe.Msg})
 	}
 	if len(cerr.Problems) > 0 {
+		return nil, cerr
+	}
+	if err := cfg.readRules(); err != nil {
+		cerr.Problems = append(cerr.Problems, Problem{Line: LineOf(lines, "rules.file"), Msg: err.Error()})
 		return nil, cerr
 	}
 	return &cfg, nil
@@ -192,6 +213,10 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string, lines map[string]int
 			}
 			checkKeys(val, f.Type, key, lines, probs)
 		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if t != durationType {
+			checkInt(n, t, prefix, probs)
+		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			// A scalar may be a comma list (StringToSliceHookFunc); type
@@ -204,6 +229,36 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string, lines map[string]int
 			checkKeys(e, t.Elem(), key, lines, probs)
 		}
 	}
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// checkInt refuses an integer key whose value, as written, is not a whole
+// number in the field's range: the decoder would otherwise truncate 1.5 to
+// 1 and wrap 2^64 around, and messages would quote the converted value.
+func checkInt(n *yaml.Node, t reflect.Type, key string, probs *[]Problem) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return
+	}
+	v, err := strconv.ParseInt(n.Value, 0, t.Bits())
+	switch {
+	case err == nil:
+		_ = v
+	case errors.Is(err, strconv.ErrRange):
+		*probs = append(*probs, Problem{Line: n.Line, Key: key, Msg: fmt.Sprintf("%s: out of range (at most %d)", quoteShort(n.Value), int64(1)<<(t.Bits()-1)-1)})
+	default:
+		*probs = append(*probs, Problem{Line: n.Line, Key: key, Msg: fmt.Sprintf("%s: want a whole number", quoteShort(n.Value))})
+	}
+}
+
+// quoteShort quotes s for a message, cut to a short prefix: a bad value
+// of a megabyte is not echoed whole.
+func quoteShort(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:max]), len(s))
 }
 
 func join(prefix, k string) string {

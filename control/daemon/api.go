@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
 )
@@ -80,6 +82,9 @@ func ParseConnFilter(q map[string][]string) (ConnFilter, error) {
 		}
 	}
 	f.State = strings.ToUpper(get("state"))
+	if f.State != "" && !slices.Contains(tcpstate.StateNames(), f.State) {
+		return f, fmt.Errorf("state %q: want one of %s", get("state"), strings.Join(tcpstate.StateNames(), ", "))
+	}
 	return f, nil
 }
 
@@ -234,7 +239,9 @@ func (d *Daemon) Handler() http.Handler {
 		writeJSON(w, 200, map[string]string{"result": "counters zeroed"})
 	})
 	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
-		res, err := d.Reload()
+		ctx, cancel := context.WithTimeout(r.Context(), d.active.Load().Rules.ReloadTimeout+5*time.Second)
+		defer cancel()
+		res, err := d.Reload(ctx)
 		if err != nil {
 			fail(w, http.StatusUnprocessableEntity, err)
 			return
@@ -246,6 +253,12 @@ func (d *Daemon) Handler() http.Handler {
 			f, err := ParseConnFilter(r.URL.Query())
 			if err != nil {
 				fail(w, http.StatusBadRequest, err)
+				return
+			}
+			switch v := r.URL.Query().Get("format"); v {
+			case "", "json", "text":
+			default:
+				fail(w, http.StatusBadRequest, fmt.Errorf("format %q: want json (the default) or text", v))
 				return
 			}
 			limit := 100000

@@ -34,7 +34,12 @@ type Port struct {
 
 // Daemon is a running data plane.
 type Daemon struct {
+	// Config is the configuration dpfw started with; reloads change only
+	// the rule set (active has the config it was compiled from).
 	Config  *config.Config
+	active  atomic.Pointer[config.Config]
+	reloads reloader
+	quit    chan struct{}
 	EAL     EALPlan
 	Pool    *dpdk.Mempool
 	Ports   []Port
@@ -48,7 +53,6 @@ type Daemon struct {
 	log      *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
 	ConfigPath string
-	reloadMu   sync.Mutex
 
 	wg       sync.WaitGroup
 	errMu    sync.Mutex
@@ -60,7 +64,9 @@ type Daemon struct {
 // Start initializes DPDK and starts every port and worker. On error, what was
 // started is stopped again.
 func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err error) {
-	d := &Daemon{Config: cfg, ConfigPath: path, EAL: PlanEAL(cfg), log: log, done: make(chan struct{})}
+	d := &Daemon{Config: cfg, ConfigPath: path, EAL: PlanEAL(cfg), log: log, done: make(chan struct{}), quit: make(chan struct{})}
+	d.active.Store(cfg)
+	d.reloads.kick = make(chan struct{}, 1)
 	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
 	if err := dpdk.Init(d.EAL.Args); err != nil {
 		return nil, fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
@@ -128,6 +134,8 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	}
 	d.Rules.Store(f)
 	configInfo.WithLabelValues(configHash(cfg), "1").Set(1)
+	lastReloadOK.Set(1)
+	lastReloadTime.SetToCurrentTime()
 	log.Info("rules compiled", "rules", f.Stats.Rules, "bitsets", f.Stats.Bitsets, "classifier_bytes", f.Stats.Bytes)
 	infos, err := ruleset.PortInfos(cfg, portIDs)
 	if err != nil {
@@ -209,6 +217,7 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		d.stopWorkers()
 		return nil, err
 	}
+	go d.runReloads(d.quit)
 	log.Info("data plane running", "workers", nw, "cpus", cfg.Workers.CPUs, "mbufs", cfg.Mempool.Mbufs)
 	return d, nil
 }
@@ -260,6 +269,7 @@ func (d *Daemon) stopWorkers() {
 func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
+		close(d.quit)
 		d.stopWorkers()
 		d.logAccounting()
 		if d.logs != nil {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
@@ -130,10 +131,29 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// constMetric is prometheus.MustNewConstMetric for label values that may
+// come from rule text: the parser refuses invalid UTF-8, and this makes
+// sure that no label value can make a scrape fail (NewConstMetric refuses
+// invalid UTF-8, and Must would panic the whole scrape).
+func constMetric(d *prometheus.Desc, t prometheus.ValueType, v float64, l ...string) prometheus.Metric {
+	m, err := prometheus.NewConstMetric(d, t, v, l...)
+	if err == nil {
+		return m
+	}
+	for i := range l {
+		l[i] = strings.ToValidUTF8(l[i], "\uFFFD")
+	}
+	m, err = prometheus.NewConstMetric(d, t, v, l...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(d, err)
+	}
+	return m
+}
+
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+		ch <- constMetric(d, prometheus.CounterValue, float64(v), l...)
 	}
 	if c.src.Workers != nil {
 		for i, s := range c.src.Workers() {
@@ -144,8 +164,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(txBytes, s.TxBytes, w)
 			counter(bursts, s.Bursts, w)
 			counter(emptyPolls, s.EmptyPolls, w)
-			ch <- prometheus.MustNewConstMetric(busy, prometheus.CounterValue, float64(s.BusyNanos)/1e9, w)
-			ch <- prometheus.MustNewConstMetric(idle, prometheus.CounterValue, float64(s.IdleNanos)/1e9, w)
+			ch <- constMetric(busy, prometheus.CounterValue, float64(s.BusyNanos)/1e9, w)
+			ch <- constMetric(idle, prometheus.CounterValue, float64(s.IdleNanos)/1e9, w)
 			for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
 				counter(drops, s.Drops[r], w, r.String())
 			}
@@ -170,7 +190,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ctInsertFail, ct.InsertFailures.Load(), w)
 			counter(ctKicks, ct.Kicks.Load(), w)
 			gauge := func(d *prometheus.Desc, v uint64, l ...string) {
-				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), l...)
+				ch <- constMetric(d, prometheus.GaugeValue, float64(v), l...)
 			}
 			gauge(ctCapacity, ct.Capacity.Load(), w)
 			for p, name := range conntrack.ProtoClassNames {
@@ -219,11 +239,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			if p.LinkUp {
 				up = 1
 			}
-			ch <- prometheus.MustNewConstMetric(portUp, prometheus.GaugeValue, up, p.Name)
+			ch <- constMetric(portUp, prometheus.GaugeValue, up, p.Name)
 		}
 	}
 	if c.src.MbufsInUse != nil {
-		ch <- prometheus.MustNewConstMetric(mbufInUse, prometheus.GaugeValue, float64(c.src.MbufsInUse()))
-		ch <- prometheus.MustNewConstMetric(mbufTotal, prometheus.GaugeValue, float64(c.src.MbufsTotal))
+		ch <- constMetric(mbufInUse, prometheus.GaugeValue, float64(c.src.MbufsInUse()))
+		ch <- constMetric(mbufTotal, prometheus.GaugeValue, float64(c.src.MbufsTotal))
 	}
 }

@@ -3,6 +3,7 @@
 package ruleset
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/dpfw/dpfw/conntrack"
@@ -13,20 +14,45 @@ import (
 )
 
 // Parse parses the config's rule set: iptables syntax (rules.file or
-// rules.iptables) or the structured form; an empty one accepts everything.
+// rules.iptables) or the structured form. A rule set with nothing in it
+// (no rule set at all, an empty or comment-only file) is refused unless
+// rules.allow_empty is set: it would accept everything, and a file that is
+// being written or was truncated must never open the firewall.
 func Parse(cfg *config.Config) (*filter.Ruleset, error) {
 	setMap, err := sets(cfg)
 	if err != nil {
 		return nil, err
 	}
-	name, text, err := cfg.RulesText()
-	if err != nil {
-		return nil, err
-	}
-	if text != "" {
+	name, text := cfg.RulesText()
+	if name != "" {
+		if filter.IsEmptyText(text) {
+			return emptyRuleset(cfg, name)
+		}
 		return filter.ParseIptablesSets(name, text, setMap)
 	}
+	if len(cfg.Rules.List) == 0 && len(cfg.Rules.Chains) == 0 && cfg.Rules.Policies == (config.Policies{}) {
+		return emptyRuleset(cfg, "")
+	}
 	return structured(cfg, setMap)
+}
+
+// emptyRuleset is the accept-everything rule set, when the config asks
+// for it.
+func emptyRuleset(cfg *config.Config, name string) (*filter.Ruleset, error) {
+	if cfg.Rules.AllowEmpty {
+		return filter.NewRuleset(), nil
+	}
+	where := cfg.Name + ": rules"
+	if line := config.LineOf(cfg.Lines, "rules"); line > 0 {
+		where = fmt.Sprintf("%s:%d: rules", cfg.Name, line)
+	}
+	switch {
+	case name == "":
+		return nil, fmt.Errorf("%s: no rule set: give rules.file, rules.iptables or the structured form (rules.policies, rules.list); an empty rule set accepts every packet, so to forward everything on purpose set rules.allow_empty: true", where)
+	case name == "rules.iptables":
+		return nil, fmt.Errorf("%s.iptables: has no rules or policies (only blank lines and comments), which would accept every packet; write the rules, or set rules.allow_empty: true if that is intended", where)
+	}
+	return nil, fmt.Errorf("%s: the rules file is empty (or only blank lines and comments), which would accept every packet: refused, so a truncated or half-written file cannot open the firewall; write the rules (an iptables-save file ends with COMMIT), or set rules.allow_empty: true if an empty rule set is intended", name)
 }
 
 // Compile parses and compiles the rule set for ports whose ids are given by
@@ -34,11 +60,16 @@ func Parse(cfg *config.Config) (*filter.Ruleset, error) {
 // is the filter it replaces (nil at start-up): named rate limits keep their
 // buckets.
 func Compile(cfg *config.Config, portIDs map[string]uint16, gen uint32, prev *filter.Filter) (*filter.Filter, error) {
+	return CompileContext(context.Background(), cfg, portIDs, gen, prev)
+}
+
+// CompileContext is Compile, abandoned (with ctx's cause) when ctx is done.
+func CompileContext(ctx context.Context, cfg *config.Config, portIDs map[string]uint16, gen uint32, prev *filter.Filter) (*filter.Filter, error) {
 	rs, err := Parse(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return filter.Compile(rs, filter.Env{Ports: portIDs, Workers: len(cfg.Workers.CPUs), Prev: prev}, gen)
+	return filter.Compile(rs, filter.Env{Ports: portIDs, Workers: len(cfg.Workers.CPUs), Prev: prev, Context: ctx}, gen)
 }
 
 // ConfigPortIDs numbers the ports in config order (what DPDK does for the
@@ -134,16 +165,12 @@ type Memory struct {
 	RateLimits int64 // -m limit / -m hashlimit buckets (f may be nil)
 }
 
-// mbufOverhead is struct rte_mbuf (two cache lines) plus the mempool's
-// per-object header.
-const mbufOverhead = 128 + 64
-
 // MemoryPlan computes the start-up memory of cfg with compiled rules f.
 func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 	nw := int64(len(cfg.Workers.CPUs))
 	per := conntrack.TableBytes(cfg.Conntrack.Capacity)
 	m := Memory{
-		Mbufs:     int64(cfg.Mempool.Mbufs) * int64(cfg.Mempool.DataRoom+mbufOverhead),
+		Mbufs:     int64(cfg.Mempool.Mbufs) * int64(cfg.Mempool.DataRoom+config.MbufOverhead),
 		Conntrack: int64(per) * nw,
 		PerConn:   per / cfg.Conntrack.Capacity,
 		Workers:   nw * int64(dataplane.PipelineBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)),

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
@@ -39,6 +40,9 @@ type Env struct {
 	// Prev is the filter being replaced (nil at start-up): rate limits
 	// with the same --hashlimit-name and parameters keep its buckets.
 	Prev *Filter
+	// Context, if set, abandons the compilation when it is done (a reload
+	// past its deadline): Compile then returns its error.
+	Context context.Context
 }
 
 // Ctx is who classifies a packet, and when.
@@ -225,8 +229,11 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 		for range ch.Rules {
 			f.ChainOf = append(f.ChainOf, index[name])
 		}
-		b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names}
+		b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names, ctx: env.Context}
 		b.build(ch.Rules)
+		if b.ctx != nil && b.ctx.Err() != nil {
+			return nil, fmt.Errorf("compiling chain %s: %w", name, context.Cause(b.ctx))
+		}
 		for i := range ch.Rules {
 			r := &ch.Rules[i]
 			var a action
@@ -316,9 +323,15 @@ type builder struct {
 	seed     maphash.Seed
 	interned map[uint64][]int32
 	names    []string // port names by id
+	ctx      context.Context
 }
 
 func (b *builder) intern(words []uint64) int32 {
+	// Each bitset costs work linear in the chain's rules: checking for
+	// cancellation here bounds how long an abandoned compile runs on.
+	if b.ctx != nil && b.ctx.Err() != nil {
+		return 0
+	}
 	var h maphash.Hash
 	h.SetSeed(b.seed)
 	var buf [8]byte

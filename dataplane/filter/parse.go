@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/agnivade/levenshtein"
 )
@@ -19,9 +20,54 @@ type ParseError struct {
 
 func (e *ParseError) Error() string {
 	if e.Token != "" {
-		return fmt.Sprintf("%s: %q: %s", e.Pos, e.Token, e.Msg)
+		return fmt.Sprintf("%s: %s: %s", e.Pos, quoteToken(e.Token), e.Msg)
 	}
 	return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
+}
+
+// maxQuoted is how much of a bad token an error quotes: a megabyte-long
+// token is not echoed whole.
+const maxQuoted = 40
+
+func quoteToken(t string) string {
+	if len(t) <= maxQuoted {
+		return strconv.Quote(t)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(t[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(t[:cut]), len(t))
+}
+
+// Limits bound what the parser accepts, so that no input can make it (or
+// the compiler after it) take unbounded time or memory. They are checked
+// while parsing, before any compile work.
+type Limits struct {
+	// MaxDecisions bounds rules plus chains (the compiled rule set names
+	// each by a 16-bit id).
+	MaxDecisions int
+	// MaxLine bounds one line in bytes.
+	MaxLine int
+	// MaxErrors stops parsing after this many errors.
+	MaxErrors int
+}
+
+// DefaultLimits are the parser's bounds: the rule set's structural limit,
+// lines far longer than any real rule (iptables-save prints rules of a few
+// hundred bytes), and enough errors to fix a file in a few rounds.
+var DefaultLimits = Limits{MaxDecisions: MaxDecisions, MaxLine: 64 << 10, MaxErrors: 100}
+
+// IsEmptyText reports whether text holds no rule, policy or table: only
+// blank lines and comments.
+func IsEmptyText(text string) bool {
+	for line := range strings.SplitSeq(text, "\n") {
+		t := strings.TrimSpace(line)
+		if t != "" && !strings.HasPrefix(t, "#") {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseIptables parses iptables syntax: an iptables-save / ip6tables-save
@@ -35,46 +81,136 @@ func ParseIptables(file, text string) (*Ruleset, error) {
 
 // ParseIptablesSets is ParseIptables with named address sets for -m set.
 func ParseIptablesSets(file, text string, sets map[string][]netip.Prefix) (*Ruleset, error) {
+	return ParseIptablesLimits(file, text, sets, DefaultLimits)
+}
+
+// saveState follows the table structure of an iptables-save file as
+// iptables-restore does: every table opens with *NAME and ends with
+// COMMIT; chain lines and rules stand inside a table.
+type saveState struct {
+	table    string // the open table ("" between tables)
+	tablePos Pos
+	isSave   bool // the text has table headers: it is a save file
+}
+
+// ParseIptablesLimits is ParseIptablesSets with explicit bounds.
+func ParseIptablesLimits(file, text string, sets map[string][]netip.Prefix, lim Limits) (*Ruleset, error) {
 	rs := NewRuleset()
 	rs.Sets = sets
 	var errs []error
-	table := ""
-	for i, line := range strings.Split(text, "\n") {
-		pos := Pos{File: file, Line: i + 1}
+	st := saveState{isSave: hasTableHeader(text)}
+	lineNo := 0
+	for line := range strings.SplitSeq(text, "\n") {
+		lineNo++
+		if len(errs) >= lim.MaxErrors {
+			errs = append(errs, fmt.Errorf("%s: stopped after %d errors", Pos{File: file, Line: lineNo}, lim.MaxErrors))
+			break
+		}
+		pos := Pos{File: file, Line: lineNo}
+		if err := checkLine(pos, line, lim); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		trimmed := strings.TrimSpace(line)
 		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
 			continue
 		}
-		switch {
-		case strings.HasPrefix(trimmed, "*"):
-			table = trimmed[1:]
-			if table != "filter" {
-				errs = append(errs, &ParseError{Pos: pos, Token: trimmed, Msg: "dpfw implements the filter table only; remove this table's section or move its rules to *filter"})
-			}
-			continue
-		case trimmed == "COMMIT":
-			table = ""
-			continue
-		case strings.HasPrefix(trimmed, ":"):
-			if err := parseChainDecl(rs, pos, trimmed); err != nil {
-				errs = append(errs, err)
-			}
-			continue
+		skip, err := st.structure(rs, pos, trimmed)
+		if err != nil {
+			errs = append(errs, err)
 		}
-		if table != "" && table != "filter" {
+		if skip {
 			continue
 		}
 		if err := parseCommand(rs, pos, line); err != nil {
 			errs = append(errs, err)
 		}
+		if n := rs.NumRules() + len(rs.Chains); n > lim.MaxDecisions {
+			errs = append(errs, &ParseError{Pos: pos, Msg: fmt.Sprintf("more than %d rules and chains: dpfw's limit (each has a 16-bit id in the compiled rule set), checked before compiling; split the rule set, or match many addresses with one rule and -m set", lim.MaxDecisions)})
+			break
+		}
 	}
-	if err := rs.check(); err != nil {
-		errs = append(errs, err)
+	if st.table != "" && len(errs) < lim.MaxErrors {
+		errs = append(errs, &ParseError{Pos: st.tablePos, Token: "*" + st.table, Msg: "the table is not committed: the text ends before its COMMIT line; iptables-restore refuses this too, and dpfw refuses it so that a truncated or half-written file never goes live"})
+	}
+	if len(errs) == 0 {
+		if err := rs.check(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return rs, nil
+}
+
+// checkLine applies the per-line bounds: length and valid UTF-8 (rule
+// text reaches metric labels and JSON, which need valid UTF-8).
+func checkLine(pos Pos, line string, lim Limits) error {
+	if len(line) > lim.MaxLine {
+		return &ParseError{Pos: pos, Token: line, Msg: fmt.Sprintf("the line is longer than %d bytes; no rule is this long: is this a rules file?", lim.MaxLine)}
+	}
+	if !utf8.ValidString(line) {
+		col := 1
+		for i, r := range line {
+			if r == utf8.RuneError {
+				col = i + 1
+				break
+			}
+		}
+		return &ParseError{Pos: Pos{File: pos.File, Line: pos.Line, Col: col}, Msg: "not valid UTF-8 (rule text reaches metric labels and JSON): save the file as UTF-8 (iconv -f latin1 -t utf8) or remove the byte"}
+	}
+	return nil
+}
+
+func hasTableHeader(text string) bool {
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "*") {
+			return true
+		}
+	}
+	return false
+}
+
+// structure handles table headers, COMMIT and chain lines, and reports
+// whether the line is done with (skip) or is a command to parse.
+func (st *saveState) structure(rs *Ruleset, pos Pos, trimmed string) (skip bool, err error) {
+	switch {
+	case strings.HasPrefix(trimmed, "*"):
+		if st.table != "" {
+			err = &ParseError{Pos: pos, Token: trimmed, Msg: fmt.Sprintf("table %s (line %d) is not committed: add COMMIT before this table", st.table, st.tablePos.Line)}
+		}
+		st.table, st.tablePos = trimmed[1:], pos
+		if st.table != "filter" {
+			return true, errors.Join(err, &ParseError{Pos: pos, Token: trimmed, Msg: "dpfw implements the filter table only; remove this table's section (up to its COMMIT) or move its rules to *filter"})
+		}
+		return true, err
+	case trimmed == "COMMIT":
+		if st.table == "" {
+			return true, &ParseError{Pos: pos, Token: trimmed, Msg: "COMMIT without a table: a table starts with *filter"}
+		}
+		st.table = ""
+		return true, nil
+	case st.table != "" && st.table != "filter":
+		// Inside a refused table: its lines are not dpfw's to judge (one
+		// error for the table, not one per line).
+		return true, nil
+	case st.isSave && st.table == "":
+		return true, &ParseError{Pos: pos, Token: firstWord(trimmed), Msg: "outside a table: in an iptables-save file every chain line and rule stands between *filter and COMMIT"}
+	case strings.HasPrefix(trimmed, ":"):
+		if !st.isSave {
+			return true, &ParseError{Pos: pos, Token: firstWord(trimmed), Msg: "a chain line (:CHAIN POLICY) belongs in an iptables-save file, after a *filter header; in a script write -P CHAIN POLICY or -N CHAIN"}
+		}
+		return true, parseChainDecl(rs, pos, trimmed)
+	}
+	return false, nil
+}
+
+func firstWord(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return s
 }
 
 // parseChainDecl handles ":NAME POLICY [packets:bytes]" of iptables-save.
