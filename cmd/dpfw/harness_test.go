@@ -32,6 +32,10 @@ func TestMain(m *testing.M) {
 		os.Exit(tcpServer())
 	case "tcp-client":
 		os.Exit(tcpClient())
+	case "tcp-accept":
+		os.Exit(tcpAcceptor())
+	case "tcp-dial":
+		os.Exit(tcpDialer())
 	}
 	dir, err := os.MkdirTemp("", "dpfw-e2e-")
 	if err != nil {

@@ -159,6 +159,7 @@ func (d *Daemon) reloadOnce(reasons []string) reloadAnswer {
 		return reloadAnswer{err: err}
 	}
 	start := time.Now()
+	d.log.Info("reloading", "reasons", reasons)
 	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout,
 		fmt.Errorf("the reload took longer than rules.reload_timeout (%s)", timeout))
 	defer cancel()
