@@ -208,6 +208,34 @@ func TestTapReloadTorture(t *testing.T) {
 	}
 	expect("good rules renamed into place", 5002)
 
+	// A refused 100,000-chain file: refused while parsing, and the memory
+	// it took is given back.
+	rssBefore := rssMB(t, p.cmd.Process.Pid)
+	var chains strings.Builder
+	chains.WriteString("*filter\n:INPUT DROP [0:0]\n")
+	for i := 0; i < 100000; i++ {
+		fmt.Fprintf(&chains, ":tenant%d - [0:0]\n", i)
+	}
+	chains.WriteString("COMMIT\n")
+	p.rewrite(strings.Replace(p.cfg, "max_file_size: 1048576", "max_file_size: 16777216", 1))
+	replace(chains.String())
+	start = time.Now()
+	out, err = p.cli("reload")
+	if err == nil || !strings.Contains(out, "more than 65535 rules and chains") {
+		t.Errorf("reload of 100,000 chains: %v after %v:\n%s", err, time.Since(start), out)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	rssAfter := rssMB(t, p.cmd.Process.Pid)
+	t.Logf("RSS: %d MB before the 100,000-chain reload, %d MB after it was refused (refused in %v)", rssBefore, rssAfter, time.Since(start))
+	if rssAfter > rssBefore+64 {
+		t.Errorf("RSS grew from %d MB to %d MB after a refused reload", rssBefore, rssAfter)
+	}
+	replace(tortureRules(5002))
+	if out, err := p.cli("reload"); err != nil {
+		t.Fatalf("reload of good rules: %v\n%s", err, out)
+	}
+	expect("after the refused chains", 5002)
+
 	// The established flow saw every step: no echo lost.
 	_ = ping.Process.Signal(syscall.SIGINT)
 	_ = ping.Wait()
@@ -229,7 +257,6 @@ func TestTapReloadTorture(t *testing.T) {
 		fmt.Fprintf(&big, "-A INPUT -s 198.18.%d.%d/32 -p tcp --dport %d -j ACCEPT\n", i/250, i%250+1, 1024+i%50000)
 	}
 	big.WriteString("COMMIT\n")
-	p.rewrite(strings.Replace(p.cfg, "max_file_size: 1048576", "max_file_size: 16777216", 1))
 	time.Sleep(500 * time.Millisecond)
 	starts := strings.Count(p.errOut.String(), `msg=reloading`)
 	replace(big.String())
@@ -258,3 +285,17 @@ func TestTapReloadTorture(t *testing.T) {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// rssMB reads a process's resident set size.
+func rssMB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	}
+	return atoi(string(m[1])) / 1024
+}

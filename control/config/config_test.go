@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,6 +78,15 @@ func TestLoadErrors(t *testing.T) {
 		{"adaptive range reversed", good + "conntrack: {adaptive: {start: 90, end: 60}}\n", []string{"conntrack.adaptive", "start 90, end 60", "0 < start < end"}},
 		{"negative NEW cap", good + "conntrack: {new_per_second: -5}\n", []string{"conntrack.new_per_second", "-5"}},
 		{"misspelt adaptive key", good + "conntrack: {adaptive: {flor: 1s}}\n", []string{`unknown key "flor"`, `did you mean "floor"?`}},
+		{"listen port out of range", good + "metrics: {listen: 127.0.0.1:99999}\n", []string{"bad.yaml:15:", "metrics.listen", `port "99999": want a number 0-65535`}},
+		{"fraction for an integer", strings.Replace(good, "memory_mb: 256", "memory_mb: 1.5", 1), []string{"bad.yaml:2:", "eal.memory_mb", `"1.5": want a whole number`}},
+		{"integer overflow", good + "mempool: {mbufs: 18446744073709551616}\n", []string{"mempool.mbufs", `"18446744073709551616": out of range`}},
+		{"mempool beyond the machine", good + "mempool: {mbufs: 1099511627776}\n", []string{"mempool.mbufs", "1099511627776: want 1024 to 268435456"}},
+		{"mempool beyond eal memory", good + "mempool: {mbufs: 200000}\n", []string{"mempool.mbufs", "more than eal.memory_mb 256", "raise eal.memory_mb to at least"}},
+		{"second document", good + "---\nworkers: {cpus: [2]}\n", []string{"bad.yaml:15:", "a second YAML document"}},
+		{"long bad value quoted short", strings.Replace(good, "memory_mb: 256", "memory_mb: "+strings.Repeat("9", 100000)+"x", 1), []string{"eal.memory_mb", "(100001 bytes)"}},
+		{"bad watch", good + "rules: {watch: sometimes, allow_empty: true}\n", []string{"rules.watch", "want rename"}},
+		{"bad reload timeout", good + "rules: {reload_timeout: 1ms, allow_empty: true}\n", []string{"rules.reload_timeout", "want 1s to 10m"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,7 +99,80 @@ func TestLoadErrors(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
+			if len(err.Error()) > 4096 {
+				t.Errorf("error is %d bytes long; bad values must be quoted short", len(err.Error()))
+			}
 		})
+	}
+}
+
+// TestReadBounded: config and rules files are read bounded, once, and
+// only if they are regular files; each refusal is fast and says why.
+func TestReadBounded(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.rules")
+	if err := os.WriteFile(big, make([]byte, 3000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	small := filepath.Join(dir, "small.rules")
+	if err := os.WriteFile(small, []byte("-A INPUT -j ACCEPT\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path string
+		limit      int64
+		want       string
+	}{
+		{"FIFO", fifo, 1 << 20, "is a FIFO"},
+		{"device that never ends", "/dev/zero", 1 << 20, "is a device"},
+		{"directory", dir, 1 << 20, "is a directory"},
+		{"over the limit", big, 2048, "larger than 2048 bytes"},
+		{"missing", filepath.Join(dir, "none"), 1 << 20, "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := config.ReadStable("rules.file", tt.path, tt.limit)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v; want an error containing %q", err, tt.want)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("refusal took %v", d)
+			}
+		})
+	}
+	b, err := config.ReadStable("rules.file", small, 1<<20)
+	if err != nil || string(b) != "-A INPUT -j ACCEPT\n" {
+		t.Fatalf("reading a small file: %q, %v", b, err)
+	}
+
+	// The config names the rules file; loading reads it once and keeps
+	// the text, so what is compiled (and hashed) cannot change under it.
+	cfgPath := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(cfgPath, []byte(good+"rules: {file: small.rules}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(small, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if name, text := cfg.RulesText(); name != small || text != "-A INPUT -j ACCEPT\n" {
+		t.Errorf("RulesText after the file changed: %q %q; want the text read at load", name, text)
+	}
+	for _, bad := range []string{"rules: {file: fifo}\n", "rules: {file: /dev/zero}\n", "rules: {file: big.rules, max_file_size: 2048}\n"} {
+		if err := os.WriteFile(cfgPath, []byte(good+bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := config.LoadFile(cfgPath); err == nil || !strings.Contains(err.Error(), "c.yaml:15: ") {
+			t.Errorf("%s: got %v; want an error at c.yaml:15", strings.TrimSpace(bad), err)
+		}
 	}
 }
 

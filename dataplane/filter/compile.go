@@ -326,10 +326,13 @@ type builder struct {
 	ctx      context.Context
 }
 
+// cancelled reports whether the compilation was abandoned. Each bitset
+// costs work linear in the chain's rules, so checking before each one
+// bounds how long an abandoned compile runs on.
+func (b *builder) cancelled() bool { return b.ctx != nil && b.ctx.Err() != nil }
+
 func (b *builder) intern(words []uint64) int32 {
-	// Each bitset costs work linear in the chain's rules: checking for
-	// cancellation here bounds how long an abandoned compile runs on.
-	if b.ctx != nil && b.ctx.Err() != nil {
+	if b.cancelled() {
 		return 0
 	}
 	var h maphash.Hash
@@ -361,6 +364,9 @@ func (b *builder) intern(words []uint64) int32 {
 
 // set builds a bitset of the rules for which match(rule) holds.
 func (b *builder) set(rules []Rule, match func(*Rule) bool) int32 {
+	if b.cancelled() {
+		return 0
+	}
 	w := make([]uint64, b.cc.words)
 	for i := range rules {
 		if match(&rules[i]) {
@@ -434,6 +440,9 @@ func (b *builder) addrIndex(rules []Rule, v6 bool, field func(*Rule) ([]netip.Pr
 	cover := make([]int, len(rules))
 	words := make([]uint64, b.cc.words)
 	eval := func() int32 {
+		if b.cancelled() {
+			return 0
+		}
 		for w := range words {
 			words[w] = 0
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -119,13 +120,12 @@ func ParseIptablesLimits(file, text string, sets map[string][]netip.Prefix, lim 
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if skip {
-			continue
+		if !skip {
+			if err := parseCommand(rs, pos, line); err != nil {
+				errs = append(errs, err)
+			}
 		}
-		if err := parseCommand(rs, pos, line); err != nil {
-			errs = append(errs, err)
-		}
-		if n := rs.NumRules() + len(rs.Chains); n > lim.MaxDecisions {
+		if n := rs.nrules + len(rs.Chains); n > lim.MaxDecisions {
 			errs = append(errs, &ParseError{Pos: pos, Msg: fmt.Sprintf("more than %d rules and chains: dpfw's limit (each has a 16-bit id in the compiled rule set), checked before compiling; split the rule set, or match many addresses with one rule and -m set", lim.MaxDecisions)})
 			break
 		}
@@ -434,10 +434,11 @@ func parseCommand(rs *Ruleset, pos Pos, line string) error {
 		return err
 	}
 	if insertAt >= 0 {
-		ch.Rules = append(ch.Rules[:insertAt], append([]Rule{r}, ch.Rules[insertAt:]...)...)
+		ch.Rules = slices.Insert(ch.Rules, insertAt, r)
 	} else {
 		ch.Rules = append(ch.Rules, r)
 	}
+	rs.nrules++
 	return nil
 }
 
@@ -1151,6 +1152,7 @@ func (rs *Ruleset) AppendArgs(pos Pos, chain string, args []string) error {
 		return err
 	}
 	ch.Rules = append(ch.Rules, r)
+	rs.nrules++
 	return nil
 }
 

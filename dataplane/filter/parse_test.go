@@ -1,8 +1,10 @@
 package filter_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dpfw/dpfw/dataplane/filter"
 )
@@ -134,10 +136,78 @@ func TestParseErrors(t *testing.T) {
 		{"-P INPUT REJECT", "ACCEPT or DROP"},
 		{"-A INPUT -m recent --rcheck -j ACCEPT", "unsupported match module"},
 		{`-A INPUT -m comment --comment "unterminated -j ACCEPT`, "unterminated quote"},
+		// Table structure, as iptables-restore enforces it.
+		{"*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\n", "f:1: \"*filter\": the table is not committed"},
+		{"*filter\n:INPUT DROP [0:0]\n*filter\nCOMMIT", "f:3: \"*filter\": table filter (line 1) is not committed"},
+		{":INPUT DROP [0:0]\n-A INPUT -j ACCEPT", "f:1: \":INPUT\": a chain line (:CHAIN POLICY) belongs in an iptables-save file"},
+		{"*filter\nCOMMIT\n-A INPUT -j ACCEPT", "f:3: \"-A\": outside a table"},
+		{"COMMIT", "COMMIT without a table"},
+		{"-A INPUT -m comment --comment \"caf\xe9\" -j ACCEPT", "f:1:35: not valid UTF-8"},
+		{"-A INPUT -j ACCEPT -m comment --comment " + strings.Repeat("x", 70000), "longer than 65536 bytes"},
 	} {
 		_, err := filter.ParseIptables("f", tt.in)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v; want %q", tt.in, err, tt.want)
+		}
+	}
+}
+
+// TestParseNonFilterTable: a refused table is one error, not one per line
+// (its chains and rules are not dpfw's to judge).
+func TestParseNonFilterTable(t *testing.T) {
+	in := "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n" +
+		"*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n"
+	_, err := filter.ParseIptables("f", in)
+	if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), "f:1: \"*nat\": dpfw implements the filter table only") {
+		t.Errorf("got %v; want exactly one error, at the *nat line", err)
+	}
+}
+
+// TestParseLimits: a rule set past the structural limit fails during
+// parsing, at the line that crosses it, long before the end of the text;
+// errors stop at MaxErrors; bad tokens are quoted short.
+func TestParseLimits(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	for i := 0; i < 100000; i++ {
+		fmt.Fprintf(&b, "-A INPUT -s 198.18.%d.%d -j ACCEPT\n", i/250%256, i%250+1)
+	}
+	b.WriteString("COMMIT\n")
+	start := time.Now()
+	_, err := filter.ParseIptables("big", b.String())
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("big:%d: more than %d rules and chains", filter.MaxDecisions-3+2, filter.MaxDecisions)) {
+		t.Errorf("100,000 rules: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("refusing 100,000 rules took %v", d)
+	}
+	b.Reset()
+	b.WriteString("*filter\n")
+	for i := 0; i < 100000; i++ {
+		fmt.Fprintf(&b, ":tenant%d - [0:0]\n", i)
+	}
+	_, err = filter.ParseIptables("chains", b.String())
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("chains:%d: more than", filter.MaxDecisions-3+2)) {
+		t.Errorf("100,000 chains: %v", err)
+	}
+	bad := strings.Repeat("-A INPUT -p tpc -j ACCEPT\n", 1000)
+	_, err = filter.ParseIptables("bad", bad)
+	if n := strings.Count(err.Error(), "unknown protocol"); n != filter.DefaultLimits.MaxErrors {
+		t.Errorf("%d errors reported for 1,000 bad lines; want %d", n, filter.DefaultLimits.MaxErrors)
+	}
+	if !strings.Contains(err.Error(), "stopped after 100 errors") {
+		t.Errorf("no note that parsing stopped")
+	}
+	_, err = filter.ParseIptables("tok", "-A INPUT -j ACCEPT -p "+strings.Repeat("y", 10000))
+	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "(10000 bytes)") {
+		t.Errorf("a 10,000-byte bad token: %v", err)
+	}
+}
+
+func TestIsEmptyText(t *testing.T) {
+	for in, want := range map[string]bool{"": true, "\n  \n# only a comment\n": true, "-P INPUT DROP": false, "*filter\nCOMMIT": false} {
+		if got := filter.IsEmptyText(in); got != want {
+			t.Errorf("IsEmptyText(%q) = %v; want %v", in, got, want)
 		}
 	}
 }

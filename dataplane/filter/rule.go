@@ -114,6 +114,10 @@ type Ruleset struct {
 	// Sets are the named address sets rules may match with -m set
 	// --match-set NAME src|dst (given to the parser, like ipset's).
 	Sets map[string][]netip.Prefix
+
+	// nrules counts the rules the parser added (for its limit check,
+	// which must not walk every chain on every line).
+	nrules int
 }
 
 // BuiltinChains are the chains every rule set has.

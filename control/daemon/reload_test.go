@@ -1,0 +1,142 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/control/ruleset"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+const reloadBase = `
+eal: {file_prefix: t}
+ports:
+  - {name: outside, device: "net_tap0,iface=a"}
+  - {name: inside, device: "net_tap1,iface=b"}
+links: [{name: w, ports: [outside, inside], inside: inside}]
+rules: {file: rules.v4, reload_timeout: 1s}
+`
+
+// bigRules is a save file of n distinct rules (slow to compile: the
+// classifier's bitsets cost n² / 64 words).
+func bigRules(n int) string {
+	var b strings.Builder
+	b.WriteString("*filter\n:INPUT DROP [0:0]\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "-A INPUT -s 198.18.%d.%d/32 -p tcp --dport %d -j ACCEPT\n", i/250%256, i%250+1, 1024+i)
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// testDaemon is a Daemon without DPDK: its rule set and reloader only.
+func testDaemon(t *testing.T, rules string) (*Daemon, string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dpfw.yaml")
+	if err := os.WriteFile(path, []byte(reloadBase), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeRules(t, dir, rules)
+	cfg, err := config.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ruleset.Compile(cfg, nil, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{Config: cfg, ConfigPath: path, log: slog.New(slog.NewTextHandler(io.Discard, nil)), quit: make(chan struct{})}
+	d.active.Store(cfg)
+	d.Rules.Store(f)
+	d.reloads.kick = make(chan struct{}, 1)
+	go d.runReloads(d.quit)
+	t.Cleanup(func() { close(d.quit) })
+	return d, dir
+}
+
+func writeRules(t *testing.T, dir, text string) {
+	t.Helper()
+	tmp := filepath.Join(dir, "rules.tmp")
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "rules.v4")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReloadDeadline: a reload past rules.reload_timeout is abandoned at
+// its deadline (the compile is cancelled), the running rules stay, and the
+// next good reload applies.
+func TestReloadDeadline(t *testing.T) {
+	d, dir := testDaemon(t, bigRules(10))
+	old := d.Rules.Load()
+	writeRules(t, dir, bigRules(40000))
+	timeouts := testutil.ToFloat64(reloads.WithLabelValues("timeout"))
+	start := time.Now()
+	_, err := d.Reload(context.Background())
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "abandoned: the reload took longer than rules.reload_timeout (1s)") {
+		t.Fatalf("slow reload: %v; want it abandoned", err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the abandoned reload answered after %v; want about 1 s", took)
+	}
+	if d.Rules.Load() != old {
+		t.Errorf("an abandoned reload replaced the rules")
+	}
+	if got := testutil.ToFloat64(reloads.WithLabelValues("timeout")); got != timeouts+1 {
+		t.Errorf("timeouts counted: %v; want %v", got, timeouts+1)
+	}
+	// The cancelled compile returns promptly: the reloader is free again.
+	deadline := time.Now().Add(5 * time.Second)
+	for d.reloads.stuck.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d.reloads.stuck.Load() {
+		t.Fatalf("the abandoned compile is still running 5 s after its deadline")
+	}
+	writeRules(t, dir, bigRules(20))
+	res, err := d.Reload(context.Background())
+	if err != nil || res.Rules != 20 || d.Rules.Load().Gen != old.Gen+1 {
+		t.Fatalf("good reload after an abandoned one: %+v, %v", res, err)
+	}
+}
+
+// TestReloadCoalesced: requests made while a reload runs are served
+// together by the next one, and all get its answer.
+func TestReloadCoalesced(t *testing.T) {
+	d, dir := testDaemon(t, bigRules(3000))
+	writeRules(t, dir, bigRules(3001))
+	before := testutil.ToFloat64(reloads.WithLabelValues("success"))
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := d.Reload(context.Background())
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("reload: %v", err)
+		}
+	}
+	if n := testutil.ToFloat64(reloads.WithLabelValues("success")) - before; n < 1 || n > 5 {
+		t.Errorf("10 concurrent requests ran %v reloads; want them coalesced (1 to 5)", n)
+	}
+}
