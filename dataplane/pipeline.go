@@ -201,6 +201,16 @@ func (b *Burst) Decode(i int, frame []byte, csum uint8) {
 	b.Csum[i] = csum
 }
 
+// DecodeChained marks frame i as a frame spread over chained mbufs: it is
+// larger than one mbuf's data room, and dpfw judges only whole frames in
+// one buffer, so it is dropped (reason oversize) instead of being decoded
+// from its first segment.
+func (b *Burst) DecodeChained(i int) {
+	packet.Decode(nil, &b.Parsed[i])
+	b.Parsed[i].Reason = packet.ReasonOversize
+	b.Csum[i] = 0
+}
+
 // checksumOK validates packet i's checksums as configured.
 func (pl *Pipeline) checksumOK(b *Burst, i int) bool {
 	return pl.opts.Checksum == ChecksumOff || packet.ChecksumOK(&b.Parsed[i], b.Csum[i], pl.opts.Checksum == ChecksumFull)

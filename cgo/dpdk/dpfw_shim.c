@@ -31,7 +31,8 @@ static void symmetric_key(uint8_t *key, unsigned len)
 }
 
 int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16_t ntxq,
-		    uint16_t nrxd, uint16_t ntxd, int promisc, int rx_csum, struct dpfw_port_info *info)
+		    uint16_t nrxd, uint16_t ntxd, int promisc, int rx_csum, uint16_t mtu,
+		    struct dpfw_port_info *info)
 {
 	struct rte_eth_dev_info di;
 	struct rte_eth_conf conf;
@@ -81,6 +82,14 @@ int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16
 	ret = rte_eth_dev_configure(port, nrxq, ntxq, &conf);
 	if (ret != 0)
 		return ret;
+	/* The MTU the config asks for (net_tap sets its kernel interface's);
+	 * devices that cannot change it (net_pcap, net_null) keep theirs. */
+	info->max_mtu = di.max_mtu;
+	if (mtu != 0) {
+		ret = rte_eth_dev_set_mtu(port, mtu);
+		if (ret != 0 && ret != -ENOTSUP)
+			return ret;
+	}
 	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrxd, &ntxd);
 	if (ret != 0)
 		return ret;

@@ -88,6 +88,7 @@ void dpfw_pool_free(struct rte_mempool *mp);
 struct dpfw_port_info {
 	char driver[64];
 	uint16_t max_rx_queues, max_tx_queues;
+	uint16_t max_mtu;
 	uint8_t hash_key_size;
 	uint64_t flow_type_rss_offloads;
 	uint64_t rss_hf; /* what was enabled */
@@ -98,7 +99,7 @@ struct dpfw_port_info {
 
 int dpfw_port_by_name(const char *name, uint16_t *port);
 int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16_t ntxq,
-		    uint16_t nrxd, uint16_t ntxd, int promisc, int rx_csum, struct dpfw_port_info *info);
+		    uint16_t nrxd, uint16_t ntxd, int promisc, int rx_csum, uint16_t mtu, struct dpfw_port_info *info);
 int dpfw_port_stop(uint16_t port);
 int dpfw_port_close(uint16_t port);
 int dpfw_link(uint16_t port, uint32_t *speed, int *up, int *duplex);

@@ -35,13 +35,17 @@ type PortConfig struct {
 	Promiscuous        bool
 	// RxChecksum enables the receive checksum offloads the device has.
 	RxChecksum bool
-	Pool       *Mempool
+	// MTU is set on the device (0: the device's own); devices that cannot
+	// change it keep theirs.
+	MTU  uint16
+	Pool *Mempool
 }
 
 // PortInfo is what the device reported when it was set up.
 type PortInfo struct {
 	Driver                   string
 	MaxRxQueues, MaxTxQueues uint16
+	MaxMTU                   uint16
 	HashKeySize              uint8
 	RSSOffloads              uint64 // flow types the device can hash
 	RSSEnabled               uint64 // flow types enabled (0: no RSS)
@@ -57,11 +61,12 @@ type PortInfo struct {
 func (p Port) Setup(c PortConfig) (PortInfo, error) {
 	var info C.struct_dpfw_port_info
 	ret := C.dpfw_port_setup(C.uint16_t(p), (*C.struct_rte_mempool)(c.Pool), C.uint16_t(c.RxQueues), C.uint16_t(c.TxQueues),
-		C.uint16_t(c.RxDesc), C.uint16_t(c.TxDesc), boolInt(c.Promiscuous), boolInt(c.RxChecksum), &info)
+		C.uint16_t(c.RxDesc), C.uint16_t(c.TxDesc), boolInt(c.Promiscuous), boolInt(c.RxChecksum), C.uint16_t(c.MTU), &info)
 	pi := PortInfo{
 		Driver:      C.GoString(&info.driver[0]),
 		MaxRxQueues: uint16(info.max_rx_queues),
 		MaxTxQueues: uint16(info.max_tx_queues),
+		MaxMTU:      uint16(info.max_mtu),
 		HashKeySize: uint8(info.hash_key_size),
 		RSSOffloads: uint64(info.flow_type_rss_offloads),
 		RSSEnabled:  uint64(info.rss_hf),

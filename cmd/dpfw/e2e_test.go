@@ -112,6 +112,9 @@ func tapPairWorkers(t *testing.T, extra, cpus string) (*proc, netns, netns) {
 	t.Helper()
 	id := os.Getpid() % 100000
 	ci, si := fmt.Sprintf("dt%do", id), fmt.Sprintf("dt%di", id)
+	if !strings.Contains(extra, "rules:") {
+		extra += "rules: {allow_empty: true}\n" // no rules: plain forwarding
+	}
 	p := startDPFW(t, fmt.Sprintf(`
 eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
 mempool: {mbufs: 16383, cache: 64}

@@ -65,6 +65,9 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d: warning: %s: %s\n", name, config.LineOf(cfg.Lines, w.Key), w.Key, w.Msg)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d ports, %d links, %d workers, %d rules; memory %s\n",
 				name, len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs), f.Stats.Rules, ruleset.MemoryPlan(cfg, f))
 			return nil

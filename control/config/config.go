@@ -70,6 +70,10 @@ type Port struct {
 	RxDesc      int    `mapstructure:"rx_desc"`
 	TxDesc      int    `mapstructure:"tx_desc"`
 	Promiscuous *bool  `mapstructure:"promiscuous"`
+	// MTU is the largest IP packet the port carries (set on the device:
+	// a net_tap sets its kernel interface's). A frame of it must fit one
+	// mbuf (mempool.data_room); larger frames are dropped and counted.
+	MTU int `mapstructure:"mtu"`
 }
 
 // Link pairs two ports as a bump in the wire: what enters one leaves the other.
@@ -338,6 +342,9 @@ func (p *Port) applyDefaults() {
 	if p.TxDesc == 0 {
 		p.TxDesc = 1024
 	}
+	if p.MTU == 0 {
+		p.MTU = 1500
+	}
 	if p.Promiscuous == nil {
 		t := true
 		p.Promiscuous = &t
@@ -423,6 +430,9 @@ func (c *Config) Validate() []FieldError {
 				add(key+".device", "device %q is already used by ports[%d]", dn, j)
 			}
 			devs[dn] = i
+		}
+		if p.MTU < 68 || p.MTU > 9600 {
+			add(key+".mtu", "%d: want 68 to 9600 bytes", p.MTU)
 		}
 		for _, d := range []struct {
 			k string
@@ -585,6 +595,28 @@ func (c *Config) Validate() []FieldError {
 		add("log.format", "%q: want text or json", c.Log.Format)
 	}
 	return errs
+}
+
+// MbufHeadroom is the room DPDK keeps before each frame in an mbuf
+// (RTE_PKTMBUF_HEADROOM).
+const MbufHeadroom = 128
+
+// maxL2 is the most link-layer bytes before an MTU-sized packet that dpfw
+// decodes: Ethernet and two VLAN tags.
+const maxL2 = 14 + 2*4
+
+// Warnings lists what is valid but likely wrong, each with its fix.
+func (c *Config) Warnings() []FieldError {
+	var out []FieldError
+	room := c.Mempool.DataRoom - MbufHeadroom
+	for i, p := range c.Ports {
+		if need := p.MTU + maxL2; need > room {
+			out = append(out, FieldError{Key: fmt.Sprintf("ports[%d].mtu", i), Msg: fmt.Sprintf(
+				"%d: a frame of this MTU (up to %d bytes with VLAN tags) does not fit one mbuf (mempool.data_room %d holds %d after the %d-byte headroom): such frames are dropped (drop reason oversize, or by the device: port rx_errors); raise mempool.data_room to at least %d or lower the MTU",
+				p.MTU, need, c.Mempool.DataRoom, room, MbufHeadroom, need+MbufHeadroom)})
+		}
+	}
+	return out
 }
 
 // MaxMbufs bounds mempool.mbufs (DPDK's mempools count objects in 32

@@ -67,6 +67,9 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	d := &Daemon{Config: cfg, ConfigPath: path, EAL: PlanEAL(cfg), log: log, done: make(chan struct{}), quit: make(chan struct{})}
 	d.active.Store(cfg)
 	d.reloads.kick = make(chan struct{}, 1)
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: "+w.Msg, "key", w.Key)
+	}
 	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
 	if err := dpdk.Init(d.EAL.Args); err != nil {
 		return nil, fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
@@ -101,7 +104,7 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		info, err := id.Setup(dpdk.PortConfig{
 			RxQueues: uint16(nw), TxQueues: uint16(nw),
 			RxDesc: uint16(pc.RxDesc), TxDesc: uint16(pc.TxDesc),
-			Promiscuous: *pc.Promiscuous, Pool: d.Pool, RxChecksum: cfg.Dataplane.Checksum != "off",
+			Promiscuous: *pc.Promiscuous, Pool: d.Pool, RxChecksum: cfg.Dataplane.Checksum != "off", MTU: uint16(pc.MTU),
 		})
 		d.Ports = append(d.Ports, Port{Config: pc, ID: id, Info: info, Peer: -1})
 		if err != nil {
@@ -218,6 +221,7 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		return nil, err
 	}
 	go d.runReloads(d.quit)
+	go d.watchLosses(d.quit, lossLogEvery)
 	log.Info("data plane running", "workers", nw, "cpus", cfg.Workers.CPUs, "mbufs", cfg.Mempool.Mbufs)
 	return d, nil
 }
@@ -307,8 +311,62 @@ func (d *Daemon) logAccounting() {
 	if rx != tx+dropped+steered {
 		level = slog.LevelError
 	}
+	// tx counts what the devices took; of it, what they then failed to
+	// send (e.g. a tap whose interface is down) is their tx error count.
+	var txErrors, rxErrors uint64
+	for _, p := range d.Ports {
+		if st, err := p.ID.Stats(); err == nil {
+			txErrors += st.OErrors
+			rxErrors += st.IErrors
+		}
+	}
+	if txErrors != 0 || rxErrors != 0 {
+		level = max(level, slog.LevelWarn)
+	}
 	d.log.Log(context.Background(), level, "packet accounting", "rx", rx, "tx", tx, "dropped", dropped, "steered", steered,
-		"unaccounted", int64(rx)-int64(tx+dropped+steered))
+		"unaccounted", int64(rx)-int64(tx+dropped+steered), "device_tx_errors", txErrors, "device_rx_errors", rxErrors)
+}
+
+// lossLogEvery is how often watchLosses looks (and so the most often it
+// logs).
+const lossLogEvery = 10 * time.Second
+
+// watchLosses logs, at most once per interval each, the losses no packet
+// path can log: frames the devices dropped before dpfw saw them (port
+// rx_errors, e.g. larger than the mbuf data room), frames dpfw dropped as
+// oversize, and frames the devices failed to send (tx_errors). Each is a
+// metric too; the log line says what to do.
+func (d *Daemon) watchLosses(quit <-chan struct{}, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := map[string]uint64{}
+	delta := func(key string, now uint64) uint64 {
+		dv := now - last[key]
+		last[key] = now
+		return dv
+	}
+	for {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+		}
+		if n := delta("oversize", d.Total().Drops[filter.DropOversize]); n > 0 {
+			d.log.Warn("frames larger than one mbuf were dropped (drop reason oversize): raise mempool.data_room above the ports' MTU + 22, or lower the MTU", "frames", n, "data_room", d.Config.Mempool.DataRoom)
+		}
+		for _, p := range d.Ports {
+			st, err := p.ID.Stats()
+			if err != nil {
+				continue
+			}
+			if n := delta("rx:"+p.Config.Name, st.IErrors); n > 0 {
+				d.log.Warn("the device dropped received frames (port rx_errors): often frames larger than the MTU or the mbuf data room; check the sender's MTU against ports[].mtu and mempool.data_room", "port", p.Config.Name, "frames", n)
+			}
+			if n := delta("tx:"+p.Config.Name, st.OErrors); n > 0 {
+				d.log.Warn("the device failed to send frames dpfw gave it (port tx_errors): is the link or the tap's interface down?", "port", p.Config.Name, "frames", n)
+			}
+		}
+	}
 }
 
 // closePorts stops and closes every port, then checks the pool.

@@ -40,6 +40,8 @@ const (
 	DropBadUDPLength
 	DropTinyFragment
 	DropTooManyTags
+	// DropOversize: a frame larger than one mbuf (packet.ReasonOversize).
+	DropOversize
 	// DropNonIP: a non-IP frame (ARP, …) while non-IP forwarding is off.
 	DropNonIP
 	// DropRule: a rule or chain policy said DROP or REJECT.
@@ -70,7 +72,7 @@ const (
 var dropNames = [...]string{
 	"none", "truncated_l2", "bad_ipv4_header", "bad_ipv6_header", "bad_ipv6_ext_header",
 	"truncated_l4", "bad_tcp_offset", "bad_udp_length", "tiny_fragment", "too_many_vlan_tags",
-	"non_ip", "rule", "ct_invalid", "table_full", "tx_full", "steer_full", "no_route",
+	"oversize", "non_ip", "rule", "ct_invalid", "table_full", "tx_full", "steer_full", "no_route",
 	"fragment", "shutdown", "bad_checksum", "ct_new_rate",
 }
 

@@ -41,12 +41,14 @@ const (
 	ReasonBadUDPLength        // UDP length field below 8 or past the end
 	ReasonTinyFragment        // first fragment without a whole L4 header, or a later one overlapping it (RFC 1858)
 	ReasonTooManyTags         // more than two VLAN tags
+	ReasonOversize            // larger than one mbuf (chained mbufs: mempool.data_room too small for the port's MTU)
 	NumReasons                // number of reasons; not a reason
 )
 
 var reasonNames = [...]string{
 	"none", "truncated_l2", "bad_ipv4_header", "bad_ipv6_header", "bad_ipv6_ext_header",
 	"truncated_l4", "bad_tcp_offset", "bad_udp_length", "tiny_fragment", "too_many_vlan_tags",
+	"oversize",
 }
 
 func (r Reason) String() string {

@@ -203,7 +203,11 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 		l := m.PktLen()
 		w.rxLen[i] = l
 		rxBytes += uint64(l)
-		b.Decode(i, m.Data(), packet.CsumHint(m.OlFlags()))
+		if d := m.Data(); uint32(len(d)) == l {
+			b.Decode(i, d, packet.CsumHint(m.OlFlags()))
+		} else {
+			b.DecodeChained(i)
+		}
 	}
 	st.RxPackets += uint64(n)
 	st.RxBytes += rxBytes
