@@ -234,6 +234,9 @@ func (d *Daemon) Handler() http.Handler {
 		}
 		writeJSON(w, 200, map[string]any{"generation": f.Gen, "rules": out})
 	})
+	mux.HandleFunc("GET /api/rules/save", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]string{"save": d.Rules.Load().Ruleset.Save()})
+	})
 	mux.HandleFunc("POST /api/rules/zero", func(w http.ResponseWriter, r *http.Request) {
 		d.Rules.Load().ZeroCounters()
 		writeJSON(w, 200, map[string]string{"result": "counters zeroed"})

@@ -79,7 +79,7 @@ func TestStructuredExample(t *testing.T) {
 func TestStructuredErrors(t *testing.T) {
 	for _, tt := range []struct{ yaml, want string }{
 		{"rules:\n  list:\n    - {chain: INPUT, proto: tcp, dport: \"70000\", target: ACCEPT}\n",
-			`c.yaml:9: rules.list[0].dport: "70000": not a port`},
+			`c.yaml:9: rules.list[0].dport: "70000": invalid port`},
 		{"rules:\n  list:\n    - {chain: INPUT, src_set: admin, target: ACCEPT}\n  sets:\n    - {name: admins, addresses: [198.18.0.1]}\n",
 			`rules.list[0].src_set: "admin": no set named "admin"; define it under rules.sets in the config; did you mean "admins"?`},
 		{"rules:\n  list:\n    - {chain: input, target: ACCEPT}\n", `no chain "input"; chains are case-sensitive: INPUT?`},

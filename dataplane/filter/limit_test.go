@@ -144,7 +144,7 @@ func TestLimitParseErrors(t *testing.T) {
 		{"-A INPUT --hashlimit-above 10/s -j DROP", `"--hashlimit-above": --hashlimit-above needs -m hashlimit before it`},
 		{"-A INPUT -m limit --limit 5/s -m hashlimit --hashlimit-above 1/s --hashlimit-name x -j DROP", "one rate limit per rule"},
 		{"-A INPUT -m limit ! --limit 5/s -j DROP", "cannot be negated"},
-		{"-A INPUT -m connlimit --connlimit-above 3 -j DROP", "connlimit is not supported; to cap new connections per source use -m hashlimit"},
+		{"-A INPUT -m connlimit --connlimit-above 3 -j DROP", "the connlimit match is not supported by dpfw; to cap new connections per source use -m hashlimit"},
 		{"-A INPUT -m hashlimit --hashlimit-abov 10/s --hashlimit-name x -j DROP", "did you mean --hashlimit-above?"},
 	} {
 		_, err := filter.ParseIptables("l", tt.line)

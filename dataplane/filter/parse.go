@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/agnivade/levenshtein"
@@ -94,12 +95,39 @@ type saveState struct {
 	isSave   bool // the text has table headers: it is a save file
 }
 
+// ParseOptions are what a rule set's text is parsed with.
+type ParseOptions struct {
+	// Family is 4 for an iptables rule set, 6 for an ip6tables one (every
+	// rule then applies to that family only, and family-specific options
+	// are checked as iptables or ip6tables check them), or 0 for a rule
+	// set of both families whose rules' families come from their
+	// addresses and protocols.
+	Family Family
+	// Sets are the named address sets -m set may match.
+	Sets map[string][]netip.Prefix
+	// Limits bound the input (zero: DefaultLimits).
+	Limits Limits
+}
+
+// Parse parses iptables syntax with opt.
+func Parse(file, text string, opt ParseOptions) (*Ruleset, error) {
+	if opt.Limits == (Limits{}) {
+		opt.Limits = DefaultLimits
+	}
+	rs := NewRuleset()
+	rs.Sets, rs.Family = opt.Sets, opt.Family
+	return rs.parseText(file, text, opt.Limits)
+}
+
 // ParseIptablesLimits is ParseIptablesSets with explicit bounds.
 func ParseIptablesLimits(file, text string, sets map[string][]netip.Prefix, lim Limits) (*Ruleset, error) {
-	rs := NewRuleset()
-	rs.Sets = sets
+	return Parse(file, text, ParseOptions{Sets: sets, Limits: lim})
+}
+
+func (rs *Ruleset) parseText(file, text string, lim Limits) (*Ruleset, error) {
 	var errs []error
 	st := saveState{isSave: hasTableHeader(text)}
+	rs.save = st.isSave
 	lineNo := 0
 	for line := range strings.SplitSeq(text, "\n") {
 		lineNo++
@@ -266,7 +294,10 @@ type token struct {
 	col int
 }
 
-// tokenize splits a line into shell-like words, honouring "…" and '…'.
+// tokenize splits a line into words as iptables-restore does: blanks
+// separate words, '…' and "…" quote (the quotes are removed), and inside
+// double quotes a backslash escapes a double quote or a backslash
+// ("say \"hi\" now").
 func tokenize(line string) ([]token, error) {
 	var out []token
 	i := 0
@@ -280,37 +311,49 @@ func tokenize(line string) ([]token, error) {
 		start := i
 		var b strings.Builder
 		for i < len(line) && line[i] != ' ' && line[i] != '\t' {
-			if c := line[i]; c == '"' || c == '\'' {
-				end := strings.IndexByte(line[i+1:], c)
-				if end < 0 {
-					return nil, &ParseError{Pos: Pos{Col: i + 1}, Token: line[i:], Msg: "unterminated quote"}
-				}
-				b.WriteString(line[i+1 : i+1+end])
-				i += end + 2
+			c := line[i]
+			if c != '"' && c != '\'' {
+				b.WriteByte(c)
+				i++
 				continue
 			}
-			b.WriteByte(line[i])
-			i++
+			j := i + 1
+			for ; j < len(line) && line[j] != c; j++ {
+				if c == '"' && line[j] == '\\' && j+1 < len(line) && (line[j+1] == '"' || line[j+1] == '\\') {
+					j++
+				}
+				b.WriteByte(line[j])
+			}
+			if j >= len(line) {
+				return nil, &ParseError{Pos: Pos{Col: i + 1}, Token: line[i:], Msg: "unterminated quote"}
+			}
+			i = j + 1
 		}
 		out = append(out, token{b.String(), start + 1})
 	}
 	return out, nil
 }
 
-// knownOptions lists every option dpfw accepts, for suggestions.
-var knownOptions = []string{
-	"-A", "--append", "-I", "--insert", "-N", "--new-chain", "-P", "--policy",
-	"-p", "--protocol", "-s", "--source", "-d", "--destination", "-i", "--in-interface", "-o", "--out-interface",
-	"-m", "--match", "-j", "--jump", "-g", "--sport", "--source-port", "--dport", "--destination-port",
-	"--sports", "--dports", "--ports", "--state", "--ctstate", "--icmp-type", "--icmpv6-type",
-	"--syn", "--tcp-flags", "--comment", "--reject-with", "--log-prefix", "--log-level", "--match-set",
-	"--limit", "--limit-burst", "--hashlimit-upto", "--hashlimit-above", "--hashlimit-burst", "--hashlimit-mode",
-	"--hashlimit-srcmask", "--hashlimit-dstmask", "--hashlimit-name", "--hashlimit-htable-size",
-	"--hashlimit-htable-max", "--hashlimit-htable-expire", "--hashlimit-htable-gcinterval",
-}
-
-// modules that dpfw implements for -m.
-var modules = map[string]bool{"state": true, "conntrack": true, "multiport": true, "comment": true, "tcp": true, "udp": true, "icmp": true, "icmp6": true, "icmpv6": true, "sctp": true, "set": true, "limit": true, "hashlimit": true}
+// knownOptions lists every option, for suggestions (after init has
+// filled matchDefs).
+var knownOptions = sync.OnceValue(func() []string {
+	out := []string{"-A", "--append", "-I", "--insert", "-N", "--new-chain", "-P", "--policy"}
+	for o := range genericOpts {
+		out = append(out, o)
+	}
+	for _, m := range matchDefs {
+		for _, o := range m.opts {
+			out = append(out, o.names...)
+		}
+	}
+	for _, t := range targetDefs {
+		for _, o := range t.opts {
+			out = append(out, o.names...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+})
 
 func mixedFamilies(ps []netip.Prefix) bool {
 	for _, p := range ps {
@@ -334,6 +377,15 @@ func nearestName(s string, names []string) string {
 	return ""
 }
 
+// unsupportedCommands are iptables commands that have no place in a
+// rules file.
+var unsupportedCommands = map[string]string{
+	"-D": "delete", "--delete": "delete", "-R": "replace", "--replace": "replace", "-E": "rename-chain",
+	"--rename-chain": "rename-chain", "-X": "delete-chain", "--delete-chain": "delete-chain", "-F": "flush",
+	"--flush": "flush", "-Z": "zero", "--zero": "zero", "-L": "list", "--list": "list", "-S": "list-rules",
+	"--list-rules": "list-rules", "-C": "check", "--check": "check",
+}
+
 func parseCommand(rs *Ruleset, pos Pos, line string) error {
 	toks, err := tokenize(line)
 	if err != nil {
@@ -347,24 +399,28 @@ func parseCommand(rs *Ruleset, pos Pos, line string) error {
 	fail := func(t token, format string, a ...any) error {
 		return &ParseError{Pos: at(t), Token: t.s, Msg: fmt.Sprintf(format, a...)}
 	}
-	// Shell prompt, sudo, and the command name.
-	fam := Family(0)
+	// Shell prompt, sudo, the command name, and iptables-save -c's
+	// [packets:bytes] counters (accepted, not kept).
+	fam := rs.Family
 	for len(toks) > 0 {
-		switch toks[0].s {
-		case "$", "#", "sudo":
-			toks = toks[1:]
-			continue
-		case "iptables", "iptables-legacy", "iptables-nft":
-			fam, toks = 4, toks[1:]
-			continue
-		case "ip6tables", "ip6tables-legacy", "ip6tables-nft":
-			fam, toks = 6, toks[1:]
-			continue
+		switch t := toks[0].s; {
+		case t == "$" || t == "#" || t == "sudo":
+		case t == "iptables" || t == "iptables-legacy" || t == "iptables-nft":
+			fam = 4
+		case t == "ip6tables" || t == "ip6tables-legacy" || t == "ip6tables-nft":
+			fam = 6
+		case strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") && strings.Contains(t, ":"):
+		default:
+			goto command
 		}
-		break
+		toks = toks[1:]
 	}
+command:
 	if len(toks) == 0 {
 		return nil
+	}
+	if rs.Family != 0 && fam != rs.Family {
+		return fail(toks[0], "an ip%stables command in an IPv%d rule set; keep IPv4 and IPv6 rules in their own files", map[Family]string{4: "", 6: "6"}[fam], rs.Family)
 	}
 	first := toks[0]
 	if !strings.HasPrefix(first.s, "-") {
@@ -378,6 +434,12 @@ func parseCommand(rs *Ruleset, pos Pos, line string) error {
 		return fail(first, "expected a command: -A CHAIN (append), -I CHAIN (insert), -N CHAIN (new chain) or -P CHAIN POLICY")
 	}
 	cmd := first.s
+	if what, ok := unsupportedCommands[cmd]; ok {
+		return fail(first, "the %s command (%s) edits a running rule set; a rules file builds one with -A, -I, -N and -P", cmd, what)
+	}
+	if g, ok := genericOpts[cmd]; ok && g == "-t" {
+		return fail(first, "dpfw implements the filter table only: remove -t (the filter table is the default)")
+	}
 	if len(toks) < 2 {
 		return fail(first, "missing the chain name after %s", cmd)
 	}
@@ -415,32 +477,52 @@ func parseCommand(rs *Ruleset, pos Pos, line string) error {
 	if err != nil {
 		return err
 	}
-	r := Rule{Pos: at(first), Chain: ch.Name, Family: fam, Proto: -1, ICMPType: -1, ICMPCode: -1}
 	insertAt := -1
 	rest := toks[2:]
-	if (cmd == "-I" || cmd == "--insert") && len(rest) > 0 {
-		if n, err := strconv.Atoi(rest[0].s); err == nil {
-			if n < 1 || n > len(ch.Rules)+1 {
-				return fail(rest[0], "rule number out of range: the chain has %d rules", len(ch.Rules))
-			}
-			insertAt, rest = n-1, rest[1:]
-		} else {
-			insertAt = 0
-		}
-	} else if cmd == "-I" || cmd == "--insert" {
+	if cmd == "-I" || cmd == "--insert" {
 		insertAt = 0
+		if len(rest) > 0 {
+			if n, err := strconv.Atoi(rest[0].s); err == nil {
+				if n < 1 || n > len(ch.Rules)+1 {
+					return fail(rest[0], "rule number out of range: the chain has %d rules", len(ch.Rules))
+				}
+				insertAt, rest = n-1, rest[1:]
+			}
+		}
 	}
-	if err := parseMatches(&r, rest, at, fail, rs.Sets); err != nil {
+	rules, err := rs.parseRule(at(first), ch.Name, fam, rest, at, fail)
+	if err != nil {
 		return err
 	}
-	if insertAt >= 0 {
-		ch.Rules = slices.Insert(ch.Rules, insertAt, r)
-	} else {
-		ch.Rules = append(ch.Rules, r)
+	// In a script each command runs in turn: a jump needs its chain now
+	// (a save file declares every chain before its rules).
+	if r := &rules[0]; !rs.save && !isBuiltinTarget(r.Target) {
+		if _, ok := rs.Chains[r.Target]; !ok {
+			return &ParseError{Pos: r.Pos, Token: r.Target, Msg: rs.unknownTarget(r.Target) + " (a jump needs its chain created first, with -N, earlier in the file)"}
+		}
 	}
-	rs.nrules++
+	if insertAt >= 0 {
+		ch.Rules = slices.Insert(ch.Rules, insertAt, rules...)
+	} else {
+		ch.Rules = append(ch.Rules, rules...)
+	}
+	rs.nrules += len(rules)
 	return nil
 }
+
+// parseRule parses one rule's options; a rule with several -s or -d
+// addresses is one rule per pair, as iptables makes it.
+func (rs *Ruleset) parseRule(pos Pos, chain string, fam Family, toks []token, at func(token) Pos, fail func(token, string, ...any) error) ([]Rule, error) {
+	r := Rule{Pos: pos, Chain: chain, Family: fam, Proto: -1, ICMPType: -1, ICMPCode: -1, LogLevel: DefaultLogLevel}
+	p := &ruleParser{r: &r, fam: fam, sets: rs.Sets, toks: toks, at: at, fail: fail,
+		generic: map[string]bool{}, targetSeen: map[string]bool{}}
+	if err := p.parse(); err != nil {
+		return nil, err
+	}
+	return p.expand(), nil
+}
+
+func isBuiltinTarget(t string) bool { return slices.Contains(builtinTargets, t) }
 
 // chain finds a chain, with a case hint when the name exists in other case.
 func (rs *Ruleset) chain(pos Pos, name string) (*Chain, error) {
@@ -457,7 +539,7 @@ func (rs *Ruleset) chain(pos Pos, name string) (*Chain, error) {
 
 func nearestOption(s string) string {
 	best, bestD := "", 1<<30
-	for _, o := range knownOptions {
+	for _, o := range knownOptions() {
 		// "-dport" is "--dport" with one dash missing: prefer that.
 		if "-"+s == o {
 			return o
@@ -472,339 +554,6 @@ func nearestOption(s string) string {
 	return ""
 }
 
-func parseMatches(r *Rule, toks []token, at func(token) Pos, fail func(token, string, ...any) error, sets map[string][]netip.Prefix) error {
-	mods := map[string]bool{}
-	neg := false
-	var negTok token
-	takeNeg := func() bool { n := neg; neg = false; return n }
-	for i := 0; i < len(toks); i++ {
-		t := toks[i]
-		if t.s == "!" {
-			if neg {
-				return fail(t, "double negation")
-			}
-			neg, negTok = true, t
-			continue
-		}
-		arg := func() (token, error) {
-			if i+1 >= len(toks) || (strings.HasPrefix(toks[i+1].s, "-") && len(toks[i+1].s) > 1 && !isNumber(toks[i+1].s)) {
-				return token{}, fail(t, "missing the value of %s", t.s)
-			}
-			i++
-			return toks[i], nil
-		}
-		switch t.s {
-		case "-p", "--protocol":
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			p, ok := parseProto(v.s)
-			if !ok {
-				return fail(v, "unknown protocol; want tcp, udp, icmp, icmpv6, sctp, all or a number 0-255")
-			}
-			r.Proto, r.ProtoNeg = p, takeNeg()
-			if p == 58 {
-				r.Family = setFamily(r.Family, 6)
-			} else if p == 1 {
-				r.Family = setFamily(r.Family, 4)
-			}
-		case "-s", "--source", "-d", "--destination":
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			ps, fam, err := parseAddrs(v.s)
-			if err != nil {
-				return fail(v, "%v", err)
-			}
-			if r.Family != 0 && fam != r.Family {
-				return fail(v, "an IPv%d address in an IPv%d rule", fam, r.Family)
-			}
-			r.Family = fam
-			if t.s == "-s" || t.s == "--source" {
-				r.Src, r.SrcNeg = ps, takeNeg()
-			} else {
-				r.Dst, r.DstNeg = ps, takeNeg()
-			}
-		case "-i", "--in-interface", "-o", "--out-interface":
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			if t.s == "-i" || t.s == "--in-interface" {
-				r.In, r.InNeg = v.s, takeNeg()
-			} else {
-				r.Out, r.OutNeg = v.s, takeNeg()
-			}
-		case "-m", "--match":
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			if !modules[v.s] {
-				if v.s == "connlimit" {
-					return fail(v, "connlimit is not supported; to cap new connections per source use -m hashlimit --hashlimit-above RATE --hashlimit-mode srcip with -m conntrack --ctstate NEW")
-				}
-				return fail(v, "unknown or unsupported match module; dpfw has state, conntrack, multiport, set, comment, limit, hashlimit, tcp, udp, icmp, icmp6")
-			}
-			if (v.s == "limit" || v.s == "hashlimit") && r.Limit != nil {
-				return fail(v, "one rate limit per rule: -m limit and -m hashlimit cannot be combined or repeated")
-			}
-			switch v.s {
-			case "limit":
-				r.Limit = &RateLimit{Rate: 3, Per: 3600e9, Burst: 5, SrcMask: -1, DstMask: -1} // iptables' defaults
-			case "hashlimit":
-				r.Limit = &RateLimit{Hash: true, Burst: 5, SrcMask: -1, DstMask: -1, Size: DefaultLimitSize}
-			}
-			mods[v.s] = true
-		case "--sport", "--source-port", "--dport", "--destination-port":
-			if r.Proto != 6 && r.Proto != 17 && r.Proto != 132 {
-				return fail(t, "%s needs -p tcp, -p udp or -p sctp before it", t.s)
-			}
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			pr, err := parsePortRange(v.s)
-			if err != nil {
-				return fail(v, "%v", err)
-			}
-			if t.s == "--sport" || t.s == "--source-port" {
-				r.SPorts, r.SPortNeg = []PortRange{pr}, takeNeg()
-			} else {
-				r.DPorts, r.DPortNeg = []PortRange{pr}, takeNeg()
-			}
-		case "--sports", "--dports", "--ports":
-			if !mods["multiport"] {
-				return fail(t, "%s needs -m multiport before it", t.s)
-			}
-			if r.Proto != 6 && r.Proto != 17 && r.Proto != 132 {
-				return fail(t, "-m multiport needs -p tcp, -p udp or -p sctp")
-			}
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			var prs []PortRange
-			for _, p := range strings.Split(v.s, ",") {
-				pr, err := parsePortRange(p)
-				if err != nil {
-					return fail(v, "%v", err)
-				}
-				prs = append(prs, pr)
-			}
-			if len(prs) > 15 {
-				return fail(v, "multiport takes at most 15 ports (as iptables); use several rules or a range")
-			}
-			n := takeNeg()
-			switch t.s {
-			case "--sports":
-				r.SPorts, r.SPortNeg = prs, n
-			case "--dports":
-				r.DPorts, r.DPortNeg = prs, n
-			default:
-				return fail(t, "--ports (source or destination) is not supported; write two rules with --sports and --dports")
-			}
-		case "--state", "--ctstate":
-			if t.s == "--state" && !mods["state"] {
-				return fail(t, "--state needs -m state before it (or use -m conntrack --ctstate)")
-			}
-			if t.s == "--ctstate" && !mods["conntrack"] {
-				return fail(t, "--ctstate needs -m conntrack before it")
-			}
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			var m uint8
-			for _, s := range strings.Split(v.s, ",") {
-				b, ok := stateBits[strings.ToUpper(s)]
-				if !ok {
-					return fail(v, "unknown state %q; want NEW, ESTABLISHED, RELATED, INVALID or UNTRACKED, comma-separated", s)
-				}
-				m |= b
-			}
-			r.States, r.StateNeg = m, takeNeg()
-		case "--icmp-type", "--icmpv6-type":
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			v6 := t.s == "--icmpv6-type"
-			if (v6 && r.Proto != 58) || (!v6 && r.Proto != 1) {
-				want := "-p icmp"
-				if v6 {
-					want = "-p icmpv6"
-				}
-				return fail(t, "%s needs %s before it", t.s, want)
-			}
-			typ, code, err := parseICMPType(v.s, v6)
-			if err != nil {
-				return fail(v, "%v", err)
-			}
-			r.ICMPType, r.ICMPCode, r.ICMPNeg = typ, code, takeNeg()
-		case "--syn":
-			if r.Proto != 6 {
-				return fail(t, "--syn needs -p tcp before it")
-			}
-			r.TCPFlags, r.TCPFlagsMask, r.TCPFlagsComp, r.TCPFlagsNeg = true, 0x17, 0x02, takeNeg()
-		case "--tcp-flags":
-			if r.Proto != 6 {
-				return fail(t, "--tcp-flags needs -p tcp before it")
-			}
-			if i+2 >= len(toks) {
-				return fail(t, "want --tcp-flags MASK COMP, e.g. --tcp-flags SYN,ACK,FIN,RST SYN")
-			}
-			mask, err := parseFlags(toks[i+1].s)
-			if err != nil {
-				return fail(toks[i+1], "%v", err)
-			}
-			comp, err := parseFlags(toks[i+2].s)
-			if err != nil {
-				return fail(toks[i+2], "%v", err)
-			}
-			i += 2
-			r.TCPFlags, r.TCPFlagsMask, r.TCPFlagsComp, r.TCPFlagsNeg = true, mask, comp, takeNeg()
-		case "--match-set":
-			if !mods["set"] {
-				return fail(t, "--match-set needs -m set before it")
-			}
-			if i+2 >= len(toks) {
-				return fail(t, "want --match-set NAME src|dst")
-			}
-			name, dir := toks[i+1], toks[i+2]
-			i += 2
-			ps, ok := sets[name.s]
-			if !ok {
-				var known []string
-				for n := range sets {
-					known = append(known, n)
-				}
-				msg := "no set named %q; define it under rules.sets in the config"
-				if best := nearestName(name.s, known); best != "" {
-					msg += fmt.Sprintf("; did you mean %q?", best)
-				}
-				return fail(name, msg, name.s)
-			}
-			fam := Family(0)
-			for _, p := range ps {
-				f := Family(4)
-				if p.Addr().Is6() {
-					f = 6
-				}
-				if fam == 0 {
-					fam = f
-				} else if fam != f {
-					fam = 0
-					break
-				}
-			}
-			n := takeNeg()
-			switch dir.s {
-			case "src":
-				r.Src, r.SrcNeg, r.SrcSet = ps, n, name.s
-			case "dst":
-				r.Dst, r.DstNeg, r.DstSet = ps, n, name.s
-			default:
-				return fail(dir, "want src or dst (dpfw sets hold addresses)")
-			}
-			if fam != 0 && r.Family == 0 && !mixedFamilies(ps) {
-				r.Family = fam
-			}
-		case "--limit", "--limit-burst", "--hashlimit-upto", "--hashlimit-above", "--hashlimit", "--hashlimit-burst",
-			"--hashlimit-mode", "--hashlimit-srcmask", "--hashlimit-dstmask", "--hashlimit-name", "--hashlimit-htable-size",
-			"--hashlimit-htable-max", "--hashlimit-htable-expire", "--hashlimit-htable-gcinterval":
-			if neg {
-				return fail(negTok, "%s cannot be negated; use --hashlimit-above instead of ! --hashlimit-upto", t.s)
-			}
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			if err := parseLimitOption(r, mods, t.s, v.s); err != nil {
-				at := t
-				if errors.Is(err, errBadValue) {
-					at = v
-				}
-				return fail(at, "%v", err)
-			}
-		case "--comment":
-			if !mods["comment"] {
-				return fail(t, "--comment needs -m comment before it")
-			}
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			if len(v.s) > 256 {
-				return fail(v, "a comment has at most 256 characters")
-			}
-			r.Comment = v.s
-		case "-j", "--jump", "-g", "--goto":
-			if t.s == "-g" || t.s == "--goto" {
-				return fail(t, "--goto is not supported; use -j CHAIN")
-			}
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			r.Target = v.s
-		case "--reject-with":
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			if r.Target != "REJECT" {
-				return fail(t, "--reject-with goes after -j REJECT")
-			}
-			if v.s == "tcp-reset" && r.Proto != 6 {
-				return fail(v, "tcp-reset needs -p tcp (iptables refuses it otherwise)")
-			}
-			if !validRejectWith(v.s) {
-				return fail(v, "want tcp-reset, icmp-port-unreachable, icmp-host-prohibited, icmp-admin-prohibited, icmp6-port-unreachable or icmp6-adm-prohibited")
-			}
-			r.RejectWith = v.s
-		case "--log-prefix", "--log-level":
-			v, err := arg()
-			if err != nil {
-				return err
-			}
-			if r.Target != "LOG" {
-				return fail(t, "%s goes after -j LOG", t.s)
-			}
-			if t.s == "--log-prefix" {
-				r.LogPrefix = v.s
-			}
-		default:
-			if s := nearestOption(t.s); s != "" {
-				return fail(t, "unknown option; did you mean %s?", s)
-			}
-			if strings.HasPrefix(t.s, "-") {
-				return fail(t, "unknown option")
-			}
-			return fail(t, "unexpected value; options start with '-' (see iptables(8))")
-		}
-	}
-	if neg {
-		return fail(negTok, "'!' must be followed by a match option")
-	}
-	if r.Target == "" {
-		return &ParseError{Pos: r.Pos, Msg: "the rule has no target: add -j ACCEPT, DROP, REJECT, LOG, RETURN or a user chain"}
-	}
-	if l := r.Limit; l != nil && l.Hash {
-		switch {
-		case l.Rate == 0:
-			return &ParseError{Pos: r.Pos, Token: "hashlimit", Msg: "-m hashlimit needs --hashlimit-upto RATE or --hashlimit-above RATE"}
-		case l.Name == "":
-			return &ParseError{Pos: r.Pos, Token: "hashlimit", Msg: "-m hashlimit needs --hashlimit-name NAME (as iptables)"}
-		case r.Family == 4 && (l.SrcMask > 32 || l.DstMask > 32):
-			return &ParseError{Pos: r.Pos, Token: "hashlimit", Msg: "an IPv4 rule's --hashlimit-srcmask/--hashlimit-dstmask is at most 32"}
-		}
-	}
-	return nil
-}
-
 // errBadValue marks errors about an option's value (not the option).
 var errBadValue = errors.New("bad value")
 
@@ -814,14 +563,7 @@ func (e valueError) Error() string        { return e.msg }
 func (e valueError) Is(target error) bool { return target == errBadValue }
 
 // parseLimitOption parses one -m limit / -m hashlimit option.
-func parseLimitOption(r *Rule, mods map[string]bool, opt, val string) error {
-	hash := strings.HasPrefix(opt, "--hashlimit")
-	if hash && !mods["hashlimit"] {
-		return fmt.Errorf("%s needs -m hashlimit before it", opt)
-	}
-	if !hash && !mods["limit"] {
-		return fmt.Errorf("%s needs -m limit before it", opt)
-	}
+func parseLimitOption(r *Rule, opt, val string) error {
 	l := r.Limit
 	num := func(lo, hi int) (int, error) {
 		n, err := strconv.Atoi(val)
@@ -878,57 +620,14 @@ func parseLimitOption(r *Rule, mods map[string]bool, opt, val string) error {
 
 func isNumber(s string) bool { _, err := strconv.Atoi(s); return err == nil }
 
-func setFamily(f, want Family) Family {
-	if f == 0 {
-		return want
-	}
-	return f
-}
-
-func parseProto(s string) (int, bool) {
-	if p, ok := protoNames[strings.ToLower(s)]; ok {
-		return p, true
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > 255 {
-		return 0, false
-	}
-	if n == 0 {
-		return -1, true // iptables: 0 means all
-	}
-	return n, true
-}
-
 func parseAddrs(s string) ([]netip.Prefix, Family, error) {
 	var out []netip.Prefix
 	var fam Family
 	for _, a := range strings.Split(s, ",") {
-		var p netip.Prefix
-		var err error
-		if strings.Contains(a, "/") {
-			p, err = netip.ParsePrefix(a)
-			if err != nil {
-				// iptables also accepts dotted masks: 10.0.0.0/255.0.0.0
-				if addr, mask, ok := strings.Cut(a, "/"); ok {
-					if m, err2 := netip.ParseAddr(mask); err2 == nil && m.Is4() {
-						bits := maskBits(m.As4())
-						if bits >= 0 {
-							p, err = netip.ParsePrefix(fmt.Sprintf("%s/%d", addr, bits))
-						}
-					}
-				}
-			}
-		} else {
-			var ad netip.Addr
-			ad, err = netip.ParseAddr(a)
-			if err == nil {
-				p = netip.PrefixFrom(ad, ad.BitLen())
-			}
-		}
+		p, err := parseAddr(a)
 		if err != nil {
-			return nil, 0, fmt.Errorf("not an IP address or CIDR (host names are not resolved): want e.g. 198.18.0.1, 198.18.0.0/15 or 2001:db8::/32")
+			return nil, 0, err
 		}
-		p = p.Masked()
 		f := Family(4)
 		if p.Addr().Is6() {
 			f = 6
@@ -937,9 +636,41 @@ func parseAddrs(s string) ([]netip.Prefix, Family, error) {
 			return nil, 0, fmt.Errorf("mixes IPv4 and IPv6 addresses; write one rule per family")
 		}
 		fam = f
+		if p.Bits() == 0 {
+			continue // 0.0.0.0/0 and ::/0 match every address: no match at all, as iptables-save shows
+		}
 		out = append(out, p)
 	}
 	return out, fam, nil
+}
+
+// parseAddr reads ADDRESS[/LEN] or an IPv4 ADDRESS/MASK with a dotted
+// mask, and masks the address as iptables does (198.18.0.5/24 is
+// 198.18.0.0/24).
+func parseAddr(a string) (netip.Prefix, error) {
+	addr, mask, hasMask := strings.Cut(a, "/")
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR (host names are not resolved): want e.g. 198.18.0.1, 198.18.0.0/15 or 2001:db8::/32")
+	}
+	ip = ip.Unmap()
+	if !hasMask {
+		return netip.PrefixFrom(ip, ip.BitLen()), nil
+	}
+	bits, err := strconv.Atoi(mask)
+	if err != nil {
+		m, merr := netip.ParseAddr(mask)
+		if merr != nil || !m.Is4() || !ip.Is4() {
+			return netip.Prefix{}, fmt.Errorf("bad mask %q: want a prefix length (/24) or, for IPv4, a dotted mask (/255.255.255.0)", mask)
+		}
+		if bits = maskBits(m.As4()); bits < 0 {
+			return netip.Prefix{}, fmt.Errorf("non-contiguous mask %s: dpfw matches prefixes only (a deliberate difference from iptables, which accepts such masks); write the addresses as prefixes", mask)
+		}
+	}
+	if bits < 0 || bits > ip.BitLen() {
+		return netip.Prefix{}, fmt.Errorf("bad prefix length /%s: want 0 to %d", mask, ip.BitLen())
+	}
+	return netip.PrefixFrom(ip, bits).Masked(), nil
 }
 
 func maskBits(m [4]byte) int {
@@ -955,115 +686,19 @@ func maskBits(m [4]byte) int {
 	return n
 }
 
-var servicePorts = map[string]uint16{"ssh": 22, "ftp": 21, "ftp-data": 20, "http": 80, "https": 443, "domain": 53, "smtp": 25, "telnet": 23, "ntp": 123}
-
-func parsePort(s string) (uint16, error) {
-	if p, ok := servicePorts[s]; ok {
-		return p, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > 65535 {
-		return 0, fmt.Errorf("not a port: want a number 0-65535, a range 1024:65535, or a service name (ssh, ftp, http, …)")
-	}
-	return uint16(n), nil
-}
-
-func parsePortRange(s string) (PortRange, error) {
-	lo, hi, isRange := strings.Cut(s, ":")
-	if !isRange {
-		p, err := parsePort(s)
-		return PortRange{p, p}, err
-	}
-	l, h := uint16(0), uint16(65535)
-	var err error
-	if lo != "" {
-		if l, err = parsePort(lo); err != nil {
-			return PortRange{}, err
+// unknownTarget explains a target that is neither built in nor a chain.
+func (rs *Ruleset) unknownTarget(t string) string {
+	for _, b := range builtinTargets {
+		if strings.EqualFold(b, t) {
+			return "targets are upper case: " + b + "?"
 		}
 	}
-	if hi != "" {
-		if h, err = parsePort(hi); err != nil {
-			return PortRange{}, err
+	for n := range rs.Chains {
+		if strings.EqualFold(n, t) {
+			return "chains are case-sensitive: " + n + "?"
 		}
 	}
-	if l > h {
-		return PortRange{}, fmt.Errorf("range %d:%d is reversed; write %d:%d", l, h, h, l)
-	}
-	return PortRange{l, h}, nil
-}
-
-func parseFlags(s string) (uint8, error) {
-	switch s {
-	case "ALL":
-		return 0xff, nil
-	case "NONE":
-		return 0, nil
-	}
-	var m uint8
-	for _, f := range strings.Split(s, ",") {
-		found := false
-		for _, fb := range tcpFlagBits {
-			if strings.EqualFold(f, fb.name) {
-				m |= fb.bit
-				found = true
-			}
-		}
-		if !found {
-			return 0, fmt.Errorf("unknown TCP flag %q; want SYN, ACK, FIN, RST, URG, PSH, ECE, CWR, ALL or NONE", f)
-		}
-	}
-	return m, nil
-}
-
-var icmpTypes = map[string][2]int{
-	"echo-reply": {0, -1}, "pong": {0, -1}, "destination-unreachable": {3, -1}, "network-unreachable": {3, 0},
-	"host-unreachable": {3, 1}, "protocol-unreachable": {3, 2}, "port-unreachable": {3, 3},
-	"fragmentation-needed": {3, 4}, "source-quench": {4, -1}, "redirect": {5, -1}, "echo-request": {8, -1},
-	"ping": {8, -1}, "time-exceeded": {11, -1}, "ttl-exceeded": {11, 0}, "parameter-problem": {12, -1},
-	"timestamp-request": {13, -1}, "timestamp-reply": {14, -1}, "address-mask-request": {17, -1}, "address-mask-reply": {18, -1},
-}
-
-var icmp6Types = map[string][2]int{
-	"destination-unreachable": {1, -1}, "no-route": {1, 0}, "communication-prohibited": {1, 1},
-	"address-unreachable": {1, 3}, "port-unreachable": {1, 4}, "packet-too-big": {2, -1},
-	"time-exceeded": {3, -1}, "ttl-exceeded": {3, 0}, "parameter-problem": {4, -1},
-	"echo-request": {128, -1}, "ping": {128, -1}, "echo-reply": {129, -1}, "pong": {129, -1},
-	"router-solicitation": {133, -1}, "router-advertisement": {134, -1},
-	"neighbour-solicitation": {135, -1}, "neighbor-solicitation": {135, -1},
-	"neighbour-advertisement": {136, -1}, "neighbor-advertisement": {136, -1}, "redirect": {137, -1},
-}
-
-func parseICMPType(s string, v6 bool) (int, int, error) {
-	names := icmpTypes
-	if v6 {
-		names = icmp6Types
-	}
-	if tc, ok := names[strings.ToLower(s)]; ok {
-		return tc[0], tc[1], nil
-	}
-	t, c, hasCode := strings.Cut(s, "/")
-	typ, err := strconv.Atoi(t)
-	if err != nil || typ < 0 || typ > 255 {
-		return 0, 0, fmt.Errorf("unknown ICMP type: want a name (echo-request, destination-unreachable, …) or TYPE[/CODE] with numbers 0-255")
-	}
-	code := -1
-	if hasCode {
-		code, err = strconv.Atoi(c)
-		if err != nil || code < 0 || code > 255 {
-			return 0, 0, fmt.Errorf("bad ICMP code: want 0-255")
-		}
-	}
-	return typ, code, nil
-}
-
-func validRejectWith(s string) bool {
-	switch s {
-	case "tcp-reset", "icmp-port-unreachable", "icmp-host-unreachable", "icmp-net-unreachable", "icmp-proto-unreachable",
-		"icmp-host-prohibited", "icmp-net-prohibited", "icmp-admin-prohibited",
-		"icmp6-port-unreachable", "icmp6-adm-prohibited", "icmp6-no-route", "icmp6-addr-unreachable":
-		return true
-	}
-	return false
+	return "unknown target; want ACCEPT, DROP, REJECT, LOG, RETURN or a chain created with -N"
 }
 
 // check validates targets and jumps after every chain is known: jump targets
@@ -1085,17 +720,7 @@ func (rs *Ruleset) check() error {
 				}
 				continue
 			}
-			msg := "unknown target; want ACCEPT, DROP, REJECT, LOG, RETURN or a chain created with -N"
-			for _, t := range []string{"ACCEPT", "DROP", "REJECT", "LOG", "RETURN"} {
-				if strings.EqualFold(t, r.Target) {
-					msg = "targets are upper case: " + t + "?"
-				}
-			}
-			for n := range rs.Chains {
-				if strings.EqualFold(n, r.Target) {
-					msg = "chains are case-sensitive: " + n + "?"
-				}
-			}
+			msg := rs.unknownTarget(r.Target)
 			errs = append(errs, &ParseError{Pos: r.Pos, Token: r.Target, Msg: msg})
 		}
 	}
@@ -1132,8 +757,8 @@ func (rs *Ruleset) check() error {
 }
 
 // AppendArgs parses one rule given as iptables arguments (everything after
-// "-A CHAIN") and appends it to chain. Errors carry pos and the bad token.
-// Call Check after the last rule.
+// "-A CHAIN") and appends it (one rule per -s/-d pair) to chain. Errors
+// carry pos and the bad token. Call Check after the last rule.
 func (rs *Ruleset) AppendArgs(pos Pos, chain string, args []string) error {
 	ch, err := rs.chain(pos, chain)
 	if err != nil {
@@ -1147,12 +772,12 @@ func (rs *Ruleset) AppendArgs(pos Pos, chain string, args []string) error {
 	fail := func(t token, format string, a ...any) error {
 		return &ParseError{Pos: pos, Token: t.s, Msg: fmt.Sprintf(format, a...)}
 	}
-	r := Rule{Pos: pos, Chain: ch.Name, Proto: -1, ICMPType: -1, ICMPCode: -1}
-	if err := parseMatches(&r, toks, at, fail, rs.Sets); err != nil {
+	rules, err := rs.parseRule(pos, ch.Name, rs.Family, toks, at, fail)
+	if err != nil {
 		return err
 	}
-	ch.Rules = append(ch.Rules, r)
-	rs.nrules++
+	ch.Rules = append(ch.Rules, rules...)
+	rs.nrules += len(rules)
 	return nil
 }
 

@@ -157,8 +157,12 @@ func randomRuleset(r *rand.Rand, nrules int) string {
 		}
 		fmt.Fprintf(&b, "-A %s", chain)
 		proto := []string{"", "tcp", "udp", "icmp"}[r.IntN(4)]
+		pneg := neg()
 		if proto != "" {
-			fmt.Fprintf(&b, " %s-p %s", neg(), proto)
+			fmt.Fprintf(&b, " %s-p %s", pneg, proto)
+		}
+		if pneg != "" {
+			proto = "" // iptables refuses protocol options after ! -p
 		}
 		if r.IntN(3) == 0 {
 			fmt.Fprintf(&b, " %s-s %s", neg(), addr())

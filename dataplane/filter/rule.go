@@ -71,6 +71,8 @@ type Rule struct {
 
 	SPorts, DPorts     []PortRange
 	SPortNeg, DPortNeg bool
+	// Multiport says the ports came from -m multiport.
+	Multiport bool
 
 	In, Out       string
 	InNeg, OutNeg bool
@@ -94,6 +96,12 @@ type Rule struct {
 	Target     string
 	RejectWith string
 	LogPrefix  string
+	LogLevel   int8 // syslog level, 0-7 (DefaultLogLevel: warning)
+	LogFlags   LogFlags
+
+	// Modules are the rule's match modules in the order they were loaded
+	// (-m NAME, or implicitly by -p): iptables-save prints them so.
+	Modules []string
 }
 
 // Chain is a chain with its rules in order.
@@ -114,6 +122,13 @@ type Ruleset struct {
 	// Sets are the named address sets rules may match with -m set
 	// --match-set NAME src|dst (given to the parser, like ipset's).
 	Sets map[string][]netip.Prefix
+	// Family is the rule set's family when it is an iptables (4) or
+	// ip6tables (6) rule set; 0: each rule's family comes from its
+	// addresses and protocol.
+	Family Family
+	// save is set while parsing an iptables-save file (chains are
+	// declared before rules, so jumps may precede their chain's rules).
+	save bool
 
 	// nrules counts the rules the parser added (for its limit check,
 	// which must not walk every chain on every line).
@@ -152,85 +167,8 @@ func (rs *Ruleset) NumRules() int {
 	return n
 }
 
-// String formats a rule in iptables syntax (-A CHAIN …), as iptables-save would.
-func (r *Rule) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "-A %s", r.Chain)
-	neg := func(n bool) string {
-		if n {
-			return " !"
-		}
-		return ""
-	}
-	if r.Proto >= 0 {
-		fmt.Fprintf(&b, "%s -p %s", neg(r.ProtoNeg), protoName(r.Proto))
-	}
-	switch {
-	case r.SrcSet != "":
-		fmt.Fprintf(&b, " -m set%s --match-set %s src", neg(r.SrcNeg), r.SrcSet)
-	case len(r.Src) > 0:
-		fmt.Fprintf(&b, "%s -s %s", neg(r.SrcNeg), joinPrefixes(r.Src))
-	}
-	switch {
-	case r.DstSet != "":
-		fmt.Fprintf(&b, " -m set%s --match-set %s dst", neg(r.DstNeg), r.DstSet)
-	case len(r.Dst) > 0:
-		fmt.Fprintf(&b, "%s -d %s", neg(r.DstNeg), joinPrefixes(r.Dst))
-	}
-	if r.In != "" {
-		fmt.Fprintf(&b, "%s -i %s", neg(r.InNeg), r.In)
-	}
-	if r.Out != "" {
-		fmt.Fprintf(&b, "%s -o %s", neg(r.OutNeg), r.Out)
-	}
-	writePorts := func(opt, multi string, ps []PortRange, n bool) {
-		if len(ps) == 0 {
-			return
-		}
-		if len(ps) == 1 {
-			fmt.Fprintf(&b, "%s %s %s", neg(n), opt, portString(ps[0]))
-			return
-		}
-		var s []string
-		for _, p := range ps {
-			s = append(s, portString(p))
-		}
-		fmt.Fprintf(&b, " -m multiport%s %s %s", neg(n), multi, strings.Join(s, ","))
-	}
-	writePorts("--sport", "--sports", r.SPorts, r.SPortNeg)
-	writePorts("--dport", "--dports", r.DPorts, r.DPortNeg)
-	if r.ICMPType >= 0 {
-		opt := "--icmp-type"
-		if r.Proto == 58 {
-			opt = "--icmpv6-type"
-		}
-		t := fmt.Sprint(r.ICMPType)
-		if r.ICMPCode >= 0 {
-			t += fmt.Sprintf("/%d", r.ICMPCode)
-		}
-		fmt.Fprintf(&b, "%s %s %s", neg(r.ICMPNeg), opt, t)
-	}
-	if r.TCPFlags {
-		fmt.Fprintf(&b, "%s --tcp-flags %s %s", neg(r.TCPFlagsNeg), flagNames(r.TCPFlagsMask), flagNames(r.TCPFlagsComp))
-	}
-	if r.States != 0 {
-		fmt.Fprintf(&b, " -m conntrack%s --ctstate %s", neg(r.StateNeg), StateNames(r.States))
-	}
-	if r.Limit != nil {
-		b.WriteString(" " + r.Limit.String())
-	}
-	if r.Comment != "" {
-		fmt.Fprintf(&b, " -m comment --comment %q", r.Comment)
-	}
-	fmt.Fprintf(&b, " -j %s", r.Target)
-	if r.RejectWith != "" {
-		fmt.Fprintf(&b, " --reject-with %s", r.RejectWith)
-	}
-	if r.LogPrefix != "" {
-		fmt.Fprintf(&b, " --log-prefix %q", r.LogPrefix)
-	}
-	return b.String()
-}
+// String formats a rule as iptables-save prints it (Save).
+func (r *Rule) String() string { return r.Save() }
 
 func joinPrefixes(ps []netip.Prefix) string {
 	s := make([]string, len(ps))
@@ -247,40 +185,8 @@ func portString(p PortRange) string {
 	return fmt.Sprintf("%d:%d", p.Lo, p.Hi)
 }
 
-var protoNames = map[string]int{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132, "gre": 47, "esp": 50, "ah": 51, "all": -1}
+// ProtoName names a protocol number as iptables-save prints it.
+func ProtoName(p int) string { return protoSaveName(p) }
 
-func protoName(p int) string {
-	for n, v := range protoNames {
-		if v == p && n != "ipv6-icmp" {
-			return n
-		}
-	}
-	return fmt.Sprint(p)
-}
-
-var tcpFlagBits = []struct {
-	name string
-	bit  uint8
-}{{"SYN", 0x02}, {"ACK", 0x10}, {"FIN", 0x01}, {"RST", 0x04}, {"URG", 0x20}, {"PSH", 0x08}, {"ECE", 0x40}, {"CWR", 0x80}}
-
-func flagNames(m uint8) string {
-	if m == 0 {
-		return "NONE"
-	}
-	if m == 0xff {
-		return "ALL"
-	}
-	var out []string
-	for _, f := range tcpFlagBits {
-		if m&f.bit != 0 {
-			out = append(out, f.name)
-		}
-	}
-	return strings.Join(out, ",")
-}
-
-// ProtoName names a protocol number as iptables prints it.
-func ProtoName(p int) string { return protoName(p) }
-
-// FlagNames formats a TCP flag mask as iptables does (SYN,ACK; ALL; NONE).
-func FlagNames(m uint8) string { return flagNames(m) }
+// FlagNames formats a TCP flag mask as iptables-save does (SYN,ACK; NONE).
+func FlagNames(m uint8) string { return saveTCPFlags(m) }
