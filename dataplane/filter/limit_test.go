@@ -145,7 +145,8 @@ func TestLimitParseErrors(t *testing.T) {
 		{"-A INPUT -m limit --limit 5/s -m hashlimit --hashlimit-above 1/s --hashlimit-name x -j DROP", "one rate limit per rule"},
 		{"-A INPUT -m limit ! --limit 5/s -j DROP", "cannot be negated"},
 		{"-A INPUT -m connlimit --connlimit-above 3 -j DROP", "the connlimit match is not supported by dpfw; to cap new connections per source use -m hashlimit"},
-		{"-A INPUT -m hashlimit --hashlimit-abov 10/s --hashlimit-name x -j DROP", "did you mean --hashlimit-above?"},
+		{"-A INPUT -m hashlimit --hashlimit-abve 10/s --hashlimit-name x -j DROP", "did you mean --hashlimit-above?"},
+		{"-A INPUT -m hashlimit --hashlimit-above 10/s --hashlimit-h 5 --hashlimit-name x -j DROP", "ambiguous option: could be --hashlimit-htable-expire"},
 	} {
 		_, err := filter.ParseIptables("l", tt.line)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -61,19 +61,21 @@ var matchDefs = map[string]*matchDef{}
 func init() {
 	for _, m := range []*matchDef{
 		{name: "tcp", protos: []int{6}, need: "-p tcp", opts: []optDef{
-			{names: []string{"--sport", "--source-port"}, nargs: 1, neg: true, parse: portOpt(false)},
-			{names: []string{"--dport", "--destination-port"}, nargs: 1, neg: true, parse: portOpt(true)},
+			{names: []string{"--sport", "--source-port"}, nargs: 1, neg: true, parse: portOpt(false, "tcp")},
+			{names: []string{"--dport", "--destination-port"}, nargs: 1, neg: true, parse: portOpt(true, "tcp")},
 			{names: []string{"--tcp-flags"}, nargs: 2, neg: true, parse: tcpFlagsOpt},
 			{names: []string{"--syn"}, neg: true, parse: synOpt},
 			{names: []string{"--tcp-option"}, nargs: 1, neg: true, parse: unsupportedOpt("--tcp-option")},
 		}, final: tcpFinal, save: saveTCP},
 		{name: "udp", protos: []int{17}, need: "-p udp", opts: []optDef{
-			{names: []string{"--sport", "--source-port"}, nargs: 1, neg: true, parse: portOpt(false)},
-			{names: []string{"--dport", "--destination-port"}, nargs: 1, neg: true, parse: portOpt(true)},
+			// libxt_udp resolves a service of any protocol; tcp, sctp
+			// and multiport only their own (iptables 1.8.9).
+			{names: []string{"--sport", "--source-port"}, nargs: 1, neg: true, parse: portOpt(false, "")},
+			{names: []string{"--dport", "--destination-port"}, nargs: 1, neg: true, parse: portOpt(true, "")},
 		}, save: savePorts},
 		{name: "sctp", protos: []int{132}, need: "-p sctp", opts: []optDef{
-			{names: []string{"--sport", "--source-port"}, nargs: 1, neg: true, parse: portOpt(false)},
-			{names: []string{"--dport", "--destination-port"}, nargs: 1, neg: true, parse: portOpt(true)},
+			{names: []string{"--sport", "--source-port"}, nargs: 1, neg: true, parse: portOpt(false, "sctp!")},
+			{names: []string{"--dport", "--destination-port"}, nargs: 1, neg: true, parse: portOpt(true, "sctp!")},
 			{names: []string{"--chunk-types"}, nargs: 2, neg: true, parse: unsupportedOpt("--chunk-types")},
 		}, save: savePorts},
 		{name: "icmp", protos: []int{1}, need: "-p icmp", opts: []optDef{
@@ -175,16 +177,93 @@ type ruleParser struct {
 	targetSeen map[string]bool
 	srcs, dsts []netip.Prefix // -s/-d lists, expanded into rules at the end
 	protoTok   token
+	ambiguity  []string // the options an ambiguous abbreviation matched
+	opt        string   // the canonical name of the option being parsed
 }
 
-// genericOpts are iptables' own options, by every spelling, with the
-// short name its "multiple … flags" message uses.
-var genericOpts = map[string]string{
-	"-p": "-p", "--protocol": "-p", "-s": "-s", "--source": "-s", "--src": "-s",
-	"-d": "-d", "--destination": "-d", "--dst": "-d", "-i": "-i", "--in-interface": "-i",
-	"-o": "-o", "--out-interface": "-o", "-m": "-m", "--match": "-m", "-j": "-j", "--jump": "-j",
-	"-g": "-g", "--goto": "-g", "-f": "-f", "--fragment": "-f", "-c": "-c", "--set-counters": "-c",
-	"-t": "-t", "--table": "-t",
+// genericLong are iptables' own long options (iptables 1.8.9's option
+// table), for getopt's abbreviations: an option may be written as any
+// prefix that is unique among the options known at that point (--proto
+// is --protocol; with -m multiport loaded, --dport is --dports). Each
+// maps to its short form ("" for the commands and flags that have no
+// place in a rule).
+var genericLong = map[string]string{
+	"--append": "", "--delete": "", "--insert": "", "--check": "", "--replace": "", "--list": "", "--list-rules": "",
+	"--flush": "", "--zero": "", "--new-chain": "", "--delete-chain": "", "--policy": "", "--rename-chain": "",
+	"--source": "-s", "--src": "-s", "--destination": "-d", "--dst": "-d", "--protocol": "-p", "--in-interface": "-i",
+	"--jump": "-j", "--table": "-t", "--match": "-m", "--numeric": "", "--out-interface": "-o", "--verbose": "",
+	"--wait": "", "--wait-interval": "", "--exact": "", "--fragments": "-f", "--version": "", "--help": "",
+	"--line-numbers": "", "--modprobe": "", "--set-counters": "-c", "--goto": "-g", "--ipv4": "", "--ipv6": "",
+}
+
+// genericShort are the short options of a rule.
+var genericShort = map[string]bool{"-p": true, "-s": true, "-d": true, "-i": true, "-o": true, "-m": true,
+	"-j": true, "-g": true, "-f": true, "-c": true, "-t": true}
+
+// candidate is what a long option may resolve to.
+type candidate struct {
+	generic string  // a generic option's short form
+	opt     *optDef // or a module's or target's option
+	seen    map[string]bool
+	proto   string // the option of the protocol's implicit match (to load)
+}
+
+// resolve finds the option name stands for, as getopt_long does: an exact
+// name, or the one option that name is a prefix of. withProto adds the
+// options of the protocol's implicit match.
+func (p *ruleParser) resolve(name string, withProto string) (c candidate, found, ambiguous bool) {
+	p.ambiguity = nil
+	var cands []candidate
+	var names []string
+	add := func(n string, cd candidate) {
+		if n == name {
+			cands, names = []candidate{cd}, []string{n}
+			found = true
+		} else if !found && strings.HasPrefix(n, name) {
+			for _, x := range cands {
+				if x.opt == cd.opt && x.generic == cd.generic {
+					return // another spelling of one option
+				}
+			}
+			cands, names = append(cands, cd), append(names, n)
+		}
+	}
+	for n, g := range genericLong {
+		if !found {
+			add(n, candidate{generic: g})
+		}
+	}
+	if p.target != nil {
+		for i := range p.target.opts {
+			for _, n := range p.target.opts[i].names {
+				add(n, candidate{opt: &p.target.opts[i], seen: p.targetSeen})
+			}
+		}
+	}
+	for _, m := range p.mods {
+		for i := range m.def.opts {
+			for _, n := range m.def.opts[i].names {
+				add(n, candidate{opt: &m.def.opts[i], seen: m.seen})
+			}
+		}
+	}
+	if withProto != "" {
+		d := matchDefs[withProto]
+		for i := range d.opts {
+			for _, n := range d.opts[i].names {
+				add(n, candidate{opt: &d.opts[i], proto: withProto})
+			}
+		}
+	}
+	switch len(cands) {
+	case 0:
+		return c, false, false
+	case 1:
+		return cands[0], true, false
+	}
+	slices.Sort(names)
+	p.ambiguity = names
+	return c, false, true
 }
 
 // parse runs the option loop and the final checks.
@@ -200,10 +279,15 @@ func (p *ruleParser) parse() error {
 			continue
 		}
 		var err error
-		if g, ok := genericOpts[t.s]; ok {
-			err = p.genericOpt(g, t, neg, negTok)
-		} else {
-			err = p.moduleOpt(t, neg, negTok)
+		switch {
+		case genericShort[t.s]:
+			err = p.genericOpt(t.s, t, neg, negTok)
+		case strings.HasPrefix(t.s, "--"):
+			err = p.longOpt(t, neg, negTok)
+		case strings.HasPrefix(t.s, "-") && len(t.s) > 1:
+			err = p.fail(t, "%s", p.unknownOption(t.s))
+		default:
+			err = p.fail(t, "unexpected value; options start with '-' (see iptables(8))")
 		}
 		if err != nil {
 			return err
@@ -271,6 +355,9 @@ func (p *ruleParser) genericOpt(g string, t token, neg bool, negTok token) error
 		if err != nil {
 			return p.fail(val, "%v", err)
 		}
+		if proto < 0 && neg {
+			return p.fail(val, "! -p %s would never match (iptables refuses it too)", val.s)
+		}
 		r.Proto, r.ProtoNeg, p.protoTok = proto, neg, val
 	case "-s", "-d":
 		ps, fam, err := parseAddrs(val.s)
@@ -279,6 +366,12 @@ func (p *ruleParser) genericOpt(g string, t token, neg bool, negTok token) error
 		}
 		if want := p.family(); want != 0 && fam != want {
 			return p.fail(val, "an IPv%d address in an IPv%d rule", fam, want)
+		}
+		if neg && len(ps) == 1 && ps[0].Bits() == 0 {
+			return p.fail(val, "! %s with a /0 prefix would never match (iptables refuses it too)", g)
+		}
+		if neg && len(ps) > 1 {
+			return p.fail(val, "! is not allowed with several addresses (iptables refuses it too): they make one rule each, and the negations would not add up")
 		}
 		r.Family = fam
 		if g == "-s" {
@@ -292,6 +385,9 @@ func (p *ruleParser) genericOpt(g string, t token, neg bool, negTok token) error
 		}
 		if strings.HasSuffix(val.s, "+") {
 			return p.fail(val, "interface wildcards (+) are not supported: name a dpfw port")
+		}
+		if g == "-i" && r.Chain == "OUTPUT" || g == "-o" && r.Chain == "INPUT" {
+			return p.fail(t, "can't use %s with %s (iptables refuses it too): OUTPUT packets are matched by where they leave, INPUT packets by where they enter; use FORWARD", g, r.Chain)
 		}
 		if g == "-i" {
 			r.In, r.InNeg = val.s, neg
@@ -384,34 +480,38 @@ func (p *ruleParser) splitEq(t token) token {
 	return p.toks[p.i]
 }
 
-// moduleOpt finds the module (or target) that owns an option and lets it
-// parse its values.
-func (p *ruleParser) moduleOpt(t token, neg bool, negTok token) error {
-	if !strings.HasPrefix(t.s, "-") {
-		return p.fail(t, "unexpected value; options start with '-' (see iptables(8))")
-	}
+// longOpt resolves a long option (getopt's abbreviations included) to a
+// generic option, or to the module or target that owns it, and lets it
+// parse its values. As in iptables, an option nothing loaded knows loads
+// the protocol's match when -p names one (-p tcp --dport 22 is -p tcp -m
+// tcp --dport 22).
+func (p *ruleParser) longOpt(t token, neg bool, negTok token) error {
 	t = p.splitEq(t)
-	if p.target != nil {
-		if o := findOpt(p.target.opts, t.s); o != nil {
-			return p.runOpt(o, p.targetSeen, t, neg, negTok)
-		}
-	}
-	for _, m := range p.mods {
-		if o := findOpt(m.def.opts, t.s); o != nil {
-			return p.runOpt(o, m.seen, t, neg, negTok)
-		}
-	}
-	// iptables loads the protocol's match for an option nothing loaded
-	// knows (-p tcp --dport 22 is -p tcp -m tcp --dport 22).
-	if name, ok := protoMatch[p.r.Proto]; ok && !p.r.ProtoNeg && !slices.Contains(p.r.Modules, name) {
-		if o := findOpt(matchDefs[name].opts, t.s); o != nil {
-			if err := p.load(t, name); err != nil {
-				return err
+	c, found, _ := p.resolve(t.s, "")
+	if !found {
+		if name, ok := protoMatch[p.r.Proto]; ok && !p.r.ProtoNeg && !slices.Contains(p.r.Modules, name) {
+			if c2, ok2, _ := p.resolve(t.s, name); ok2 && c2.proto != "" {
+				if err := p.load(t, name); err != nil {
+					return err
+				}
+				m := p.mods[len(p.mods)-1]
+				return p.runOpt(c2.opt, m.seen, t, neg, negTok)
+			} else if ok2 {
+				c, found = c2, true
 			}
-			return p.runOpt(o, p.mods[len(p.mods)-1].seen, t, neg, negTok)
 		}
 	}
-	return p.fail(t, "%s", p.unknownOption(t.s))
+	switch {
+	case !found && p.ambiguity != nil:
+		return p.fail(t, "ambiguous option: could be %s", strings.Join(p.ambiguity, ", "))
+	case !found:
+		return p.fail(t, "%s", p.unknownOption(t.s))
+	case c.opt != nil:
+		return p.runOpt(c.opt, c.seen, t, neg, negTok)
+	case c.generic == "":
+		return p.fail(t, "%s is not an option of a rule (a command or a flag of the iptables program)", t.s)
+	}
+	return p.genericOpt(c.generic, t, neg, negTok)
 }
 
 func findOpt(opts []optDef, name string) *optDef {
@@ -431,6 +531,7 @@ func (p *ruleParser) runOpt(o *optDef, seen map[string]bool, t token, neg bool, 
 		return p.fail(t, "only one %s is allowed in a rule (iptables refuses a second one too)", o.names[0])
 	}
 	seen[o.names[0]] = true
+	p.opt = o.names[0]
 	vals, err := p.values(t, o.nargs)
 	if err != nil {
 		return err
@@ -483,8 +584,11 @@ func (p *ruleParser) finish() error {
 			}
 		}
 	}
+	if (len(p.srcs) > 1 || len(p.dsts) > 1) && (r.SrcNeg || r.DstNeg) {
+		return &ParseError{Pos: r.Pos, Msg: "! is not allowed with several source or destination addresses (iptables refuses it too): they make one rule per pair, and a negation would not hold for the others"}
+	}
 	if r.Target == "" {
-		return &ParseError{Pos: r.Pos, Msg: "the rule has no target: add -j ACCEPT, DROP, REJECT, LOG, RETURN or a user chain"}
+		return &ParseError{Pos: r.Pos, Msg: "the rule has no target: add -j ACCEPT, DROP, REJECT, LOG, RETURN or a user chain (iptables' counting rules without -j are not supported: dpfw counts the rules that decide)"}
 	}
 	if p.target != nil && p.target.final != nil {
 		if err := p.target.final(p); err != nil {
@@ -515,8 +619,18 @@ func (p *ruleParser) finish() error {
 // one rule of each pair of -s and -d addresses (source-major).
 func (p *ruleParser) expand() []Rule {
 	r := *p.r
+	if (len(p.srcs) > 1 || len(p.dsts) > 1) && (r.SrcNeg || r.DstNeg) {
+		// Checked by finish: unreachable.
+		panic("filter: negated address with several addresses")
+	}
 	if r.SrcSet != "" || r.DstSet != "" || (len(p.srcs) <= 1 && len(p.dsts) <= 1) {
 		r.Src, r.Dst = nonEmpty(r.Src, p.srcs), nonEmpty(r.Dst, p.dsts)
+		if len(r.Src) == 1 && r.Src[0].Bits() == 0 && r.SrcSet == "" {
+			r.Src = nil // 0.0.0.0/0: every address, no match at all
+		}
+		if len(r.Dst) == 1 && r.Dst[0].Bits() == 0 && r.DstSet == "" {
+			r.Dst = nil
+		}
 		return []Rule{r}
 	}
 	srcs, dsts := orAny(p.srcs), orAny(p.dsts)
@@ -546,7 +660,7 @@ func orAny(ps []netip.Prefix) []netip.Prefix {
 }
 
 func prefixOrNil(p netip.Prefix) []netip.Prefix {
-	if !p.IsValid() {
+	if !p.IsValid() || p.Bits() == 0 {
 		return nil
 	}
 	return []netip.Prefix{p}
@@ -554,11 +668,26 @@ func prefixOrNil(p netip.Prefix) []netip.Prefix {
 
 // Module option handlers.
 
-func portOpt(dst bool) func(p *ruleParser, neg bool, v []token) error {
+// portOpt parses --sport/--dport, resolving service names of network
+// ("": any protocol). The range is kept as iptables-nft keeps it: the
+// whole range is no port match (the module stays, as "-m tcp"), and (tcp
+// and udp; network "sctp!" keeps it) a negated range from 0 is the
+// positive range above it.
+func portOpt(dst bool, network string) func(p *ruleParser, neg bool, v []token) error {
+	keepNeg := strings.HasSuffix(network, "!")
+	network = strings.TrimSuffix(network, "!")
 	return func(p *ruleParser, neg bool, v []token) error {
-		pr, err := parsePortRange(v[0].s, p.r.Proto)
+		pr, err := parsePortRange(v[0].s, network)
 		if err != nil {
 			return p.fail(v[0], "%v", err)
+		}
+		switch {
+		case pr == PortRange{0, 65535} && neg:
+			return p.fail(v[0], "! %s 0:65535 matches no packet: remove the rule (iptables-nft saves it as a rule that matches every packet, a deliberate difference)", p.opt)
+		case pr == PortRange{0, 65535}:
+			return nil
+		case neg && pr.Lo == 0 && !keepNeg:
+			pr, neg = PortRange{pr.Hi + 1, 65535}, false
 		}
 		if dst {
 			if p.r.DPorts != nil {
@@ -579,6 +708,9 @@ func tcpFlagsOpt(p *ruleParser, neg bool, v []token) error {
 	mask, err := parseTCPFlags(v[0].s)
 	if err != nil {
 		return p.fail(v[0], "%v", err)
+	}
+	if mask == 0 {
+		return p.fail(v[0], "a --tcp-flags mask of NONE tests no flag: legacy iptables then never matches (unless COMP is NONE) while iptables-nft drops the match and matches every TCP packet; dpfw refuses it (a deliberate difference): name the flags to test")
 	}
 	comp, err := parseTCPFlags(v[1].s)
 	if err != nil {
@@ -633,7 +765,10 @@ func multiportOpt(dst bool) func(p *ruleParser, neg bool, v []token) error {
 		var prs []PortRange
 		slots := 0
 		for _, s := range strings.Split(v[0].s, ",") {
-			pr, err := parsePortRange(s, p.r.Proto)
+			if lo, hi, isRange := strings.Cut(s, ":"); isRange && (lo == "" || hi == "") {
+				return p.fail(v[0], "%q: a multiport range has both ends (PORT:PORT), unlike --dport's", s)
+			}
+			pr, err := parsePortRange(s, map[int]string{6: "tcp", 17: "udp", 132: "sctp"}[p.r.Proto])
 			if err != nil {
 				return p.fail(v[0], "%v", err)
 			}
@@ -655,11 +790,10 @@ func multiportOpt(dst bool) func(p *ruleParser, neg bool, v []token) error {
 		}
 		*target = prs
 		if dst {
-			p.r.DPortNeg = neg
+			p.r.DPortNeg, p.r.DPortsMulti = neg, true
 		} else {
-			p.r.SPortNeg = neg
+			p.r.SPortNeg, p.r.SPortsMulti = neg, true
 		}
-		p.r.Multiport = true
 		return nil
 	}
 }
@@ -705,20 +839,21 @@ func needOption(opt string) func(p *ruleParser, m *loaded) error {
 	}
 }
 
-// maxComment is the longest comment (xt_comment's XT_MAX_COMMENT_LEN, 256
-// with its NUL).
-const maxComment = 255
+// maxComment is the longest comment iptables-nft accepts (256 bytes, as
+// of iptables 1.8.9).
+const maxComment = 256
 
 func commentOpt(p *ruleParser, neg bool, v []token) error {
 	if len(v[0].s) > maxComment {
 		return p.fail(v[0], "a comment has at most %d characters", maxComment)
 	}
-	p.r.Comment = v[0].s
+	// iptables-nft keeps 255 of them (the kernel's comment ends in NUL).
+	p.r.Comment = v[0].s[:min(len(v[0].s), maxComment-1)]
 	return nil
 }
 
 func limitOpt(p *ruleParser, neg bool, v []token) error {
-	return p.limitOption(p.toks[p.i-len(v)].s, v[0])
+	return p.limitOption(p.opt, v[0])
 }
 
 func (p *ruleParser) limitOption(opt string, v token) error {
@@ -822,10 +957,8 @@ func rejectFinal(p *ruleParser) error {
 const maxLogPrefix = 29
 
 func logPrefixOpt(p *ruleParser, neg bool, v []token) error {
-	if len(v[0].s) > maxLogPrefix {
-		return p.fail(v[0], "a --log-prefix has at most %d characters", maxLogPrefix)
-	}
-	p.r.LogPrefix = v[0].s
+	// iptables cuts a longer prefix to 29 characters, and so does dpfw.
+	p.r.LogPrefix = v[0].s[:min(len(v[0].s), maxLogPrefix)]
 	return nil
 }
 

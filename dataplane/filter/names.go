@@ -190,19 +190,14 @@ func defaultRejectWith(f Family) string {
 	return "icmp-port-unreachable"
 }
 
-// logLevels are syslog's level names as the LOG target accepts them.
+// logLevels are syslog's level names as the LOG target accepts them
+// (libxt_LOG, iptables 1.8.9: "panic" too; not "err" or "warn").
 var logLevels = []string{"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"}
 
-// parseLogLevel reads --log-level: a name (also "panic", "err", "warn") or
-// 0-7, as libxt_LOG does.
+// parseLogLevel reads --log-level: a name or 0-7, as libxt_LOG does.
 func parseLogLevel(s string) (int, error) {
-	switch s {
-	case "panic":
+	if s == "panic" {
 		return 0, nil
-	case "err":
-		return 3, nil
-	case "warn":
-		return 4, nil
 	}
 	for i, n := range logLevels {
 		if s == n {
@@ -342,22 +337,20 @@ func protoSaveName(p int) string {
 }
 
 // parsePort reads a port: a number 0-65535 or a service name from
-// /etc/services for the rule's protocol, as iptables does.
-func parsePort(s string, proto int) (uint16, error) {
+// /etc/services of network ("tcp", "udp", "sctp"; "": any), as the
+// module that reads it does in iptables 1.8.9.
+func parsePort(s string, network string) (uint16, error) {
 	if n, err := strconv.Atoi(s); err == nil {
 		if n < 0 || n > 65535 {
 			return 0, fmt.Errorf("invalid port: want 0-65535")
 		}
 		return uint16(n), nil
 	}
-	network := "tcp"
-	switch proto {
-	case 17, 136:
-		network = "udp"
+	nets := []string{network}
+	if network == "" {
+		nets = []string{"tcp", "udp", "sctp"}
 	}
-	// As iptables 1.8.9 does, a service of another protocol's name
-	// resolves too (udp --dport ssh is 22).
-	for _, nw := range []string{network, "tcp", "udp", "sctp"} {
+	for _, nw := range nets {
 		if p, ok := services()[nw+"/"+s]; ok {
 			return p, nil
 		}
@@ -398,26 +391,26 @@ var services = sync.OnceValue(func() map[string]uint16 {
 
 // parsePortRange reads PORT, PORT:PORT, :PORT or PORT: (open ends are 0
 // and 65535).
-func parsePortRange(s string, proto int) (PortRange, error) {
+func parsePortRange(s string, network string) (PortRange, error) {
 	lo, hi, isRange := strings.Cut(s, ":")
 	if !isRange {
-		p, err := parsePort(s, proto)
+		p, err := parsePort(s, network)
 		return PortRange{p, p}, err
 	}
 	l, h := uint16(0), uint16(65535)
 	var err error
 	if lo != "" {
-		if l, err = parsePort(lo, proto); err != nil {
+		if l, err = parsePort(lo, network); err != nil {
 			return PortRange{}, err
 		}
 	}
 	if hi != "" {
-		if h, err = parsePort(hi, proto); err != nil {
+		if h, err = parsePort(hi, network); err != nil {
 			return PortRange{}, err
 		}
 	}
 	if l > h {
-		return PortRange{}, fmt.Errorf("invalid port range (min > max): write %d:%d", h, l)
+		return PortRange{}, fmt.Errorf("invalid port range (min > max): write %d:%d (iptables-nft accepts a reversed range for -p udp, where it matches nothing; dpfw refuses it)", h, l)
 	}
 	return PortRange{l, h}, nil
 }

@@ -338,7 +338,10 @@ func tokenize(line string) ([]token, error) {
 // filled matchDefs).
 var knownOptions = sync.OnceValue(func() []string {
 	out := []string{"-A", "--append", "-I", "--insert", "-N", "--new-chain", "-P", "--policy"}
-	for o := range genericOpts {
+	for o := range genericLong {
+		out = append(out, o)
+	}
+	for o := range genericShort {
 		out = append(out, o)
 	}
 	for _, m := range matchDefs {
@@ -437,7 +440,7 @@ command:
 	if what, ok := unsupportedCommands[cmd]; ok {
 		return fail(first, "the %s command (%s) edits a running rule set; a rules file builds one with -A, -I, -N and -P", cmd, what)
 	}
-	if g, ok := genericOpts[cmd]; ok && g == "-t" {
+	if cmd == "-t" || cmd == "--table" {
 		return fail(first, "dpfw implements the filter table only: remove -t (the filter table is the default)")
 	}
 	if len(toks) < 2 {
@@ -636,10 +639,7 @@ func parseAddrs(s string) ([]netip.Prefix, Family, error) {
 			return nil, 0, fmt.Errorf("mixes IPv4 and IPv6 addresses; write one rule per family")
 		}
 		fam = f
-		if p.Bits() == 0 {
-			continue // 0.0.0.0/0 and ::/0 match every address: no match at all, as iptables-save shows
-		}
-		out = append(out, p)
+		out = append(out, p) // a /0 prefix matches every address: the rule expands without a match for it
 	}
 	return out, fam, nil
 }

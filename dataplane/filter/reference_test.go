@@ -164,14 +164,24 @@ func randomRuleset(r *rand.Rand, nrules int) string {
 		if pneg != "" {
 			proto = "" // iptables refuses protocol options after ! -p
 		}
+		sneg := ""
 		if r.IntN(3) == 0 {
-			fmt.Fprintf(&b, " %s-s %s", neg(), addr())
+			sneg = neg()
+			fmt.Fprintf(&b, " %s-s %s", sneg, addr())
 		}
 		if r.IntN(3) == 0 {
-			fmt.Fprintf(&b, " %s-d %s,%s", neg(), addr(), addr())
+			if n := neg(); n != "" || sneg != "" {
+				fmt.Fprintf(&b, " %s-d %s", n, addr()) // iptables: no ! with several addresses
+			} else {
+				fmt.Fprintf(&b, " -d %s,%s", addr(), addr())
+			}
 		}
 		if r.IntN(4) == 0 {
-			fmt.Fprintf(&b, " %s-i %s", neg(), []string{"a", "b"}[r.IntN(2)])
+			iface := "-i"
+			if chain == "OUTPUT" {
+				iface = "-o" // iptables: no -i in OUTPUT
+			}
+			fmt.Fprintf(&b, " %s%s %s", neg(), iface, []string{"a", "b"}[r.IntN(2)])
 		}
 		if proto == "tcp" || proto == "udp" {
 			if neg := neg(); neg == "" {

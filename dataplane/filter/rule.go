@@ -71,8 +71,8 @@ type Rule struct {
 
 	SPorts, DPorts     []PortRange
 	SPortNeg, DPortNeg bool
-	// Multiport says the ports came from -m multiport.
-	Multiport bool
+	// SPortsMulti and DPortsMulti say the ports came from -m multiport.
+	SPortsMulti, DPortsMulti bool
 
 	In, Out       string
 	InNeg, OutNeg bool

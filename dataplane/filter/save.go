@@ -99,10 +99,10 @@ func (r *Rule) modulesToSave() []string {
 	if r.SrcSet != "" || r.DstSet != "" {
 		out = append(out, "set")
 	}
-	if name, ok := protoMatch[r.Proto]; ok && !r.Multiport && (len(r.SPorts)+len(r.DPorts) > 0 || r.TCPFlags || r.ICMPType >= 0) {
+	if name, ok := protoMatch[r.Proto]; ok && (len(r.SPorts) == 1 && !r.SPortsMulti || len(r.DPorts) == 1 && !r.DPortsMulti || r.TCPFlags || r.ICMPType >= 0) {
 		out = append(out, name)
 	}
-	if r.Multiport || len(r.SPorts) > 1 || len(r.DPorts) > 1 {
+	if r.SPortsMulti || r.DPortsMulti || len(r.SPorts) > 1 || len(r.DPorts) > 1 {
 		out = append(out, "multiport")
 	}
 	if r.States != 0 {
@@ -152,10 +152,10 @@ func negOpt(b *strings.Builder, neg bool, opt string) {
 }
 
 func savePorts(b *strings.Builder, r *Rule) {
-	if len(r.SPorts) == 1 && !r.Multiport {
+	if len(r.SPorts) == 1 && !r.SPortsMulti {
 		negOpt(b, r.SPortNeg, "--sport "+portString(r.SPorts[0]))
 	}
-	if len(r.DPorts) == 1 && !r.Multiport {
+	if len(r.DPorts) == 1 && !r.DPortsMulti {
 		negOpt(b, r.DPortNeg, "--dport "+portString(r.DPorts[0]))
 	}
 }
@@ -190,12 +190,12 @@ func saveMultiport(b *strings.Builder, r *Rule) {
 		}
 		return strings.Join(s, ",")
 	}
-	if r.Multiport || len(r.SPorts) > 1 {
+	if r.SPortsMulti || len(r.SPorts) > 1 {
 		if len(r.SPorts) > 0 {
 			negOpt(b, r.SPortNeg, "--sports "+list(r.SPorts))
 		}
 	}
-	if r.Multiport || len(r.DPorts) > 1 {
+	if r.DPortsMulti || len(r.DPorts) > 1 {
 		if len(r.DPorts) > 0 {
 			negOpt(b, r.DPortNeg, "--dports "+list(r.DPorts))
 		}
