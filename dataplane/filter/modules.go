@@ -122,7 +122,7 @@ var unsupportedMatches = map[string]string{
 	"recent":    "to rate-limit sources use -m hashlimit --hashlimit-mode srcip",
 	"iprange":   "list the addresses with -s/-d or a set (-m set --match-set NAME src)",
 	"addrtype":  "match the addresses with -s/-d",
-	"mark": "", "connmark": "", "owner": "", "physdev": "", "mac": "", "string": "", "u32": "", "time": "",
+	"mark":      "", "connmark": "", "owner": "", "physdev": "", "mac": "", "string": "", "u32": "", "time": "",
 	"pkttype": "", "length": "", "tos": "", "dscp": "", "ttl": "", "hl": "", "ecn": "", "policy": "", "helper": "",
 	"socket": "", "cgroup": "", "bpf": "", "quota": "", "statistic": "", "nfacct": "", "rpfilter": "", "devgroup": "",
 	"cpu": "", "realm": "", "rateest": "", "osf": "", "dccp": "", "udplite": "", "esp": "", "ah": "", "mh": "",
@@ -132,9 +132,9 @@ var unsupportedMatches = map[string]string{
 
 // unsupportedTargets are iptables targets dpfw does not implement.
 var unsupportedTargets = map[string]string{
-	"NFLOG":  "dpfw logs with -j LOG (its own log stream)",
-	"ULOG":   "dpfw logs with -j LOG (its own log stream)",
-	"QUEUE":  "", "NFQUEUE": "", "MARK": "", "CONNMARK": "", "DNAT": "dpfw implements the filter table only",
+	"NFLOG": "dpfw logs with -j LOG (its own log stream)",
+	"ULOG":  "dpfw logs with -j LOG (its own log stream)",
+	"QUEUE": "", "NFQUEUE": "", "MARK": "", "CONNMARK": "", "DNAT": "dpfw implements the filter table only",
 	"SNAT": "dpfw implements the filter table only", "MASQUERADE": "dpfw implements the filter table only",
 	"REDIRECT": "dpfw implements the filter table only", "NETMAP": "dpfw implements the filter table only",
 	"CT": "", "NOTRACK": "", "TCPMSS": "", "TRACE": "", "AUDIT": "", "CLASSIFY": "", "SET": "", "TEE": "",

@@ -119,7 +119,7 @@ func (r *Rule) modulesToSave() []string {
 
 // saveString prints a value as xtables_save_string does: bare when it is
 // only letters, digits, '_' and '-'; otherwise in double quotes with '"',
-// '\' and '\'' escaped by a backslash.
+// '\' and '\” escaped by a backslash.
 func saveString(b *strings.Builder, s string) {
 	bare := s != ""
 	for i := 0; i < len(s); i++ {
