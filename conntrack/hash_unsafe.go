@@ -78,7 +78,7 @@ func (t *Table) KeyOf(p *packet.Parsed, zone uint16, k *Tuple) uint64 {
 	}
 	var sp, dp uint16
 	if hasPorts(p.Proto) {
-		sp, dp = p.SrcPort, p.DstPort
+		sp, dp = ports(p)
 	}
 	src := uint64(*(*uint32)(unsafe.Pointer(&p.Src[0])))
 	dst := uint64(*(*uint32)(unsafe.Pointer(&p.Dst[0])))
@@ -103,9 +103,13 @@ func (t *Tuple) isReverseOf(o *Tuple) bool {
 	return pt[0] == po[2] && pt[1] == po[3] && pt[2] == po[0] && pt[3] == po[1] && pt[4] == reverseTail(po[4])
 }
 
-// reverseTail returns a tuple's last word (tail4) with the ports swapped:
-// the last word of the reverse tuple.
+// reverseTail returns a tuple's last word (tail4) with the ports swapped,
+// or for ICMP the type mapped to the reply's: the last word of the reverse
+// tuple (Reverse).
 func reverseTail(x uint64) uint64 {
+	if proto := uint8(x >> 32); isICMP(proto) {
+		return x&^0xffff0000 | uint64(icmpReverse(proto, uint16(x>>16)))<<16
+	}
 	return x&^0xffffffff | (x&0xffff)<<16 | (x>>16)&0xffff
 }
 

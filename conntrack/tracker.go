@@ -662,7 +662,7 @@ func quotedTuple(b []byte, v6 bool, zone uint16) (Tuple, bool) {
 			return t, false
 		}
 		id := uint16(l4[4])<<8 | uint16(l4[5])
-		t.SrcPort, t.DstPort = id, id
+		t.SrcPort, t.DstPort = id, uint16(l4[0])<<8|uint16(l4[1])
 	}
 	return t, true
 }

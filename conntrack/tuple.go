@@ -11,9 +11,12 @@ import (
 // Tuple identifies one direction of a connection. It is a flat, pointer-free,
 // fixed-size value (40 bytes, checked in tuple_test.go) so that it hashes as
 // bytes and copies cheaply. IPv4 addresses occupy the first 4 bytes of Src
-// and Dst; the rest is zero. For ICMP queries both ports hold the identifier
-// and Type holds the request type of the original direction; for protocols
-// without ports both are zero.
+// and Dst; the rest is zero. For ICMP and ICMPv6, SrcPort holds the
+// identifier and DstPort the type and code (type<<8 | code), as netfilter's
+// ICMP tuples do: an echo request and its reply are the two directions of
+// one connection (Reverse maps the type to its reply's), while an echo
+// request in the other direction is a connection of its own. For
+// protocols without ports both are zero.
 type Tuple struct {
 	Src, Dst         [16]byte
 	SrcPort, DstPort uint16
@@ -26,7 +29,39 @@ type Tuple struct {
 
 // Reverse returns the tuple of the other direction.
 func (t Tuple) Reverse() Tuple {
-	return Tuple{Src: t.Dst, Dst: t.Src, SrcPort: t.DstPort, DstPort: t.SrcPort, Proto: t.Proto, Family: t.Family, Zone: t.Zone}
+	sp, dp := t.DstPort, t.SrcPort
+	if isICMP(t.Proto) {
+		sp, dp = t.SrcPort, icmpReverse(t.Proto, t.DstPort)
+	}
+	return Tuple{Src: t.Dst, Dst: t.Src, SrcPort: sp, DstPort: dp, Proto: t.Proto, Family: t.Family, Zone: t.Zone}
+}
+
+func isICMP(proto uint8) bool { return proto == header.ProtoICMP || proto == header.ProtoICMPv6 }
+
+// icmpReplyType maps each ICMP query type to its reply's and back
+// (netfilter's invmap); other types map to themselves (they never start a
+// connection).
+var icmpReplyType = func() (m [2][256]uint8) {
+	for i := range 256 {
+		m[0][i], m[1][i] = uint8(i), uint8(i)
+	}
+	for _, p := range [][2]uint8{{header.ICMPv4Echo, header.ICMPv4EchoReply}, {header.ICMPv4Timestamp, header.ICMPv4Timestamp + 1},
+		{header.ICMPv4InfoRequest, header.ICMPv4InfoRequest + 1}, {header.ICMPv4AddrMask, header.ICMPv4AddrMask + 1}} {
+		m[0][p[0]], m[0][p[1]] = p[1], p[0]
+	}
+	for _, p := range [][2]uint8{{header.ICMPv6EchoRequest, header.ICMPv6EchoRequest + 1}, {header.ICMPv6NodeInfoQry, header.ICMPv6NodeInfoQry + 1}} {
+		m[1][p[0]], m[1][p[1]] = p[1], p[0]
+	}
+	return m
+}()
+
+// icmpReverse maps an ICMP tuple's type<<8|code to the other direction's.
+func icmpReverse(proto uint8, typeCode uint16) uint16 {
+	v := 0
+	if proto == header.ProtoICMPv6 {
+		v = 1
+	}
+	return uint16(icmpReplyType[v][typeCode>>8])<<8 | typeCode&0xff
 }
 
 // SrcAddr returns the source address.
@@ -60,6 +95,10 @@ func (t Tuple) AppendText(b []byte) []byte {
 		b = append(b, " dport="...)
 		b = strconv.AppendUint(b, uint64(t.DstPort), 10)
 	case header.ProtoICMP, header.ProtoICMPv6:
+		b = append(b, " type="...)
+		b = strconv.AppendUint(b, uint64(t.DstPort>>8), 10)
+		b = append(b, " code="...)
+		b = strconv.AppendUint(b, uint64(t.DstPort&0xff), 10)
 		b = append(b, " id="...)
 		b = strconv.AppendUint(b, uint64(t.SrcPort), 10)
 	}
@@ -74,12 +113,18 @@ func TupleOf(p *packet.Parsed, zone uint16) Tuple {
 		t.Family = 6
 	}
 	if hasPorts(p.Proto) {
-		// TCP, UDP and SCTP ports; for ICMP queries (echo and the others)
-		// the identifier, which names the flow in both directions
-		// (SrcPort == DstPort == id).
-		t.SrcPort, t.DstPort = p.SrcPort, p.DstPort
+		t.SrcPort, t.DstPort = ports(p)
 	}
 	return t
+}
+
+// ports are a packet's tuple ports: TCP, UDP and SCTP ports, or for ICMP
+// the identifier and type<<8|code. Precondition: hasPorts(p.Proto).
+func ports(p *packet.Parsed) (uint16, uint16) {
+	if isICMP(p.Proto) {
+		return p.SrcPort, uint16(p.ICMPType)<<8 | uint16(p.ICMPCode)
+	}
+	return p.SrcPort, p.DstPort
 }
 
 // hasPorts reports whether tuples of proto carry ports (or an ICMP id).

@@ -437,8 +437,12 @@ func (t Ref) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (
 			return Accept, ReasonNone
 		}
 	}
-	if ok, reason := t.inWindow(s, dir, ix, o); !ok {
+	switch v, reason := t.inWindow(s, dir, ix, o); v {
+	case winInvalid:
+		t.handleInvalid(ix, dir, assured)
 		return Invalid, reason
+	case winIgnore:
+		return Ignore, reason
 	}
 	t.lastIx, t.lastDir = ix, dir
 	t.State = ns
@@ -451,8 +455,36 @@ func (t Ref) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (
 // flagSimOpen in lastFlags marks a simultaneous open.
 const flagSimOpen = 1 << 7
 
-// inWindow is netfilter's tcp_in_window without NAT sequence offsets.
-func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (bool, Reason) {
+// windowVerdict is tcp_in_window's answer (netfilter's nf_ct_tcp_action).
+type windowVerdict uint8
+
+const (
+	winAccept windowVerdict = iota // in window: the state moves on
+	winIgnore                      // pass without changing anything (overly delayed, or overshooting)
+	winInvalid                     // INVALID
+)
+
+// initSender seeds a direction's window data from its SYN or SYN/ACK
+// (netfilter's tcp_init_sender).
+func initSender(snd, rcv *seen, s *Segment, end uint32, dir uint8) {
+	snd.End, snd.MaxEnd = end, end
+	snd.MaxWin = max(uint32(s.Window), 1)
+	parseOptions(s.Options, snd)
+	// RFC 7323: window scaling only if both sides offer it.
+	if dir == 1 && (snd.Flags&flagWScale == 0 || rcv.Flags&flagWScale == 0) {
+		snd.Scale, rcv.Scale = 0, 0
+	}
+}
+
+// inWindow is netfilter's tcp_in_window, without NAT sequence offsets, as
+// of Linux 6.1 to 6.18 (checked against 6.18's conntrack by the kernel
+// differential test, cmd/dpfw/kernel_diff_test.go): a segment whose data
+// or ACK lies below the window (overly delayed) is ignored, not INVALID; a
+// segment that overshoots the receiver's window by no more than its
+// largest window is ignored and advances the sender's end, so the ACK of
+// it stays valid; only a SYN re-initializes a direction in SYN_SENT or
+// SYN_RECV.
+func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (windowVerdict, Reason) {
 	snd, rcv := &t.Seen[dir], &t.Seen[1-dir]
 	seq, ack := s.Seq, s.Ack
 	sack := ack
@@ -461,37 +493,32 @@ func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (bool, Reason)
 	if rcv.Flags&flagSackPerm != 0 {
 		sack = highestSack(s.Options, ack)
 	}
-	if snd.MaxWin == 0 {
-		if s.Flags&tSYN != 0 {
-			// SYN-ACK in reply to a SYN, or SYN in reply direction
-			// (simultaneous open).
-			snd.End, snd.MaxEnd = end, end
-			snd.MaxWin = max(win, 1)
-			parseOptions(s.Options, snd)
-			// RFC 7323: window scaling only if both sides offer it.
-			if snd.Flags&flagWScale == 0 || rcv.Flags&flagWScale == 0 {
-				snd.Scale, rcv.Scale = 0, 0
-			}
-			if s.Flags&tACK == 0 {
-				return true, ReasonNone
-			}
-		} else {
-			// Mid-connection: use what the segment says.
-			snd.End = end
-			swin := win << snd.Scale
-			snd.MaxWin = max(swin, 1)
-			snd.MaxEnd = end + snd.MaxWin
-			if rcv.MaxWin == 0 {
-				rcv.End, rcv.MaxEnd = sack, sack
-			} else if sack == rcv.End+1 {
-				rcv.End++ // likely a keepalive reply
-			}
+	switch {
+	case snd.MaxWin == 0 && s.Flags&tSYN != 0:
+		// SYN-ACK in reply to a SYN, or SYN in reply direction
+		// (simultaneous open).
+		initSender(snd, rcv, s, end, dir)
+		if s.Flags&tACK == 0 {
+			return winAccept, ReasonNone
 		}
-	} else if ((t.State == SynSent && dir == 0) || (t.State == SynRecv && dir == 1)) && after(end, snd.End) {
-		// RFC 793: a reinitialized TCP uses larger sequence numbers.
-		snd.End, snd.MaxEnd = end, end
-		snd.MaxWin = max(win, 1)
-		parseOptions(s.Options, snd)
+	case snd.MaxWin == 0:
+		// Mid-connection: use what the segment says.
+		snd.End = end
+		swin := win << snd.Scale
+		snd.MaxWin = max(swin, 1)
+		snd.MaxEnd = end + snd.MaxWin
+		if rcv.MaxWin == 0 {
+			rcv.End, rcv.MaxEnd = sack, sack
+		} else if sack == rcv.End+1 {
+			rcv.End++ // likely a keepalive reply
+		}
+	case s.Flags&tSYN != 0 && after(end, snd.End) && (t.State == SynSent || t.State == SynRecv):
+		// RFC 793: a reinitialized TCP uses larger sequence numbers;
+		// start this direction again, as for its first SYN(-ACK).
+		initSender(snd, rcv, s, end, dir)
+		if dir == 1 && s.Flags&tACK == 0 {
+			return winAccept, ReasonNone
+		}
 	}
 	if s.Flags&tACK == 0 {
 		ack, sack = rcv.End, rcv.End
@@ -501,65 +528,94 @@ func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (bool, Reason)
 	if s.Flags&tRST != 0 && seq == 0 && t.State == SynSent {
 		seq, end = snd.End, snd.End // RST answering a SYN
 	}
+	liberal := snd.Flags&flagBeLiberal != 0 || o.Liberal
+	verdict := func(v windowVerdict, r Reason) (windowVerdict, Reason) {
+		if liberal {
+			return winAccept, ReasonNone // accepted as is, nothing updated
+		}
+		return v, r
+	}
 	maxAckWin := max(snd.MaxWin, maxAckWinConst)
-	inRecvWin := rcv.MaxWin == 0 || after(end, snd.End-rcv.MaxWin-1)
-	i := before(seq, snd.MaxEnd+1)
-	iii := before(sack, rcv.End+1)
-	iv := after(sack, rcv.End-maxAckWin-1)
-	if i && inRecvWin && iii && iv {
-		if s.Flags&tSYN == 0 {
-			win <<= snd.Scale
-		}
-		if swin := win + (sack - ack); snd.MaxWin < swin {
-			snd.MaxWin = swin
-		}
-		if after(end, snd.End) {
-			snd.End = end
-			snd.Flags |= flagUnacked
-		}
-		if s.Flags&tACK != 0 {
-			if snd.Flags&flagMaxAckSet == 0 {
-				snd.MaxAck = ack
-				snd.Flags |= flagMaxAckSet
-			} else if after(ack, snd.MaxAck) {
-				snd.MaxAck = ack
+	if !before(seq, snd.MaxEnd+1) {
+		overshot := end - snd.MaxEnd + 1
+		ackOK := after(sack, rcv.End-maxAckWin-1)
+		inRecv := rcv.MaxWin != 0 && after(end, snd.End-rcv.MaxWin-1)
+		if inRecv && ackOK && overshot <= rcv.MaxWin && before(sack, rcv.End+1) {
+			// More bytes than the receive window allowed: if the rules
+			// pass it and the peer ACKs it, that ACK must stay valid.
+			if !liberal {
+				snd.End = end
+				snd.Flags |= flagUnacked
 			}
+			return verdict(winIgnore, ReasonSeqAbove)
 		}
-		if rcv.MaxWin != 0 && after(end, snd.MaxEnd) {
-			rcv.MaxWin += end - snd.MaxEnd
+		return verdict(winInvalid, ReasonSeqAbove)
+	}
+	if !before(sack, rcv.End+1) {
+		return verdict(winInvalid, ReasonAckAbove)
+	}
+	if rcv.MaxWin != 0 && !after(end, snd.End-rcv.MaxWin-1) {
+		return verdict(winIgnore, ReasonSeqBelow) // already ACKed data retransmitted
+	}
+	if !after(sack, rcv.End-maxAckWin-1) {
+		return verdict(winIgnore, ReasonAckBelow) // possibly an overly delayed ACK
+	}
+	if s.Flags&tSYN == 0 {
+		win <<= snd.Scale
+	}
+	if swin := win + (sack - ack); snd.MaxWin < swin {
+		snd.MaxWin = swin
+	}
+	if after(end, snd.End) {
+		snd.End = end
+		snd.Flags |= flagUnacked
+	}
+	if s.Flags&tACK != 0 {
+		if snd.Flags&flagMaxAckSet == 0 {
+			snd.MaxAck = ack
+			snd.Flags |= flagMaxAckSet
+		} else if after(ack, snd.MaxAck) {
+			snd.MaxAck = ack
 		}
-		if after(sack+win, rcv.MaxEnd-1) {
-			rcv.MaxEnd = sack + win
-			if win == 0 {
-				rcv.MaxEnd++
+	}
+	if rcv.MaxWin != 0 && after(end, snd.MaxEnd) {
+		rcv.MaxWin += end - snd.MaxEnd
+	}
+	if after(sack+win, rcv.MaxEnd-1) {
+		rcv.MaxEnd = sack + win
+		if win == 0 {
+			rcv.MaxEnd++
+		}
+	}
+	if ack == rcv.End {
+		rcv.Flags &^= flagUnacked
+	}
+	if ix == idxAck {
+		if t.lastDir == dir && t.lastSeq == seq && t.lastEnd == end && t.lastWin == s.Window {
+			if t.Retrans < 255 {
+				t.Retrans++
 			}
+		} else {
+			t.lastSeq, t.lastEnd, t.lastWin, t.Retrans = seq, end, s.Window, 0
 		}
-		if ack == rcv.End {
-			rcv.Flags &^= flagUnacked
-		}
-		if ix == idxAck {
-			if t.lastDir == dir && t.lastSeq == seq && t.lastEnd == end && t.lastWin == s.Window {
-				if t.Retrans < 255 {
-					t.Retrans++
-				}
-			} else {
-				t.lastSeq, t.lastEnd, t.lastWin, t.Retrans = seq, end, s.Window, 0
-			}
-		}
-		return true, ReasonNone
 	}
-	if snd.Flags&flagBeLiberal != 0 || o.Liberal {
-		return true, ReasonNone
+	return winAccept, ReasonNone
+}
+
+// handleInvalid is netfilter's nf_tcp_handle_invalid, for a FIN or RST of
+// an assured connection found out of window: it records the segment as the
+// last one seen unless it answers a FIN or RST of the other direction (so
+// that a SYN after an out-of-window RST can reopen the connection).
+// (netfilter then also shortens the timeout of a connection whose FINs or
+// RSTs cross out of window; dpfw keeps its timeout.)
+func (t Ref) handleInvalid(ix index, dir uint8, assured bool) {
+	if !assured || (ix != idxRst && ix != idxFin) {
+		return
 	}
-	switch {
-	case !i:
-		return false, ReasonSeqAbove
-	case !inRecvWin:
-		return false, ReasonSeqBelow
-	case !iii:
-		return false, ReasonAckAbove
+	if t.lastDir != dir && (t.lastIx == idxFin || t.lastIx == idxRst) {
+		return
 	}
-	return false, ReasonAckBelow
+	t.lastIx, t.lastDir = ix, dir
 }
 
 // Unacked reports whether either direction has data not yet acknowledged.
