@@ -459,9 +459,9 @@ const flagSimOpen = 1 << 7
 type windowVerdict uint8
 
 const (
-	winAccept windowVerdict = iota // in window: the state moves on
-	winIgnore                      // pass without changing anything (overly delayed, or overshooting)
-	winInvalid                     // INVALID
+	winAccept  windowVerdict = iota // in window: the state moves on
+	winIgnore                       // pass without changing anything (overly delayed, or overshooting)
+	winInvalid                      // INVALID
 )
 
 // initSender seeds a direction's window data from its SYN or SYN/ACK
