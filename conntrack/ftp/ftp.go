@@ -41,8 +41,9 @@ func (a Announce) Active() bool { return a.Kind == Port || a.Kind == Eprt }
 func ParseClient(line []byte) (a Announce, ok bool, malformed bool) {
 	switch {
 	case hasPrefixFold(line, "PORT "):
-		a, ok := parseHostPort(line[5:])
-		if !ok {
+		a, rest, ok := parseHostPort(line[5:])
+		if !ok || len(rest) != 0 {
+			// nf_conntrack_ftp's PORT ends at the line's end ('\r').
 			return Announce{}, false, true
 		}
 		a.Kind = Port
@@ -57,9 +58,11 @@ func ParseClient(line []byte) (a Announce, ok bool, malformed bool) {
 	return Announce{}, false, false
 }
 
-// ParseServer parses a line the server sent: 227 and 229 replies.
+// ParseServer parses a line the server sent: 227 and 229 replies. As in
+// nf_conntrack_ftp (its search table has "227 " and "229 "), only a final
+// reply line counts: a "227-" continuation line announces nothing.
 func ParseServer(line []byte) (a Announce, ok bool, malformed bool) {
-	if len(line) < 4 || line[3] != ' ' && line[3] != '-' {
+	if len(line) < 4 || line[3] != ' ' {
 		return Announce{}, false, false
 	}
 	switch string(line[:3]) {
@@ -72,7 +75,7 @@ func ParseServer(line []byte) (a Announce, ok bool, malformed bool) {
 		for i < len(rest) && (rest[i] < '0' || rest[i] > '9') {
 			i++
 		}
-		a, ok := parseHostPort(rest[i:])
+		a, _, ok := parseHostPort(rest[i:])
 		if !ok {
 			return Announce{}, false, true
 		}
@@ -104,30 +107,42 @@ func ParseServer(line []byte) (a Announce, ok bool, malformed bool) {
 	return Announce{}, false, false
 }
 
-// parseHostPort parses "h1,h2,h3,h4,p1,p2" (possibly followed by other
-// text), each number 0–255, port not 0.
-func parseHostPort(b []byte) (Announce, bool) {
+// parseHostPort parses "h1,h2,h3,h4,p1,p2" and returns what follows it;
+// each number 0–255 (leading zeros allowed), port not 0.
+func parseHostPort(b []byte) (Announce, []byte, bool) {
 	var v [6]int
-	for k := 0; k < 6; k++ {
+	b, ok := numbers(b, v[:], ',')
+	if !ok {
+		return Announce{}, nil, false
+	}
+	port := v[4]<<8 | v[5]
+	if port == 0 {
+		return Announce{}, nil, false
+	}
+	addr := netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])})
+	return Announce{Addr: addr, Port: uint16(port)}, b, true
+}
+
+// numbers parses len(v) numbers 0–255 separated by sep and returns what
+// follows the last one. Leading zeros are allowed, as nf_conntrack_ftp's
+// try_number allows them (a number of more than 255 is refused: the
+// kernel would wrap it into the next byte).
+func numbers(b []byte, v []int, sep byte) ([]byte, bool) {
+	for k := range v {
 		n, used, ok := number(b, 255)
 		if !ok {
-			return Announce{}, false
+			return nil, false
 		}
 		v[k] = n
 		b = b[used:]
-		if k < 5 {
-			if len(b) == 0 || b[0] != ',' {
-				return Announce{}, false
+		if k < len(v)-1 {
+			if len(b) == 0 || b[0] != sep {
+				return nil, false
 			}
 			b = b[1:]
 		}
 	}
-	port := v[4]<<8 | v[5]
-	if port == 0 {
-		return Announce{}, false
-	}
-	addr := netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])})
-	return Announce{Addr: addr, Port: uint16(port)}, true
+	return b, true
 }
 
 // parseEprt parses "<d>af<d>addr<d>port<d>" (RFC 2428 §2).
@@ -135,16 +150,27 @@ func parseEprt(b []byte) (Announce, bool) {
 	if len(b) < 8 {
 		return Announce{}, false
 	}
+	// As nf_conntrack_ftp's try_eprt: a delimiter that is no digit, the
+	// family as one character, the delimiter again.
 	d := b[0]
-	if d < 33 || d > 126 {
+	if d < 33 || d > 126 || (d >= '0' && d <= '9') || b[2] != d || (b[1] != '1' && b[1] != '2') {
 		return Announce{}, false
 	}
-	b = b[1:]
-	af, n, ok := number(b, 2)
-	if !ok || (af != 1 && af != 2) || n >= len(b) || b[n] != d {
-		return Announce{}, false
+	af := int(b[1] - '0')
+	b = b[3:]
+	if af == 1 {
+		// The address as try_number reads it: leading zeros allowed.
+		var v [4]int
+		rest, ok := numbers(b, v[:], '.')
+		if !ok || len(rest) == 0 || rest[0] != d {
+			return Announce{}, false
+		}
+		port, n, ok := number(rest[1:], 65535)
+		if !ok || port == 0 || 1+n >= len(rest) || rest[1+n] != d {
+			return Announce{}, false
+		}
+		return Announce{Kind: Eprt, Addr: netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])}), Port: uint16(port)}, true
 	}
-	b = b[n+1:]
 	end := 0
 	for end < len(b) && b[end] != d {
 		end++
@@ -158,7 +184,7 @@ func parseEprt(b []byte) (Announce, bool) {
 		}
 	}
 	addr, err := netip.ParseAddr(view(b[:end]))
-	if err != nil || (af == 1) != addr.Is4() {
+	if err != nil || addr.Is4() {
 		return Announce{}, false
 	}
 	b = b[end+1:]

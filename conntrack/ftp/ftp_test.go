@@ -31,6 +31,16 @@ func TestParse(t *testing.T) {
 		{"EPRT |1|198.18.0.1|70000|", false, 0, "", 0, true},
 		{"EPRT |1|198.18.0.1|50000", false, 0, "", 0, true},
 		{"RETR file", false, 0, "", 0, false},
+		// nf_conntrack_ftp parity (Linux 6.x): leading zeros in PORT and
+		// in EPRT's IPv4 address; the family is one character; PORT ends
+		// the line.
+		{"PORT 198,018,000,001,195,080", false, ftp.Port, "198.18.0.1", 50000, false},
+		{"EPRT |1|198.018.000.001|50000|", false, ftp.Eprt, "198.18.0.1", 50000, false},
+		{"EPRT |01|198.18.0.1|50000|", false, 0, "", 0, true},
+		{"EPRT 1|1|198.18.0.1|50000|", false, 0, "", 0, true},
+		{"EPRT |2|198.18.0.1|50000|", false, 0, "", 0, true},
+		{"EPRT |1|198.18.0.300|50000|", false, 0, "", 0, true},
+		{"PORT 198,18,0,1,195,80 trailing", false, 0, "", 0, true},
 		// Servers: vsftpd, ProFTPD, Pure-FTPd, and variants.
 		{"227 Entering Passive Mode (198,18,0,2,195,80).", true, ftp.Pasv, "198.18.0.2", 50000, false},
 		{"227 Entering Passive Mode. 198,18,0,2,195,80", true, ftp.Pasv, "198.18.0.2", 50000, false},
@@ -43,6 +53,10 @@ func TestParse(t *testing.T) {
 		{"229 Entering Extended Passive Mode (|||0|)", true, 0, "", 0, true},
 		{"229 Entering Extended Passive Mode (||50001|)", true, 0, "", 0, true},
 		{"230 Login successful.", true, 0, "", 0, false},
+		// Continuation lines announce nothing (the kernel's search table
+		// has "227 " and "229 ").
+		{"227-Entering Passive Mode (198,18,0,2,195,80).", true, 0, "", 0, false},
+		{"229-Entering Extended Passive Mode (|||50001|)", true, 0, "", 0, false},
 		{"22", true, 0, "", 0, false},
 	}
 	for _, tt := range tests {
