@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -228,9 +229,20 @@ func (tr *Tracker) ftpLine(idx uint32, c *Conn, dir Dir, line []byte) {
 		a, ok, bad = ftp.ParseServer(line)
 	}
 	if bad {
+		// nf_conntrack_ftp drops a segment whose announcement it cannot
+		// parse ("partial matching"), so that the ends and the tracker
+		// never disagree about a data connection.
 		tr.FTP.Malformed++
+		tr.helperDrop = true
 	}
 	if !ok {
+		return
+	}
+	if a.Kind == ftp.Eprt && a.Addr.Is4() != (c.Orig.Family == 4) {
+		// try_eprt checks the family against the connection's: a
+		// mismatch is malformed, and the segment is dropped.
+		tr.FTP.Malformed++
+		tr.helperDrop = true
 		return
 	}
 	tr.FTP.Announces++
@@ -340,6 +352,69 @@ func (tr *Tracker) helperPayload(idx uint32, c *Conn, dir Dir, p *packet.Parsed)
 // PendingExpectations returns how many expectations wait for their
 // connection.
 func (tr *Tracker) PendingExpectations() int { return len(tr.expects) }
+
+// Expectation is an announced data connection not yet opened, as
+// conntrack -L expect shows it: from Src (any port) to Dst:DstPort, for
+// the control connection Master.
+type Expectation struct {
+	Src, Dst [16]byte
+	DstPort  uint16
+	Family   uint8
+	Zone     uint16
+	Master   Tuple
+	// Timeout is the time left, in ms.
+	Timeout uint32
+}
+
+// SrcAddr returns the address the data connection comes from.
+func (e *Expectation) SrcAddr() netip.Addr { return addr(e.Family, &e.Src) }
+
+// DstAddr returns the address the data connection goes to.
+func (e *Expectation) DstAddr() netip.Addr { return addr(e.Family, &e.Dst) }
+
+// AppendText appends the expectation as conntrack -L expect prints it
+// (timeout, protocol, the expected tuple with ports 0 for any source
+// port, the master's tuple, the helper).
+func (e *Expectation) AppendText(b []byte) []byte {
+	b = strconv.AppendUint(b, uint64(e.Timeout/1000), 10)
+	b = append(b, " proto=6 src="...)
+	b = e.SrcAddr().AppendTo(b)
+	b = append(b, " dst="...)
+	b = e.DstAddr().AppendTo(b)
+	b = append(b, " sport=0 dport="...)
+	b = strconv.AppendUint(b, uint64(e.DstPort), 10)
+	m := &e.Master
+	b = append(b, " master-src="...)
+	b = m.SrcAddr().AppendTo(b)
+	b = append(b, " master-dst="...)
+	b = m.DstAddr().AppendTo(b)
+	b = append(b, " sport="...)
+	b = strconv.AppendUint(b, uint64(m.SrcPort), 10)
+	b = append(b, " dport="...)
+	b = strconv.AppendUint(b, uint64(m.DstPort), 10)
+	return append(b, " helper=ftp"...)
+}
+
+// AppendExpectations appends the pending expectations to dst (up to its
+// capacity: it never allocates when dst has room) and reports whether
+// all fit.
+func (tr *Tracker) AppendExpectations(dst []Expectation) ([]Expectation, bool) {
+	for i := range tr.expects {
+		x := &tr.expects[i]
+		if int32(x.expires-tr.nowMs) <= 0 {
+			continue
+		}
+		if len(dst) == cap(dst) {
+			return dst, false
+		}
+		e := Expectation{Src: x.src, Dst: x.dst, DstPort: x.dport, Family: x.family, Zone: x.zone, Timeout: x.expires - tr.nowMs}
+		if c := tr.Table.Conn(x.master); c.flags&flagUsed != 0 {
+			e.Master = c.Orig
+		}
+		dst = append(dst, e)
+	}
+	return dst, true
+}
 
 // HelperBytes returns the FTP helper's preallocated memory per tracker.
 func HelperBytes(c FTPConfig) int {

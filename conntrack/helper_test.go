@@ -115,15 +115,21 @@ func TestFTPRefusals(t *testing.T) {
 			}
 		})
 	}
-	// Malformed numbers are counted; an over-long line is skipped.
+	// A malformed announcement is counted and its segment dropped (as
+	// nf_conntrack_ftp drops it); an out-of-range number is neither; an
+	// over-long line is skipped.
 	tr := ftpTracker()
 	cs, ss := control(t, tr, cli, srv)
-	tr.Track(data(t, cli, srv, 40000, 21, cs, ss, "PORT 198,18,0,1,999,1\r\n"), 0)
+	if r := tr.Track(data(t, cli, srv, 40000, 21, cs, ss, "PORT 198,18,0,1,19x,1\r\n"), 0); !r.HelperDrop {
+		t.Errorf("a malformed PORT: HelperDrop false; want the segment dropped")
+	}
 	long := make([]byte, 400)
 	for i := range long {
 		long[i] = 'x'
 	}
-	tr.Track(data(t, cli, srv, 40000, 21, cs+23, ss, string(long)+"\r\nPORT 198,18,0,1,195,82\r\n"), 0)
+	if r := tr.Track(data(t, cli, srv, 40000, 21, cs+23, ss, string(long)+"\r\nPORT 198,18,0,1,195,82\r\n"), 0); r.HelperDrop {
+		t.Errorf("a good PORT after an over-long line: dropped")
+	}
 	if tr.FTP.Malformed != 1 || tr.FTP.LineTooLong != 1 || tr.FTP.Created != 1 {
 		t.Errorf("malformed %d, too long %d, created %d; want 1, 1, 1", tr.FTP.Malformed, tr.FTP.LineTooLong, tr.FTP.Created)
 	}

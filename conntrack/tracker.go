@@ -131,6 +131,9 @@ type Outcome struct {
 	// Limited is set when a new connection was over the NEW rate cap:
 	// drop the packet.
 	Limited bool
+	// HelperDrop is set when the FTP helper found a malformed
+	// announcement in the segment: drop it, as nf_conntrack_ftp does.
+	HelperDrop bool
 	// Created is set when this packet created the entry. Like netfilter,
 	// which confirms a new connection only once its first packet is
 	// accepted, the caller must Delete the entry if the packet is dropped.
@@ -196,6 +199,7 @@ type Tracker struct {
 
 	// FTP helper state (see helper.go).
 	FTP        FTPStats
+	helperDrop bool // set by ftpLine for the segment being inspected
 	helpers    []helperSlot
 	freeHelper int32
 	expects    []expectation
@@ -404,7 +408,9 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 			c.flags |= flagAssured
 		}
 		if c.flags&flagHelper != 0 && ns == tcpstate.Established {
+			tr.helperDrop = false
 			tr.helperPayload(idx, c, dir, p)
+			r.HelperDrop = tr.helperDrop
 		}
 	case header.ProtoUDP:
 		timeout = tr.udpMs

@@ -18,6 +18,10 @@ import (
 type Request struct {
 	// Flush deletes matching entries instead of listing them.
 	Flush bool
+	// Expect lists the FTP helper's pending expectations (into
+	// Expectations) instead of connections.
+	Expect       bool
+	Expectations []conntrack.Expectation
 	// Match selects entries (nil: all).
 	Match func(*conntrack.Entry) bool
 
@@ -39,6 +43,11 @@ func NewRequest(flush bool, match func(*conntrack.Entry) bool, chunk int) *Reque
 		r.Entries = make([]conntrack.Entry, 0, max(chunk, 1))
 	}
 	return r
+}
+
+// NewExpectRequest returns a request for up to n pending expectations.
+func NewExpectRequest(n int) *Request {
+	return &Request{Expect: true, Expectations: make([]conntrack.Expectation, 0, max(n, 1)), done: make(chan struct{})}
 }
 
 // Done is closed when the worker has served the request (or a chunk).
@@ -87,6 +96,12 @@ func (pl *Pipeline) serveControl(busy bool) {
 		pl.lastServe = pl.now
 	}
 	tr := pl.Tracker
+	if r.Expect {
+		r.Expectations, _ = tr.AppendExpectations(r.Expectations[:0])
+		pl.mailbox.req.Store(nil)
+		close(r.done)
+		return
+	}
 	n := uint32(tr.Table.Cap())
 	step := uint32(entriesPerIdle)
 	if busy {

@@ -506,6 +506,9 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 	if res.Limited {
 		return filter.Drop, filter.DropNewRate
 	}
+	if res.HelperDrop {
+		return filter.Drop, filter.DropHelper
+	}
 	state := res.State
 	b.State[i] = state
 	// The connection's own packets (not ICMP errors about it) may use and

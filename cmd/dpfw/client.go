@@ -186,7 +186,34 @@ func conntrackCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.AddCommand(list, flush, stats)
+	expect := &cobra.Command{
+		Use: "expect", Short: "List the FTP helper's pending expectations (like conntrack -L expect)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res []struct {
+				Src     string `json:"Src"`
+				Dst     string `json:"Dst"`
+				DstPort uint16 `json:"dport"`
+				Master  string `json:"master"`
+				Timeout uint32 `json:"timeout"`
+				Text    string `json:"text"`
+			}
+			if err := call("GET", "/api/conntrack/expect", nil, &res); err != nil {
+				return err
+			}
+			if asJSON {
+				b, _ := json.MarshalIndent(res, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			for _, e := range res {
+				fmt.Fprintln(cmd.OutOrStdout(), e.Text)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "dpfw conntrack: %d expectations have been shown.\n", len(res))
+			return nil
+		},
+	}
+	expect.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.AddCommand(list, flush, stats, expect)
 	return c
 }
 

@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -238,7 +240,7 @@ func quiet(t *testing.T, ns string) {
 
 // kernelPath builds the kernel reference: A — bridge (br_netfilter, the
 // nft rules) — B, each in its own namespace.
-func kernelPath(t *testing.T) *kdPath {
+func kernelPath(t *testing.T, nftRules string) (*kdPath, netns) {
 	t.Helper()
 	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
 		_ = exec.Command("modprobe", "br_netfilter").Run()
@@ -259,7 +261,7 @@ func kernelPath(t *testing.T) *kdPath {
 	for _, k := range []string{"net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"} {
 		sh(t, "ip", "netns", "exec", string(br), "sysctl", "-qw", k)
 	}
-	nftFile(t, string(br), kdNftRules)
+	nftFile(t, string(br), nftRules)
 	for ns, l := range map[netns]string{a: "ka0", b: "kb0"} {
 		quiet(t, string(ns))
 		sh(t, "ip", "-n", string(ns), "link", "set", l, "up")
@@ -267,13 +269,13 @@ func kernelPath(t *testing.T) *kdPath {
 		_ = exec.Command("ip", "netns", "exec", string(ns), "ethtool", "-K", l, "tx", "off", "rx", "off").Run()
 	}
 	time.Sleep(200 * time.Millisecond)
-	return &kdPath{name: "kernel", side: [2]*rawSock{openRaw(t, string(a), "ka0"), openRaw(t, string(b), "kb0")}}
+	return &kdPath{name: "kernel", side: [2]*rawSock{openRaw(t, string(a), "ka0"), openRaw(t, string(b), "kb0")}}, br
 }
 
 // dpfwPath runs dpfw between two namespaces with the same rules.
-func dpfwPath(t *testing.T) (*kdPath, *proc) {
+func dpfwPath(t *testing.T, rules string) (*kdPath, *proc) {
 	t.Helper()
-	p, cns, sns := tapPair(t, kdDpfwRules)
+	p, cns, sns := tapPair(t, rules)
 	ci, si := fmt.Sprintf("dt%do", os.Getpid()%100000), fmt.Sprintf("dt%di", os.Getpid()%100000)
 	quiet(t, string(cns))
 	quiet(t, string(sns))
@@ -283,6 +285,12 @@ func dpfwPath(t *testing.T) (*kdPath, *proc) {
 // knownDifferences are the frames on which dpfw deliberately differs from
 // the kernel, by the "what" of the frame, with the reason.
 var knownDifferences = map[string]string{}
+
+// knownFTPDifferences are expectations the kernel makes and dpfw refuses
+// on purpose, by the announcement, with the reason.
+var knownFTPDifferences = map[string]string{
+	"PORT 198,18,0,1,256,85": "the kernel's parser has no range check and wraps 256,85 to port 85; dpfw makes no expectation of an out-of-range number",
+}
 
 // TestKernelConntrackDifferential sends generated sequences through both.
 func TestKernelConntrackDifferential(t *testing.T) {
@@ -294,14 +302,26 @@ func TestKernelConntrackDifferential(t *testing.T) {
 	if len(pkts) >= 1<<16 {
 		t.Fatalf("%d packets: markers are 16 bits", len(pkts))
 	}
-	k := kernelPath(t)
-	d, p := dpfwPath(t)
-	var kres, dres []bool
+	k, _ := kernelPath(t, kdNftRules)
+	d, p := dpfwPath(t, kdDpfwRules)
+	kres, dres := runBoth(k, d, pkts)
+	compareFates(t, pkts, kres, dres, p)
+	p.stop()
+}
+
+// runBoth sends pkts through both paths at once.
+func runBoth(k, d *kdPath, pkts []kdPacket) (kres, dres []bool) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); kres = k.run(pkts, 30*time.Millisecond) }()
 	go func() { defer wg.Done(); dres = d.run(pkts, 30*time.Millisecond) }()
 	wg.Wait()
+	return kres, dres
+}
+
+// compareFates requires every frame to get the same fate from both.
+func compareFates(t *testing.T, pkts []kdPacket, kres, dres []bool, p *proc) {
+	t.Helper()
 	agree, passed, known := 0, 0, 0
 	var bad []string
 	for i := range pkts {
@@ -330,7 +350,6 @@ func TestKernelConntrackDifferential(t *testing.T) {
 	if len(bad) > 0 {
 		t.Logf("dpfw:\n%s", p.dump())
 	}
-	p.stop()
 }
 
 func fate(passed bool) string {
@@ -413,6 +432,7 @@ type tcpSeg struct {
 	payload  int
 	wscale   int // window scale option on SYNs (-1: none)
 	badSum   bool
+	data     []byte // payload bytes (else payload zeros)
 }
 
 func (b *kdBuilder) tcp(f kdFlow, dir int, s tcpSeg, what string) []byte {
@@ -446,7 +466,10 @@ func (b *kdBuilder) tcp(f kdFlow, dir int, s tcpSeg, what string) []byte {
 	}
 	_ = t.SetNetworkLayerForChecksum(nl)
 	ls := []gopacket.SerializableLayer{eth, ipl, t}
-	if s.payload > 0 {
+	switch {
+	case s.data != nil:
+		ls = append(ls, gopacket.Payload(s.data))
+	case s.payload > 0:
 		ls = append(ls, gopacket.Payload(make([]byte, s.payload)))
 	}
 	fr := b.add(dir, what, ls...)
@@ -668,4 +691,191 @@ func (b *kdBuilder) icmpExchange(v6 bool) {
 	b.pkts = b.pkts[:len(b.pkts)-1] // never sent: only quoted
 	b.icmpError(h, 1, unsent, "ICMP error quoting an unknown flow")
 	_ = stray
+}
+
+// The FTP differential: control sessions whose lines announce data
+// connections, through the kernel's nf_conntrack_ftp (conntrack -L expect)
+// and through dpfw (dpfw conntrack expect): the same expectations.
+
+const kdFTPNft = `
+table inet kd {
+	ct helper ftp-standard {
+		type "ftp" protocol tcp;
+	}
+	chain pre_kd {
+		type filter hook prerouting priority filter;
+		tcp dport 21 ct helper set "ftp-standard"
+	}
+	chain forward_kd {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		ct state new ip saddr 198.18.0.1 tcp dport 21 accept
+		ct state new ip6 saddr 2001:2::1 tcp dport 21 accept
+	}
+}
+`
+
+const kdFTPDpfw = `
+rules:
+  iptables: |
+    -P FORWARD DROP
+    -A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
+    -A FORWARD -s 198.18.0.1 -p tcp --dport 21 -m state --state NEW -j ACCEPT
+    -A FORWARD -s 2001:2::1 -p tcp --dport 21 -m state --state NEW -j ACCEPT
+`
+
+// ftpAnnouncements are the lines, by the side that sends them (0: the
+// client, 1: the server), with whether the session is IPv6.
+var ftpAnnouncements = []struct {
+	dir  int
+	v6   bool
+	line string
+}{
+	{0, false, "PORT 198,18,0,1,195,80"},
+	{0, false, "PORT 198,018,000,001,195,81"},
+	{0, false, "port 198,18,0,1,195,82"},
+	{0, false, "PORT 198,18,0,9,195,83"}, // another host: a bounce
+	{0, false, "PORT 198,18,0,1,195,84 trailing"},
+	{0, false, "PORT 198,18,0,1,195"},
+	{0, false, "PORT 198,18,0,1,256,85"}, // knownFTPDifferences
+	{0, false, "PORT 198,18,0,1,0,80"},   // a low port: refused by dpfw unless allow_low_ports
+	{0, false, "EPRT |1|198.18.0.1|50010|"},
+	{0, false, "EPRT |1|198.018.000.001|50011|"},
+	{0, false, "EPRT !1!198.18.0.1!50013!"},
+	{0, false, "EPRT |01|198.18.0.1|50014|"},
+	{0, false, "EPRT |2|198.18.0.1|50015|"},
+	{0, false, "EPRT |1|198.18.0.1|0|"},
+	{0, true, "EPRT |2|2001:2::1|50016|"},
+	{0, true, "EPRT |1|198.18.0.1|50017|"},
+	{0, true, "EPRT |2|2001:2::9|50018|"},
+	{1, false, "227 Entering Passive Mode (198,18,0,2,195,90)."},
+	{1, false, "227-Entering Passive Mode (198,18,0,2,195,91)."},
+	{1, false, "227 Entering Passive Mode 198,18,0,2,195,92"},
+	{1, false, "227 Entering Passive Mode (198,18,0,7,195,93)."},
+	{1, false, "227 Entering Passive Mode (198,018,0,002,195,94)."},
+	{1, false, "229 Entering Extended Passive Mode (|||50095|)"},
+	{1, false, "229-Entering Extended Passive Mode (|||50096|)"},
+	{1, false, "229 Entering Extended Passive Mode (||50097|)"},
+	{1, true, "229 Entering Extended Passive Mode (|||50098|)"},
+}
+
+// ftpSessions builds one control connection per announcement: handshake,
+// a first line each way (nf_conntrack_ftp reads a direction only after a
+// line end it has seen), the announcement, its ACK.
+func ftpSessions(r *rand.Rand) []kdPacket {
+	b := &kdBuilder{r: r}
+	for i, a := range ftpAnnouncements {
+		b.label = fmt.Sprintf("ftp %d %q", i, a.line)
+		f := b.newFlow(a.v6, 21)
+		ia, ib := r.Uint32(), r.Uint32()
+		b.tcp(f, 0, tcpSeg{flags: "S", seq: ia, win: 64000, wscale: -1}, "SYN")
+		b.tcp(f, 1, tcpSeg{flags: "SA", seq: ib, ack: ia + 1, win: 64000, wscale: -1}, "SYN/ACK")
+		sa, sb := ia+1, ib+1
+		b.tcp(f, 0, tcpSeg{flags: "A", seq: sa, ack: sb, win: 64000}, "ACK")
+		banner := []byte("220 ready\r\n")
+		b.tcp(f, 1, tcpSeg{flags: "PA", seq: sb, ack: sa, win: 64000, data: banner}, "banner")
+		sb += uint32(len(banner))
+		user := []byte("USER anonymous\r\n")
+		b.tcp(f, 0, tcpSeg{flags: "PA", seq: sa, ack: sb, win: 64000, data: user}, "USER")
+		sa += uint32(len(user))
+		b.tcp(f, 1, tcpSeg{flags: "A", seq: sb, ack: sa, win: 64000}, "ACK")
+		line := []byte(a.line + "\r\n")
+		if a.dir == 0 {
+			b.tcp(f, 0, tcpSeg{flags: "PA", seq: sa, ack: sb, win: 64000, data: line}, "announcement")
+			sa += uint32(len(line))
+			b.tcp(f, 1, tcpSeg{flags: "A", seq: sb, ack: sa, win: 64000}, "ACK")
+		} else {
+			b.tcp(f, 1, tcpSeg{flags: "PA", seq: sb, ack: sa, win: 64000, data: line}, "announcement")
+			sb += uint32(len(line))
+			b.tcp(f, 0, tcpSeg{flags: "A", seq: sa, ack: sb, win: 64000}, "ACK")
+		}
+	}
+	return b.pkts
+}
+
+// expectKey is what both sides must agree on: the control connection
+// (by its client port), the data connection's endpoints and port.
+type expectKey struct {
+	master          int
+	src, dst, dport string
+}
+
+var expectRE = regexp.MustCompile(`src=(\S+) dst=(\S+) sport=0 dport=(\d+) .*master-src=\S+ master-dst=\S+ sport=(\d+) dport=21`)
+
+// knownFTP reports whether the kernel's expectation e comes from an
+// announcement in knownFTPDifferences (by its master's client port: the
+// sessions' ports are 10001, 10002, … in ftpAnnouncements' order), or is
+// one of the low ports dpfw refuses by default.
+func knownFTP(e expectKey) bool {
+	i := e.master - 10001
+	if i < 0 || i >= len(ftpAnnouncements) {
+		return false
+	}
+	if _, ok := knownFTPDifferences[ftpAnnouncements[i].line]; ok {
+		return true
+	}
+	port, _ := strconv.Atoi(e.dport)
+	return port < 1024 && ftpAnnouncements[i].dir == 0
+}
+
+func parseExpectations(out string) map[expectKey]bool {
+	m := map[expectKey]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		if s := expectRE.FindStringSubmatch(l); s != nil {
+			port, _ := strconv.Atoi(s[4])
+			m[expectKey{master: port, src: s[1], dst: s[2], dport: s[3]}] = true
+		}
+	}
+	return m
+}
+
+// TestKernelFTPExpectations: the same announcements, the same
+// expectations (and the same fate for every frame of the sessions).
+func TestKernelFTPExpectations(t *testing.T) {
+	requireDPDK(t)
+	if _, err := exec.LookPath("conntrack"); err != nil && os.Getenv("CI") == "" {
+		t.Skip("conntrack is not installed (make deps)")
+	}
+	pkts := ftpSessions(rand.New(rand.NewPCG(21, 21)))
+	k, br := kernelPath(t, kdFTPNft)
+	d, p := dpfwPath(t, kdFTPDpfw)
+	kres, dres := runBoth(k, d, pkts)
+	compareFates(t, pkts, kres, dres, p)
+	var kout []byte
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		out, err := exec.Command("ip", "netns", "exec", string(br), "conntrack", "-L", "expect", "-f", fam).CombinedOutput()
+		if err != nil {
+			t.Fatalf("conntrack -L expect -f %s: %v\n%s", fam, err, out)
+		}
+		kout = append(kout, out...)
+	}
+	dout, err := p.cli("conntrack", "expect")
+	if err != nil {
+		t.Fatalf("dpfw conntrack expect: %v\n%s", err, dout)
+	}
+	kexp, dexp := parseExpectations(string(kout)), parseExpectations(dout)
+	if len(kexp) == 0 {
+		t.Fatalf("the kernel made no expectation; is nf_conntrack_ftp there?\n%s", kout)
+	}
+	same, known := 0, 0
+	for e := range kexp {
+		switch {
+		case dexp[e]:
+			same++
+		case knownFTP(e):
+			known++
+		default:
+			t.Errorf("the kernel expects %+v, dpfw does not", e)
+		}
+	}
+	for e := range dexp {
+		if !kexp[e] {
+			t.Errorf("dpfw expects %+v, the kernel does not", e)
+		}
+	}
+	t.Logf("FTP: %d announcements, %d expectations in the kernel, %d in dpfw, %d the same, %d known differences", len(ftpAnnouncements), len(kexp), len(dexp), same, known)
+	if t.Failed() {
+		t.Logf("kernel:\n%s\ndpfw:\n%s", kout, dout)
+	}
+	p.stop()
 }

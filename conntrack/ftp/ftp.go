@@ -37,26 +37,41 @@ func (a Announce) Active() bool { return a.Kind == Port || a.Kind == Eprt }
 
 // ParseClient parses a line the client sent (without the line ending).
 // Commands are case-insensitive (RFC 959 §5.3). ok is false for lines that
-// are not PORT/EPRT; err is set for PORT/EPRT lines that are malformed.
+// are not PORT/EPRT. malformed is set for PORT/EPRT lines that
+// nf_conntrack_ftp finds malformed (a "partial match"), whose segment it
+// drops. A line whose numbers are out of range (an address byte over 255)
+// is neither: the kernel's parser wraps such numbers into the next byte;
+// dpfw makes no expectation of it and lets it pass.
 func ParseClient(line []byte) (a Announce, ok bool, malformed bool) {
 	switch {
 	case hasPrefixFold(line, "PORT "):
-		a, rest, ok := parseHostPort(line[5:])
-		if !ok || len(rest) != 0 {
-			// nf_conntrack_ftp's PORT ends at the line's end ('\r').
-			return Announce{}, false, true
+		a, rest, err := parseHostPort(line[5:])
+		if err == errNone && len(rest) != 0 {
+			err = errSyntax // nf_conntrack_ftp's PORT ends at the line's end ('\r')
+		}
+		if err != errNone {
+			return Announce{}, false, err == errSyntax
 		}
 		a.Kind = Port
 		return a, true, false
 	case hasPrefixFold(line, "EPRT "):
-		a, ok := parseEprt(line[5:])
-		if !ok {
-			return Announce{}, false, true
+		a, err := parseEprt(line[5:])
+		if err != errNone {
+			return Announce{}, false, err == errSyntax
 		}
 		return a, true, false
 	}
 	return Announce{}, false, false
 }
+
+// parseErr says why a line announced nothing.
+type parseErr uint8
+
+const (
+	errNone   parseErr = iota
+	errSyntax          // malformed: netfilter drops the segment
+	errRange           // well formed, a number out of range
+)
 
 // ParseServer parses a line the server sent: 227 and 229 replies. As in
 // nf_conntrack_ftp (its search table has "227 " and "229 "), only a final
@@ -75,9 +90,9 @@ func ParseServer(line []byte) (a Announce, ok bool, malformed bool) {
 		for i < len(rest) && (rest[i] < '0' || rest[i] > '9') {
 			i++
 		}
-		a, _, ok := parseHostPort(rest[i:])
-		if !ok {
-			return Announce{}, false, true
+		a, _, err := parseHostPort(rest[i:])
+		if err != errNone {
+			return Announce{}, false, err == errSyntax
 		}
 		a.Kind = Pasv
 		return a, true, false
@@ -109,90 +124,107 @@ func ParseServer(line []byte) (a Announce, ok bool, malformed bool) {
 
 // parseHostPort parses "h1,h2,h3,h4,p1,p2" and returns what follows it;
 // each number 0–255 (leading zeros allowed), port not 0.
-func parseHostPort(b []byte) (Announce, []byte, bool) {
+func parseHostPort(b []byte) (Announce, []byte, parseErr) {
 	var v [6]int
-	b, ok := numbers(b, v[:], ',')
-	if !ok {
-		return Announce{}, nil, false
+	b, err := numbers(b, v[:], ',')
+	if err != errNone {
+		return Announce{}, nil, err
 	}
 	port := v[4]<<8 | v[5]
 	if port == 0 {
-		return Announce{}, nil, false
+		return Announce{}, nil, errSyntax
 	}
 	addr := netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])})
-	return Announce{Addr: addr, Port: uint16(port)}, b, true
+	return Announce{Addr: addr, Port: uint16(port)}, b, errNone
 }
 
-// numbers parses len(v) numbers 0–255 separated by sep and returns what
-// follows the last one. Leading zeros are allowed, as nf_conntrack_ftp's
-// try_number allows them (a number of more than 255 is refused: the
-// kernel would wrap it into the next byte).
-func numbers(b []byte, v []int, sep byte) ([]byte, bool) {
+// numbers parses len(v) numbers separated by sep and returns what follows
+// the last one. Leading zeros are allowed, as nf_conntrack_ftp's
+// try_number allows them; a number over 255 is errRange (the kernel would
+// wrap it into the next byte).
+func numbers(b []byte, v []int, sep byte) ([]byte, parseErr) {
+	res := errNone
 	for k := range v {
-		n, used, ok := number(b, 255)
-		if !ok {
-			return nil, false
+		n, used := digits(b)
+		if used == 0 || used > 10 {
+			return nil, errSyntax
+		}
+		if n > 255 {
+			res = errRange
 		}
 		v[k] = n
 		b = b[used:]
 		if k < len(v)-1 {
 			if len(b) == 0 || b[0] != sep {
-				return nil, false
+				return nil, errSyntax
 			}
 			b = b[1:]
 		}
 	}
-	return b, true
+	return b, res
+}
+
+// digits reads a decimal number (its value capped) and how many digits it
+// had.
+func digits(b []byte) (n, used int) {
+	for used < len(b) && b[used] >= '0' && b[used] <= '9' {
+		n = min(n*10+int(b[used]-'0'), 1<<30)
+		used++
+	}
+	return n, used
 }
 
 // parseEprt parses "<d>af<d>addr<d>port<d>" (RFC 2428 §2).
-func parseEprt(b []byte) (Announce, bool) {
+func parseEprt(b []byte) (Announce, parseErr) {
 	if len(b) < 8 {
-		return Announce{}, false
+		return Announce{}, errSyntax
 	}
 	// As nf_conntrack_ftp's try_eprt: a delimiter that is no digit, the
 	// family as one character, the delimiter again.
 	d := b[0]
 	if d < 33 || d > 126 || (d >= '0' && d <= '9') || b[2] != d || (b[1] != '1' && b[1] != '2') {
-		return Announce{}, false
+		return Announce{}, errSyntax
 	}
 	af := int(b[1] - '0')
 	b = b[3:]
 	if af == 1 {
 		// The address as try_number reads it: leading zeros allowed.
 		var v [4]int
-		rest, ok := numbers(b, v[:], '.')
-		if !ok || len(rest) == 0 || rest[0] != d {
-			return Announce{}, false
+		rest, err := numbers(b, v[:], '.')
+		if err == errSyntax || len(rest) == 0 || rest[0] != d {
+			return Announce{}, errSyntax
 		}
 		port, n, ok := number(rest[1:], 65535)
 		if !ok || port == 0 || 1+n >= len(rest) || rest[1+n] != d {
-			return Announce{}, false
+			return Announce{}, errSyntax
 		}
-		return Announce{Kind: Eprt, Addr: netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])}), Port: uint16(port)}, true
+		if err != errNone {
+			return Announce{}, err
+		}
+		return Announce{Kind: Eprt, Addr: netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])}), Port: uint16(port)}, errNone
 	}
 	end := 0
 	for end < len(b) && b[end] != d {
 		end++
 	}
 	if end == len(b) || end == 0 || end > 45 {
-		return Announce{}, false
+		return Announce{}, errSyntax
 	}
 	for _, c := range b[:end] {
 		if c == '%' { // no zones
-			return Announce{}, false
+			return Announce{}, errSyntax
 		}
 	}
 	addr, err := netip.ParseAddr(view(b[:end]))
 	if err != nil || addr.Is4() {
-		return Announce{}, false
+		return Announce{}, errSyntax
 	}
 	b = b[end+1:]
 	port, n, ok := number(b, 65535)
 	if !ok || port == 0 || n >= len(b) || b[n] != d {
-		return Announce{}, false
+		return Announce{}, errSyntax
 	}
-	return Announce{Kind: Eprt, Addr: addr, Port: uint16(port)}, true
+	return Announce{Kind: Eprt, Addr: addr, Port: uint16(port)}, errNone
 }
 
 // number parses a decimal number of at most 5 digits, no larger than max.

@@ -18,10 +18,10 @@ func TestParse(t *testing.T) {
 		// RFC 959 and real clients.
 		{"PORT 198,18,0,1,195,80", false, ftp.Port, "198.18.0.1", 50000, false},
 		{"port 198,18,0,1,4,1", false, ftp.Port, "198.18.0.1", 1025, false},
-		{"PORT 198,18,0,256,4,1", false, 0, "", 0, true},
+		{"PORT 198,18,0,256,4,1", false, 0, "", 0, false}, // out of range: no expectation, no drop
 		{"PORT 198,18,0,1,4", false, 0, "", 0, true},
 		{"PORT 198,18,0,1,0,0", false, 0, "", 0, true},
-		{"PORT 1981,18,0,1,4,1", false, 0, "", 0, true},
+		{"PORT 1981,18,0,1,4,1", false, 0, "", 0, false},
 		// RFC 2428, any delimiter.
 		{"EPRT |1|198.18.0.1|50000|", false, ftp.Eprt, "198.18.0.1", 50000, false},
 		{"EPRT |2|2001:db8::1|50001|", false, ftp.Eprt, "2001:db8::1", 50001, false},
@@ -39,14 +39,14 @@ func TestParse(t *testing.T) {
 		{"EPRT |01|198.18.0.1|50000|", false, 0, "", 0, true},
 		{"EPRT 1|1|198.18.0.1|50000|", false, 0, "", 0, true},
 		{"EPRT |2|198.18.0.1|50000|", false, 0, "", 0, true},
-		{"EPRT |1|198.18.0.300|50000|", false, 0, "", 0, true},
+		{"EPRT |1|198.18.0.300|50000|", false, 0, "", 0, false},
 		{"PORT 198,18,0,1,195,80 trailing", false, 0, "", 0, true},
 		// Servers: vsftpd, ProFTPD, Pure-FTPd, and variants.
 		{"227 Entering Passive Mode (198,18,0,2,195,80).", true, ftp.Pasv, "198.18.0.2", 50000, false},
 		{"227 Entering Passive Mode. 198,18,0,2,195,80", true, ftp.Pasv, "198.18.0.2", 50000, false},
 		{"227 Entering Passive Mode 198,18,0,2,195,80", true, ftp.Pasv, "198.18.0.2", 50000, false},
 		{"227 =198,18,0,2,195,80", true, ftp.Pasv, "198.18.0.2", 50000, false},
-		{"227 Entering Passive Mode (198,18,0,2,300,80)", true, 0, "", 0, true},
+		{"227 Entering Passive Mode (198,18,0,2,300,80)", true, 0, "", 0, false},
 		{"229 Entering Extended Passive Mode (|||50001|)", true, ftp.Epsv, "", 50001, false},
 		{"229 Extended Passive mode OK (|||50002|)", true, ftp.Epsv, "", 50002, false},
 		{"229 Entering Extended Passive Mode (!!!50003!)", true, ftp.Epsv, "", 50003, false},

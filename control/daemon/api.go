@@ -158,6 +158,28 @@ func (d *Daemon) Conntrack(ctx context.Context, f ConnFilter, flush bool, limit 
 	return deleted, nil
 }
 
+// Expectations returns every worker's pending FTP expectations.
+func (d *Daemon) Expectations(ctx context.Context) ([]conntrack.Expectation, error) {
+	var out []conntrack.Expectation
+	for w, pl := range d.pipes {
+		req := dataplane.NewExpectRequest(d.Config.Conntrack.FTP.MaxExpectations)
+		for !pl.Post(req) {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+		select {
+		case <-req.Done():
+		case <-ctx.Done():
+			return nil, fmt.Errorf("worker %d did not answer: %w", w, ctx.Err())
+		}
+		out = append(out, req.Expectations...)
+	}
+	return out, nil
+}
+
 // listTimeout is how long a listing or flush may take: a busy worker
 // examines entriesPerRound slots every busyServeEvery, so this grows with
 // the table (2 M slots: about 3 s), with a wide margin.
@@ -349,6 +371,29 @@ func (d *Daemon) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /api/conntrack", conn(false))
 	mux.HandleFunc("POST /api/conntrack/flush", conn(true))
+	mux.HandleFunc("GET /api/conntrack/expect", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d.listTimeout())
+		defer cancel()
+		es, err := d.Expectations(ctx)
+		if err != nil {
+			fail(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		type expect struct {
+			Src, Dst   string
+			DstPort    uint16 `json:"dport"`
+			Master     string `json:"master"`
+			TimeoutSec uint32 `json:"timeout"`
+			Text       string `json:"text"`
+		}
+		out := []expect{}
+		for i := range es {
+			e := &es[i]
+			out = append(out, expect{Src: e.SrcAddr().String(), Dst: e.DstAddr().String(), DstPort: e.DstPort,
+				Master: e.Master.String(), TimeoutSec: e.Timeout / 1000, Text: string(e.AppendText(nil))})
+		}
+		writeJSON(w, 200, out)
+	})
 	mux.HandleFunc("GET /api/conntrack/stats", func(w http.ResponseWriter, r *http.Request) {
 		var out []map[string]any
 		for i, ct := range d.CTCounters() {

@@ -97,7 +97,7 @@ var (
 	expExpired = desc("conntrack", "expectations_expired_total", "Expectations that timed out unused.", workerLabels)
 	expPending = desc("conntrack", "expectations", "Expectations waiting for their connection.", workerLabels)
 	expRefused = desc("conntrack", "expectations_refused_total", "Announcements that created no expectation, by reason.", []string{"worker", "reason"})
-	ftpBad     = desc("conntrack", "ftp_malformed_total", "FTP PORT/EPRT/227/229 lines with malformed numbers.", workerLabels)
+	ftpBad     = desc("conntrack", "ftp_malformed_total", "FTP PORT/EPRT/227/229 lines that nf_conntrack_ftp finds malformed; their segments are dropped (drop reason ftp_malformed), as the kernel drops them.", workerLabels)
 	ftpLong    = desc("conntrack", "ftp_line_too_long_total", "FTP control lines longer than the helper's buffer (skipped).", workerLabels)
 
 	rulePackets = desc("rule", "packets_total", "Packets decided by a rule or chain policy (like iptables -L -v).", []string{"chain", "rule", "target", "comment"})

@@ -65,6 +65,9 @@ const (
 	DropBadChecksum
 	// DropNewRate: a new connection over conntrack.new_per_second.
 	DropNewRate
+	// DropHelper: the FTP helper found a malformed announcement in the
+	// segment (nf_conntrack_ftp drops it too).
+	DropHelper
 	// NumDropReasons is the number of reasons; not a reason.
 	NumDropReasons
 )
@@ -73,7 +76,7 @@ var dropNames = [...]string{
 	"none", "truncated_l2", "bad_ipv4_header", "bad_ipv6_header", "bad_ipv6_ext_header",
 	"truncated_l4", "bad_tcp_offset", "bad_udp_length", "tiny_fragment", "too_many_vlan_tags",
 	"oversize", "non_ip", "rule", "ct_invalid", "table_full", "tx_full", "steer_full", "no_route",
-	"fragment", "shutdown", "bad_checksum", "ct_new_rate",
+	"fragment", "shutdown", "bad_checksum", "ct_new_rate", "ftp_malformed",
 }
 
 func (r DropReason) String() string {
