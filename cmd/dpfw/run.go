@@ -65,6 +65,9 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := ruleset.MemoryPlan(cfg, f).Fits(ruleset.MachineMemory()); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
 			for _, w := range cfg.Warnings() {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d: warning: %s: %s\n", name, config.LineOf(cfg.Lines, w.Key), w.Key, w.Msg)
 			}

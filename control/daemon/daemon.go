@@ -152,7 +152,11 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	d.logs = make(chan dataplane.LogRecord, 1024)
 	go d.writeLogs(d.logs)
 	log.Info("connection tracking", "capacity_per_worker", cfg.Conntrack.Capacity)
-	log.Info("memory allocated at start-up (bounded by the configuration)", "total", ruleset.MemoryPlan(cfg, f).String())
+	plan := ruleset.MemoryPlan(cfg, f)
+	if err := plan.Fits(ruleset.MachineMemory()); err != nil {
+		return nil, err
+	}
+	log.Info("memory allocated at start-up (bounded by the configuration)", "total", plan.String())
 	steer := false
 	switch cfg.Workers.Steering {
 	case "on":
@@ -337,7 +341,9 @@ const lossLogEvery = 10 * time.Second
 // oversize, and frames the devices failed to send (tx_errors). Each is a
 // metric too; the log line says what to do.
 func (d *Daemon) watchLosses(quit <-chan struct{}, every time.Duration) {
-	t := time.NewTicker(every)
+	// The first look comes soon after start (losses of a misconfigured
+	// MTU show at once), then every interval.
+	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
 	last := map[string]uint64{}
 	delta := func(key string, now uint64) uint64 {
@@ -350,6 +356,7 @@ func (d *Daemon) watchLosses(quit <-chan struct{}, every time.Duration) {
 		case <-quit:
 			return
 		case <-t.C:
+			t.Reset(every)
 		}
 		if n := delta("oversize", d.Total().Drops[filter.DropOversize]); n > 0 {
 			d.log.Warn("frames larger than one mbuf were dropped (drop reason oversize): raise mempool.data_room above the ports' MTU + 22, or lower the MTU", "frames", n, "data_room", d.Config.Mempool.DataRoom)

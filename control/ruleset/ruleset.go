@@ -5,6 +5,9 @@ package ruleset
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
@@ -183,6 +186,34 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 
 // Total is the sum.
 func (m Memory) Total() int64 { return m.Mbufs + m.Conntrack + m.Workers + m.RateLimits }
+
+// Fits checks the plan against the machine's memory (MemTotal of
+// /proc/meminfo, or the value given, for tests): a plan larger than the
+// machine cannot start, and `dpfw check` must say so as `run` would fail.
+func (m Memory) Fits(machine int64) error {
+	if machine <= 0 {
+		return nil // unknown: nothing to check against
+	}
+	if t := m.Total(); t > machine {
+		return fmt.Errorf("the memory plan (%s) is more than this machine has (%.1f MB): lower conntrack.capacity or mempool.mbufs", m, float64(machine)/(1<<20))
+	}
+	return nil
+}
+
+// MachineMemory returns the machine's memory in bytes (0 if unknown).
+func MachineMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
 
 func (m Memory) String() string {
 	mb := func(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }

@@ -167,3 +167,19 @@ func FuzzStructuredRules(f *testing.F) {
 		_, _ = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil)
 	})
 }
+
+// TestMemoryFits: a plan larger than the machine is refused by check and
+// run alike, with what to lower.
+func TestMemoryFits(t *testing.T) {
+	cfg := load(t, "conntrack: {capacity: 268435456}\nrules: {allow_empty: true}\n")
+	m := ruleset.MemoryPlan(cfg, compile(t, cfg))
+	if err := m.Fits(24 << 30); err == nil || !strings.Contains(err.Error(), "lower conntrack.capacity") {
+		t.Errorf("a %d-byte plan on a 24 GB machine: %v", m.Total(), err)
+	}
+	if err := m.Fits(1 << 40); err != nil {
+		t.Errorf("on a 1 TB machine: %v", err)
+	}
+	if ruleset.MachineMemory() <= 0 {
+		t.Errorf("MachineMemory: %d", ruleset.MachineMemory())
+	}
+}

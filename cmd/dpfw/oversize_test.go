@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpfw/dpfw/perf/pcapgen"
+)
+
+// TestPcapOversize: frames larger than one mbuf (mempool.data_room) arrive
+// in chained mbufs; dpfw drops them under their own reason and logs it,
+// forwards the frames that fit, and returns every mbuf. dpfw check warns
+// about the MTU that does not fit.
+func TestPcapOversize(t *testing.T) {
+	requireDPDK(t)
+	dir := t.TempDir()
+	var frames [][]byte
+	for i := 0; i < 40; i++ {
+		size := 200
+		if i%4 == 0 {
+			size = 1200 // does not fit 512 - 128 bytes
+		}
+		frames = append(frames, pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, pcapgen.ClientIP(1), pcapgen.ServerIP(1), 40000, 53, size))
+	}
+	in, empty, out := filepath.Join(dir, "in.pcap"), filepath.Join(dir, "empty.pcap"), filepath.Join(dir, "out.pcap")
+	if err := pcapgen.Write(in, frames); err != nil {
+		t.Fatal(err)
+	}
+	if err := pcapgen.Write(empty, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
+mempool: {mbufs: 8191, cache: 64, data_room: 512}
+ports:
+  - {name: a, device: "net_pcap0,rx_pcap=%s,tx_pcap=%s"}
+  - {name: b, device: "net_pcap1,rx_pcap=%s,tx_pcap=%s"}
+links: [{name: wire, ports: [a, b]}]
+workers: {cpus: [1], idle_polls: 64, idle_sleep: 100us}
+metrics: {listen: METRICS}
+rules: {allow_empty: true}
+`, in, filepath.Join(dir, "back.pcap"), empty, out)
+	p := startDPFW(t, cfg)
+	if got := p.waitMetric("dpfw_worker_rx_packets_total", "", 40, 10*time.Second); got != 40 {
+		t.Fatalf("received %v of 40 frames", got)
+	}
+	if n := p.waitMetric("dpfw_worker_dropped_packets_total", `reason="oversize"`, 10, 5*time.Second); n != 10 {
+		t.Errorf("oversize drops: %v; want 10\n%s", n, p.dump())
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(p.errOut.String(), "frames larger than one mbuf were dropped") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(p.errOut.String(), "frames larger than one mbuf were dropped") {
+		t.Errorf("no log line about the oversize frames:\n%s", p.errOut.String())
+	}
+	p.stop()
+	got, err := pcapgen.Read(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 30 {
+		t.Errorf("%d frames forwarded; want the 30 that fit", len(got))
+	}
+	checkOut, err := runCheck(t, p.cfgPath)
+	if err != nil || !strings.Contains(checkOut, "warning: ports[0].mtu: 1500: a frame of this MTU") || !strings.Contains(checkOut, "raise mempool.data_room to at least 1650") {
+		t.Errorf("dpfw check: %v\n%s", err, checkOut)
+	}
+}
+
+// runCheck runs dpfw check on a config file.
+func runCheck(t *testing.T, path string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(dpfwBin, "check", "--config", path).CombinedOutput()
+	return string(out), err
+}
