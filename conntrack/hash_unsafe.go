@@ -113,19 +113,6 @@ func reverseTail(x uint64) uint64 {
 	return x&^0xffffffff | (x&0xffff)<<16 | (x>>16)&0xffff
 }
 
-// SymmetricHash returns a hash of t that is the same for both directions of
-// a connection: the endpoints are put in a canonical order first. Workers use
-// it to agree on which of them owns a connection.
-func SymmetricHash(seed uint64, t *Tuple) uint64 {
-	a, b := t.Src, t.Dst
-	pa, pb := t.SrcPort, t.DstPort
-	if less16(&b, &a) || (a == b && pb < pa) {
-		a, b, pa, pb = b, a, pb, pa
-	}
-	c := Tuple{Src: a, Dst: b, SrcPort: pa, DstPort: pb, Proto: t.Proto, Family: t.Family, Zone: t.Zone}
-	return hashTuple(seed, &c)
-}
-
 func less16(a, b *[16]byte) bool {
 	pa, pb := (*[2]uint64)(unsafe.Pointer(a)), (*[2]uint64)(unsafe.Pointer(b))
 	return pa[0] < pb[0] || (pa[0] == pb[0] && pa[1] < pb[1])

@@ -44,7 +44,7 @@ type Options struct {
 	// Worker is this pipeline's worker index (for per-worker rule counters).
 	Worker int
 	// Workers is the number of workers; with Steer, each connection has one
-	// owner among them (SymmetricHash of its tuple, modulo Workers), and
+	// owner among them (PairHash of its address pair, modulo Workers), and
 	// packets polled by another worker are handed to the owner.
 	Workers int
 	Steer   bool
