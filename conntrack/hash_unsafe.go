@@ -98,19 +98,32 @@ func equal(a, b *Tuple) bool {
 // isReverseOf reports whether t is o reversed, comparing 64-bit words (the
 // byte-array comparisons of the obvious version load 16 bytes at a time
 // from a key just written as 8-byte words: a store-forwarding stall).
+// Precondition: o is not an ICMP tuple (isICMPReverseOf is; holds picks).
 func (t *Tuple) isReverseOf(o *Tuple) bool {
 	pt, po := (*[5]uint64)(unsafe.Pointer(t)), (*[5]uint64)(unsafe.Pointer(o))
-	return pt[0] == po[2] && pt[1] == po[3] && pt[2] == po[0] && pt[3] == po[1] && pt[4] == reverseTail(po[4])
+	return pt[0] == po[2] && pt[1] == po[3] && pt[2] == po[0] && pt[3] == po[1] && pt[4] == swapPorts(po[4])
+}
+
+// isICMPReverseOf is isReverseOf for ICMP tuples (the type flips to the
+// reply's). Kept apart so that isReverseOf stays inlinable.
+func (t *Tuple) isICMPReverseOf(o *Tuple) bool {
+	pt, po := (*[5]uint64)(unsafe.Pointer(t)), (*[5]uint64)(unsafe.Pointer(o))
+	return pt[0] == po[2] && pt[1] == po[3] && pt[2] == po[0] && pt[3] == po[1] && pt[4] == po[4]^icmpReplyBit<<16
+}
+
+// swapPorts returns a tuple's last word (tail4) with the ports swapped.
+func swapPorts(x uint64) uint64 {
+	return x&^0xffffffff | (x&0xffff)<<16 | (x>>16)&0xffff
 }
 
 // reverseTail returns a tuple's last word (tail4) with the ports swapped,
 // or for ICMP the type mapped to the reply's: the last word of the reverse
 // tuple (Reverse).
 func reverseTail(x uint64) uint64 {
-	if proto := uint8(x >> 32); isICMP(proto) {
-		return x&^0xffff0000 | uint64(icmpReverse(proto, uint16(x>>16)))<<16
+	if isICMP(uint8(x >> 32)) {
+		return x ^ icmpReplyBit<<16
 	}
-	return x&^0xffffffff | (x&0xffff)<<16 | (x>>16)&0xffff
+	return swapPorts(x)
 }
 
 func less16(a, b *[16]byte) bool {

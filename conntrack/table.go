@@ -366,6 +366,9 @@ func (t *Table) holds(r uint32, k *Tuple) (uint32, Dir, bool) {
 	if d == Original {
 		return i, d, equal(&c.Orig, k)
 	}
+	if isICMP(c.Orig.Proto) {
+		return i, d, k.isICMPReverseOf(&c.Orig)
+	}
 	return i, d, k.isReverseOf(&c.Orig)
 }
 

@@ -131,6 +131,13 @@ type Outcome struct {
 	// Limited is set when a new connection was over the NEW rate cap:
 	// drop the packet.
 	Limited bool
+	// Events (embedded: a struct of more than four fields is not kept in
+	// registers).
+	Events
+}
+
+// Events are what a packet did to its entry.
+type Events struct {
 	// HelperDrop is set when the FTP helper found a malformed
 	// announcement in the segment: drop it, as nf_conntrack_ftp does.
 	HelperDrop bool
@@ -517,7 +524,7 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 			tr.attachHelper(idx, c)
 		}
 	}
-	return Result{State: state, Conn: idx, Dir: Original, Outcome: Outcome{Created: true}}
+	return Result{State: state, Conn: idx, Dir: Original, Outcome: Outcome{Events: Events{Created: true}}}
 }
 
 // untrackedICMPv6 reports whether an ICMPv6 type is link-local signalling
@@ -668,7 +675,7 @@ func quotedTuple(b []byte, v6 bool, zone uint16) (Tuple, bool) {
 			return t, false
 		}
 		id := uint16(l4[4])<<8 | uint16(l4[5])
-		t.SrcPort, t.DstPort = id, uint16(l4[0])<<8|uint16(l4[1])
+		t.SrcPort, t.DstPort = id, icmpTypeCode(proto, l4[0], l4[1])
 	}
 	return t, true
 }

@@ -12,11 +12,11 @@ import (
 // fixed-size value (40 bytes, checked in tuple_test.go) so that it hashes as
 // bytes and copies cheaply. IPv4 addresses occupy the first 4 bytes of Src
 // and Dst; the rest is zero. For ICMP and ICMPv6, SrcPort holds the
-// identifier and DstPort the type and code (type<<8 | code), as netfilter's
-// ICMP tuples do: an echo request and its reply are the two directions of
-// one connection (Reverse maps the type to its reply's), while an echo
-// request in the other direction is a connection of its own. For
-// protocols without ports both are zero.
+// identifier and DstPort the type (encoded, see icmpEnc) and code, as
+// netfilter's ICMP tuples do: an echo request and its reply are the two
+// directions of one connection (Reverse maps the type to its reply's),
+// while an echo request in the other direction is a connection of its
+// own. For protocols without ports both are zero.
 type Tuple struct {
 	Src, Dst         [16]byte
 	SrcPort, DstPort uint16
@@ -31,37 +31,58 @@ type Tuple struct {
 func (t Tuple) Reverse() Tuple {
 	sp, dp := t.DstPort, t.SrcPort
 	if isICMP(t.Proto) {
-		sp, dp = t.SrcPort, icmpReverse(t.Proto, t.DstPort)
+		sp, dp = t.SrcPort, t.DstPort^icmpReplyBit
 	}
 	return Tuple{Src: t.Dst, Dst: t.Src, SrcPort: sp, DstPort: dp, Proto: t.Proto, Family: t.Family, Zone: t.Zone}
 }
 
 func isICMP(proto uint8) bool { return proto == header.ProtoICMP || proto == header.ProtoICMPv6 }
 
-// icmpReplyType maps each ICMP query type to its reply's and back
-// (netfilter's invmap); other types map to themselves (they never start a
-// connection).
-var icmpReplyType = func() (m [2][256]uint8) {
-	for i := range 256 {
-		m[0][i], m[1][i] = uint8(i), uint8(i)
+// An ICMP tuple's DstPort holds the type, encoded, and the code:
+// icmpEnc[type]<<8 | code. The encoding gives each query (echo and the
+// others) an even number and its reply the odd number after it (netfilter's
+// invmap), so that reversing a tuple is one XOR (icmpReplyBit) and the
+// table's direction check stays inlinable. Other types get the numbers
+// left; they never start a connection.
+const icmpReplyBit = 1 << 8
+
+var icmpEnc, icmpDec = func() (enc, dec [2][256]uint8) {
+	pairs := [2][][2]uint8{
+		{{header.ICMPv4Echo, header.ICMPv4EchoReply}, {header.ICMPv4Timestamp, header.ICMPv4Timestamp + 1},
+			{header.ICMPv4InfoRequest, header.ICMPv4InfoRequest + 1}, {header.ICMPv4AddrMask, header.ICMPv4AddrMask + 1}},
+		{{header.ICMPv6EchoRequest, header.ICMPv6EchoRequest + 1}, {header.ICMPv6NodeInfoQry, header.ICMPv6NodeInfoQry + 1}},
 	}
-	for _, p := range [][2]uint8{{header.ICMPv4Echo, header.ICMPv4EchoReply}, {header.ICMPv4Timestamp, header.ICMPv4Timestamp + 1},
-		{header.ICMPv4InfoRequest, header.ICMPv4InfoRequest + 1}, {header.ICMPv4AddrMask, header.ICMPv4AddrMask + 1}} {
-		m[0][p[0]], m[0][p[1]] = p[1], p[0]
+	for v := range 2 {
+		var used [256]bool
+		next := 0
+		for _, p := range pairs[v] {
+			enc[v][p[0]], enc[v][p[1]] = uint8(next), uint8(next+1)
+			used[p[0]], used[p[1]] = true, true
+			next += 2
+		}
+		for t := range 256 {
+			if !used[t] {
+				enc[v][t] = uint8(next)
+				next++
+			}
+		}
+		for t := range 256 {
+			dec[v][enc[v][t]] = uint8(t)
+		}
 	}
-	for _, p := range [][2]uint8{{header.ICMPv6EchoRequest, header.ICMPv6EchoRequest + 1}, {header.ICMPv6NodeInfoQry, header.ICMPv6NodeInfoQry + 1}} {
-		m[1][p[0]], m[1][p[1]] = p[1], p[0]
-	}
-	return m
+	return enc, dec
 }()
 
-// icmpReverse maps an ICMP tuple's type<<8|code to the other direction's.
-func icmpReverse(proto uint8, typeCode uint16) uint16 {
-	v := 0
+// icmpTypeCode is an ICMP tuple's DstPort for type and code.
+func icmpTypeCode(proto, typ, code uint8) uint16 {
+	return uint16(icmpEnc[icmpV6(proto)][typ])<<8 | uint16(code)
+}
+
+func icmpV6(proto uint8) int {
 	if proto == header.ProtoICMPv6 {
-		v = 1
+		return 1
 	}
-	return uint16(icmpReplyType[v][typeCode>>8])<<8 | typeCode&0xff
+	return 0
 }
 
 // SrcAddr returns the source address.
@@ -96,7 +117,7 @@ func (t Tuple) AppendText(b []byte) []byte {
 		b = strconv.AppendUint(b, uint64(t.DstPort), 10)
 	case header.ProtoICMP, header.ProtoICMPv6:
 		b = append(b, " type="...)
-		b = strconv.AppendUint(b, uint64(t.DstPort>>8), 10)
+		b = strconv.AppendUint(b, uint64(icmpDec[icmpV6(t.Proto)][t.DstPort>>8]), 10)
 		b = append(b, " code="...)
 		b = strconv.AppendUint(b, uint64(t.DstPort&0xff), 10)
 		b = append(b, " id="...)
@@ -122,7 +143,7 @@ func TupleOf(p *packet.Parsed, zone uint16) Tuple {
 // the identifier and type<<8|code. Precondition: hasPorts(p.Proto).
 func ports(p *packet.Parsed) (uint16, uint16) {
 	if isICMP(p.Proto) {
-		return p.SrcPort, uint16(p.ICMPType)<<8 | uint16(p.ICMPCode)
+		return p.SrcPort, icmpTypeCode(p.Proto, p.ICMPType, p.ICMPCode)
 	}
 	return p.SrcPort, p.DstPort
 }
