@@ -361,7 +361,7 @@ func (pl *Pipeline) linkVerdict(p *packet.Parsed) (v filter.Verdict, r filter.Dr
 // the rest pass, counted once per burst against the FORWARD policy.
 func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 	st := &pl.Stats
-	var pk, by uint64
+	var pk, by [2]uint64 // IPv4, IPv6
 	for i := 0; i < n; i++ {
 		if b.Owner[i] >= 0 {
 			continue
@@ -370,8 +370,12 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 		b.State[i] = conntrack.Untracked
 		v, r, ip := pl.linkVerdict(p)
 		if ip {
-			pk++
-			by += uint64(p.L3Len())
+			fam := 0
+			if p.Kind == packet.IPv6 {
+				fam = 1
+			}
+			pk[fam]++
+			by[fam] += uint64(p.L3Len())
 		}
 		b.Verdict[i], b.Reason[i] = v, r
 		if v == filter.Accept {
@@ -380,10 +384,12 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 			st.Drops[r]++
 		}
 	}
-	if pk > 0 {
-		c := &f.Counters(pl.opts.Worker)[f.ForwardPolicyDecision()]
-		c.Packets.Add(pk)
-		c.Bytes.Add(by)
+	for fam := range pk {
+		if pk[fam] > 0 {
+			c := &f.Counters(pl.opts.Worker)[f.ForwardPolicyDecision(fam == 1)]
+			c.Packets.Add(pk[fam])
+			c.Bytes.Add(by[fam])
+		}
 	}
 }
 

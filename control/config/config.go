@@ -36,7 +36,8 @@ type Config struct {
 	// rulesName and rulesText are the rule set's source, read once when
 	// the config is loaded: what is compiled is what is hashed and
 	// reported.
-	rulesName, rulesText string
+	rulesName, rulesText   string
+	rulesName6, rulesText6 string
 }
 
 // EAL configures DPDK's environment abstraction layer.
@@ -185,11 +186,18 @@ type Rules struct {
 	// File is a rules file, relative to the config file's directory.
 	File string `mapstructure:"file"`
 	// Iptables is the rule set inline.
-	Iptables string   `mapstructure:"iptables"`
-	Policies Policies `mapstructure:"policies"`
-	Chains   []string `mapstructure:"chains"`
-	Sets     []Set    `mapstructure:"sets"`
-	List     []Rule   `mapstructure:"list"`
+	Iptables string `mapstructure:"iptables"`
+	// File6 and Iptables6 are an ip6tables rule set (a file, or inline).
+	// With one of them, File or Iptables is the iptables rule set and
+	// applies to IPv4 only, and this one to IPv6 only, each with its own
+	// chains and policies, as iptables and ip6tables do. Without, the one
+	// rule set applies to both families.
+	File6     string   `mapstructure:"file6"`
+	Iptables6 string   `mapstructure:"iptables6"`
+	Policies  Policies `mapstructure:"policies"`
+	Chains    []string `mapstructure:"chains"`
+	Sets      []Set    `mapstructure:"sets"`
+	List      []Rule   `mapstructure:"list"`
 	// AllowEmpty says that a rule set with no rules and no policies (no
 	// rule set at all, an empty rules file or an empty rules.iptables) is
 	// intended: every chain accepts. Without it such a rule set is an
@@ -224,7 +232,10 @@ type Set struct {
 // Rule is one rule in the structured form; each field is the iptables
 // option of the same meaning, and Not lists the fields that are negated.
 type Rule struct {
-	Chain      string   `mapstructure:"chain" yaml:"chain"`
+	Chain string `mapstructure:"chain" yaml:"chain"`
+	// Family is ipv4 or ipv6 for a rule of one family only ("": as its
+	// addresses and protocol say).
+	Family     string   `mapstructure:"family" yaml:"family,omitempty"`
 	Proto      string   `mapstructure:"proto" yaml:"proto,omitempty"`
 	Src        []string `mapstructure:"src" yaml:"src,omitempty"`
 	Dst        []string `mapstructure:"dst" yaml:"dst,omitempty"`
@@ -308,6 +319,19 @@ func (c *Config) MinMbufs() int {
 // inline rules, or "" (no iptables-syntax rule set). It does no I/O.
 func (c *Config) RulesText() (name, text string) { return c.rulesName, c.rulesText }
 
+// RulesText6 is RulesText for the ip6tables rule set (rules.file6 or
+// rules.iptables6; "" if none).
+func (c *Config) RulesText6() (name, text string) { return c.rulesName6, c.rulesText6 }
+
+// RulesPath6 is rules.file6 resolved against the config's directory.
+func (c *Config) RulesPath6() string {
+	p := c.Rules.File6
+	if p != "" && !filepath.IsAbs(p) {
+		p = filepath.Join(c.Dir, p)
+	}
+	return p
+}
+
 // RulesPath is rules.file resolved against the config's directory ("" if
 // unset).
 func (c *Config) RulesPath() string {
@@ -330,6 +354,17 @@ func (c *Config) readRules() error {
 		c.rulesName, c.rulesText = p, string(b)
 	case c.Rules.Iptables != "":
 		c.rulesName, c.rulesText = "rules.iptables", c.Rules.Iptables
+	}
+	switch {
+	case c.Rules.File6 != "":
+		p := c.RulesPath6()
+		b, err := ReadStable("rules.file6", p, c.Rules.MaxFileSize)
+		if err != nil {
+			return err
+		}
+		c.rulesName6, c.rulesText6 = p, string(b)
+	case c.Rules.Iptables6 != "":
+		c.rulesName6, c.rulesText6 = "rules.iptables6", c.Rules.Iptables6
 	}
 	return nil
 }
@@ -570,6 +605,14 @@ func (c *Config) Validate() []FieldError {
 	}
 	if forms > 1 {
 		add("rules", "give one of rules.file, rules.iptables, or the structured form (policies, chains, list)")
+	}
+	if c.Rules.File6 != "" || c.Rules.Iptables6 != "" {
+		switch {
+		case c.Rules.File6 != "" && c.Rules.Iptables6 != "":
+			add("rules", "give one of rules.file6 and rules.iptables6")
+		case c.Rules.File == "" && c.Rules.Iptables == "":
+			add("rules", "rules.file6/rules.iptables6 (the IPv6 rule set) goes with rules.file or rules.iptables (the IPv4 one): with both, each family has its own chains and policies")
+		}
 	}
 	if c.Metrics.Listen != "" {
 		if msg := checkListen(c.Metrics.Listen); msg != "" {

@@ -135,7 +135,11 @@ func Load(name string, data []byte) (*Config, error) {
 		return nil, cerr
 	}
 	if err := cfg.readRules(); err != nil {
-		cerr.Problems = append(cerr.Problems, Problem{Line: LineOf(lines, "rules.file"), Msg: err.Error()})
+		key := "rules.file"
+		if strings.HasPrefix(err.Error(), "reading rules.file6") || strings.HasPrefix(err.Error(), "rules.file6") {
+			key = "rules.file6"
+		}
+		cerr.Problems = append(cerr.Problems, Problem{Line: LineOf(lines, key), Msg: err.Error()})
 		return nil, cerr
 	}
 	return &cfg, nil

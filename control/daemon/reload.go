@@ -54,10 +54,11 @@ func Collectors() []prometheus.Collector {
 // so the hash describes exactly what was compiled.
 func configHash(cfg *config.Config) string {
 	_, text := cfg.RulesText()
+	_, text6 := cfg.RulesText6()
 	b, _ := json.Marshal(struct {
-		C *config.Config
-		R string
-	}{cfg, text})
+		C     *config.Config
+		R, R6 string
+	}{cfg, text, text6})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
@@ -291,6 +292,7 @@ func (d *Daemon) Watch(stop <-chan struct{}) error {
 	}
 	add(d.ConfigPath)
 	add(cfg.RulesPath())
+	add(cfg.RulesPath6())
 	go d.watch(w, files, cfg.Rules.Watch == "write", stop)
 	return nil
 }

@@ -5,6 +5,7 @@ package ruleset
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -27,6 +28,9 @@ func Parse(cfg *config.Config) (*filter.Ruleset, error) {
 		return nil, err
 	}
 	name, text := cfg.RulesText()
+	if name6, text6 := cfg.RulesText6(); name6 != "" {
+		return parseFamilies(cfg, setMap, name, text, name6, text6)
+	}
 	if name != "" {
 		if filter.IsEmptyText(text) {
 			return emptyRuleset(cfg, name)
@@ -37,6 +41,24 @@ func Parse(cfg *config.Config) (*filter.Ruleset, error) {
 		return emptyRuleset(cfg, "")
 	}
 	return structured(cfg, setMap)
+}
+
+// parseFamilies parses an iptables rule set and an ip6tables one and
+// merges them: each family keeps its own chains and policies.
+func parseFamilies(cfg *config.Config, setMap map[string][]netip.Prefix, name, text, name6, text6 string) (*filter.Ruleset, error) {
+	var rs [2]*filter.Ruleset
+	for i, src := range [2][2]string{{name, text}, {name6, text6}} {
+		var err error
+		if filter.IsEmptyText(src[1]) {
+			rs[i], err = emptyRuleset(cfg, src[0])
+		} else {
+			rs[i], err = filter.Parse(src[0], src[1], filter.ParseOptions{Family: filter.Family(4 + 2*i), Sets: setMap})
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return filter.MergeFamilies(rs[0], rs[1]), nil
 }
 
 // emptyRuleset is the accept-everything rule set, when the config asks
@@ -52,8 +74,8 @@ func emptyRuleset(cfg *config.Config, name string) (*filter.Ruleset, error) {
 	switch {
 	case name == "":
 		return nil, fmt.Errorf("%s: no rule set: give rules.file, rules.iptables or the structured form (rules.policies, rules.list); an empty rule set accepts every packet, so to forward everything on purpose set rules.allow_empty: true", where)
-	case name == "rules.iptables":
-		return nil, fmt.Errorf("%s.iptables: has no rules or policies (only blank lines and comments), which would accept every packet; write the rules, or set rules.allow_empty: true if that is intended", where)
+	case name == "rules.iptables" || name == "rules.iptables6":
+		return nil, fmt.Errorf("%s.%s: has no rules or policies (only blank lines and comments), which would accept every packet; write the rules, or set rules.allow_empty: true if that is intended", where, strings.TrimPrefix(name, "rules."))
 	}
 	return nil, fmt.Errorf("%s: the rules file is empty (or only blank lines and comments), which would accept every packet: refused, so a truncated or half-written file cannot open the firewall; write the rules (an iptables-save file ends with COMMIT), or set rules.allow_empty: true if an empty rule set is intended", name)
 }

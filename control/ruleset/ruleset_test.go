@@ -183,3 +183,56 @@ func TestMemoryFits(t *testing.T) {
 		t.Errorf("MachineMemory: %d", ruleset.MachineMemory())
 	}
 }
+
+// TestFamiliesApart: with rules.iptables6 beside rules.iptables, each
+// family has its own chains and policies (as iptables and ip6tables):
+// the IPv4 policy does not apply to IPv6 and an IPv6 rule not to IPv4.
+func TestFamiliesApart(t *testing.T) {
+	cfg := load(t, `rules:
+  iptables: |
+    -P INPUT DROP
+    -A INPUT -p tcp --dport 22 -j ACCEPT
+  iptables6: |
+    *filter
+    :INPUT ACCEPT [0:0]
+    -A INPUT -p tcp --dport 23 -j DROP
+    -A INPUT -6 -p tcp --dport 24 -j DROP
+    -A INPUT -4 -p tcp --dport 25 -j DROP
+    COMMIT
+`)
+	f := compile(t, cfg)
+	p6 := func(dport uint16) *packet.Parsed {
+		p := &packet.Parsed{Kind: packet.IPv6, Proto: 6, DstPort: dport, SrcPort: 40000}
+		p.Src = [16]byte{0x20, 0x01, 0, 2, 15: 1}
+		p.Dst = [16]byte{0x20, 0x01, 0, 2, 15: 2}
+		return p
+	}
+	for _, tt := range []struct {
+		name string
+		p    *packet.Parsed
+		want filter.Verdict
+	}{
+		{"IPv4 ssh: the iptables rule", pkt("198.18.0.1", 6, 22), filter.Accept},
+		{"IPv4 telnet: the iptables policy", pkt("198.18.0.1", 6, 23), filter.Drop},
+		{"IPv6 ssh: the ip6tables policy", p6(22), filter.Accept},
+		{"IPv6 telnet: the ip6tables rule", p6(23), filter.Drop},
+		{"IPv6, -6 rule", p6(24), filter.Drop},
+		{"IPv6, -4 rule skipped by ip6tables", p6(25), filter.Accept},
+	} {
+		if r := f.Run(filter.Ctx{}, tt.p, filter.StateNew, filter.HookInput, 0, 1); r.Verdict != tt.want {
+			t.Errorf("%s: %v; want %v", tt.name, r.Verdict, tt.want)
+		}
+	}
+	rs := f.Ruleset
+	if _, ok := rs.Chains["ip6/INPUT"]; !ok || rs.NumRules() != 3 {
+		t.Errorf("merged chains %v, %d rules; want ip6/INPUT and 3 rules (the -4 one skipped)", rs.Order, rs.NumRules())
+	}
+	save := rs.Save()
+	if !strings.Contains(save, "# IPv6 (ip6tables-save)\n*filter\n:INPUT ACCEPT [0:0]") || !strings.Contains(save, ":INPUT DROP [0:0]") {
+		t.Errorf("save:\n%s", save)
+	}
+	// The IPv6 set alone is not enough: IPv4 would have no rules.
+	if _, err := config.Load("c.yaml", []byte(base+"rules:\n  iptables6: \"-P INPUT DROP\"\n")); err == nil || !strings.Contains(err.Error(), "goes with rules.file or rules.iptables") {
+		t.Errorf("rules.iptables6 alone: %v", err)
+	}
+}

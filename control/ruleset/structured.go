@@ -75,6 +75,15 @@ func ruleArgs(r *config.Rule) (args, keys []string, err error) {
 			args, keys = append(args, x), append(keys, key)
 		}
 	}
+	switch r.Family {
+	case "":
+	case "ipv4":
+		args, keys = append(args, "-4"), append(keys, "family")
+	case "ipv6":
+		args, keys = append(args, "-6"), append(keys, "family")
+	default:
+		return nil, nil, fmt.Errorf("family: %q: want ipv4 or ipv6", r.Family)
+	}
 	if r.Proto != "" {
 		add("proto", "-p", r.Proto)
 	}
@@ -223,12 +232,31 @@ func Import(rs *filter.Ruleset) ([]byte, error) {
 			out.Rules.Chains = append(out.Rules.Chains, name)
 		}
 	}
+	v6only := rs.NumRules() > 0
 	for _, name := range rs.Order {
 		for i := range rs.Chains[name].Rules {
-			out.Rules.List = append(out.Rules.List, toStructured(&rs.Chains[name].Rules[i]))
+			r := &rs.Chains[name].Rules[i]
+			v6only = v6only && r.Family == 6
+			out.Rules.List = append(out.Rules.List, toStructured(r))
 		}
 	}
-	return yaml.Marshal(out)
+	y, err := yaml.Marshal(out)
+	if err == nil && v6only && len(out.Rules.Policies) > 0 {
+		// The structured form has one set of policies, for both families.
+		y = append([]byte("# These are ip6tables rules: in the structured form their policies apply to\n"+
+			"# IPv4 too. To give each family its own, keep them in iptables syntax in\n"+
+			"# rules.file6 (or rules.iptables6), beside the IPv4 rules in rules.file.\n"), y...)
+	}
+	return y, err
+}
+
+// familyImplied reports whether a rule's family follows from its
+// addresses or protocol (so the structured form need not say it).
+func familyImplied(r *filter.Rule) bool {
+	if len(r.Src) > 0 || len(r.Dst) > 0 {
+		return true
+	}
+	return !r.ProtoNeg && (r.Proto == 1 && r.Family == 4 || r.Proto == 58 && r.Family == 6)
 }
 
 func toStructured(r *filter.Rule) config.Rule {
@@ -238,6 +266,9 @@ func toStructured(r *filter.Rule) config.Rule {
 		if n {
 			c.Not = append(c.Not, key)
 		}
+	}
+	if r.Family != 0 && !familyImplied(r) {
+		c.Family = map[filter.Family]string{4: "ipv4", 6: "ipv6"}[r.Family]
 	}
 	if r.Proto >= 0 {
 		c.Proto = filter.ProtoName(r.Proto)

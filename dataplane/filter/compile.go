@@ -61,7 +61,7 @@ type Filter struct {
 	// connection entries cache verdicts tagged with it.
 	Gen    uint32
 	chains []cchain
-	hooks  [numHooks]int32 // chain index per hook
+	hooks  [2][numHooks]int32 // chain index per family (IPv4, IPv6) and hook
 	// Rules lists every rule, indexed by rule id (chains' rules in order).
 	Rules []Rule
 	// ChainOf gives the chain index of each rule id.
@@ -219,7 +219,7 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 	var seed = maphash.MakeSeed()
 	for _, name := range rs.Order {
 		ch := rs.Chains[name]
-		cc := cchain{name: name, builtin: IsBuiltin(name), first: len(f.Rules), n: len(ch.Rules)}
+		cc := cchain{name: name, builtin: IsBuiltinChain(name), first: len(f.Rules), n: len(ch.Rules)}
 		cc.policy = Accept
 		if ch.Policy == "DROP" {
 			cc.policy = Drop
@@ -301,9 +301,13 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 		f.counters[w] = make([]Counter, f.NumDecisions())
 	}
 	f.makeLimiters(env)
-	f.hooks[HookForward] = index["FORWARD"]
-	f.hooks[HookInput] = index["INPUT"]
-	f.hooks[HookOutput] = index["OUTPUT"]
+	for h, name := range [numHooks]string{HookForward: "FORWARD", HookInput: "INPUT", HookOutput: "OUTPUT"} {
+		f.hooks[0][h] = index[name]
+		f.hooks[1][h] = index[name]
+		if ci, ok := index[V6Prefix+name]; ok {
+			f.hooks[1][h] = ci // a merged rule set: IPv6 has its own chains
+		}
+	}
 	f.Stats.Rules = len(f.Rules)
 	return f, nil
 }
@@ -563,7 +567,11 @@ const maxDepth = 16
 // Run classifies p (state: a conntrack state bit) entering at hook, on input
 // port in and output port out. It never allocates.
 func (f *Filter) Run(ctx Ctx, p *packet.Parsed, state uint8, hook Hook, in, out uint16) Result {
-	return f.runChain(ctx, f.hooks[hook], p, state, in, out, 0)
+	v6 := 0
+	if p.Kind == packet.IPv6 {
+		v6 = 1
+	}
+	return f.runChain(ctx, f.hooks[v6][hook], p, state, in, out, 0)
 }
 
 func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int) Result {

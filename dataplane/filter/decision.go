@@ -107,9 +107,14 @@ func (f *Filter) UsesState() bool { return f.usesState }
 // counts packets against the FORWARD policy.
 func (f *Filter) AcceptsAll() bool { return f.acceptsAll }
 
-// ForwardPolicyDecision is the decision id of the FORWARD chain's policy.
-func (f *Filter) ForwardPolicyDecision() uint16 {
-	return uint16(len(f.Rules) + int(f.hooks[HookForward]))
+// ForwardPolicyDecision is the decision id of the FORWARD chain's policy
+// (of the IPv6 rule set's FORWARD chain for v6, in a merged rule set).
+func (f *Filter) ForwardPolicyDecision(v6 bool) uint16 {
+	i := 0
+	if v6 {
+		i = 1
+	}
+	return uint16(len(f.Rules) + int(f.hooks[i][HookForward]))
 }
 
 // RejectKind returns how a REJECT decision answers (its --reject-with).

@@ -179,6 +179,7 @@ type ruleParser struct {
 	protoTok   token
 	ambiguity  []string // the options an ambiguous abbreviation matched
 	opt        string   // the canonical name of the option being parsed
+	skip       bool     // -4/-6 of the other family: the rule is not this rule set's
 }
 
 // genericLong are iptables' own long options (iptables 1.8.9's option
@@ -193,12 +194,12 @@ var genericLong = map[string]string{
 	"--source": "-s", "--src": "-s", "--destination": "-d", "--dst": "-d", "--protocol": "-p", "--in-interface": "-i",
 	"--jump": "-j", "--table": "-t", "--match": "-m", "--numeric": "", "--out-interface": "-o", "--verbose": "",
 	"--wait": "", "--wait-interval": "", "--exact": "", "--fragments": "-f", "--version": "", "--help": "",
-	"--line-numbers": "", "--modprobe": "", "--set-counters": "-c", "--goto": "-g", "--ipv4": "", "--ipv6": "",
+	"--line-numbers": "", "--modprobe": "", "--set-counters": "-c", "--goto": "-g", "--ipv4": "-4", "--ipv6": "-6",
 }
 
 // genericShort are the short options of a rule.
 var genericShort = map[string]bool{"-p": true, "-s": true, "-d": true, "-i": true, "-o": true, "-m": true,
-	"-j": true, "-g": true, "-f": true, "-c": true, "-t": true}
+	"-j": true, "-g": true, "-f": true, "-c": true, "-t": true, "-4": true, "-6": true}
 
 // candidate is what a long option may resolve to.
 type candidate struct {
@@ -323,6 +324,8 @@ func (p *ruleParser) genericOpt(g string, t token, neg bool, negTok token) error
 		}
 	}
 	switch g {
+	case "-4", "-6":
+		return p.familyOpt(t, g, neg, negTok)
 	case "-f":
 		return p.fail(t, "the -f (fragment) match is not supported: dpfw decides on whole datagrams (later fragments follow their first fragment's verdict)")
 	case "-g":
@@ -396,6 +399,28 @@ func (p *ruleParser) genericOpt(g string, t token, neg bool, negTok token) error
 		}
 	case "-j":
 		return p.jump(val)
+	}
+	return nil
+}
+
+// familyOpt is -4/-6, as iptables-restore treats it: in a rule set of
+// the other family the rule is skipped; in one of both families it makes
+// the rule that family's only.
+func (p *ruleParser) familyOpt(t token, g string, neg bool, negTok token) error {
+	if neg {
+		return p.fail(negTok, "%s cannot be negated", t.s)
+	}
+	want := Family(4)
+	if g == "-6" {
+		want = 6
+	}
+	switch {
+	case p.fam != 0 && p.fam != want:
+		p.skip = true
+	case p.r.Family != 0 && p.r.Family != want:
+		return p.fail(t, "%s in a rule whose addresses are IPv%d", t.s, p.r.Family)
+	default:
+		p.r.Family = want
 	}
 	return nil
 }
@@ -618,6 +643,9 @@ func (p *ruleParser) finish() error {
 // expand is the rule once per source and destination, as iptables makes
 // one rule of each pair of -s and -d addresses (source-major).
 func (p *ruleParser) expand() []Rule {
+	if p.skip {
+		return nil
+	}
 	r := *p.r
 	if (len(p.srcs) > 1 || len(p.dsts) > 1) && (r.SrcNeg || r.DstNeg) {
 		// Checked by finish: unreachable.

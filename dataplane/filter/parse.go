@@ -499,6 +499,9 @@ command:
 	}
 	// In a script each command runs in turn: a jump needs its chain now
 	// (a save file declares every chain before its rules).
+	if len(rules) == 0 {
+		return nil // -4/-6 of the other family
+	}
 	if r := &rules[0]; !rs.save && !isBuiltinTarget(r.Target) {
 		if _, ok := rs.Chains[r.Target]; !ok {
 			return &ParseError{Pos: r.Pos, Token: r.Target, Msg: rs.unknownTarget(r.Target) + " (a jump needs its chain created first, with -N, earlier in the file)"}

@@ -129,6 +129,9 @@ type Ruleset struct {
 	// save is set while parsing an iptables-save file (chains are
 	// declared before rules, so jumps may precede their chain's rules).
 	save bool
+	// families holds the IPv4 and IPv6 rule sets a merged rule set was
+	// made of (MergeFamilies), for Save.
+	families [2]*Ruleset
 
 	// nrules counts the rules the parser added (for its limit check,
 	// which must not walk every chain on every line).
@@ -147,6 +150,48 @@ func NewRuleset() *Ruleset {
 	}
 	return rs
 }
+
+// V6Prefix names the chains of the IPv6 rule set in a merged rule set
+// (MergeFamilies): ip6/INPUT, ip6/FORWARD, ip6/OUTPUT and ip6/ before each
+// user chain.
+const V6Prefix = "ip6/"
+
+// MergeFamilies makes one rule set of an iptables (IPv4) and an
+// ip6tables (IPv6) rule set, each keeping its own chains and policies:
+// IPv4 packets traverse rs4's chains, IPv6 packets rs6's (named with
+// V6Prefix), as iptables and ip6tables do.
+func MergeFamilies(rs4, rs6 *Ruleset) *Ruleset {
+	m := &Ruleset{Chains: map[string]*Chain{}, Sets: rs4.Sets, families: [2]*Ruleset{rs4, rs6}}
+	for fi, rs := range []*Ruleset{rs4, rs6} {
+		fam, prefix := Family(4), ""
+		if fi == 1 {
+			fam, prefix = 6, V6Prefix
+		}
+		for _, name := range rs.Order {
+			ch := rs.Chains[name]
+			c := &Chain{Name: prefix + name, Policy: ch.Policy, Pos: ch.Pos, Rules: make([]Rule, len(ch.Rules))}
+			for i, r := range ch.Rules {
+				r.Chain, r.Family = c.Name, fam
+				if _, user := rs.Chains[r.Target]; user {
+					r.Target = prefix + r.Target
+				}
+				c.Rules[i] = r
+			}
+			m.Chains[c.Name] = c
+			m.Order = append(m.Order, c.Name)
+			m.nrules += len(c.Rules)
+		}
+	}
+	return m
+}
+
+// Families returns the IPv4 and IPv6 rule sets a merged rule set was
+// made of (nil, nil if it was not merged).
+func (rs *Ruleset) Families() (*Ruleset, *Ruleset) { return rs.families[0], rs.families[1] }
+
+// IsBuiltinChain reports whether name is a built-in chain of either
+// family's rule set (INPUT, or ip6/INPUT in a merged one).
+func IsBuiltinChain(name string) bool { return IsBuiltin(strings.TrimPrefix(name, V6Prefix)) }
 
 // IsBuiltin reports whether name is a built-in chain.
 func IsBuiltin(name string) bool {

@@ -261,8 +261,13 @@ func limitRateString(n uint64, per int64) string {
 }
 
 // Save prints the rule set as iptables-save prints the filter table
-// (without the comment header and with zero counters).
+// (without the comment header and with zero counters); a merged rule set
+// (MergeFamilies) as iptables-save's table, then ip6tables-save's, each
+// after a comment line naming it.
 func (rs *Ruleset) Save() string {
+	if v4, v6 := rs.Families(); v4 != nil {
+		return "# IPv4 (iptables-save)\n" + v4.Save() + "# IPv6 (ip6tables-save)\n" + v6.Save()
+	}
 	var b strings.Builder
 	b.WriteString("*filter\n")
 	for _, name := range rs.Order {
