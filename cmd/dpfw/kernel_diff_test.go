@@ -56,6 +56,8 @@ table inet kd {
 }
 `
 
+// kdDpfwRules are the same rules as an iptables and an ip6tables rule
+// set, so that each family has its own chains and policies (rules.iptables6).
 const kdDpfwRules = `
 rules:
   iptables: |
@@ -64,6 +66,9 @@ rules:
     -A FORWARD -s 198.18.0.1 -p tcp --dport 5001 -m state --state NEW -j ACCEPT
     -A FORWARD -s 198.18.0.1 -p udp --dport 53 -m state --state NEW -j ACCEPT
     -A FORWARD -s 198.18.0.1 -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT
+  iptables6: |
+    -P FORWARD DROP
+    -A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
     -A FORWARD -s 2001:2::1 -p tcp --dport 5001 -m state --state NEW -j ACCEPT
     -A FORWARD -s 2001:2::1 -p udp --dport 53 -m state --state NEW -j ACCEPT
     -A FORWARD -s 2001:2::1 -p icmpv6 --icmpv6-type echo-request -m state --state NEW -j ACCEPT
