@@ -49,7 +49,7 @@ vet:
 # (net_pcap golden files, net_tap + namespaces), benchmarks once, fuzz smoke.
 test: build hugepages check-format vet
 	$(GO) test -count=1 -timeout 15m ./...
-	$(GO) test -count=1 -race ./control/config/... ./control/metrics/... ./control/ruleset/... ./conntrack/... ./dataplane/packet/... ./dataplane/filter/...
+	$(GO) test -count=1 -race ./control/config/... ./control/metrics/... ./control/ruleset/... ./control/daemon/... ./conntrack/... ./dataplane/packet/... ./dataplane/filter/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 	$(MAKE) fuzz
 
@@ -68,7 +68,7 @@ FUZZ_TARGETS = dataplane/packet:FuzzDecode:250000 dataplane:FuzzTrack:15000 \
 	control/config:FuzzLoad:60000 dataplane/filter:FuzzParseIptables:200000 \
 	conntrack:FuzzTable:100000 conntrack/tcpstate:FuzzUpdate:600000 \
 	conntrack/ftp:FuzzParse:300000 control/ruleset:FuzzStructuredRules:40000 \
-	dataplane/header:FuzzSum:500000
+	dataplane/header:FuzzSum:500000 control/daemon:FuzzRuleLabels:80000
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
