@@ -182,10 +182,14 @@ rules:
 `
 
 // startHelper runs the TCP server helper in ns on addr.
-func startHelper(t *testing.T, ns netns, addr string) {
+func startHelper(t *testing.T, ns netns, addr string) { startHelperMode(t, ns, "tcp-server", addr) }
+
+// startHelperMode runs a helper (DPFW_E2E_HELPER=mode) in ns on addr and
+// waits until it listens.
+func startHelperMode(t *testing.T, ns netns, mode, addr string) {
 	t.Helper()
 	srv := ns.command(os.Args[0])
-	srv.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-server", "DPFW_E2E_ADDR="+addr)
+	srv.Env = append(os.Environ(), "DPFW_E2E_HELPER="+mode, "DPFW_E2E_ADDR="+addr)
 	var out safeBuffer
 	srv.Stdout, srv.Stderr = &out, &out
 	if err := srv.Start(); err != nil {
@@ -418,11 +422,7 @@ rules:
 	if n := p.metric("dpfw_worker_reject_answers_total"); n < 2 {
 		t.Errorf("REJECT answers sent: %v; want at least 2", n)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for !strings.Contains(p.errOut.String(), "dpfw-reject: IN=outside OUT=inside SRC=198.18.0.1 DST=198.18.0.2") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !strings.Contains(p.errOut.String(), "dpfw-reject: IN=outside OUT=inside SRC=198.18.0.1 DST=198.18.0.2") {
+	if !p.waitLog("dpfw-reject: IN=outside OUT=inside SRC=198.18.0.1 DST=198.18.0.2", 2*time.Second) {
 		t.Errorf("no LOG line in dpfw's log:\n%s", p.errOut.String())
 	}
 	p.stop()

@@ -167,6 +167,18 @@ func (p *proc) stop() {
 	}
 }
 
+// waitLog waits up to d for s in dpfw's log and reports whether it came.
+func (p *proc) waitLog(s string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !strings.Contains(p.errOut.String(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
 // metric returns the sum of every series of a metric whose labels contain
 // every one of sel (labels are printed in alphabetical order).
 func (p *proc) metric(name string, sel ...string) float64 {

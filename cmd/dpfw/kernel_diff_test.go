@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/perf/pcapgen"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
@@ -447,22 +448,7 @@ func (b *kdBuilder) tcp(f kdFlow, dir int, s tcpSeg, what string) []byte {
 	if dir == 1 {
 		t.SrcPort, t.DstPort = t.DstPort, t.SrcPort
 	}
-	for _, c := range s.flags {
-		switch c {
-		case 'S':
-			t.SYN = true
-		case 'A':
-			t.ACK = true
-		case 'F':
-			t.FIN = true
-		case 'R':
-			t.RST = true
-		case 'P':
-			t.PSH = true
-		case 'U':
-			t.URG = true
-		}
-	}
+	pcapgen.SetTCPFlags(t, s.flags)
 	if t.SYN {
 		t.Options = append(t.Options, layers.TCPOption{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{0x05, 0xb4}})
 		if s.wscale >= 0 {

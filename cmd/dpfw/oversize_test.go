@@ -51,11 +51,7 @@ rules: {allow_empty: true}
 	if n := p.waitMetric("dpfw_worker_dropped_packets_total", `reason="oversize"`, 10, 5*time.Second); n != 10 {
 		t.Errorf("oversize drops: %v; want 10\n%s", n, p.dump())
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(p.errOut.String(), "frames larger than one mbuf were dropped") && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if !strings.Contains(p.errOut.String(), "frames larger than one mbuf were dropped") {
+	if !p.waitLog("frames larger than one mbuf were dropped", 15*time.Second) {
 		t.Errorf("no log line about the oversize frames:\n%s", p.errOut.String())
 	}
 	p.stop()

@@ -88,17 +88,7 @@ func TestTapReloadTorture(t *testing.T) {
 	write(tortureRules(5002))
 	p, cns, sns := tapPair(t, fmt.Sprintf("rules: {file: %s, watch: write, max_file_size: 1048576, reload_timeout: 20s}\n", rules))
 	for _, port := range []int{5002, 5003} {
-		srv := sns.command(os.Args[0])
-		srv.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-accept", fmt.Sprintf("DPFW_E2E_ADDR=198.18.0.2:%d", port))
-		var out safeBuffer
-		srv.Stdout, srv.Stderr = &out, &out
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-		for i := 0; i < 100 && !strings.Contains(out.String(), "listening"); i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
+		startHelperMode(t, sns, "tcp-accept", fmt.Sprintf("198.18.0.2:%d", port))
 	}
 	dial := func(port int) bool {
 		c := cns.command(os.Args[0])

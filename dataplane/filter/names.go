@@ -270,29 +270,20 @@ var protocols = sync.OnceValue(func() (p struct {
 	name   [256]string
 }) {
 	p.byName = map[string]int{}
-	if f, err := os.Open("/etc/protocols"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			line, _, _ := strings.Cut(sc.Text(), "#")
-			fs := strings.Fields(line)
-			if len(fs) < 2 {
-				continue
-			}
-			n, err := strconv.Atoi(fs[1])
-			if err != nil || n < 0 || n > 255 {
-				continue
-			}
-			if p.name[n] == "" {
-				p.name[n] = fs[0]
-			}
-			for _, a := range append([]string{fs[0]}, fs[2:]...) {
-				if _, dup := p.byName[strings.ToLower(a)]; !dup {
-					p.byName[strings.ToLower(a)] = n
-				}
+	readTable("/etc/protocols", func(fs []string) {
+		n, err := strconv.Atoi(fs[1])
+		if err != nil || n < 0 || n > 255 {
+			return
+		}
+		if p.name[n] == "" {
+			p.name[n] = fs[0]
+		}
+		for _, a := range append([]string{fs[0]}, fs[2:]...) {
+			if _, dup := p.byName[strings.ToLower(a)]; !dup {
+				p.byName[strings.ToLower(a)] = n
 			}
 		}
-	}
+	})
 	// xtables' own names, for machines without /etc/protocols.
 	for n, v := range map[string]int{"tcp": 6, "udp": 17, "udplite": 136, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "esp": 50, "ah": 51, "sctp": 132, "mh": 135, "ipv6-mh": 135, "gre": 47} {
 		if _, ok := p.byName[n]; !ok {
@@ -363,31 +354,38 @@ func parsePort(s string, network string) (uint16, error) {
 // without cgo, and net would bring its resolver in.)
 var services = sync.OnceValue(func() map[string]uint16 {
 	m := map[string]uint16{}
-	f, err := os.Open("/etc/services")
-	if err != nil {
-		return m
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		fs := strings.Fields(line)
-		if len(fs) < 2 {
-			continue
-		}
+	readTable("/etc/services", func(fs []string) {
 		port, proto, ok := strings.Cut(fs[1], "/")
 		n, err := strconv.Atoi(port)
 		if !ok || err != nil || n < 0 || n > 65535 {
-			continue
+			return
 		}
 		for _, name := range append([]string{fs[0]}, fs[2:]...) {
 			if _, dup := m[proto+"/"+name]; !dup {
 				m[proto+"/"+name] = uint16(n)
 			}
 		}
-	}
+	})
 	return m
 })
+
+// readTable calls fn with the fields of each line of a netbase table
+// (/etc/protocols, /etc/services) that has at least two, comments cut.
+// A missing file is an empty table.
+func readTable(path string, fn func(fields []string)) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if fs := strings.Fields(line); len(fs) >= 2 {
+			fn(fs)
+		}
+	}
+}
 
 // parsePortRange reads PORT, PORT:PORT, :PORT or PORT: (open ends are 0
 // and 65535).

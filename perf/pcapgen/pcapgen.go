@@ -126,22 +126,7 @@ func Read(path string) ([][]byte, error) {
 // ServerMAC to ClientMAC, the others the other way.
 func TCP4(src, dst net.IP, sport, dport uint16, flags string, seq, ack uint32, payload int) []byte {
 	t := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: seq, Ack: ack, Window: 65535}
-	for _, f := range flags {
-		switch f {
-		case 'S':
-			t.SYN = true
-		case 'A':
-			t.ACK = true
-		case 'F':
-			t.FIN = true
-		case 'R':
-			t.RST = true
-		case 'P':
-			t.PSH = true
-		case 'U':
-			t.URG = true
-		}
-	}
+	SetTCPFlags(t, flags)
 	srcMAC, dstMAC := ClientMAC, ServerMAC
 	if src[0] == 198 && src[1] == 19 {
 		srcMAC, dstMAC = ServerMAC, ClientMAC
@@ -181,6 +166,26 @@ func TCPChurn(n int) [][]byte {
 		)
 	}
 	return out
+}
+
+// SetTCPFlags sets t's flags from letters: S, A, F, R, P and U.
+func SetTCPFlags(t *layers.TCP, flags string) {
+	for _, f := range flags {
+		switch f {
+		case 'S':
+			t.SYN = true
+		case 'A':
+			t.ACK = true
+		case 'F':
+			t.FIN = true
+		case 'R':
+			t.RST = true
+		case 'P':
+			t.PSH = true
+		case 'U':
+			t.URG = true
+		}
+	}
 }
 
 // FixChecksums recomputes the IPv4 header checksum and the TCP, UDP, ICMP
