@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
-	"github.com/dpfw/dpfw/dataplane/header"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // Entry is a copy of one connection for the control side (conntrack -L).

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/dpfw/dpfw/conntrack"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 

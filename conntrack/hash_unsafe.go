@@ -6,7 +6,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 )
 
 // tupleSize is the size of Tuple in bytes, checked in tuple_test.go.

@@ -7,8 +7,8 @@ import (
 	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack/ftp"
-	"github.com/dpfw/dpfw/dataplane/header"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // FTP expectations.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"

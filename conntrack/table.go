@@ -6,7 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
-	"github.com/dpfw/dpfw/dataplane/header"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // Table geometry. A bucket is one 64-byte cache line holding bucketSlots

@@ -4,8 +4,8 @@ import (
 	"time"
 
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
-	"github.com/dpfw/dpfw/dataplane/header"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // Timeouts are per-state idle timeouts. Defaults are Linux netfilter's

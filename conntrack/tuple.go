@@ -4,8 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 
-	"github.com/dpfw/dpfw/dataplane/header"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // Tuple identifies one direction of a connection. It is a flat, pointer-free,

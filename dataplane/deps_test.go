@@ -2,6 +2,7 @@ package dataplane_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -18,8 +19,8 @@ func TestDeps(t *testing.T) {
 		noCgo bool
 	}{
 		{"github.com/dpfw/dpfw/dataplane", true},
-		{"github.com/dpfw/dpfw/dataplane/packet", true},
-		{"github.com/dpfw/dpfw/dataplane/header", true},
+		{"github.com/dpfw/dpfw/packet", true},
+		{"github.com/dpfw/dpfw/packet/header", true},
 		{"github.com/dpfw/dpfw/dataplane/filter", true},
 		{"github.com/dpfw/dpfw/dataplane/worker", false},
 	} {
@@ -47,6 +48,69 @@ func TestDeps(t *testing.T) {
 			if pkg.noCgo && (dep == "runtime/cgo" || strings.HasPrefix(dep, "github.com/dpfw/dpfw/cgo")) {
 				t.Errorf("%s must build without cgo but depends on %s", pkg.path, dep)
 			}
+		}
+	}
+}
+
+// importRules lists, for every package of the module, the project packages it
+// may import (its own tests aside). The layers, bottom up: packet views
+// (packet/header, packet), connection tracking (conntrack/tcpstate,
+// conntrack/ftp, conntrack), rules (dataplane/reject, dataplane/filter),
+// the packet path (dataplane, then dataplane/worker and the cgo layer),
+// the control plane (control/...), and the programs (cmd/dpfw, perf). A
+// package may import only from the layers below it, so the layering
+// cannot decay: a new package, or a new import, must be added here.
+var importRules = map[string][]string{
+	"packet/header":      {},
+	"packet":             {"packet/header"},
+	"conntrack/ftp":      {},
+	"conntrack/tcpstate": {"packet/header"},
+	"conntrack":          {"conntrack/ftp", "conntrack/tcpstate", "packet", "packet/header"},
+	"dataplane/reject":   {"packet", "packet/header"},
+	"dataplane/filter":   {"dataplane/reject", "packet"},
+	"dataplane":          {"conntrack", "conntrack/tcpstate", "dataplane/filter", "dataplane/reject", "packet", "packet/header"},
+	"cgo/dpdk":           {},
+	"dataplane/worker":   {"cgo/dpdk", "dataplane", "dataplane/filter", "dataplane/reject", "packet"},
+	"configs":            {},
+	"control/config":     {},
+	"control/metrics":    {"conntrack", "conntrack/tcpstate", "dataplane", "dataplane/filter"},
+	"control/ruleset":    {"conntrack", "conntrack/tcpstate", "control/config", "dataplane", "dataplane/filter"},
+	"control/daemon": {"cgo/dpdk", "conntrack", "conntrack/tcpstate", "control/config", "control/metrics", "control/ruleset",
+		"dataplane", "dataplane/filter", "dataplane/worker"},
+	"cmd/dpfw":     {"configs", "control/config", "control/daemon", "control/metrics", "control/ruleset", "dataplane", "dataplane/filter"},
+	"perf/pcapgen": {"packet", "packet/header"},
+	"perf":         {"perf/pcapgen"},
+}
+
+// TestLayers checks every package's project imports against importRules.
+func TestLayers(t *testing.T) {
+	const mod = "github.com/dpfw/dpfw/"
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := strings.TrimPrefix(f[0], mod)
+		seen[pkg] = true
+		allowed, ok := importRules[pkg]
+		if !ok {
+			t.Errorf("package %s is not in the layer list (dataplane/deps_test.go): say what it may import", pkg)
+			continue
+		}
+		for _, imp := range f[1:] {
+			if !strings.HasPrefix(imp, mod) {
+				continue
+			}
+			if dep := strings.TrimPrefix(imp, mod); !slices.Contains(allowed, dep) {
+				t.Errorf("%s imports %s, which its layer may not (allowed: %v)", pkg, dep, allowed)
+			}
+		}
+	}
+	for pkg := range importRules {
+		if !seen[pkg] {
+			t.Errorf("the layer list names %s, which is no package", pkg)
 		}
 	}
 }

@@ -3,7 +3,7 @@ package dataplane
 import (
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane/filter"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 )
 
 // Fragments are never a bypass: only a datagram's first fragment carries

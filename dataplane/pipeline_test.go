@@ -11,7 +11,7 @@ import (
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
-	"github.com/dpfw/dpfw/dataplane/header"
+	"github.com/dpfw/dpfw/packet/header"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/dpfw/dpfw/dataplane/header"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // State is a connection's TCP state, numbered as in netfilter.

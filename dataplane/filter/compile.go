@@ -10,8 +10,8 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/dpfw/dpfw/dataplane/packet"
 	"github.com/dpfw/dpfw/dataplane/reject"
+	"github.com/dpfw/dpfw/packet"
 )
 
 // Hook is where a packet enters the rule set.

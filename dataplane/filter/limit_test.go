@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/dpfw/dpfw/dataplane/filter"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 )
 
 func compileText(t *testing.T, text string, prev *filter.Filter) *filter.Filter {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/dpfw/dpfw/dataplane/filter"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 )
 
 // refRun is a deliberately slow classifier written straight from iptables'

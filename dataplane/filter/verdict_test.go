@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/dpfw/dpfw/dataplane/filter"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 )
 
 func TestDropReasonNames(t *testing.T) {

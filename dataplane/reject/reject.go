@@ -8,8 +8,8 @@ package reject
 import (
 	"encoding/binary"
 
-	"github.com/dpfw/dpfw/dataplane/header"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // Kind is a --reject-with type.

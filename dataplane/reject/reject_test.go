@@ -4,8 +4,8 @@ import (
 	"net"
 	"testing"
 
-	"github.com/dpfw/dpfw/dataplane/packet"
 	"github.com/dpfw/dpfw/dataplane/reject"
+	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"

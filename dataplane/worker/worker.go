@@ -9,8 +9,8 @@ import (
 	"github.com/dpfw/dpfw/cgo/dpdk"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
-	"github.com/dpfw/dpfw/dataplane/packet"
 	"github.com/dpfw/dpfw/dataplane/reject"
+	"github.com/dpfw/dpfw/packet"
 )
 
 // Queue is one rx queue a worker polls and where its accepted frames go.

@@ -14,8 +14,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"github.com/dpfw/dpfw/dataplane/header"
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // Fixed MACs make captures reproducible.

@@ -11,7 +11,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/dpfw/dpfw/dataplane/packet"
+	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 

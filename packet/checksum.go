@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 
-	"github.com/dpfw/dpfw/dataplane/header"
+	"github.com/dpfw/dpfw/packet/header"
 )
 
 // Checksum hints: what the NIC's receive checksum offload said about a
