@@ -98,3 +98,28 @@ func TestCLIVersionAndDryRun(t *testing.T) {
 		t.Errorf("dpfw run --dry-run: exit %d\n%s", code, out)
 	}
 }
+
+// TestExitCodes: usage errors exit 2 with a suggestion, as scripts expect;
+// --version works; a command group alone prints its help.
+func TestExitCodes(t *testing.T) {
+	requireDPDK(t)
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"rules", "chek"}, 2, `unknown command "chek" for "dpfw rules"; did you mean check?`},
+		{[]string{"conntrack", "bogus"}, 2, "its commands are count, expect, flush, list, stats"},
+		{[]string{"bogus"}, 2, `unknown command "bogus" for "dpfw"`},
+		{[]string{"check", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"rules", "check"}, 2, "accepts 1 arg(s), received 0"},
+		{[]string{"--version"}, 0, "dpfw "},
+		{[]string{"rules"}, 0, "Available Commands"},
+		{[]string{"check", "--config", "/nonexistent.yaml"}, 1, "no such file"},
+	} {
+		out, code := runCLI(t, tt.args...)
+		if code != tt.code || !strings.Contains(out, tt.want) {
+			t.Errorf("dpfw %s: exit %d, %q; want exit %d and %q", strings.Join(tt.args, " "), code, out, tt.code, tt.want)
+		}
+	}
+}

@@ -186,6 +186,23 @@ func conntrackCmd() *cobra.Command {
 			return nil
 		},
 	}
+	count := &cobra.Command{
+		Use: "count", Short: "Print how many connections are tracked (like conntrack -C)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res []map[string]any
+			if err := call("GET", "/api/conntrack/stats", nil, &res); err != nil {
+				return err
+			}
+			n := 0.0
+			for _, w := range res {
+				if v, ok := w["entries"].(float64); ok {
+					n += v
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%.0f\n", n)
+			return nil
+		},
+	}
 	expect := &cobra.Command{
 		Use: "expect", Short: "List the FTP helper's pending expectations (like conntrack -L expect)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -213,7 +230,7 @@ func conntrackCmd() *cobra.Command {
 		},
 	}
 	expect.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	c.AddCommand(list, flush, stats, expect)
+	c.AddCommand(list, flush, stats, expect, count)
 	return c
 }
 
