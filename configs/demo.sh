@@ -27,13 +27,17 @@ trap 'exit 130' INT TERM
 ip netns del $CNS 2>/dev/null || true; ip netns del $SNS 2>/dev/null || true
 
 echo "== starting dpfw on the embedded default config"
-"$BIN" run &
+# Wait for readiness (every port started and every worker polling), never
+# for the tap interfaces to appear: moving a tap while its port starts can
+# leave dpfw attached to another one.
+"$BIN" run --ready-file "$work/ready" &
 dpfw_pid=$!
-for _ in $(seq 100); do
-	ip link show dpfw-out >/dev/null 2>&1 && ip link show dpfw-in >/dev/null 2>&1 && break
+for _ in $(seq 200); do
+	[ -e "$work/ready" ] && break
 	kill -0 $dpfw_pid 2>/dev/null || { echo "dpfw exited"; exit 1; }
 	sleep 0.1
 done
+[ -e "$work/ready" ] || { echo "dpfw did not get ready in 20 s"; exit 1; }
 ip netns add $CNS; ip netns add $SNS
 ip link set dpfw-out netns $CNS; ip link set dpfw-in netns $SNS
 ip -n $CNS addr add 198.18.0.1/24 dev dpfw-out; ip -n $CNS link set dpfw-out up; ip -n $CNS link set lo up

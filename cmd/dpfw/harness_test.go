@@ -112,7 +112,8 @@ func startDPFW(t *testing.T, cfg string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{t: t, metrics: addr, out: new(bytes.Buffer), errOut: new(safeBuffer), done: make(chan struct{}), cfgPath: path, cfg: cfg}
-	p.cmd = exec.Command(dpfwBin, "run", "--config", path)
+	ready := filepath.Join(filepath.Dir(path), "ready")
+	p.cmd = exec.Command(dpfwBin, "run", "--config", path, "--ready-file", ready)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.errOut
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -126,13 +127,13 @@ func startDPFW(t *testing.T, cfg string) *proc {
 			<-p.done
 		}
 	})
+	// Wait for readiness (--ready-file: every port started, every worker
+	// polling, the API listening), never for interfaces to appear.
 	deadline := time.Now().Add(20 * time.Second)
-	// The metrics listener starts just after the data plane: wait for it.
-	ready := "data plane running"
-	if strings.Contains(cfg, "listen: "+addr) {
-		ready = "metrics listening"
-	}
-	for !strings.Contains(p.errOut.String(), ready) {
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
 		select {
 		case <-p.done:
 			t.Fatalf("dpfw exited during start-up: %v\n%s", p.exitErr, p.errOut.String())
@@ -142,6 +143,15 @@ func startDPFW(t *testing.T, cfg string) *proc {
 			t.Fatalf("dpfw did not start in 20s:\n%s", p.errOut.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(cfg, "listen: "+addr) {
+		for _, probe := range []string{"/readyz", "/healthz"} {
+			resp, err := http.Get("http://" + addr + probe)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("GET %s once ready: %v %v", probe, err, resp)
+			}
+			resp.Body.Close()
+		}
 	}
 	return p
 }

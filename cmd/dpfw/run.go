@@ -83,7 +83,7 @@ func checkCmd() *cobra.Command {
 func runCmd() *cobra.Command {
 	var path string
 	var dryRun bool
-	var cpuProfile string
+	var cpuProfile, readyFile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the firewall until SIGINT or SIGTERM",
@@ -114,12 +114,13 @@ net_tap ports, dpfw-out and dpfw-in, joined as one link.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			return run(cmd.Context(), cfg, path, name, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return run(cmd.Context(), cfg, path, name, readyFile, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (default: the embedded configs/default.yaml)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the EAL arguments and the port plan, then exit")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file")
+	cmd.Flags().StringVar(&readyFile, "ready-file", "", "write this file when dpfw forwards (every port started, every worker polling); removed on exit")
 	return cmd
 }
 
@@ -137,7 +138,7 @@ func printPlan(w io.Writer, name string, cfg *config.Config) {
 	}
 }
 
-func run(ctx context.Context, cfg *config.Config, path, name string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, cfg *config.Config, path, name, readyFile string, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	if os.Geteuid() != 0 {
 		log.Warn("not running as root: DPDK usually needs root (or CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_IPC_LOCK) for hugepages and taps")
@@ -167,6 +168,26 @@ func run(ctx context.Context, cfg *config.Config, path, name string, stdout, std
 			return err
 		}
 	}
+	// Ready: every port started and every worker polling (daemon.Start
+	// returns then), the metrics and API listening.
+	status := fmt.Sprintf("forwarding: %d ports, %d links, %d workers", len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs))
+	if readyFile != "" {
+		if err := writeReadyFile(readyFile, status+"\n"); err != nil {
+			_ = d.Stop()
+			return err
+		}
+		defer os.Remove(readyFile)
+	}
+	if err := sdNotify("READY=1\nSTATUS=" + status); err != nil {
+		log.Warn("systemd notification", "err", err)
+	}
+	log.Info("ready", "status", status)
+	var watchdog <-chan time.Time
+	if every := watchdogEvery(); every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		watchdog = t.C
+	}
 	var tick <-chan time.Time
 	if cfg.Metrics.StatsInterval > 0 {
 		t := time.NewTicker(cfg.Metrics.StatsInterval)
@@ -191,10 +212,18 @@ loop:
 		case <-d.Done():
 			log.Error("every worker stopped", "err", d.Err())
 			break loop
+		case <-watchdog:
+			if d.Healthy() {
+				_ = sdNotify("WATCHDOG=1")
+			}
 		case <-tick:
 			t := d.Total()
 			log.Info("stats", "rx", t.RxPackets, "tx", t.TxPackets, "dropped", t.TotalDrops(), "mbufs_in_use", d.MbufsInUse())
 		}
+	}
+	_ = sdNotify("STOPPING=1")
+	if readyFile != "" {
+		os.Remove(readyFile)
 	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -224,7 +253,15 @@ func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http
 	}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
-	mux.Handle("/api/", d.Handler())
+	api := d.Handler()
+	mux.Handle("/api/", api)
+	// The probes for orchestrators and load balancers, also at the top.
+	for _, probe := range []string{"/readyz", "/healthz"} {
+		mux.HandleFunc(probe, func(w http.ResponseWriter, r *http.Request) {
+			r.URL.Path = "/api" + probe
+			api.ServeHTTP(w, r)
+		})
+	}
 	ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen %s: %w; pick a free address or set metrics.listen: \"\"", cfg.Metrics.Listen, err)

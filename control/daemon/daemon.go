@@ -38,6 +38,9 @@ type Daemon struct {
 	// the rule set (active has the config it was compiled from).
 	Config  *config.Config
 	active  atomic.Pointer[config.Config]
+	// ready is set once every port is started and every worker polls;
+	// cleared when stopping.
+	ready atomic.Bool
 	reloads reloader
 	quit    chan struct{}
 	EAL     EALPlan
@@ -218,12 +221,22 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		}()
 	}
 	go func() { d.wg.Wait(); close(d.done) }()
-	// A worker that cannot register fails at once; give it that moment.
-	time.Sleep(20 * time.Millisecond)
+	// Ready when every worker polls its queues (or fails: a worker that
+	// cannot register with DPDK returns at once).
+	for _, wk := range d.Workers {
+		select {
+		case <-wk.Polling():
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			d.stopWorkers()
+			return nil, fmt.Errorf("worker on cpu %v did not start polling within 10 s", cfg.Workers.CPUs)
+		}
+	}
 	if err := d.Err(); err != nil {
 		d.stopWorkers()
 		return nil, err
 	}
+	d.ready.Store(true)
 	go d.runReloads(d.quit)
 	go d.watchLosses(d.quit, lossLogEvery)
 	log.Info("data plane running", "workers", nw, "cpus", cfg.Workers.CPUs, "mbufs", cfg.Mempool.Mbufs)
@@ -242,6 +255,20 @@ func (d *Daemon) Err() error {
 	d.errMu.Lock()
 	defer d.errMu.Unlock()
 	return errors.Join(d.errs...)
+}
+
+// Ready reports whether dpfw forwards: every port started, every worker
+// polling, not stopping.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+// Healthy reports whether every worker is still running.
+func (d *Daemon) Healthy() bool {
+	select {
+	case <-d.done:
+		return false
+	default:
+		return d.Err() == nil
+	}
 }
 
 // Done is closed when every worker has returned.
@@ -277,6 +304,7 @@ func (d *Daemon) stopWorkers() {
 func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
+		d.ready.Store(false)
 		close(d.quit)
 		d.stopWorkers()
 		d.logAccounting()

@@ -66,12 +66,13 @@ type Worker struct {
 	// rejected packet, so it cannot be built in place).
 	scratch [2048]byte
 	stop    atomic.Bool
+	polling chan struct{} // closed when the worker polls its queues
 	lcore   atomic.Int32
 }
 
 // New returns a worker that runs pl over the configured queues.
 func New(cfg Config, pl *dataplane.Pipeline) *Worker {
-	w := &Worker{cfg: cfg, pl: pl}
+	w := &Worker{cfg: cfg, pl: pl, polling: make(chan struct{})}
 	w.lcore.Store(-1)
 	return w
 }
@@ -87,6 +88,10 @@ func (w *Worker) ID() int { return w.cfg.ID }
 
 // Stop asks Run to return after its current burst.
 func (w *Worker) Stop() { w.stop.Store(true) }
+
+// Polling is closed once the worker has registered with DPDK and polls its
+// queues (readiness).
+func (w *Worker) Polling() <-chan struct{} { return w.polling }
 
 // Run polls until Stop. It locks the goroutine to its OS thread, pins it and
 // registers it with DPDK. A bug in the loop panics and crashes the process,
@@ -116,6 +121,7 @@ func (w *Worker) Run() error {
 	if err := io.SetRxSources(srcs, uint32(rounds*len(srcs))); err != nil {
 		return fmt.Errorf("worker %d: %w", w.cfg.ID, err)
 	}
+	close(w.polling)
 	staged := w.loop(io, dpdk.NewTSCClock())
 	// Send what the last burst staged (and count it); receive nothing.
 	_ = io.SetRxSources(nil, 1)
