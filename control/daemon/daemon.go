@@ -36,11 +36,11 @@ type Port struct {
 type Daemon struct {
 	// Config is the configuration dpfw started with; reloads change only
 	// the rule set (active has the config it was compiled from).
-	Config  *config.Config
-	active  atomic.Pointer[config.Config]
+	Config *config.Config
+	active atomic.Pointer[config.Config]
 	// ready is set once every port is started and every worker polls;
 	// cleared when stopping.
-	ready atomic.Bool
+	ready   atomic.Bool
 	reloads reloader
 	quit    chan struct{}
 	EAL     EALPlan
