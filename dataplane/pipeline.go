@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"sync/atomic"
 	"unsafe"
 
@@ -181,7 +183,18 @@ type hit struct {
 // with the filter rules points to (loaded once per burst), and publishes
 // its counters to c.
 func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filter.Filter], c *Counters) *Pipeline {
-	return &Pipeline{opts: opts, Tracker: tr, rules: rules, counters: c}
+	pl := &Pipeline{opts: opts, Tracker: tr, rules: rules, counters: c}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:]) // crypto/rand never fails on Linux
+	pl.frags.seed = binary.LittleEndian.Uint64(seed[:])
+	return pl
+}
+
+// FragSlot returns the fragment-table slot a fragment falls in (for tests:
+// two pipelines place the same datagram apart, by their seeds).
+func (pl *Pipeline) FragSlot(p *packet.Parsed, zone uint16) int {
+	k := keyOf(p, zone)
+	return pl.frags.slot(&k)
 }
 
 // Counters returns the pipeline's published counters.

@@ -11,6 +11,7 @@ import (
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/packet/header"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
@@ -362,5 +363,27 @@ func TestForwardThenInputCounters(t *testing.T) {
 		if pk, _ := f.Totals(uint16(id)); pk != 3 {
 			t.Errorf("%s counted %d packets; want 3", f.Rules[id].String(), pk)
 		}
+	}
+}
+
+// TestFragSeeds: the fragment table's hash is seeded per pipeline, so two
+// pipelines (two workers, two processes) place the same datagrams in
+// different slots, and nobody can pick fragments that collide; the hash
+// does not allocate.
+func TestFragSeeds(t *testing.T) {
+	a, b := newPipeline(t, true, tutorialRules), newPipeline(t, true, tutorialRules)
+	differ := 0
+	for id := uint32(1); id <= 16; id++ {
+		p := &packet.Parsed{Kind: packet.IPv4, Proto: 17, FragID: id, Src: [16]byte{198, 18, 0, 1}, Dst: [16]byte{198, 18, 0, 2}}
+		if a.FragSlot(p, 0) != b.FragSlot(p, 0) {
+			differ++
+		}
+	}
+	if differ == 0 {
+		t.Errorf("two pipelines placed 16 datagrams in the same slots: the hash is not seeded")
+	}
+	p := &packet.Parsed{Kind: packet.IPv4, Proto: 17, FragID: 7}
+	if n := testing.AllocsPerRun(100, func() { a.FragSlot(p, 0) }); n != 0 {
+		t.Errorf("FragSlot allocates %v", n)
 	}
 }
