@@ -69,7 +69,19 @@ func checkCmd() *cobra.Command {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			for _, w := range cfg.Warnings() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d: warning: %s: %s\n", name, config.LineOf(cfg.Lines, w.Key), w.Key, w.Msg)
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s: %s\n", where(name, cfg, w.Key), w.Key, w.Msg)
+			}
+			var failed []string
+			for _, pf := range daemon.Preflight(cfg, daemon.LocalHost(), ruleset.MemoryPlan(cfg, f).Total()) {
+				kind := "warning"
+				if !pf.Warning {
+					kind = "error"
+					failed = append(failed, pf.Key)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s: %s: %s\n", where(name, cfg, pf.Key), kind, pf.Key, pf.Msg)
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("%s: the machine is not ready for this config (%s): see above", name, strings.Join(failed, ", "))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK: %d ports, %d links, %d workers, %d rules; memory %s\n",
 				name, len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs), f.Stats.Rules, ruleset.MemoryPlan(cfg, f))
@@ -78,6 +90,15 @@ func checkCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (default: the embedded configs/default.yaml)")
 	return cmd
+}
+
+// where is "file:line" of a config key, or the file when the key is not
+// written in it (a default).
+func where(name string, cfg *config.Config, key string) string {
+	if l := config.LineOf(cfg.Lines, key); l > 0 {
+		return fmt.Sprintf("%s:%d", name, l)
+	}
+	return name
 }
 
 func runCmd() *cobra.Command {

@@ -73,6 +73,17 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	for _, w := range cfg.Warnings() {
 		log.Warn("config: "+w.Msg, "key", w.Key)
 	}
+	var preflightErrs []string
+	for _, f := range Preflight(cfg, LocalHost(), ruleset.MemoryPlan(cfg, nil).Total()) {
+		if f.Warning {
+			log.Warn("pre-flight: "+f.Msg, "key", f.Key)
+		} else {
+			preflightErrs = append(preflightErrs, f.Key+": "+f.Msg)
+		}
+	}
+	if len(preflightErrs) > 0 {
+		return nil, fmt.Errorf("pre-flight check failed (dpfw check shows it too):\n  %s", strings.Join(preflightErrs, "\n  "))
+	}
 	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
 	if err := dpdk.Init(d.EAL.Args); err != nil {
 		return nil, fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
