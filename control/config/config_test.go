@@ -85,6 +85,7 @@ func TestLoadErrors(t *testing.T) {
 		{"mempool beyond eal memory", good + "mempool: {mbufs: 200000}\n", []string{"mempool.mbufs", "more than eal.memory_mb 256", "raise eal.memory_mb to at least"}},
 		{"second document", good + "---\nworkers: {cpus: [2]}\n", []string{"bad.yaml:15:", "a second YAML document"}},
 		{"long bad value quoted short", strings.Replace(good, "memory_mb: 256", "memory_mb: "+strings.Repeat("9", 100000)+"x", 1), []string{"eal.memory_mb", "(100001 bytes)"}},
+		{"long unknown key quoted short", good + strings.Repeat("k", 1000) + ": 1\n", []string{"unknown key", "(1000 bytes)"}},
 		{"bad watch", good + "rules: {watch: sometimes, allow_empty: true}\n", []string{"rules.watch", "want rename"}},
 		{"bad reload timeout", good + "rules: {reload_timeout: 1ms, allow_empty: true}\n", []string{"rules.reload_timeout", "want 1s to 10m"}},
 	}

@@ -203,7 +203,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string, lines map[string]int
 			lines[key] = k.Line
 			f, ok := fields[k.Value]
 			if !ok {
-				msg := fmt.Sprintf("unknown key %q", k.Value)
+				msg := "unknown key " + quoteShort(k.Value)
 				if prefix != "" {
 					msg += " in " + prefix
 				}
