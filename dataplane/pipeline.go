@@ -309,12 +309,9 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 				b.State[i] = conntrack.Invalid
 			case p.Frag == packet.FragLater:
 				var st conntrack.State
-				var ok bool
-				v, st, ok = pl.frags.follow(p, pi.Zone, now)
+				v, st, r = pl.frags.follow(p, pi.Zone, now)
 				b.State[i] = st
-				if !ok {
-					r = filter.DropFragment
-				} else if v != filter.Accept {
+				if r == filter.DropNone && v != filter.Accept {
 					r = filter.DropRule
 				}
 			case track:
@@ -323,7 +320,9 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 				v, r = pl.judgeStateless(f, p, in, &pi)
 			}
 			if p.Frag == packet.FragFirst && r != filter.DropBadChecksum {
-				pl.frags.remember(p, pi.Zone, v, b.State[i], now)
+				if fr := pl.frags.remember(p, pi.Zone, v, b.State[i], now); fr != filter.DropNone {
+					v, r = filter.Drop, fr
+				}
 			}
 		}
 		b.Verdict[i], b.Reason[i] = v, r

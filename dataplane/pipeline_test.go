@@ -104,6 +104,26 @@ func TestProcessNoAllocs(t *testing.T) {
 	}
 }
 
+// TestFragmentsNoAllocs: the fragment path (first, duplicate, later,
+// overlapping fragments) allocates nothing either.
+func TestFragmentsNoAllocs(t *testing.T) {
+	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
+	allowed := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, 5000, 9, 400)
+	var frames [][]byte
+	for id := uint16(1); id <= 6; id++ {
+		frames = append(frames, fragment(allowed, id, 0, 104, true), fragment(allowed, id, 0, 104, true),
+			fragment(allowed, id, 104, 104, true), fragment(allowed, id, 160, 96, true), fragment(allowed, id, 208, 200, false))
+	}
+	pl := newPipeline(t, true, tutorialRules)
+	var b dataplane.Burst
+	if n := testing.AllocsPerRun(200, func() {
+		fillBurst(&b, frames)
+		pl.Process(&b, 0, 0)
+	}); n != 0 {
+		t.Errorf("a burst of fragments allocates %v times; want 0", n)
+	}
+}
+
 func BenchmarkPipeline(b *testing.B) {
 	frames := pcapgen.UDPFlows(dataplane.BurstSize, false)
 	pl := newPipeline(b, true, tutorialRules)
@@ -303,6 +323,18 @@ func TestFragmentsFollowTheirFirst(t *testing.T) {
 		{"a later fragment with no first", fragment(allowed, 78, 104, 104, false), filter.Drop, filter.DropFragment},
 		{"first fragment of a refused datagram", fragment(refused, 79, 0, 104, true), filter.Drop, filter.DropRule},
 		{"its later fragment", fragment(refused, 79, 104, 104, false), filter.Drop, filter.DropRule},
+		{"first fragment", fragment(allowed, 80, 0, 104, true), filter.Accept, filter.DropNone},
+		{"the first fragment again", fragment(allowed, 80, 0, 104, true), filter.Drop, filter.DropFragmentDup},
+		{"a second fragment", fragment(allowed, 80, 104, 104, true), filter.Accept, filter.DropNone},
+		{"the second again", fragment(allowed, 80, 104, 104, true), filter.Drop, filter.DropFragmentDup},
+		{"the last fragment, leaving a hole", fragment(allowed, 80, 304, 104, false), filter.Accept, filter.DropNone},
+		{"a last fragment that would move the end", fragment(allowed, 80, 208, 96, false), filter.Drop, filter.DropFragmentOverlap},
+		{"a fragment overlapping the second", fragment(allowed, 80, 160, 96, true), filter.Drop, filter.DropFragmentOverlap},
+		{"the hole, after the overlap killed the datagram", fragment(allowed, 80, 208, 96, true), filter.Drop, filter.DropFragment},
+		{"a new datagram", fragment(allowed, 81, 0, 104, true), filter.Accept, filter.DropNone},
+		{"completed", fragment(allowed, 81, 104, 304, false), filter.Accept, filter.DropNone},
+		{"a fragment after completion", fragment(allowed, 81, 104, 304, false), filter.Drop, filter.DropFragment},
+		{"the id reused: a new datagram", fragment(allowed, 81, 0, 104, true), filter.Accept, filter.DropNone},
 	} {
 		b.N = 1
 		b.Decode(0, st.frame, 0)

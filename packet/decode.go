@@ -148,6 +148,9 @@ func decode4(b []byte, off int, p *Parsed) {
 	p.FragID = uint32(ip.ID())
 	fo := ip.FragOffset()
 	p.FragOff = fo
+	if fo > 0 || ip.More() {
+		p.FragData, p.FragMore = uint16(l4), ip.More()
+	}
 	switch {
 	case fo > 0:
 		if fo < minFragBlks*8 {
@@ -217,6 +220,9 @@ func decode6(b []byte, off int, p *Parsed) {
 			fo := fh.FragOffset()
 			p.FragOff = fo
 			l4 += header.IPv6FragmentSize
+			if fo > 0 || fh.More() {
+				p.FragData, p.FragMore = uint16(l4), fh.More()
+			}
 			if fo > 0 {
 				if fo < minFragBlks*8 {
 					p.Reason = ReasonTinyFragment

@@ -105,6 +105,11 @@ type Parsed struct {
 	FragID uint32
 	// FragOff is the fragment offset in bytes.
 	FragOff uint16
+	// FragData is the offset in Buf where a fragment's data starts (after
+	// the IPv4 header, or after the IPv6 fragment header); FragMore is its
+	// MF flag (fragments only).
+	FragData uint16
+	FragMore bool
 }
 
 // IsIP reports whether the frame is IPv4 or IPv6.

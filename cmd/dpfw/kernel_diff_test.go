@@ -872,9 +872,9 @@ func TestKernelFTPExpectations(t *testing.T) {
 }
 
 // The fragment differential: datagrams sent as fragments (in order, out of
-// order, overlapping, incomplete, with tiny first fragments), each judged
-// by what came out of the other side: the whole datagram, nothing, or a
-// part. The kernel reassembles before tracking (nf_defrag); dpfw decides on
+// order, overlapping, duplicated, incomplete, with tiny first fragments),
+// each judged by what came out of the other side: the whole datagram once,
+// more than that, nothing, or a part. The kernel reassembles before tracking (nf_defrag); dpfw decides on
 // the first fragment and makes the others follow, so some layouts differ:
 // each is listed in fragKnown with the reason.
 
@@ -894,7 +894,8 @@ type fragCase struct {
 var fragKnown = map[string]string{
 	"later fragment first":        "dpfw drops a fragment whose first fragment it has not seen; the kernel holds it until the datagram is complete",
 	"first fragment only":         "dpfw forwards the first fragment of a datagram that never completes; the kernel forwards nothing",
-	"overlapping fragments":       "the kernel drops a datagram with overlapping fragments; dpfw forwards them",
+	"overlapping fragments":       "dpfw drops the overlapping fragment and the rest of its datagram, as the kernel discards the datagram (RFC 5722), but it does not hold fragments and has forwarded the first one already",
+	"overlap in the middle":       "as overlapping fragments: dpfw forwarded the fragments before the overlap",
 	"tiny TCP first fragment":     "dpfw drops a first fragment too short for the TCP header (RFC 1858); the kernel reassembles and passes it",
 	"second fragment at offset 8": "dpfw drops a TCP first fragment of 8 bytes (RFC 1858); the kernel reassembles",
 	"IPv6 later fragment first":   "as later fragment first",
@@ -907,6 +908,10 @@ var fragCases = []fragCase{
 	{name: "later fragment first", size: 2000, parts: [][2]int{{1480, 520}, {0, 1480}}, open: true},
 	{name: "first fragment only", size: 2000, parts: [][2]int{{0, 1480}}, open: true},
 	{name: "overlapping fragments", size: 2000, parts: [][2]int{{0, 1480}, {1400, 600}}, open: true},
+	{name: "overlap in the middle", size: 3000, parts: [][2]int{{0, 1000}, {2000, 1000}, {1000, 1008}}, open: true},
+	{name: "duplicate fragment", size: 3000, parts: [][2]int{{0, 1000}, {1000, 1000}, {1000, 1000}, {2000, 1000}}, open: true},
+	{name: "duplicate first fragment", size: 2000, parts: [][2]int{{0, 1480}, {0, 1480}, {1480, 520}}, open: true},
+	{name: "fragment after completion", size: 2000, parts: [][2]int{{0, 1480}, {1480, 520}, {1480, 520}}, open: true},
 	{name: "tiny TCP first fragment", tcp: true, size: 40, parts: [][2]int{{0, 16}, {16, 24}}, open: true},
 	{name: "second fragment at offset 8", tcp: true, size: 40, parts: [][2]int{{0, 8}, {8, 32}}, open: true},
 	{name: "closed port in order", size: 2000, parts: [][2]int{{0, 1480}, {1480, 520}}, open: false},
@@ -1070,8 +1075,10 @@ func TestKernelFragments(t *testing.T) {
 		switch {
 		case n == 0:
 			return "nothing"
-		case n >= c.size:
+		case n == c.size:
 			return "the datagram"
+		case n > c.size:
+			return fmt.Sprintf("the datagram and %d bytes more", n-c.size)
 		}
 		return fmt.Sprintf("%d of its %d bytes", n, c.size)
 	}

@@ -68,6 +68,14 @@ const (
 	// DropHelper: the FTP helper found a malformed announcement in the
 	// segment (nf_conntrack_ftp drops it too).
 	DropHelper
+	// DropFragmentOverlap: a fragment overlapping part of one already seen
+	// (RFC 5722; the kernel then discards the whole datagram, and dpfw
+	// drops its remaining fragments), or an empty fragment or one past the
+	// datagram's announced end (dropped alone, as the kernel does).
+	DropFragmentOverlap
+	// DropFragmentDup: a fragment wholly inside one already seen (a
+	// duplicate: the kernel keeps the first copy and drops this one).
+	DropFragmentDup
 	// NumDropReasons is the number of reasons; not a reason.
 	NumDropReasons
 )
@@ -77,6 +85,7 @@ var dropNames = [...]string{
 	"truncated_l4", "bad_tcp_offset", "bad_udp_length", "tiny_fragment", "too_many_vlan_tags",
 	"oversize", "non_ip", "rule", "ct_invalid", "table_full", "tx_full", "steer_full", "no_route",
 	"fragment", "shutdown", "bad_checksum", "ct_new_rate", "ftp_malformed",
+	"fragment_overlap", "fragment_duplicate",
 }
 
 func (r DropReason) String() string {
