@@ -414,141 +414,199 @@ func (p *Port) DeviceName() string { return devName(p.Device) }
 
 // Validate checks every value and returns all problems found.
 func (c *Config) Validate() []FieldError {
-	var errs []FieldError
-	add := func(key, format string, a ...any) {
-		errs = append(errs, FieldError{Key: key, Msg: fmt.Sprintf(format, a...)})
+	v := &validation{c: c}
+	for _, check := range checks {
+		check(v)
 	}
-	if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`).MatchString(c.EAL.FilePrefix) {
-		add("eal.file_prefix", "%q: want 1-32 letters, digits, '_' or '-'", c.EAL.FilePrefix)
+	return v.errs
+}
+
+// validation collects one Validate's errors.
+type validation struct {
+	c    *Config
+	errs []FieldError
+	// ports maps each port name to its index (checkPorts, for checkLinks).
+	ports map[string]int
+}
+
+func (v *validation) add(key, format string, a ...any) {
+	v.errs = append(v.errs, FieldError{Key: key, Msg: fmt.Sprintf(format, a...)})
+}
+
+// checks are Validate's steps, one per section, in the order their errors
+// are reported.
+var checks = []func(*validation){
+	checkEAL, checkMempool, checkPorts, checkLinks, checkWorkers,
+	checkDataplane, checkConntrack, checkFTP, checkRules,
+}
+
+var filePrefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+// checkEAL checks the EAL options.
+func checkEAL(v *validation) {
+	c := v.c
+	if !filePrefixRE.MatchString(c.EAL.FilePrefix) {
+		v.add("eal.file_prefix", "%q: want 1-32 letters, digits, '_' or '-'", c.EAL.FilePrefix)
 	}
 	if !slices.Contains([]string{"auto", "yes", "no"}, c.EAL.Hugepages) {
-		add("eal.hugepages", "%q: want auto, yes or no", c.EAL.Hugepages)
+		v.add("eal.hugepages", "%q: want auto, yes or no", c.EAL.Hugepages)
 	}
 	if c.EAL.MemoryMB < 64 || c.EAL.MemoryMB > 1<<20 {
-		add("eal.memory_mb", "%d: want 64 to 1048576", c.EAL.MemoryMB)
+		v.add("eal.memory_mb", "%d: want 64 to 1048576", c.EAL.MemoryMB)
 	}
+}
+
+// checkMempool checks the mbuf pool.
+func checkMempool(v *validation) {
+	c := v.c
 	if c.Mempool.Mbufs < 1024 || c.Mempool.Mbufs > MaxMbufs {
-		add("mempool.mbufs", "%d: want 1024 to %d", c.Mempool.Mbufs, MaxMbufs)
+		v.add("mempool.mbufs", "%d: want 1024 to %d", c.Mempool.Mbufs, MaxMbufs)
 	} else if need := int64(c.Mempool.Mbufs) * int64(c.Mempool.DataRoom+MbufOverhead); need > int64(c.EAL.MemoryMB)<<20 {
-		add("mempool.mbufs", "%d mbufs of %d bytes (data room) + %d (header) need %d MB, more than eal.memory_mb %d: raise eal.memory_mb to at least %d or lower mempool.mbufs",
+		v.add("mempool.mbufs", "%d mbufs of %d bytes (data room) + %d (header) need %d MB, more than eal.memory_mb %d: raise eal.memory_mb to at least %d or lower mempool.mbufs",
 			c.Mempool.Mbufs, c.Mempool.DataRoom, MbufOverhead, need>>20, c.EAL.MemoryMB, need>>20+64)
 	}
 	if c.Mempool.Cache < 0 || c.Mempool.Cache > 512 {
-		add("mempool.cache", "%d: want 0 to 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)", c.Mempool.Cache)
+		v.add("mempool.cache", "%d: want 0 to 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)", c.Mempool.Cache)
 	}
 	if c.Mempool.DataRoom < 128+64 || c.Mempool.DataRoom > 65535 {
-		add("mempool.data_room", "%d: want 192 to 65535 bytes (headroom 128 included)", c.Mempool.DataRoom)
+		v.add("mempool.data_room", "%d: want 192 to 65535 bytes (headroom 128 included)", c.Mempool.DataRoom)
 	}
+}
+
+// checkPorts checks the ports, and records their names for checkLinks.
+func checkPorts(v *validation) {
+	c := v.c
 	if len(c.Ports) == 0 {
-		add("ports", "no ports: list at least two, e.g. {name: outside, device: net_tap0,iface=dpfw0}")
+		v.add("ports", "no ports: list at least two, e.g. {name: outside, device: net_tap0,iface=dpfw0}")
 	}
 	names := map[string]int{}
+	v.ports = names
 	devs := map[string]int{}
 	for i := range c.Ports {
 		p := &c.Ports[i]
 		key := fmt.Sprintf("ports[%d]", i)
 		if !nameRE.MatchString(p.Name) {
-			add(key+".name", "%q: want a name of letters, digits, '_', '.', '-', starting with a letter", p.Name)
+			v.add(key+".name", "%q: want a name of letters, digits, '_', '.', '-', starting with a letter", p.Name)
 		} else if j, dup := names[p.Name]; dup {
-			add(key+".name", "%q is already the name of ports[%d]", p.Name, j)
+			v.add(key+".name", "%q is already the name of ports[%d]", p.Name, j)
 		} else {
 			names[p.Name] = i
 		}
 		dn := p.DeviceName()
 		switch {
 		case p.Device == "":
-			add(key+".device", "missing: give DPDK devargs (net_tap0,iface=NAME) or a PCI address (0000:01:00.0)")
+			v.add(key+".device", "missing: give DPDK devargs (net_tap0,iface=NAME) or a PCI address (0000:01:00.0)")
 		case !IsPCI(p.Device) && !vdevRE.MatchString(dn):
-			add(key+".device", "%q: want a PCI address (0000:01:00.0) or a virtual device name such as net_tap0 or net_pcap0 followed by ,key=value args", p.Device)
+			v.add(key+".device", "%q: want a PCI address (0000:01:00.0) or a virtual device name such as net_tap0 or net_pcap0 followed by ,key=value args", p.Device)
 		default:
 			if j, dup := devs[dn]; dup {
-				add(key+".device", "device %q is already used by ports[%d]", dn, j)
+				v.add(key+".device", "device %q is already used by ports[%d]", dn, j)
 			}
 			devs[dn] = i
 		}
 		if p.MTU < 68 || p.MTU > 9600 {
-			add(key+".mtu", "%d: want 68 to 9600 bytes", p.MTU)
+			v.add(key+".mtu", "%d: want 68 to 9600 bytes", p.MTU)
 		}
 		for _, d := range []struct {
 			k string
 			v int
 		}{{"rx_desc", p.RxDesc}, {"tx_desc", p.TxDesc}} {
 			if d.v < 32 || d.v > 32768 || d.v&(d.v-1) != 0 {
-				add(key+"."+d.k, "%d: want a power of two from 32 to 32768", d.v)
+				v.add(key+"."+d.k, "%d: want a power of two from 32 to 32768", d.v)
 			}
 		}
 	}
+}
+
+// checkLinks checks the links between ports.
+func checkLinks(v *validation) {
+	c := v.c
 	used := map[string]string{}
 	for i, l := range c.Links {
 		key := fmt.Sprintf("links[%d]", i)
 		if len(l.Ports) != 2 {
-			add(key+".ports", "want exactly two port names, e.g. [outside, inside]; got %d", len(l.Ports))
+			v.add(key+".ports", "want exactly two port names, e.g. [outside, inside]; got %d", len(l.Ports))
 			continue
 		}
 		if l.Ports[0] == l.Ports[1] {
-			add(key+".ports", "a link joins two different ports; both are %q", l.Ports[0])
+			v.add(key+".ports", "a link joins two different ports; both are %q", l.Ports[0])
 		}
 		for j, pn := range l.Ports {
-			if _, ok := names[pn]; !ok {
-				add(fmt.Sprintf("%s.ports[%d]", key, j), "no port named %q%s", pn, suggest(pn, keys(names)))
+			if _, ok := v.ports[pn]; !ok {
+				v.add(fmt.Sprintf("%s.ports[%d]", key, j), "no port named %q%s", pn, suggest(pn, keys(v.ports)))
 				continue
 			}
 			if other, dup := used[pn]; dup {
-				add(fmt.Sprintf("%s.ports[%d]", key, j), "port %q is already in link %s; a port belongs to one link", pn, other)
+				v.add(fmt.Sprintf("%s.ports[%d]", key, j), "port %q is already in link %s; a port belongs to one link", pn, other)
 			}
 			used[pn] = key
 		}
 		if l.Inside != "" && !slices.Contains(l.Ports, l.Inside) {
-			add(key+".inside", "%q is not one of this link's ports %v", l.Inside, l.Ports)
+			v.add(key+".inside", "%q is not one of this link's ports %v", l.Inside, l.Ports)
 		}
 	}
 	if len(c.Links) == 0 && len(c.Ports) > 0 {
-		add("links", "no links: pair two ports, e.g. links: [{name: wire, ports: [outside, inside], inside: inside}]")
+		v.add("links", "no links: pair two ports, e.g. links: [{name: wire, ports: [outside, inside], inside: inside}]")
 	}
+}
+
+// checkWorkers checks the workers and the mbufs they need.
+func checkWorkers(v *validation) {
+	c := v.c
 	if len(c.Workers.CPUs) == 0 {
-		add("workers.cpus", "no workers: list one CPU per worker, e.g. [1]")
+		v.add("workers.cpus", "no workers: list one CPU per worker, e.g. [1]")
 	}
 	if len(c.Workers.CPUs) > 8 {
-		add("workers.cpus", "%d workers: at most 8 are supported", len(c.Workers.CPUs))
+		v.add("workers.cpus", "%d workers: at most 8 are supported", len(c.Workers.CPUs))
 	}
 	seen := map[int]bool{}
 	for i, cpu := range c.Workers.CPUs {
 		if cpu < 0 || cpu > 1023 {
-			add(fmt.Sprintf("workers.cpus[%d]", i), "%d: want a CPU number from 0", cpu)
+			v.add(fmt.Sprintf("workers.cpus[%d]", i), "%d: want a CPU number from 0", cpu)
 		} else if seen[cpu] {
-			add(fmt.Sprintf("workers.cpus[%d]", i), "CPU %d is listed twice; one worker per CPU", cpu)
+			v.add(fmt.Sprintf("workers.cpus[%d]", i), "CPU %d is listed twice; one worker per CPU", cpu)
 		}
 		seen[cpu] = true
 	}
 	if !slices.Contains([]string{"auto", "on", "off"}, c.Workers.Steering) {
-		add("workers.steering", "%q: want auto, on or off", c.Workers.Steering)
+		v.add("workers.steering", "%q: want auto, on or off", c.Workers.Steering)
 	}
 	if need := c.MinMbufs(); c.Mempool.Mbufs < need && len(c.Workers.CPUs) > 0 {
-		add("mempool.mbufs", "%d is too small: %d ports × %d queues of rx_desc + tx_desc descriptors, plus per-worker caches and bursts, need at least %d; raise mempool.mbufs or lower rx_desc/tx_desc",
+		v.add("mempool.mbufs", "%d is too small: %d ports × %d queues of rx_desc + tx_desc descriptors, plus per-worker caches and bursts, need at least %d; raise mempool.mbufs or lower rx_desc/tx_desc",
 			c.Mempool.Mbufs, len(c.Ports), len(c.Workers.CPUs), need)
 	}
 	if c.Workers.IdlePolls < 0 {
-		add("workers.idle_polls", "%d: want 0 (always busy-poll) or more", c.Workers.IdlePolls)
+		v.add("workers.idle_polls", "%d: want 0 (always busy-poll) or more", c.Workers.IdlePolls)
 	}
 	if c.Workers.IdleSleep < 0 || c.Workers.IdleSleep > time.Second {
-		add("workers.idle_sleep", "%s: want 0 to 1s", c.Workers.IdleSleep)
+		v.add("workers.idle_sleep", "%s: want 0 to 1s", c.Workers.IdleSleep)
 	}
+}
+
+// checkDataplane checks the dataplane options.
+func checkDataplane(v *validation) {
+	c := v.c
 	if c.Dataplane.RejectPerSecond < 0 || c.Dataplane.RejectPerSecond > 1_000_000 {
-		add("dataplane.reject_per_second", "%d: want 0 to 1000000", c.Dataplane.RejectPerSecond)
+		v.add("dataplane.reject_per_second", "%d: want 0 to 1000000", c.Dataplane.RejectPerSecond)
 	}
 	if c.Dataplane.LogPerSecond < 0 || c.Dataplane.LogPerSecond > 100_000 {
-		add("dataplane.log_per_second", "%d: want 0 to 100000", c.Dataplane.LogPerSecond)
+		v.add("dataplane.log_per_second", "%d: want 0 to 100000", c.Dataplane.LogPerSecond)
 	}
 	switch c.Dataplane.Checksum {
 	case "full", "hardware", "off":
 	default:
-		add("dataplane.checksum", "%q: want full, hardware or off", c.Dataplane.Checksum)
+		v.add("dataplane.checksum", "%q: want full, hardware or off", c.Dataplane.Checksum)
 	}
 	if c.Dataplane.NonIP != "pass" && c.Dataplane.NonIP != "drop" {
-		add("dataplane.non_ip", "%q: want pass or drop", c.Dataplane.NonIP)
+		v.add("dataplane.non_ip", "%q: want pass or drop", c.Dataplane.NonIP)
 	}
+}
+
+// checkConntrack checks the connection table and its timeouts.
+func checkConntrack(v *validation) {
+	c := v.c
 	if c.Conntrack.Capacity < 16 || c.Conntrack.Capacity > 1<<28 {
-		add("conntrack.capacity", "%d: want 16 to 268435456 connections per worker", c.Conntrack.Capacity)
+		v.add("conntrack.capacity", "%d: want 16 to 268435456 connections per worker", c.Conntrack.Capacity)
 	}
 	for _, t := range []struct {
 		k string
@@ -565,37 +623,47 @@ func (c *Config) Validate() []FieldError {
 		// Entries keep expiry in 32-bit milliseconds compared with wrap-around
 		// arithmetic: timeouts must stay below 24 days.
 		if t.v < time.Second || t.v > 20*24*time.Hour {
-			add("conntrack.timeouts."+t.k, "%s: want 1s to 480h", t.v)
+			v.add("conntrack.timeouts."+t.k, "%s: want 1s to 480h", t.v)
 		}
 	}
+}
+
+// checkFTP checks the FTP helper and the NEW rate cap.
+func checkFTP(v *validation) {
+	c := v.c
 	for i, p := range c.Conntrack.FTP.Ports {
 		if p < 1 || p > 65535 {
-			add(fmt.Sprintf("conntrack.ftp.ports[%d]", i), "%d: want 1-65535", p)
+			v.add(fmt.Sprintf("conntrack.ftp.ports[%d]", i), "%d: want 1-65535", p)
 		}
 	}
 	if t := c.Conntrack.FTP.ExpectTimeout; t < time.Second || t > time.Hour {
-		add("conntrack.ftp.expect_timeout", "%s: want 1s to 1h", t)
+		v.add("conntrack.ftp.expect_timeout", "%s: want 1s to 1h", t)
 	}
 	if n := c.Conntrack.FTP.MaxExpectations; n < 1 || n > 1<<20 {
-		add("conntrack.ftp.max_expectations", "%d: want 1 to 1048576", n)
+		v.add("conntrack.ftp.max_expectations", "%d: want 1 to 1048576", n)
 	}
 	if n := c.Conntrack.FTP.MaxPerConnection; n < 1 || n > 64 {
-		add("conntrack.ftp.max_per_connection", "%d: want 1 to 64", n)
+		v.add("conntrack.ftp.max_per_connection", "%d: want 1 to 64", n)
 	}
 	if n := c.Conntrack.NewPerSecond; n < 0 || n > 1e9 {
-		add("conntrack.new_per_second", "%d: want 0 (no cap) to 1000000000", n)
+		v.add("conntrack.new_per_second", "%d: want 0 (no cap) to 1000000000", n)
 	}
 	if n := c.Conntrack.NewBurst; n < 1 || n > 1e9 {
-		add("conntrack.new_burst", "%d: want 1 to 1000000000", n)
+		v.add("conntrack.new_burst", "%d: want 1 to 1000000000", n)
 	}
 	if a := c.Conntrack.Adaptive; a.Start != 0 || a.End != 0 {
 		if a.Start < 0 || a.Start >= a.End || a.End > 1000 {
-			add("conntrack.adaptive", "start %d, end %d: want 0 < start < end ≤ 1000 (percent of capacity), or start 0 to turn it off", a.Start, a.End)
+			v.add("conntrack.adaptive", "start %d, end %d: want 0 < start < end ≤ 1000 (percent of capacity), or start 0 to turn it off", a.Start, a.End)
 		}
 	}
 	if f := c.Conntrack.Adaptive.Floor; f < 0 || f > time.Hour {
-		add("conntrack.adaptive.floor", "%s: want 0s to 1h", f)
+		v.add("conntrack.adaptive.floor", "%s: want 0s to 1h", f)
 	}
+}
+
+// checkRules checks the rule set's form, reloads, metrics and logging.
+func checkRules(v *validation) {
+	c := v.c
 	forms := 0
 	for _, set := range []bool{c.Rules.File != "", c.Rules.Iptables != "",
 		len(c.Rules.List) > 0 || len(c.Rules.Chains) > 0 || c.Rules.Policies != (Policies{})} {
@@ -604,40 +672,39 @@ func (c *Config) Validate() []FieldError {
 		}
 	}
 	if forms > 1 {
-		add("rules", "give one of rules.file, rules.iptables, or the structured form (policies, chains, list)")
+		v.add("rules", "give one of rules.file, rules.iptables, or the structured form (policies, chains, list)")
 	}
 	if c.Rules.File6 != "" || c.Rules.Iptables6 != "" {
 		switch {
 		case c.Rules.File6 != "" && c.Rules.Iptables6 != "":
-			add("rules", "give one of rules.file6 and rules.iptables6")
+			v.add("rules", "give one of rules.file6 and rules.iptables6")
 		case c.Rules.File == "" && c.Rules.Iptables == "":
-			add("rules", "rules.file6/rules.iptables6 (the IPv6 rule set) goes with rules.file or rules.iptables (the IPv4 one): with both, each family has its own chains and policies")
+			v.add("rules", "rules.file6/rules.iptables6 (the IPv6 rule set) goes with rules.file or rules.iptables (the IPv4 one): with both, each family has its own chains and policies")
 		}
 	}
 	if c.Metrics.Listen != "" {
 		if msg := checkListen(c.Metrics.Listen); msg != "" {
-			add("metrics.listen", "%s", msg)
+			v.add("metrics.listen", "%s", msg)
 		}
 	}
 	if !slices.Contains([]string{"rename", "write", "off"}, c.Rules.Watch) {
-		add("rules.watch", "%q: want rename (reload files renamed into place), write (also files written in place) or off", c.Rules.Watch)
+		v.add("rules.watch", "%q: want rename (reload files renamed into place), write (also files written in place) or off", c.Rules.Watch)
 	}
 	if t := c.Rules.ReloadTimeout; t < time.Second || t > 10*time.Minute {
-		add("rules.reload_timeout", "%s: want 1s to 10m", t)
+		v.add("rules.reload_timeout", "%s: want 1s to 10m", t)
 	}
 	if n := c.Rules.MaxFileSize; n < 1024 || n > 1<<32 {
-		add("rules.max_file_size", "%d: want 1024 to 4294967296 bytes (default %d)", n, DefaultMaxFileSize)
+		v.add("rules.max_file_size", "%d: want 1024 to 4294967296 bytes (default %d)", n, DefaultMaxFileSize)
 	}
 	if c.Metrics.StatsInterval < 0 {
-		add("metrics.stats_interval", "%s: want 0 (off) or a positive duration", c.Metrics.StatsInterval)
+		v.add("metrics.stats_interval", "%s: want 0 (off) or a positive duration", c.Metrics.StatsInterval)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
-		add("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+		v.add("log.level", "%q: want debug, info, warn or error", c.Log.Level)
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
-		add("log.format", "%q: want text or json", c.Log.Format)
+		v.add("log.format", "%q: want text or json", c.Log.Format)
 	}
-	return errs
 }
 
 // MbufHeadroom is the room DPDK keeps before each frame in an mbuf
