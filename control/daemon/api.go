@@ -190,246 +190,318 @@ func (d *Daemon) listTimeout() time.Duration {
 // Handler serves the runtime API (JSON) under /api/.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
-	// Compact JSON streamed to the client (a listing of a large table is
-	// tens of megabytes; "dpfw stats" and "conntrack list --json" indent).
-	writeJSON := func(w http.ResponseWriter, code int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(v)
+	for _, rt := range d.routes() {
+		mux.HandleFunc(rt.pattern, rt.handle)
 	}
-	fail := func(w http.ResponseWriter, code int, err error) {
-		writeJSON(w, code, map[string]string{"error": err.Error()})
-	}
-	mux.HandleFunc("GET /api/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !d.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.HandleFunc("GET /api/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if !d.Healthy() {
-			http.Error(w, "a worker stopped", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, r *http.Request) {
-		type port struct {
-			Name string `json:"name"`
-			Rx   uint64 `json:"rx_packets"`
-			Tx   uint64 `json:"tx_packets"`
-			Miss uint64 `json:"rx_missed"`
-			Up   bool   `json:"link_up"`
-		}
-		var ports []port
-		for _, p := range d.Ports {
-			st, _ := p.ID.Stats()
-			l, _ := p.ID.Link()
-			ports = append(ports, port{p.Config.Name, st.IPackets, st.OPackets, st.IMissed, l.Up})
-		}
-		type wk struct {
-			dataplane.Snapshot
-			DropsByReason map[string]uint64 `json:"drops_by_reason"`
-			Connections   uint64            `json:"connections"`
-		}
-		var workers []wk
-		for i, s := range d.Snapshots() {
-			m := map[string]uint64{}
-			for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
-				if s.Drops[r] != 0 {
-					m[r.String()] = s.Drops[r]
-				}
-			}
-			workers = append(workers, wk{s, m, d.Workers[i].Counters().CT.Entries.Load()})
-		}
-		writeJSON(w, 200, map[string]any{"ports": ports, "workers": workers, "mbufs_in_use": d.MbufsInUse()})
-	})
-	mux.HandleFunc("GET /api/rules", func(w http.ResponseWriter, r *http.Request) {
-		f := d.Rules.Load()
-		type rule struct {
-			Chain   string `json:"chain"`
-			Num     string `json:"num"`
-			Packets uint64 `json:"packets"`
-			Bytes   uint64 `json:"bytes"`
-			Target  string `json:"target"`
-			Spec    string `json:"rule"`
-		}
-		var out []rule
-		for _, st := range d.RuleStats() {
-			rl := rule{Chain: st.Chain, Num: st.Rule, Packets: st.Packets, Bytes: st.Bytes, Target: st.Target}
-			if n, err := strconv.Atoi(st.Rule); err == nil {
-				for i := range f.Rules {
-					if f.Rules[i].Chain == st.Chain {
-						rl.Spec = f.Rules[i+n-1].String()
-						break
-					}
-				}
-			}
-			out = append(out, rl)
-		}
-		writeJSON(w, 200, map[string]any{"generation": f.Gen, "rules": out})
-	})
-	mux.HandleFunc("GET /api/rules/save", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]string{"save": d.Rules.Load().Ruleset.Save()})
-	})
-	mux.HandleFunc("POST /api/rules/zero", func(w http.ResponseWriter, r *http.Request) {
-		d.Rules.Load().ZeroCounters()
-		writeJSON(w, 200, map[string]string{"result": "counters zeroed"})
-	})
-	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d.active.Load().Rules.ReloadTimeout+5*time.Second)
-		defer cancel()
-		res, err := d.Reload(ctx)
-		if err != nil {
-			fail(w, http.StatusUnprocessableEntity, err)
-			return
-		}
-		writeJSON(w, 200, res)
-	})
-	conn := func(flush bool) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			f, err := ParseConnFilter(r.URL.Query())
-			if err != nil {
-				fail(w, http.StatusBadRequest, err)
-				return
-			}
-			switch v := r.URL.Query().Get("format"); v {
-			case "", "json", "text":
-			default:
-				fail(w, http.StatusBadRequest, fmt.Errorf("format %q: want json (the default) or text", v))
-				return
-			}
-			limit := 100000
-			if v := r.URL.Query().Get("limit"); v != "" {
-				if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
-					fail(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a positive number", v))
-					return
-				}
-			}
-			ctx, cancel := context.WithTimeout(r.Context(), d.listTimeout())
-			defer cancel()
-			if flush {
-				deleted, err := d.Conntrack(ctx, f, true, limit, nil)
-				if err != nil {
-					fail(w, http.StatusServiceUnavailable, err)
-					return
-				}
-				writeJSON(w, 200, map[string]int{"deleted": deleted})
-				return
-			}
-			if r.URL.Query().Get("format") == "text" {
-				// conntrack -L lines, streamed; an error after the first
-				// chunk cuts the stream short (no final newline).
-				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-				bw := bufio.NewWriterSize(w, 64<<10)
-				line := make([]byte, 0, 256)
-				_, err := d.Conntrack(ctx, f, false, limit, func(es []conntrack.Entry) error {
-					for i := range es {
-						line = append(es[i].AppendText(line[:0]), '\n')
-						bw.Write(line)
-					}
-					return nil
-				})
-				if err != nil {
-					d.log.Warn("conntrack listing cut short", "err", err)
-				}
-				_ = bw.Flush()
-				return
-			}
-			// Streamed: {"entries":[…],"count":N}, written as the workers
-			// hand over chunks. An error after the first chunk can only
-			// cut the stream short (the client sees invalid JSON).
-			type entry struct {
-				conntrack.Entry
-				Line string `json:"line"`
-			}
-			bw := bufio.NewWriterSize(w, 64<<10)
-			enc := json.NewEncoder(bw)
-			count, started := 0, false
-			_, err = d.Conntrack(ctx, f, false, limit, func(es []conntrack.Entry) error {
-				if !started {
-					w.Header().Set("Content-Type", "application/json")
-					w.WriteHeader(200)
-					bw.WriteString(`{"entries":[`)
-					started = true
-				}
-				for i := range es {
-					if count > 0 {
-						bw.WriteByte(',')
-					}
-					if err := enc.Encode(entry{es[i], es[i].String()}); err != nil {
-						return err
-					}
-					count++
-				}
-				return nil
-			})
-			if err != nil && !started {
-				fail(w, http.StatusServiceUnavailable, err)
-				return
-			}
-			if !started {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(200)
-				bw.WriteString(`{"entries":[`)
-			}
-			if err != nil {
-				d.log.Warn("conntrack listing cut short", "err", err)
-				_ = bw.Flush()
-				return
-			}
-			fmt.Fprintf(bw, `],"count":%d}`+"\n", count)
-			_ = bw.Flush()
-		}
-	}
-	mux.HandleFunc("GET /api/conntrack", conn(false))
-	mux.HandleFunc("POST /api/conntrack/flush", conn(true))
-	mux.HandleFunc("GET /api/conntrack/expect", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d.listTimeout())
-		defer cancel()
-		es, err := d.Expectations(ctx)
-		if err != nil {
-			fail(w, http.StatusServiceUnavailable, err)
-			return
-		}
-		type expect struct {
-			Src, Dst   string
-			DstPort    uint16 `json:"dport"`
-			Master     string `json:"master"`
-			TimeoutSec uint32 `json:"timeout"`
-			Text       string `json:"text"`
-		}
-		out := []expect{}
-		for i := range es {
-			e := &es[i]
-			out = append(out, expect{Src: e.SrcAddr().String(), Dst: e.DstAddr().String(), DstPort: e.DstPort,
-				Master: e.Master.String(), TimeoutSec: e.Timeout / 1000, Text: string(e.AppendText(nil))})
-		}
-		writeJSON(w, 200, out)
-	})
-	mux.HandleFunc("GET /api/conntrack/stats", func(w http.ResponseWriter, r *http.Request) {
-		var out []map[string]any
-		for i, ct := range d.CTCounters() {
-			byProto := map[string]uint64{}
-			for p, n := range conntrack.ProtoClassNames {
-				byProto[n] = ct.ByProto[p].Load()
-			}
-			invalid := map[string]uint64{}
-			for r := conntrack.InvalidReason(2); r < conntrack.NumInvalidReasons; r++ {
-				if v := ct.Invalid[r].Load(); v != 0 {
-					invalid[r.String()] = v
-				}
-			}
-			out = append(out, map[string]any{
-				"worker": i, "entries": ct.Entries.Load(), "capacity": ct.Capacity.Load(),
-				"created": ct.Created.Load(), "expired": ct.Expired.Load(), "early_drops": ct.EarlyDrops.Load(),
-				"table_full_drops": ct.TableFullDrops.Load(), "insert_failures": ct.InsertFailures.Load(),
-				"new_rate_drops": ct.RateLimited.Load(), "adaptive_expired": ct.AdaptiveExpired.Load(),
-				"lookups": ct.Lookups.Load(), "hits": ct.Hits.Load(), "by_protocol": byProto, "invalid": invalid,
-			})
-		}
-		writeJSON(w, 200, out)
-	})
 	return mux
+}
+
+// route is one API endpoint.
+type route struct {
+	pattern string
+	handle  http.HandlerFunc
+}
+
+// routes is the API, one handler per endpoint.
+func (d *Daemon) routes() []route {
+	return []route{
+		{"GET /api/readyz", d.apiReady},
+		{"GET /api/healthz", d.apiHealth},
+		{"GET /api/stats", d.apiStats},
+		{"GET /api/rules", d.apiRules},
+		{"GET /api/rules/save", d.apiRulesSave},
+		{"POST /api/rules/zero", d.apiRulesZero},
+		{"POST /api/reload", d.apiReload},
+		{"GET /api/conntrack", d.apiConntrackList},
+		{"POST /api/conntrack/flush", d.apiConntrackFlush},
+		{"GET /api/conntrack/expect", d.apiExpect},
+		{"GET /api/conntrack/stats", d.apiConntrackStats},
+	}
+}
+
+// writeJSON writes v as compact JSON, streamed to the client (a listing of
+// a large table is tens of megabytes; "dpfw stats" and "conntrack list
+// --json" indent).
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// failJSON writes an error as {"error": "…"}.
+func failJSON(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// apiReady answers 200 once every worker polls (GET /api/readyz).
+func (d *Daemon) apiReady(w http.ResponseWriter, r *http.Request) {
+	if !d.Ready() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// apiHealth answers 503 when a worker has stopped (GET /api/healthz).
+func (d *Daemon) apiHealth(w http.ResponseWriter, r *http.Request) {
+	if !d.Healthy() {
+		http.Error(w, "a worker stopped", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// apiStats reports ports and workers (GET /api/stats).
+func (d *Daemon) apiStats(w http.ResponseWriter, r *http.Request) {
+	type port struct {
+		Name string `json:"name"`
+		Rx   uint64 `json:"rx_packets"`
+		Tx   uint64 `json:"tx_packets"`
+		Miss uint64 `json:"rx_missed"`
+		Up   bool   `json:"link_up"`
+	}
+	var ports []port
+	for _, p := range d.Ports {
+		st, _ := p.ID.Stats()
+		l, _ := p.ID.Link()
+		ports = append(ports, port{p.Config.Name, st.IPackets, st.OPackets, st.IMissed, l.Up})
+	}
+	type wk struct {
+		dataplane.Snapshot
+		DropsByReason map[string]uint64 `json:"drops_by_reason"`
+		Connections   uint64            `json:"connections"`
+	}
+	var workers []wk
+	for i, s := range d.Snapshots() {
+		m := map[string]uint64{}
+		for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
+			if s.Drops[r] != 0 {
+				m[r.String()] = s.Drops[r]
+			}
+		}
+		workers = append(workers, wk{s, m, d.Workers[i].Counters().CT.Entries.Load()})
+	}
+	writeJSON(w, 200, map[string]any{"ports": ports, "workers": workers, "mbufs_in_use": d.MbufsInUse()})
+}
+
+// apiRules lists the rules with their counters (GET /api/rules).
+func (d *Daemon) apiRules(w http.ResponseWriter, r *http.Request) {
+	f := d.Rules.Load()
+	type rule struct {
+		Chain   string `json:"chain"`
+		Num     string `json:"num"`
+		Packets uint64 `json:"packets"`
+		Bytes   uint64 `json:"bytes"`
+		Target  string `json:"target"`
+		Spec    string `json:"rule"`
+	}
+	var out []rule
+	for _, st := range d.RuleStats() {
+		rl := rule{Chain: st.Chain, Num: st.Rule, Packets: st.Packets, Bytes: st.Bytes, Target: st.Target}
+		if n, err := strconv.Atoi(st.Rule); err == nil {
+			for i := range f.Rules {
+				if f.Rules[i].Chain == st.Chain {
+					rl.Spec = f.Rules[i+n-1].String()
+					break
+				}
+			}
+		}
+		out = append(out, rl)
+	}
+	writeJSON(w, 200, map[string]any{"generation": f.Gen, "rules": out})
+}
+
+// apiRulesSave prints the running rule set as iptables-save does (GET /api/rules/save).
+func (d *Daemon) apiRulesSave(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, 200, map[string]string{"save": d.Rules.Load().Ruleset.Save()})
+}
+
+// apiRulesZero zeroes the rule counters (POST /api/rules/zero).
+func (d *Daemon) apiRulesZero(w http.ResponseWriter, r *http.Request) {
+	d.Rules.Load().ZeroCounters()
+	writeJSON(w, 200, map[string]string{"result": "counters zeroed"})
+}
+
+// apiReload reloads the configuration and reports the result (POST /api/reload).
+func (d *Daemon) apiReload(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), d.active.Load().Rules.ReloadTimeout+5*time.Second)
+	defer cancel()
+	res, err := d.Reload(ctx)
+	if err != nil {
+		failJSON(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	writeJSON(w, 200, res)
+}
+
+// apiExpect lists the FTP expectations (GET /api/conntrack/expect).
+func (d *Daemon) apiExpect(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), d.listTimeout())
+	defer cancel()
+	es, err := d.Expectations(ctx)
+	if err != nil {
+		failJSON(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	type expect struct {
+		Src, Dst   string
+		DstPort    uint16 `json:"dport"`
+		Master     string `json:"master"`
+		TimeoutSec uint32 `json:"timeout"`
+		Text       string `json:"text"`
+	}
+	out := []expect{}
+	for i := range es {
+		e := &es[i]
+		out = append(out, expect{Src: e.SrcAddr().String(), Dst: e.DstAddr().String(), DstPort: e.DstPort,
+			Master: e.Master.String(), TimeoutSec: e.Timeout / 1000, Text: string(e.AppendText(nil))})
+	}
+	writeJSON(w, 200, out)
+}
+
+// apiConntrackStats reports each worker's connection-table counters (GET /api/conntrack/stats).
+func (d *Daemon) apiConntrackStats(w http.ResponseWriter, r *http.Request) {
+	var out []map[string]any
+	for i, ct := range d.CTCounters() {
+		byProto := map[string]uint64{}
+		for p, n := range conntrack.ProtoClassNames {
+			byProto[n] = ct.ByProto[p].Load()
+		}
+		invalid := map[string]uint64{}
+		for r := conntrack.InvalidReason(2); r < conntrack.NumInvalidReasons; r++ {
+			if v := ct.Invalid[r].Load(); v != 0 {
+				invalid[r.String()] = v
+			}
+		}
+		out = append(out, map[string]any{
+			"worker": i, "entries": ct.Entries.Load(), "capacity": ct.Capacity.Load(),
+			"created": ct.Created.Load(), "expired": ct.Expired.Load(), "early_drops": ct.EarlyDrops.Load(),
+			"table_full_drops": ct.TableFullDrops.Load(), "insert_failures": ct.InsertFailures.Load(),
+			"new_rate_drops": ct.RateLimited.Load(), "adaptive_expired": ct.AdaptiveExpired.Load(),
+			"lookups": ct.Lookups.Load(), "hits": ct.Hits.Load(), "by_protocol": byProto, "invalid": invalid,
+		})
+	}
+	writeJSON(w, 200, out)
+}
+
+// connQuery is a conntrack listing's or flush's parameters: the filter,
+// the output format and the entry limit.
+func connQuery(r *http.Request) (f ConnFilter, format string, limit int, err error) {
+	q := r.URL.Query()
+	if f, err = ParseConnFilter(q); err != nil {
+		return f, "", 0, err
+	}
+	switch format = q.Get("format"); format {
+	case "", "json", "text":
+	default:
+		return f, "", 0, fmt.Errorf("format %q: want json (the default) or text", format)
+	}
+	limit = 100000
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
+			return f, "", 0, fmt.Errorf("limit %q: want a positive number", v)
+		}
+	}
+	return f, format, limit, nil
+}
+
+// apiConntrackFlush deletes the matching entries (POST /api/conntrack/flush).
+func (d *Daemon) apiConntrackFlush(w http.ResponseWriter, r *http.Request) {
+	f, _, limit, err := connQuery(r)
+	if err != nil {
+		failJSON(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d.listTimeout())
+	defer cancel()
+	deleted, err := d.Conntrack(ctx, f, true, limit, nil)
+	if err != nil {
+		failJSON(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	writeJSON(w, 200, map[string]int{"deleted": deleted})
+}
+
+// apiConntrackList lists the matching entries (GET /api/conntrack), as
+// conntrack -L lines (format=text) or as JSON.
+func (d *Daemon) apiConntrackList(w http.ResponseWriter, r *http.Request) {
+	f, format, limit, err := connQuery(r)
+	if err != nil {
+		failJSON(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d.listTimeout())
+	defer cancel()
+	if format == "text" {
+		d.listText(ctx, w, f, limit)
+		return
+	}
+	d.listJSON(ctx, w, f, limit)
+}
+
+// listText streams conntrack -L lines; an error after the first chunk cuts
+// the stream short (no final newline).
+func (d *Daemon) listText(ctx context.Context, w http.ResponseWriter, f ConnFilter, limit int) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	line := make([]byte, 0, 256)
+	_, err := d.Conntrack(ctx, f, false, limit, func(es []conntrack.Entry) error {
+		for i := range es {
+			line = append(es[i].AppendText(line[:0]), '\n')
+			bw.Write(line)
+		}
+		return nil
+	})
+	if err != nil {
+		d.log.Warn("conntrack listing cut short", "err", err)
+	}
+	_ = bw.Flush()
+}
+
+// listJSON streams {"entries":[…],"count":N}, written as the workers hand
+// over chunks. An error after the first chunk can only cut the stream
+// short (the client sees invalid JSON).
+func (d *Daemon) listJSON(ctx context.Context, w http.ResponseWriter, f ConnFilter, limit int) {
+	type entry struct {
+		conntrack.Entry
+		Line string `json:"line"`
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	count, started := 0, false
+	start := func() {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(200)
+		bw.WriteString(`{"entries":[`)
+		started = true
+	}
+	_, err := d.Conntrack(ctx, f, false, limit, func(es []conntrack.Entry) error {
+		if !started {
+			start()
+		}
+		for i := range es {
+			if count > 0 {
+				bw.WriteByte(',')
+			}
+			if err := enc.Encode(entry{es[i], es[i].String()}); err != nil {
+				return err
+			}
+			count++
+		}
+		return nil
+	})
+	if err != nil && !started {
+		failJSON(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if !started {
+		start()
+	}
+	if err != nil {
+		d.log.Warn("conntrack listing cut short", "err", err)
+		_ = bw.Flush()
+		return
+	}
+	fmt.Fprintf(bw, `],"count":%d}`+"\n", count)
+	_ = bw.Flush()
 }

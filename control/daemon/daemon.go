@@ -73,21 +73,11 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	for _, w := range cfg.Warnings() {
 		log.Warn("config: "+w.Msg, "key", w.Key)
 	}
-	var preflightErrs []string
-	for _, f := range Preflight(cfg, LocalHost(), ruleset.MemoryPlan(cfg, nil).Total()) {
-		if f.Warning {
-			log.Warn("pre-flight: "+f.Msg, "key", f.Key)
-		} else {
-			preflightErrs = append(preflightErrs, f.Key+": "+f.Msg)
-		}
+	if err := preflight(cfg, log); err != nil {
+		return nil, err
 	}
-	if len(preflightErrs) > 0 {
-		return nil, fmt.Errorf("pre-flight check failed (dpfw check shows it too):\n  %s", strings.Join(preflightErrs, "\n  "))
-	}
-	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
-	if err := dpdk.Init(d.EAL.Args); err != nil {
-		return nil, fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
-			d.EAL.Args, err, cfg.EAL.FilePrefix)
+	if err := d.initEAL(); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -96,65 +86,15 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 			}
 		}
 	}()
-	nw := len(cfg.Workers.CPUs)
-	if house, err := isolateWorkers(cfg.Workers.CPUs); err != nil {
-		log.Warn("could not move control threads off the worker CPUs", "err", err)
-	} else if house == nil {
-		log.Warn("every CPU runs a worker: control threads share them", "cpus", cfg.Workers.CPUs)
-	} else {
-		log.Info("control threads on housekeeping CPUs", "cpus", house)
-	}
-	d.Pool, err = dpdk.NewMempool("dpfw_mbufs", uint(cfg.Mempool.Mbufs), uint(cfg.Mempool.Cache), uint16(cfg.Mempool.DataRoom), -1)
-	if err != nil {
-		return nil, fmt.Errorf("mempool (mempool.mbufs %d × %d bytes): %w; lower mempool.mbufs or raise eal.memory_mb",
-			cfg.Mempool.Mbufs, cfg.Mempool.DataRoom, err)
-	}
-	byName := map[string]int{}
-	for i, pc := range cfg.Ports {
-		id, err := dpdk.PortByName(pc.DeviceName())
-		if err != nil {
-			return nil, fmt.Errorf("ports[%d] (%s): device %q was not probed by DPDK: %w; check ports[%d].device (the EAL log above says why)", i, pc.Name, pc.Device, err, i)
-		}
-		info, err := id.Setup(dpdk.PortConfig{
-			RxQueues: uint16(nw), TxQueues: uint16(nw),
-			RxDesc: uint16(pc.RxDesc), TxDesc: uint16(pc.TxDesc),
-			Promiscuous: *pc.Promiscuous, Pool: d.Pool, RxChecksum: cfg.Dataplane.Checksum != "off", MTU: uint16(pc.MTU),
-		})
-		d.Ports = append(d.Ports, Port{Config: pc, ID: id, Info: info, Peer: -1})
-		if err != nil {
-			hint := fmt.Sprintf("with %d workers each port needs %d rx and tx queues (workers.cpus)", nw, nw)
-			if strings.Contains(pc.Device, "infinite_rx=1") {
-				hint = "net_pcap with infinite_rx=1 keeps the whole pcap in mbufs: raise mempool.mbufs above the pcap's packet count"
-			}
-			return nil, fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; %s", i, pc.Name, pc.Device, err, hint)
-		}
-		byName[pc.Name] = i
-		if nw > 1 && !hasRSS(info) && cfg.Workers.Steering == "off" {
-			log.Warn("port has no RSS and workers.steering is off: the two directions of a connection may reach different workers, and connection states will be wrong",
-				"port", pc.Name, "driver", info.Driver)
-		}
-		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver,
-			"mac", info.MAC.String(), "rss", fmt.Sprintf("%#x", info.RSSEnabled), "queues", nw,
-			"rx_checksum_offload", dpdk.RxChecksumNames(info.RxChecksum), "checksum", cfg.Dataplane.Checksum)
-	}
-	for _, l := range cfg.Links {
-		a, b := byName[l.Ports[0]], byName[l.Ports[1]]
-		d.Ports[a].Peer, d.Ports[b].Peer = b, a
+	d.isolate()
+	if err := d.startPorts(); err != nil {
+		return nil, err
 	}
 	portIDs := map[string]uint16{}
 	for _, p := range d.Ports {
 		portIDs[p.Config.Name] = uint16(p.ID)
 	}
-	f, err := ruleset.Compile(cfg, portIDs, 1, nil)
-	if err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
-	}
-	d.Rules.Store(f)
-	configInfo.WithLabelValues(configHash(cfg), "1").Set(1)
-	lastReloadOK.Set(1)
-	lastReloadTime.SetToCurrentTime()
-	log.Info("rules compiled", "rules", f.Stats.Rules, "bitsets", f.Stats.Bitsets, "classifier_bytes", f.Stats.Bytes)
-	infos, err := ruleset.PortInfos(cfg, portIDs)
+	f, infos, err := d.compileRules(portIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +111,130 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		return nil, err
 	}
 	log.Info("memory allocated at start-up (bounded by the configuration)", "total", plan.String())
+	steer, rings, err := d.steering()
+	if err != nil {
+		return nil, err
+	}
+	d.newWorkers(infos, seed, steer, rings)
+	if err := d.runWorkers(); err != nil {
+		return nil, err
+	}
+	d.ready.Store(true)
+	go d.runReloads(d.quit)
+	go d.watchLosses(d.quit, lossLogEvery)
+	log.Info("data plane running", "workers", len(cfg.Workers.CPUs), "cpus", cfg.Workers.CPUs, "mbufs", cfg.Mempool.Mbufs)
+	return d, nil
+}
+
+// preflight logs the pre-flight warnings and fails on its errors.
+func preflight(cfg *config.Config, log *slog.Logger) error {
+	var preflightErrs []string
+	for _, f := range Preflight(cfg, LocalHost(), ruleset.MemoryPlan(cfg, nil).Total()) {
+		if f.Warning {
+			log.Warn("pre-flight: "+f.Msg, "key", f.Key)
+		} else {
+			preflightErrs = append(preflightErrs, f.Key+": "+f.Msg)
+		}
+	}
+	if len(preflightErrs) > 0 {
+		return fmt.Errorf("pre-flight check failed (dpfw check shows it too):\n  %s", strings.Join(preflightErrs, "\n  "))
+	}
+	return nil
+}
+
+// initEAL starts DPDK's environment abstraction layer.
+func (d *Daemon) initEAL() error {
+	log := d.log
+	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
+	if err := dpdk.Init(d.EAL.Args); err != nil {
+		return fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
+			d.EAL.Args, err, d.Config.EAL.FilePrefix)
+	}
+	return nil
+}
+
+// isolate moves the control threads off the worker CPUs.
+func (d *Daemon) isolate() {
+	cfg, log := d.Config, d.log
+	if house, err := isolateWorkers(cfg.Workers.CPUs); err != nil {
+		log.Warn("could not move control threads off the worker CPUs", "err", err)
+	} else if house == nil {
+		log.Warn("every CPU runs a worker: control threads share them", "cpus", cfg.Workers.CPUs)
+	} else {
+		log.Info("control threads on housekeeping CPUs", "cpus", house)
+	}
+}
+
+// startPorts creates the mbuf pool and starts every port, pairing the
+// ports of each link.
+func (d *Daemon) startPorts() error {
+	cfg, log := d.Config, d.log
+	nw := len(cfg.Workers.CPUs)
+	var err error
+	d.Pool, err = dpdk.NewMempool("dpfw_mbufs", uint(cfg.Mempool.Mbufs), uint(cfg.Mempool.Cache), uint16(cfg.Mempool.DataRoom), -1)
+	if err != nil {
+		return fmt.Errorf("mempool (mempool.mbufs %d × %d bytes): %w; lower mempool.mbufs or raise eal.memory_mb",
+			cfg.Mempool.Mbufs, cfg.Mempool.DataRoom, err)
+	}
+	byName := map[string]int{}
+	for i, pc := range cfg.Ports {
+		id, err := dpdk.PortByName(pc.DeviceName())
+		if err != nil {
+			return fmt.Errorf("ports[%d] (%s): device %q was not probed by DPDK: %w; check ports[%d].device (the EAL log above says why)", i, pc.Name, pc.Device, err, i)
+		}
+		info, err := id.Setup(dpdk.PortConfig{
+			RxQueues: uint16(nw), TxQueues: uint16(nw),
+			RxDesc: uint16(pc.RxDesc), TxDesc: uint16(pc.TxDesc),
+			Promiscuous: *pc.Promiscuous, Pool: d.Pool, RxChecksum: cfg.Dataplane.Checksum != "off", MTU: uint16(pc.MTU),
+		})
+		d.Ports = append(d.Ports, Port{Config: pc, ID: id, Info: info, Peer: -1})
+		if err != nil {
+			hint := fmt.Sprintf("with %d workers each port needs %d rx and tx queues (workers.cpus)", nw, nw)
+			if strings.Contains(pc.Device, "infinite_rx=1") {
+				hint = "net_pcap with infinite_rx=1 keeps the whole pcap in mbufs: raise mempool.mbufs above the pcap's packet count"
+			}
+			return fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; %s", i, pc.Name, pc.Device, err, hint)
+		}
+		byName[pc.Name] = i
+		if nw > 1 && !hasRSS(info) && cfg.Workers.Steering == "off" {
+			log.Warn("port has no RSS and workers.steering is off: the two directions of a connection may reach different workers, and connection states will be wrong",
+				"port", pc.Name, "driver", info.Driver)
+		}
+		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver,
+			"mac", info.MAC.String(), "rss", fmt.Sprintf("%#x", info.RSSEnabled), "queues", nw,
+			"rx_checksum_offload", dpdk.RxChecksumNames(info.RxChecksum), "checksum", cfg.Dataplane.Checksum)
+	}
+	for _, l := range cfg.Links {
+		a, b := byName[l.Ports[0]], byName[l.Ports[1]]
+		d.Ports[a].Peer, d.Ports[b].Peer = b, a
+	}
+	return nil
+}
+
+// compileRules compiles the configured rule set and publishes it.
+func (d *Daemon) compileRules(portIDs map[string]uint16) (*filter.Filter, []dataplane.PortInfo, error) {
+	cfg, log := d.Config, d.log
+	f, err := ruleset.Compile(cfg, portIDs, 1, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rules: %w", err)
+	}
+	d.Rules.Store(f)
+	configInfo.WithLabelValues(configHash(cfg), "1").Set(1)
+	lastReloadOK.Set(1)
+	lastReloadTime.SetToCurrentTime()
+	log.Info("rules compiled", "rules", f.Stats.Rules, "bitsets", f.Stats.Bitsets, "classifier_bytes", f.Stats.Bytes)
+	infos, err := ruleset.PortInfos(cfg, portIDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, infos, nil
+}
+
+// steering decides whether workers hand packets to each other (a device
+// without RSS) and creates their rings.
+func (d *Daemon) steering() (bool, [][]*dpdk.Ring, error) {
+	cfg, log := d.Config, d.log
+	nw := len(cfg.Workers.CPUs)
 	steer := false
 	switch cfg.Workers.Steering {
 	case "on":
@@ -189,7 +253,7 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 			for pi := range d.Ports {
 				r, err := dpdk.NewRing(fmt.Sprintf("dpfw_steer_%d_%d", o, pi), 4096, -1)
 				if err != nil {
-					return nil, fmt.Errorf("steering ring for worker %d: %w", o, err)
+					return false, nil, fmt.Errorf("steering ring for worker %d: %w", o, err)
 				}
 				rs = append(rs, r)
 				d.rings = append(d.rings, r)
@@ -198,6 +262,13 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		}
 		log.Info("software steering: each connection is handled by one worker, chosen by a symmetric hash of its tuple", "workers", nw)
 	}
+	return steer, rings, nil
+}
+
+// newWorkers builds one tracker, pipeline and worker per worker CPU.
+func (d *Daemon) newWorkers(infos []dataplane.PortInfo, seed uint64, steer bool, rings [][]*dpdk.Ring) {
+	cfg := d.Config
+	nw := len(cfg.Workers.CPUs)
 	for w, cpu := range cfg.Workers.CPUs {
 		tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, seed))
 		d.trackers = append(d.trackers, tr)
@@ -222,6 +293,11 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep, SteerRings: rings}, pl)
 		d.Workers = append(d.Workers, wk)
 	}
+}
+
+// runWorkers starts the workers and waits until every one polls.
+func (d *Daemon) runWorkers() error {
+	cfg := d.Config
 	for _, wk := range d.Workers {
 		d.wg.Add(1)
 		go func() {
@@ -240,18 +316,14 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		case <-d.done:
 		case <-time.After(10 * time.Second):
 			d.stopWorkers()
-			return nil, fmt.Errorf("worker on cpu %v did not start polling within 10 s", cfg.Workers.CPUs)
+			return fmt.Errorf("worker on cpu %v did not start polling within 10 s", cfg.Workers.CPUs)
 		}
 	}
 	if err := d.Err(); err != nil {
 		d.stopWorkers()
-		return nil, err
+		return err
 	}
-	d.ready.Store(true)
-	go d.runReloads(d.quit)
-	go d.watchLosses(d.quit, lossLogEvery)
-	log.Info("data plane running", "workers", nw, "cpus", cfg.Workers.CPUs, "mbufs", cfg.Mempool.Mbufs)
-	return d, nil
+	return nil
 }
 
 func (d *Daemon) fail(err error) {
