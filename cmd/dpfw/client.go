@@ -88,36 +88,52 @@ func reloadCmd() *cobra.Command {
 func conntrackCmd() *cobra.Command {
 	c := &cobra.Command{Use: "conntrack", Short: "List, flush and count tracked connections (like conntrack -L / -F / -S)"}
 	addAPIFlag(c)
-	var proto, src, dst, state string
-	var sport, dport, limit int
+	c.AddCommand(ctListCmd(), ctFlushCmd(), ctStatsCmd(), ctExpectCmd(), ctCountCmd())
+	return c
+}
+
+// ctFilter is the conntrack commands' filter flags.
+type ctFilter struct {
+	proto, src, dst, state string
+	sport, dport           int
+}
+
+// add registers the filter's flags on f.
+func (ft *ctFilter) add(f *cobra.Command) {
+	f.Flags().StringVarP(&ft.proto, "proto", "p", "", "protocol: tcp, udp, icmp, icmpv6 or a number")
+	f.Flags().StringVarP(&ft.src, "src", "s", "", "address or CIDR (either direction)")
+	f.Flags().StringVarP(&ft.dst, "dst", "d", "", "address or CIDR (either direction)")
+	f.Flags().IntVar(&ft.sport, "sport", -1, "port (either direction)")
+	f.Flags().IntVar(&ft.dport, "dport", -1, "port (either direction)")
+	f.Flags().StringVar(&ft.state, "state", "", "TCP state: SYN_SENT, ESTABLISHED, TIME_WAIT, …")
+}
+
+// query is the filter as the API's query parameters.
+func (ft *ctFilter) query() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"proto": ft.proto, "src": ft.src, "dst": ft.dst, "state": ft.state} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if ft.sport >= 0 {
+		q.Set("sport", fmt.Sprint(ft.sport))
+	}
+	if ft.dport >= 0 {
+		q.Set("dport", fmt.Sprint(ft.dport))
+	}
+	return q
+}
+
+// ctListCmd is "dpfw conntrack list".
+func ctListCmd() *cobra.Command {
+	var ft ctFilter
+	var limit int
 	var asJSON bool
-	query := func() url.Values {
-		q := url.Values{}
-		for k, v := range map[string]string{"proto": proto, "src": src, "dst": dst, "state": state} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
-		if sport >= 0 {
-			q.Set("sport", fmt.Sprint(sport))
-		}
-		if dport >= 0 {
-			q.Set("dport", fmt.Sprint(dport))
-		}
-		return q
-	}
-	addFilters := func(f *cobra.Command) {
-		f.Flags().StringVarP(&proto, "proto", "p", "", "protocol: tcp, udp, icmp, icmpv6 or a number")
-		f.Flags().StringVarP(&src, "src", "s", "", "address or CIDR (either direction)")
-		f.Flags().StringVarP(&dst, "dst", "d", "", "address or CIDR (either direction)")
-		f.Flags().IntVar(&sport, "sport", -1, "port (either direction)")
-		f.Flags().IntVar(&dport, "dport", -1, "port (either direction)")
-		f.Flags().StringVar(&state, "state", "", "TCP state: SYN_SENT, ESTABLISHED, TIME_WAIT, …")
-	}
 	list := &cobra.Command{
 		Use: "list", Short: "List connections, one per line as conntrack -L prints them", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := query()
+			q := ft.query()
 			q.Set("limit", fmt.Sprint(limit))
 			if !asJSON {
 				// conntrack -L lines, streamed as the workers hand them over.
@@ -155,24 +171,35 @@ func conntrackCmd() *cobra.Command {
 			return nil
 		},
 	}
-	addFilters(list)
+	ft.add(list)
 	list.Flags().IntVar(&limit, "limit", 100000, "show at most this many (all workers together)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return list
+}
+
+// ctFlushCmd is "dpfw conntrack flush".
+func ctFlushCmd() *cobra.Command {
+	var ft ctFilter
 	flush := &cobra.Command{
 		Use: "flush", Short: "Delete connections (all, or those matching the filters)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var res struct {
 				Deleted int `json:"deleted"`
 			}
-			if err := call("POST", "/api/conntrack/flush", query(), &res); err != nil {
+			if err := call("POST", "/api/conntrack/flush", ft.query(), &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "dpfw conntrack: %d flow entries have been deleted.\n", res.Deleted)
 			return nil
 		},
 	}
-	addFilters(flush)
-	stats := &cobra.Command{
+	ft.add(flush)
+	return flush
+}
+
+// ctStatsCmd is "dpfw conntrack stats".
+func ctStatsCmd() *cobra.Command {
+	return &cobra.Command{
 		Use: "stats", Short: "Per-worker connection tracking counters", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var res []map[string]any
@@ -186,7 +213,11 @@ func conntrackCmd() *cobra.Command {
 			return nil
 		},
 	}
-	count := &cobra.Command{
+}
+
+// ctCountCmd is "dpfw conntrack count".
+func ctCountCmd() *cobra.Command {
+	return &cobra.Command{
 		Use: "count", Short: "Print how many connections are tracked (like conntrack -C)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var res []map[string]any
@@ -203,6 +234,11 @@ func conntrackCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// ctExpectCmd is "dpfw conntrack expect".
+func ctExpectCmd() *cobra.Command {
+	var asJSON bool
 	expect := &cobra.Command{
 		Use: "expect", Short: "List the FTP helper's pending expectations (like conntrack -L expect)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -230,8 +266,7 @@ func conntrackCmd() *cobra.Command {
 		},
 	}
 	expect.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	c.AddCommand(list, flush, stats, expect, count)
-	return c
+	return expect
 }
 
 // rulesListCmd prints the running rules with counters, like iptables -L -v -n.

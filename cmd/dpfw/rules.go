@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
@@ -14,6 +15,14 @@ func rulesCmd() *cobra.Command {
 		Use:   "rules",
 		Short: "Work with rule files (iptables syntax)",
 	}
+	list := rulesListCmd()
+	addAPIFlag(list)
+	cmd.AddCommand(rulesCheckCmd(), list, rulesImportCmd(), rulesZeroCmd(), rulesSaveCmd())
+	return cmd
+}
+
+// rulesCheckCmd is "dpfw rules check".
+func rulesCheckCmd() *cobra.Command {
 	var ports []string
 	var v6 bool
 	check := &cobra.Command{
@@ -29,47 +38,58 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 			if err != nil {
 				return err
 			}
-			env := filter.Env{Ports: map[string]uint16{}, Workers: 1}
-			for i, p := range ports {
-				env.Ports[p] = uint16(i)
-			}
-			if len(ports) == 0 {
-				// Accept every port name the file uses.
-				for _, name := range rs.Order {
-					for _, r := range rs.Chains[name].Rules {
-						for _, p := range []string{r.In, r.Out} {
-							if _, ok := env.Ports[p]; p != "" && !ok {
-								env.Ports[p] = uint16(len(env.Ports))
-							}
-						}
-					}
-				}
-			}
-			f, err := filter.Compile(rs, env, 1)
-			if err != nil {
-				return fmt.Errorf("%w (name the ports with --ports)", err)
-			}
-			out := cmd.OutOrStdout()
-			for _, name := range rs.Order {
-				ch := rs.Chains[name]
-				if filter.IsBuiltin(name) {
-					fmt.Fprintf(out, "-P %s %s\n", name, ch.Policy)
-				} else {
-					fmt.Fprintf(out, "-N %s\n", name)
-				}
-			}
-			for _, name := range rs.Order {
-				for _, r := range rs.Chains[name].Rules {
-					fmt.Fprintln(out, r.String())
-				}
-			}
-			fmt.Fprintf(out, "# %d rules in %d chains; classifier %d bitsets, %d bytes\n",
-				f.Stats.Rules, len(rs.Order), f.Stats.Bitsets, f.Stats.Bytes)
-			return nil
+			return checkRules(cmd.OutOrStdout(), rs, ports)
 		},
 	}
 	check.Flags().StringSliceVar(&ports, "ports", nil, "port names that -i/-o may use (default: any name used is accepted)")
 	check.Flags().BoolVarP(&v6, "ipv6", "6", false, "the file is an ip6tables rule set (default: iptables, or both families when the file does not say)")
+	return check
+}
+
+// checkRules compiles rs with the port names given (none: every name rs
+// uses) and prints it in iptables -S form with the classifier's size.
+func checkRules(out io.Writer, rs *filter.Ruleset, ports []string) error {
+	env := filter.Env{Ports: map[string]uint16{}, Workers: 1}
+	for i, p := range ports {
+		env.Ports[p] = uint16(i)
+	}
+	if len(ports) == 0 {
+		// Accept every port name the file uses.
+		for _, name := range rs.Order {
+			for _, r := range rs.Chains[name].Rules {
+				for _, p := range []string{r.In, r.Out} {
+					if _, ok := env.Ports[p]; p != "" && !ok {
+						env.Ports[p] = uint16(len(env.Ports))
+					}
+				}
+			}
+		}
+	}
+	f, err := filter.Compile(rs, env, 1)
+	if err != nil {
+		return fmt.Errorf("%w (name the ports with --ports)", err)
+	}
+	for _, name := range rs.Order {
+		ch := rs.Chains[name]
+		if filter.IsBuiltin(name) {
+			fmt.Fprintf(out, "-P %s %s\n", name, ch.Policy)
+		} else {
+			fmt.Fprintf(out, "-N %s\n", name)
+		}
+	}
+	for _, name := range rs.Order {
+		for _, r := range rs.Chains[name].Rules {
+			fmt.Fprintln(out, r.String())
+		}
+	}
+	fmt.Fprintf(out, "# %d rules in %d chains; classifier %d bitsets, %d bytes\n",
+		f.Stats.Rules, len(rs.Order), f.Stats.Bitsets, f.Stats.Bytes)
+	return nil
+}
+
+// rulesSaveCmd is "dpfw rules save".
+func rulesSaveCmd() *cobra.Command {
+	var v6 bool
 	save := &cobra.Command{
 		Use:   "save [FILE]",
 		Short: "Print a rule set as iptables-save prints it",
@@ -101,9 +121,12 @@ against the real iptables in a network namespace).`,
 	}
 	save.Flags().BoolVarP(&v6, "ipv6", "6", false, "the file is an ip6tables rule set")
 	addAPIFlag(save)
-	list := rulesListCmd()
-	addAPIFlag(list)
-	imp := &cobra.Command{
+	return save
+}
+
+// rulesImportCmd is "dpfw rules import".
+func rulesImportCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "import FILE",
 		Short: "Convert iptables syntax to dpfw's structured YAML rules",
 		Long: `import parses FILE (iptables-save output or -A lines) and prints the same
@@ -122,6 +145,10 @@ rule set in the structured form, a "rules:" section to paste into a dpfw config.
 			return err
 		},
 	}
+}
+
+// rulesZeroCmd is "dpfw rules zero".
+func rulesZeroCmd() *cobra.Command {
 	zero := &cobra.Command{
 		Use: "zero", Short: "Zero the running rules' counters (iptables -Z)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -134,8 +161,7 @@ rule set in the structured form, a "rules:" section to paste into a dpfw config.
 		},
 	}
 	addAPIFlag(zero)
-	cmd.AddCommand(check, list, imp, zero, save)
-	return cmd
+	return zero
 }
 
 // parseRulesFile reads (bounded, as a reload does) and parses a file in
