@@ -26,11 +26,8 @@ var longFuncs = map[string]int{
 	"dataplane/filter/compile.go Compile":               122,
 	"dataplane/pipeline.go Pipeline.Process":            116, // the per-packet loop, kept whole for the compiler
 	"conntrack/tcpstate/tcpstate.go Ref.inWindow":       116, // mirrors tcp_in_window's structure, to be diffed against it
-	"control/metrics/metrics.go Collector.Collect":      95,
-	"cmd/dpfw/run.go run":                               95,
 	"control/ruleset/structured.go ruleArgs":            94,
 	"dataplane/filter/modules.go ruleParser.genericOpt": 85,
-	"control/config/load.go Load":                       81,
 	"conntrack/tcpstate/tcpstate.go Ref.Update":         81,
 }
 

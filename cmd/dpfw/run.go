@@ -189,20 +189,51 @@ func run(ctx context.Context, cfg *config.Config, path, name, readyFile string, 
 			return err
 		}
 	}
-	// Ready: every port started and every worker polling (daemon.Start
-	// returns then), the metrics and API listening.
+	if err := announceReady(cfg, d, readyFile, log); err != nil {
+		_ = d.Stop()
+		return err
+	}
+	if readyFile != "" {
+		defer os.Remove(readyFile)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	waitForStop(ctx, cfg, d, log, sigs, hups)
+	_ = sdNotify("STOPPING=1")
+	if readyFile != "" {
+		os.Remove(readyFile)
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	stopErr := d.Stop()
+	printFinal(stdout, d)
+	return stopErr
+}
+
+// announceReady tells systemd and the ready file that dpfw forwards: every
+// port started and every worker polling (daemon.Start returns then), the
+// metrics and API listening.
+func announceReady(cfg *config.Config, d *daemon.Daemon, readyFile string, log *slog.Logger) error {
 	status := fmt.Sprintf("forwarding: %d ports, %d links, %d workers", len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs))
 	if readyFile != "" {
 		if err := writeReadyFile(readyFile, status+"\n"); err != nil {
-			_ = d.Stop()
 			return err
 		}
-		defer os.Remove(readyFile)
 	}
 	if err := sdNotify("READY=1\nSTATUS=" + status); err != nil {
 		log.Warn("systemd notification", "err", err)
 	}
 	log.Info("ready", "status", status)
+	return nil
+}
+
+// waitForStop serves signals, the systemd watchdog and the stats log line
+// until a stop signal, ctx's end, or every worker stopping.
+func waitForStop(ctx context.Context, cfg *config.Config, d *daemon.Daemon, log *slog.Logger, sigs, hups <-chan os.Signal) {
 	var watchdog <-chan time.Time
 	if every := watchdogEvery(); every > 0 {
 		t := time.NewTicker(every)
@@ -214,9 +245,6 @@ func run(ctx context.Context, cfg *config.Config, path, name, readyFile string, 
 		t := time.NewTicker(cfg.Metrics.StatsInterval)
 		defer t.Stop()
 		tick = t.C
-	}
-	if ctx == nil {
-		ctx = context.Background()
 	}
 loop:
 	for {
@@ -242,18 +270,6 @@ loop:
 			log.Info("stats", "rx", t.RxPackets, "tx", t.TxPackets, "dropped", t.TotalDrops(), "mbufs_in_use", d.MbufsInUse())
 		}
 	}
-	_ = sdNotify("STOPPING=1")
-	if readyFile != "" {
-		os.Remove(readyFile)
-	}
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(sctx)
-		cancel()
-	}
-	stopErr := d.Stop()
-	printFinal(stdout, d)
-	return stopErr
 }
 
 func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http.Server, error) {

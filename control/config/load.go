@@ -60,6 +60,37 @@ func LoadFile(path string) (*Config, error) {
 	return Load(path, data)
 }
 
+// parseYAML checks data is one YAML mapping of known keys, and returns
+// the line of every key (for error messages).
+func parseYAML(data []byte) (lines map[string]int, problems []Problem) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		problems = append(problems, yamlProblem(err))
+		return nil, problems
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		line := next.Line
+		if err != nil {
+			problems = append(problems, yamlProblem(err))
+		} else {
+			problems = append(problems, Problem{Line: line, Msg: "a second YAML document (after \"---\"): dpfw reads one document per config file; remove the \"---\" and merge the keys, or split the file"})
+		}
+		return nil, problems
+	}
+	lines = map[string]int{}
+	if len(root.Content) > 0 {
+		doc := root.Content[0]
+		if doc.Kind != yaml.MappingNode {
+			problems = append(problems, Problem{Line: doc.Line, Msg: "the config must be a YAML mapping of keys (eal, ports, links, workers, …)"})
+			return nil, problems
+		}
+		checkKeys(doc, reflect.TypeOf(Config{}), "", lines, &problems)
+	}
+	return lines, problems
+}
+
 // Load decodes and validates data; name is used in error messages.
 // Environment variables (DPFW_…) override scalar keys.
 func Load(name string, data []byte) (*Config, error) {
@@ -68,32 +99,9 @@ func Load(name string, data []byte) (*Config, error) {
 		cerr.Problems = append(cerr.Problems, Problem{Msg: fmt.Sprintf("%d bytes: a config is at most %d bytes; keep large rule sets in rules.file", len(data), MaxConfigSize)})
 		return nil, cerr
 	}
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		cerr.Problems = append(cerr.Problems, yamlProblem(err))
-		return nil, cerr
-	}
-	var next yaml.Node
-	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
-		line := next.Line
-		if err != nil {
-			cerr.Problems = append(cerr.Problems, yamlProblem(err))
-		} else {
-			cerr.Problems = append(cerr.Problems, Problem{Line: line, Msg: "a second YAML document (after \"---\"): dpfw reads one document per config file; remove the \"---\" and merge the keys, or split the file"})
-		}
-		return nil, cerr
-	}
-	lines := map[string]int{}
-	if len(root.Content) > 0 {
-		doc := root.Content[0]
-		if doc.Kind != yaml.MappingNode {
-			cerr.Problems = append(cerr.Problems, Problem{Line: doc.Line, Msg: "the config must be a YAML mapping of keys (eal, ports, links, workers, …)"})
-			return nil, cerr
-		}
-		checkKeys(doc, reflect.TypeOf(Config{}), "", lines, &cerr.Problems)
-	}
-	if len(cerr.Problems) > 0 {
+	lines, problems := parseYAML(data)
+	if len(problems) > 0 {
+		cerr.Problems = problems
 		return nil, cerr
 	}
 

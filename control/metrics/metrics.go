@@ -152,98 +152,132 @@ func constMetric(d *prometheus.Desc, t prometheus.ValueType, v float64, l ...str
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v uint64, l ...string) {
-		ch <- constMetric(d, prometheus.CounterValue, float64(v), l...)
-	}
 	if c.src.Workers != nil {
 		for i, s := range c.src.Workers() {
-			w := strconv.Itoa(i)
-			counter(rxPackets, s.RxPackets, w)
-			counter(rxBytes, s.RxBytes, w)
-			counter(txPackets, s.TxPackets, w)
-			counter(txBytes, s.TxBytes, w)
-			counter(bursts, s.Bursts, w)
-			counter(emptyPolls, s.EmptyPolls, w)
-			ch <- constMetric(busy, prometheus.CounterValue, float64(s.BusyNanos)/1e9, w)
-			ch <- constMetric(idle, prometheus.CounterValue, float64(s.IdleNanos)/1e9, w)
-			for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
-				counter(drops, s.Drops[r], w, r.String())
-			}
-			counter(cacheHits, s.CacheHits, w)
-			counter(rejects, s.RejectsSent, w)
-			counter(logsLost, s.LogsSuppressed, w)
-			counter(steered, s.Steered, w)
-			counter(classified, s.Classified, w)
+			collectWorker(ch, strconv.Itoa(i), &s)
 		}
 	}
 	if c.src.Conntrack != nil {
 		for i, ct := range c.src.Conntrack() {
-			w := strconv.Itoa(i)
-			counter(ctLookups, ct.Lookups.Load(), w)
-			counter(ctHits, ct.Hits.Load(), w)
-			counter(ctCreated, ct.Created.Load(), w)
-			counter(ctExpired, ct.Expired.Load(), w)
-			counter(ctEarly, ct.EarlyDrops.Load(), w)
-			counter(ctFull, ct.TableFullDrops.Load(), w)
-			counter(ctRate, ct.RateLimited.Load(), w)
-			counter(ctAdaptive, ct.AdaptiveExpired.Load(), w)
-			counter(ctInsertFail, ct.InsertFailures.Load(), w)
-			counter(ctKicks, ct.Kicks.Load(), w)
-			gauge := func(d *prometheus.Desc, v uint64, l ...string) {
-				ch <- constMetric(d, prometheus.GaugeValue, float64(v), l...)
-			}
-			gauge(ctCapacity, ct.Capacity.Load(), w)
-			for p, name := range conntrack.ProtoClassNames {
-				gauge(ctEntries, ct.ByProto[p].Load(), w, name)
-			}
-			for st := 1; st < tcpstate.NumStates; st++ {
-				gauge(ctTCP, ct.TCPByState[st].Load(), w, tcpstate.State(st).String())
-			}
-			counter(expCreated, ct.ExpectCreated.Load(), w)
-			counter(expMatched, ct.ExpectMatched.Load(), w)
-			counter(expExpired, ct.ExpectExpired.Load(), w)
-			gauge(expPending, ct.ExpectPending.Load(), w)
-			for r := range ct.ExpectRefused {
-				counter(expRefused, ct.ExpectRefused[r].Load(), w, conntrack.RefusalNames[r])
-			}
-			counter(ftpBad, ct.FTPMalformed.Load(), w)
-			counter(ftpLong, ct.FTPLineTooLong.Load(), w)
-			for r := conntrack.InvalidReason(1); r < conntrack.NumInvalidReasons; r++ {
-				if r == conntrack.InvalidTCP {
-					continue
-				}
-				counter(ctInvalid, ct.Invalid[r].Load(), w, r.String())
-			}
+			collectConntrack(ch, strconv.Itoa(i), ct)
 		}
 	}
 	if c.src.Rules != nil {
 		for _, r := range c.src.Rules() {
-			counter(rulePackets, r.Packets, r.Chain, r.Rule, r.Target, r.Comment)
-			counter(ruleBytes, r.Bytes, r.Chain, r.Rule, r.Target, r.Comment)
+			counter(ch, rulePackets, r.Packets, r.Chain, r.Rule, r.Target, r.Comment)
+			counter(ch, ruleBytes, r.Bytes, r.Chain, r.Rule, r.Target, r.Comment)
 			if r.Limited {
-				counter(ruleLimitEv, r.LimitEvictions, r.Chain, r.Rule, r.Comment)
+				counter(ch, ruleLimitEv, r.LimitEvictions, r.Chain, r.Rule, r.Comment)
 			}
 		}
 	}
 	if c.src.Ports != nil {
 		for _, p := range c.src.Ports() {
-			counter(portRx, p.RxPackets, p.Name)
-			counter(portTx, p.TxPackets, p.Name)
-			counter(portRxBytes, p.RxBytes, p.Name)
-			counter(portTxBytes, p.TxBytes, p.Name)
-			counter(portMissed, p.RxMissed, p.Name)
-			counter(portRxErr, p.RxErrors, p.Name)
-			counter(portTxErr, p.TxErrors, p.Name)
-			counter(portNoMbuf, p.RxNoMbuf, p.Name)
-			up := 0.0
-			if p.LinkUp {
-				up = 1
-			}
-			ch <- constMetric(portUp, prometheus.GaugeValue, up, p.Name)
+			collectPort(ch, &p)
 		}
 	}
 	if c.src.MbufsInUse != nil {
 		ch <- constMetric(mbufInUse, prometheus.GaugeValue, float64(c.src.MbufsInUse()))
 		ch <- constMetric(mbufTotal, prometheus.GaugeValue, float64(c.src.MbufsTotal))
 	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, l ...string) {
+	ch <- constMetric(d, prometheus.CounterValue, float64(v), l...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, l ...string) {
+	ch <- constMetric(d, prometheus.GaugeValue, float64(v), l...)
+}
+
+// workerCounters are the per-worker counters that are one Snapshot field
+// each, as data.
+var workerCounters = []struct {
+	d   *prometheus.Desc
+	get func(*dataplane.Snapshot) uint64
+}{
+	{rxPackets, func(s *dataplane.Snapshot) uint64 { return s.RxPackets }},
+	{rxBytes, func(s *dataplane.Snapshot) uint64 { return s.RxBytes }},
+	{txPackets, func(s *dataplane.Snapshot) uint64 { return s.TxPackets }},
+	{txBytes, func(s *dataplane.Snapshot) uint64 { return s.TxBytes }},
+	{bursts, func(s *dataplane.Snapshot) uint64 { return s.Bursts }},
+	{emptyPolls, func(s *dataplane.Snapshot) uint64 { return s.EmptyPolls }},
+	{cacheHits, func(s *dataplane.Snapshot) uint64 { return s.CacheHits }},
+	{rejects, func(s *dataplane.Snapshot) uint64 { return s.RejectsSent }},
+	{logsLost, func(s *dataplane.Snapshot) uint64 { return s.LogsSuppressed }},
+	{steered, func(s *dataplane.Snapshot) uint64 { return s.Steered }},
+	{classified, func(s *dataplane.Snapshot) uint64 { return s.Classified }},
+}
+
+func collectWorker(ch chan<- prometheus.Metric, w string, s *dataplane.Snapshot) {
+	for _, m := range workerCounters {
+		counter(ch, m.d, m.get(s), w)
+	}
+	ch <- constMetric(busy, prometheus.CounterValue, float64(s.BusyNanos)/1e9, w)
+	ch <- constMetric(idle, prometheus.CounterValue, float64(s.IdleNanos)/1e9, w)
+	for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {
+		counter(ch, drops, s.Drops[r], w, r.String())
+	}
+}
+
+// ctCounters are the per-worker connection-table counters that are one
+// field each, as data.
+var ctCounters = []struct {
+	d   *prometheus.Desc
+	get func(*dataplane.CTCounters) *dataplane.Counter
+}{
+	{ctLookups, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.Lookups }},
+	{ctHits, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.Hits }},
+	{ctCreated, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.Created }},
+	{ctExpired, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.Expired }},
+	{ctEarly, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.EarlyDrops }},
+	{ctFull, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.TableFullDrops }},
+	{ctRate, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.RateLimited }},
+	{ctAdaptive, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.AdaptiveExpired }},
+	{ctInsertFail, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.InsertFailures }},
+	{ctKicks, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.Kicks }},
+	{expCreated, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.ExpectCreated }},
+	{expMatched, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.ExpectMatched }},
+	{expExpired, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.ExpectExpired }},
+	{ftpBad, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.FTPMalformed }},
+	{ftpLong, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.FTPLineTooLong }},
+}
+
+func collectConntrack(ch chan<- prometheus.Metric, w string, ct *dataplane.CTCounters) {
+	for _, m := range ctCounters {
+		counter(ch, m.d, m.get(ct).Load(), w)
+	}
+	gauge(ch, ctCapacity, ct.Capacity.Load(), w)
+	for p, name := range conntrack.ProtoClassNames {
+		gauge(ch, ctEntries, ct.ByProto[p].Load(), w, name)
+	}
+	for st := 1; st < tcpstate.NumStates; st++ {
+		gauge(ch, ctTCP, ct.TCPByState[st].Load(), w, tcpstate.State(st).String())
+	}
+	gauge(ch, expPending, ct.ExpectPending.Load(), w)
+	for r := range ct.ExpectRefused {
+		counter(ch, expRefused, ct.ExpectRefused[r].Load(), w, conntrack.RefusalNames[r])
+	}
+	for r := conntrack.InvalidReason(1); r < conntrack.NumInvalidReasons; r++ {
+		if r == conntrack.InvalidTCP {
+			continue
+		}
+		counter(ch, ctInvalid, ct.Invalid[r].Load(), w, r.String())
+	}
+}
+
+func collectPort(ch chan<- prometheus.Metric, p *PortStats) {
+	counter(ch, portRx, p.RxPackets, p.Name)
+	counter(ch, portTx, p.TxPackets, p.Name)
+	counter(ch, portRxBytes, p.RxBytes, p.Name)
+	counter(ch, portTxBytes, p.TxBytes, p.Name)
+	counter(ch, portMissed, p.RxMissed, p.Name)
+	counter(ch, portRxErr, p.RxErrors, p.Name)
+	counter(ch, portTxErr, p.TxErrors, p.Name)
+	counter(ch, portNoMbuf, p.RxNoMbuf, p.Name)
+	up := 0.0
+	if p.LinkUp {
+		up = 1
+	}
+	ch <- constMetric(portUp, prometheus.GaugeValue, up, p.Name)
 }
