@@ -59,99 +59,139 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // ruleArgs turns a structured rule into iptables arguments, remembering
 // which key produced each argument (for error messages).
 func ruleArgs(r *config.Rule) (args, keys []string, err error) {
-	not := map[string]bool{}
-	valid := []string{"proto", "src", "dst", "src_set", "dst_set", "sport", "dport", "in", "out", "state", "icmp_type", "tcp_flags"}
+	ab := &argBuilder{not: map[string]bool{}}
 	for _, n := range r.Not {
-		if !slices.Contains(valid, n) {
-			return nil, nil, fmt.Errorf("not: %q cannot be negated; want some of %s", n, strings.Join(valid, ", "))
+		if !slices.Contains(negatable, n) {
+			return nil, nil, fmt.Errorf("not: %q cannot be negated; want some of %s", n, strings.Join(negatable, ", "))
 		}
-		not[n] = true
+		ab.not[n] = true
 	}
-	add := func(key string, a ...string) {
-		if not[key] {
-			args, keys = append(args, "!"), append(keys, key)
-		}
-		for _, x := range a {
-			args, keys = append(args, x), append(keys, key)
+	for _, step := range []func(*config.Rule) error{ab.family, ab.addresses, ab.ports, ab.matches, ab.target} {
+		if err := step(r); err != nil {
+			return nil, nil, err
 		}
 	}
+	return ab.args, ab.keys, nil
+}
+
+// negatable are the structured keys "not" may list.
+var negatable = []string{"proto", "src", "dst", "src_set", "dst_set", "sport", "dport", "in", "out", "state", "icmp_type", "tcp_flags"}
+
+// argBuilder collects a rule's iptables arguments and the key of each.
+type argBuilder struct {
+	args, keys []string
+	not        map[string]bool
+}
+
+// raw appends arguments as they are, all from key.
+func (ab *argBuilder) raw(key string, a ...string) {
+	for _, x := range a {
+		ab.args, ab.keys = append(ab.args, x), append(ab.keys, key)
+	}
+}
+
+// add appends an option, negated when "not" lists its key.
+func (ab *argBuilder) add(key string, a ...string) {
+	if ab.not[key] {
+		ab.raw(key, "!")
+	}
+	ab.raw(key, a...)
+}
+
+func (ab *argBuilder) family(r *config.Rule) error {
 	switch r.Family {
 	case "":
 	case "ipv4":
-		args, keys = append(args, "-4"), append(keys, "family")
+		ab.raw("family", "-4")
 	case "ipv6":
-		args, keys = append(args, "-6"), append(keys, "family")
+		ab.raw("family", "-6")
 	default:
-		return nil, nil, fmt.Errorf("family: %q: want ipv4 or ipv6", r.Family)
+		return fmt.Errorf("family: %q: want ipv4 or ipv6", r.Family)
 	}
+	return nil
+}
+
+func (ab *argBuilder) addresses(r *config.Rule) error {
 	if r.Proto != "" {
-		add("proto", "-p", r.Proto)
+		ab.add("proto", "-p", r.Proto)
 	}
 	if len(r.Src) > 0 {
-		add("src", "-s", strings.Join(r.Src, ","))
+		ab.add("src", "-s", strings.Join(r.Src, ","))
 	}
 	if len(r.Dst) > 0 {
-		add("dst", "-d", strings.Join(r.Dst, ","))
+		ab.add("dst", "-d", strings.Join(r.Dst, ","))
 	}
 	if r.SrcSet != "" {
-		args, keys = append(args, "-m", "set"), append(keys, "src_set", "src_set")
-		add("src_set", "--match-set", r.SrcSet, "src")
+		ab.raw("src_set", "-m", "set")
+		ab.add("src_set", "--match-set", r.SrcSet, "src")
 	}
 	if r.DstSet != "" {
-		args, keys = append(args, "-m", "set"), append(keys, "dst_set", "dst_set")
-		add("dst_set", "--match-set", r.DstSet, "dst")
+		ab.raw("dst_set", "-m", "set")
+		ab.add("dst_set", "--match-set", r.DstSet, "dst")
 	}
+	return nil
+}
+
+func (ab *argBuilder) ports(r *config.Rule) error {
 	for _, pp := range []struct{ key, v, one, multi string }{{"sport", r.Sport, "--sport", "--sports"}, {"dport", r.Dport, "--dport", "--dports"}} {
 		if pp.v == "" {
 			continue
 		}
 		if strings.Contains(pp.v, ",") {
-			args, keys = append(args, "-m", "multiport"), append(keys, pp.key, pp.key)
-			add(pp.key, pp.multi, pp.v)
+			ab.raw(pp.key, "-m", "multiport")
+			ab.add(pp.key, pp.multi, pp.v)
 		} else {
-			add(pp.key, pp.one, pp.v)
+			ab.add(pp.key, pp.one, pp.v)
 		}
 	}
 	if r.In != "" {
-		add("in", "-i", r.In)
+		ab.add("in", "-i", r.In)
 	}
 	if r.Out != "" {
-		add("out", "-o", r.Out)
+		ab.add("out", "-o", r.Out)
 	}
+	return nil
+}
+
+func (ab *argBuilder) matches(r *config.Rule) error {
 	if len(r.State) > 0 {
-		args, keys = append(args, "-m", "conntrack"), append(keys, "state", "state")
-		add("state", "--ctstate", strings.Join(r.State, ","))
+		ab.raw("state", "-m", "conntrack")
+		ab.add("state", "--ctstate", strings.Join(r.State, ","))
 	}
 	if r.ICMPType != "" {
 		opt := "--icmp-type"
 		if p := strings.ToLower(r.Proto); p == "icmpv6" || p == "ipv6-icmp" || p == "58" {
 			opt = "--icmpv6-type"
 		}
-		add("icmp_type", opt, r.ICMPType)
+		ab.add("icmp_type", opt, r.ICMPType)
 	}
 	if r.Syn {
-		add("syn", "--syn")
+		ab.add("syn", "--syn")
 	}
 	if len(r.TCPFlags) > 0 {
 		if len(r.TCPFlags) != 2 {
-			return nil, nil, fmt.Errorf(`tcp_flags: want [MASK, COMP], e.g. ["SYN,ACK,FIN,RST", "SYN"]`)
+			return fmt.Errorf(`tcp_flags: want [MASK, COMP], e.g. ["SYN,ACK,FIN,RST", "SYN"]`)
 		}
-		add("tcp_flags", "--tcp-flags", r.TCPFlags[0], r.TCPFlags[1])
+		ab.add("tcp_flags", "--tcp-flags", r.TCPFlags[0], r.TCPFlags[1])
 	}
 	if r.Comment != "" {
-		args, keys = append(args, "-m", "comment", "--comment", r.Comment), append(keys, "comment", "comment", "comment", "comment")
+		ab.raw("comment", "-m", "comment", "--comment", r.Comment)
 	}
+	return nil
+}
+
+func (ab *argBuilder) target(r *config.Rule) error {
 	if r.Target == "" {
-		return nil, nil, fmt.Errorf("target: missing; want ACCEPT, DROP, REJECT, LOG, RETURN or a chain")
+		return fmt.Errorf("target: missing; want ACCEPT, DROP, REJECT, LOG, RETURN or a chain")
 	}
-	args, keys = append(args, "-j", r.Target), append(keys, "target", "target")
+	ab.raw("target", "-j", r.Target)
 	if r.RejectWith != "" {
-		args, keys = append(args, "--reject-with", r.RejectWith), append(keys, "reject_with", "reject_with")
+		ab.raw("reject_with", "--reject-with", r.RejectWith)
 	}
 	if r.LogPrefix != "" {
-		args, keys = append(args, "--log-prefix", r.LogPrefix), append(keys, "log_prefix", "log_prefix")
+		ab.raw("log_prefix", "--log-prefix", r.LogPrefix)
 	}
-	return args, keys, nil
+	return nil
 }
 
 // structured builds the rule set of the structured form.

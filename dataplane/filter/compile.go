@@ -194,102 +194,27 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 	for _, name := range rs.Order {
 		index[name] = int32(len(index))
 	}
+	if err := checkPorts(rs, env); err != nil {
+		return nil, err
+	}
 	maxPort := 0
 	for _, id := range env.Ports {
 		maxPort = max(maxPort, int(id)+1)
-	}
-	for _, name := range rs.Order {
-		ch := rs.Chains[name]
-		for i := range ch.Rules {
-			r := &ch.Rules[i]
-			for _, ifc := range []string{r.In, r.Out} {
-				if ifc == "" {
-					continue
-				}
-				if _, ok := env.Ports[ifc]; !ok {
-					return nil, &ParseError{Pos: r.Pos, Token: ifc, Msg: fmt.Sprintf("no port named %q; -i/-o name dpfw ports: %s", ifc, portNames(env))}
-				}
-			}
-		}
 	}
 	names := make([]string, maxPort+1) // by port id; the last is "no port"
 	for n, id := range env.Ports {
 		names[id] = n
 	}
-	var seed = maphash.MakeSeed()
+	seed := maphash.MakeSeed()
 	for _, name := range rs.Order {
-		ch := rs.Chains[name]
-		cc := cchain{name: name, builtin: IsBuiltinChain(name), first: len(f.Rules), n: len(ch.Rules)}
-		cc.policy = Accept
-		if ch.Policy == "DROP" {
-			cc.policy = Drop
+		if err := f.compileChain(name, rs.Chains[name], index, names, seed, env); err != nil {
+			return nil, err
 		}
-		cc.words = max(1, (cc.n+63)/64)
-		f.Rules = append(f.Rules, ch.Rules...)
-		for range ch.Rules {
-			f.ChainOf = append(f.ChainOf, index[name])
-		}
-		b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names, ctx: env.Context}
-		b.build(ch.Rules)
-		if b.ctx != nil && b.ctx.Err() != nil {
-			return nil, fmt.Errorf("compiling chain %s: %w", name, context.Cause(b.ctx))
-		}
-		for i := range ch.Rules {
-			r := &ch.Rules[i]
-			var a action
-			switch r.Target {
-			case "ACCEPT":
-				a.kind = actAccept
-			case "DROP":
-				a.kind = actDrop
-			case "REJECT":
-				a.kind = actReject
-			case "LOG":
-				a.kind = actLog
-			case "RETURN":
-				a.kind = actReturn
-			default:
-				a.kind, a.chain = actJump, index[r.Target]
-			}
-			cc.action = append(cc.action, a)
-			cc.icmpCode = append(cc.icmpCode, int16(r.ICMPCode))
-			li := int32(-1)
-			if r.Limit != nil {
-				li = int32(len(f.limits))
-				cc.hasLimits = true
-				f.limits = append(f.limits, r.Limit)
-				f.limitRule = append(f.limitRule, int32(cc.first+i))
-			}
-			cc.limit = append(cc.limit, li)
-		}
-		f.Stats.Bitsets += len(cc.sets)
-		f.Stats.Bytes += len(cc.sets) * cc.words * 8 * 2
-		f.Stats.MaxWords = max(f.Stats.MaxWords, cc.words)
-		f.chains = append(f.chains, cc)
 	}
 	if f.NumDecisions() > MaxDecisions {
 		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d", f.NumDecisions(), MaxDecisions)
 	}
-	f.ruleVerdict = make([]Verdict, len(f.Rules))
-	f.rejectKind = make([]reject.Kind, len(f.Rules))
-	for i := range f.Rules {
-		r := &f.Rules[i]
-		switch r.Target {
-		case "ACCEPT":
-			f.ruleVerdict[i] = Accept
-		case "REJECT":
-			f.ruleVerdict[i] = Reject
-			f.rejectKind[i] = reject.Parse(r.RejectWith)
-		default:
-			f.ruleVerdict[i] = Drop
-		}
-		if r.TCPFlags {
-			f.flagSensitive = true
-		}
-		if r.States != 0 {
-			f.usesState = true
-		}
-	}
+	f.ruleVerdicts()
 	f.acceptsAll = len(f.Rules) == 0
 	for i := range f.chains {
 		if f.chains[i].builtin && f.chains[i].policy != Accept {
@@ -310,6 +235,97 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 	}
 	f.Stats.Rules = len(f.Rules)
 	return f, nil
+}
+
+// checkPorts refuses a rule whose -i or -o names no port.
+func checkPorts(rs *Ruleset, env Env) error {
+	for _, name := range rs.Order {
+		ch := rs.Chains[name]
+		for i := range ch.Rules {
+			r := &ch.Rules[i]
+			for _, ifc := range []string{r.In, r.Out} {
+				if ifc == "" {
+					continue
+				}
+				if _, ok := env.Ports[ifc]; !ok {
+					return &ParseError{Pos: r.Pos, Token: ifc, Msg: fmt.Sprintf("no port named %q; -i/-o name dpfw ports: %s", ifc, portNames(env))}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// targetKinds are the built-in targets' actions; any other target is a
+// jump to the chain of that name.
+var targetKinds = map[string]actionKind{
+	"ACCEPT": actAccept, "DROP": actDrop, "REJECT": actReject, "LOG": actLog, "RETURN": actReturn,
+}
+
+// compileChain builds one chain's classifier and actions and appends it.
+func (f *Filter) compileChain(name string, ch *Chain, index map[string]int32, names []string, seed maphash.Seed, env Env) error {
+	cc := cchain{name: name, builtin: IsBuiltinChain(name), first: len(f.Rules), n: len(ch.Rules)}
+	cc.policy = Accept
+	if ch.Policy == "DROP" {
+		cc.policy = Drop
+	}
+	cc.words = max(1, (cc.n+63)/64)
+	f.Rules = append(f.Rules, ch.Rules...)
+	for range ch.Rules {
+		f.ChainOf = append(f.ChainOf, index[name])
+	}
+	b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names, ctx: env.Context}
+	b.build(ch.Rules)
+	if b.ctx != nil && b.ctx.Err() != nil {
+		return fmt.Errorf("compiling chain %s: %w", name, context.Cause(b.ctx))
+	}
+	for i := range ch.Rules {
+		r := &ch.Rules[i]
+		a := action{kind: actJump, chain: index[r.Target]}
+		if k, ok := targetKinds[r.Target]; ok {
+			a = action{kind: k}
+		}
+		cc.action = append(cc.action, a)
+		cc.icmpCode = append(cc.icmpCode, int16(r.ICMPCode))
+		li := int32(-1)
+		if r.Limit != nil {
+			li = int32(len(f.limits))
+			cc.hasLimits = true
+			f.limits = append(f.limits, r.Limit)
+			f.limitRule = append(f.limitRule, int32(cc.first+i))
+		}
+		cc.limit = append(cc.limit, li)
+	}
+	f.Stats.Bitsets += len(cc.sets)
+	f.Stats.Bytes += len(cc.sets) * cc.words * 8 * 2
+	f.Stats.MaxWords = max(f.Stats.MaxWords, cc.words)
+	f.chains = append(f.chains, cc)
+	return nil
+}
+
+// ruleVerdicts sets each rule's terminal verdict and REJECT answer, and
+// what the rule set needs per packet (TCP flags, conntrack state).
+func (f *Filter) ruleVerdicts() {
+	f.ruleVerdict = make([]Verdict, len(f.Rules))
+	f.rejectKind = make([]reject.Kind, len(f.Rules))
+	for i := range f.Rules {
+		r := &f.Rules[i]
+		switch r.Target {
+		case "ACCEPT":
+			f.ruleVerdict[i] = Accept
+		case "REJECT":
+			f.ruleVerdict[i] = Reject
+			f.rejectKind[i] = reject.Parse(r.RejectWith)
+		default:
+			f.ruleVerdict[i] = Drop
+		}
+		if r.TCPFlags {
+			f.flagSensitive = true
+		}
+		if r.States != 0 {
+			f.usesState = true
+		}
+	}
 }
 
 func portNames(env Env) string {

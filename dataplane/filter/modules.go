@@ -350,55 +350,72 @@ func (p *ruleParser) genericOpt(g string, t token, neg bool, negTok token) error
 	if err != nil {
 		return err
 	}
-	val := v[0]
-	r := p.r
 	switch g {
 	case "-p":
-		proto, err := parseProtocol(val.s)
-		if err != nil {
-			return p.fail(val, "%v", err)
-		}
-		if proto < 0 && neg {
-			return p.fail(val, "! -p %s would never match (iptables refuses it too)", val.s)
-		}
-		r.Proto, r.ProtoNeg, p.protoTok = proto, neg, val
+		return p.protoOpt(v[0], neg)
 	case "-s", "-d":
-		ps, fam, err := parseAddrs(val.s)
-		if err != nil {
-			return p.fail(val, "%v", err)
-		}
-		if want := p.family(); want != 0 && fam != want {
-			return p.fail(val, "an IPv%d address in an IPv%d rule", fam, want)
-		}
-		if neg && len(ps) == 1 && ps[0].Bits() == 0 {
-			return p.fail(val, "! %s with a /0 prefix would never match (iptables refuses it too)", g)
-		}
-		if neg && len(ps) > 1 {
-			return p.fail(val, "! is not allowed with several addresses (iptables refuses it too): they make one rule each, and the negations would not add up")
-		}
-		r.Family = fam
-		if g == "-s" {
-			p.srcs, r.SrcNeg = ps, neg
-		} else {
-			p.dsts, r.DstNeg = ps, neg
-		}
+		return p.addrOpt(g, v[0], neg)
 	case "-i", "-o":
-		if len(val.s) > 15 {
-			return p.fail(val, "an interface name has at most 15 characters")
-		}
-		if strings.HasSuffix(val.s, "+") {
-			return p.fail(val, "interface wildcards (+) are not supported: name a dpfw port")
-		}
-		if g == "-i" && r.Chain == "OUTPUT" || g == "-o" && r.Chain == "INPUT" {
-			return p.fail(t, "can't use %s with %s (iptables refuses it too): OUTPUT packets are matched by where they leave, INPUT packets by where they enter; use FORWARD", g, r.Chain)
-		}
-		if g == "-i" {
-			r.In, r.InNeg = val.s, neg
-		} else {
-			r.Out, r.OutNeg = val.s, neg
-		}
+		return p.ifaceOpt(g, t, v[0], neg)
 	case "-j":
-		return p.jump(val)
+		return p.jump(v[0])
+	}
+	return nil
+}
+
+// protoOpt is -p PROTO.
+func (p *ruleParser) protoOpt(val token, neg bool) error {
+	proto, err := parseProtocol(val.s)
+	if err != nil {
+		return p.fail(val, "%v", err)
+	}
+	if proto < 0 && neg {
+		return p.fail(val, "! -p %s would never match (iptables refuses it too)", val.s)
+	}
+	p.r.Proto, p.r.ProtoNeg, p.protoTok = proto, neg, val
+	return nil
+}
+
+// addrOpt is -s or -d ADDRESS[,ADDRESS…].
+func (p *ruleParser) addrOpt(g string, val token, neg bool) error {
+	ps, fam, err := parseAddrs(val.s)
+	if err != nil {
+		return p.fail(val, "%v", err)
+	}
+	if want := p.family(); want != 0 && fam != want {
+		return p.fail(val, "an IPv%d address in an IPv%d rule", fam, want)
+	}
+	if neg && len(ps) == 1 && ps[0].Bits() == 0 {
+		return p.fail(val, "! %s with a /0 prefix would never match (iptables refuses it too)", g)
+	}
+	if neg && len(ps) > 1 {
+		return p.fail(val, "! is not allowed with several addresses (iptables refuses it too): they make one rule each, and the negations would not add up")
+	}
+	p.r.Family = fam
+	if g == "-s" {
+		p.srcs, p.r.SrcNeg = ps, neg
+	} else {
+		p.dsts, p.r.DstNeg = ps, neg
+	}
+	return nil
+}
+
+// ifaceOpt is -i or -o PORT.
+func (p *ruleParser) ifaceOpt(g string, t, val token, neg bool) error {
+	r := p.r
+	if len(val.s) > 15 {
+		return p.fail(val, "an interface name has at most 15 characters")
+	}
+	if strings.HasSuffix(val.s, "+") {
+		return p.fail(val, "interface wildcards (+) are not supported: name a dpfw port")
+	}
+	if g == "-i" && r.Chain == "OUTPUT" || g == "-o" && r.Chain == "INPUT" {
+		return p.fail(t, "can't use %s with %s (iptables refuses it too): OUTPUT packets are matched by where they leave, INPUT packets by where they enter; use FORWARD", g, r.Chain)
+	}
+	if g == "-i" {
+		r.In, r.InNeg = val.s, neg
+	} else {
+		r.Out, r.OutNeg = val.s, neg
 	}
 	return nil
 }

@@ -398,13 +398,55 @@ func parseCommand(rs *Ruleset, pos Pos, line string) error {
 		}
 		return err
 	}
-	at := func(t token) Pos { return Pos{File: pos.File, Line: pos.Line, Col: t.col} }
-	fail := func(t token, format string, a ...any) error {
-		return &ParseError{Pos: at(t), Token: t.s, Msg: fmt.Sprintf(format, a...)}
+	c := &cmdLine{rs: rs, pos: pos}
+	toks, c.fam = stripPrefix(toks, rs.Family)
+	if len(toks) == 0 {
+		return nil
 	}
-	// Shell prompt, sudo, the command name, and iptables-save -c's
-	// [packets:bytes] counters (accepted, not kept).
-	fam := rs.Family
+	if rs.Family != 0 && c.fam != rs.Family {
+		return c.fail(toks[0], "an ip%stables command in an IPv%d rule set; keep IPv4 and IPv6 rules in their own files", map[Family]string{4: "", 6: "6"}[c.fam], rs.Family)
+	}
+	first := toks[0]
+	if err := c.checkCommand(first, len(toks)); err != nil {
+		return err
+	}
+	run, ok := commands[first.s]
+	if !ok {
+		if s := nearestOption(first.s); s != "" && s != first.s {
+			return c.fail(first, "unknown command; did you mean %s?", s)
+		}
+		return c.fail(first, "unknown command; dpfw rule files use -A, -I, -N and -P")
+	}
+	return run(c, toks)
+}
+
+// cmdLine is one command line being parsed.
+type cmdLine struct {
+	rs  *Ruleset
+	pos Pos
+	fam Family // the command's family (iptables or ip6tables)
+}
+
+// at is the position of token t.
+func (c *cmdLine) at(t token) Pos { return Pos{File: c.pos.File, Line: c.pos.Line, Col: t.col} }
+
+// fail is an error at token t.
+func (c *cmdLine) fail(t token, format string, a ...any) error {
+	return &ParseError{Pos: c.at(t), Token: t.s, Msg: fmt.Sprintf(format, a...)}
+}
+
+// commands are the rule-file commands, one handler each.
+var commands = map[string]func(*cmdLine, []token) error{
+	"-N": (*cmdLine).newChain, "--new-chain": (*cmdLine).newChain,
+	"-P": (*cmdLine).policy, "--policy": (*cmdLine).policy,
+	"-A": (*cmdLine).appendRule, "--append": (*cmdLine).appendRule,
+	"-I": (*cmdLine).insertRule, "--insert": (*cmdLine).insertRule,
+}
+
+// stripPrefix drops a shell prompt, sudo, the command name (which sets
+// the family), and iptables-save -c's [packets:bytes] counters (accepted,
+// not kept).
+func stripPrefix(toks []token, fam Family) ([]token, Family) {
 	for len(toks) > 0 {
 		switch t := toks[0].s; {
 		case t == "$" || t == "#" || t == "sudo":
@@ -414,94 +456,108 @@ func parseCommand(rs *Ruleset, pos Pos, line string) error {
 			fam = 6
 		case strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") && strings.Contains(t, ":"):
 		default:
-			goto command
+			return toks, fam
 		}
 		toks = toks[1:]
 	}
-command:
-	if len(toks) == 0 {
-		return nil
-	}
-	if rs.Family != 0 && fam != rs.Family {
-		return fail(toks[0], "an ip%stables command in an IPv%d rule set; keep IPv4 and IPv6 rules in their own files", map[Family]string{4: "", 6: "6"}[fam], rs.Family)
-	}
-	first := toks[0]
+	return toks, fam
+}
+
+// checkCommand refuses what is not a command dpfw runs: a chain name
+// without one, the commands that edit a running rule set, -t, and a
+// command without its chain.
+func (c *cmdLine) checkCommand(first token, n int) error {
 	if !strings.HasPrefix(first.s, "-") {
-		if ch, ok := rs.Chains[first.s]; ok || IsBuiltin(strings.ToUpper(first.s)) {
+		if ch, ok := c.rs.Chains[first.s]; ok || IsBuiltin(strings.ToUpper(first.s)) {
 			name := first.s
 			if ch == nil {
 				name = strings.ToUpper(first.s)
 			}
-			return fail(first, "expected a command before the chain name; did you mean -A %s?", name)
+			return c.fail(first, "expected a command before the chain name; did you mean -A %s?", name)
 		}
-		return fail(first, "expected a command: -A CHAIN (append), -I CHAIN (insert), -N CHAIN (new chain) or -P CHAIN POLICY")
+		return c.fail(first, "expected a command: -A CHAIN (append), -I CHAIN (insert), -N CHAIN (new chain) or -P CHAIN POLICY")
 	}
 	cmd := first.s
 	if what, ok := unsupportedCommands[cmd]; ok {
-		return fail(first, "the %s command (%s) edits a running rule set; a rules file builds one with -A, -I, -N and -P", cmd, what)
+		return c.fail(first, "the %s command (%s) edits a running rule set; a rules file builds one with -A, -I, -N and -P", cmd, what)
 	}
 	if cmd == "-t" || cmd == "--table" {
-		return fail(first, "dpfw implements the filter table only: remove -t (the filter table is the default)")
+		return c.fail(first, "dpfw implements the filter table only: remove -t (the filter table is the default)")
 	}
-	if len(toks) < 2 {
-		return fail(first, "missing the chain name after %s", cmd)
+	if n < 2 {
+		return c.fail(first, "missing the chain name after %s", cmd)
 	}
+	return nil
+}
+
+// newChain is -N CHAIN.
+func (c *cmdLine) newChain(toks []token) error {
+	if len(toks) > 2 {
+		return c.fail(toks[2], "-N takes only a chain name")
+	}
+	return c.rs.newChain(c.at(toks[1]), toks[1].s)
+}
+
+// policy is -P CHAIN ACCEPT|DROP.
+func (c *cmdLine) policy(toks []token) error {
 	chainTok := toks[1]
-	switch cmd {
-	case "-N", "--new-chain":
-		if len(toks) > 2 {
-			return fail(toks[2], "-N takes only a chain name")
-		}
-		return rs.newChain(at(chainTok), chainTok.s)
-	case "-P", "--policy":
-		if len(toks) != 3 {
-			return fail(chainTok, "want -P CHAIN ACCEPT|DROP")
-		}
-		ch, err := rs.chain(at(chainTok), chainTok.s)
-		if err != nil {
-			return err
-		}
-		if !IsBuiltin(ch.Name) {
-			return fail(chainTok, "only built-in chains (INPUT, FORWARD, OUTPUT) have a policy")
-		}
-		if p := toks[2].s; p != "ACCEPT" && p != "DROP" {
-			return fail(toks[2], "a policy is ACCEPT or DROP")
-		}
-		ch.Policy = toks[2].s
-		return nil
-	case "-A", "--append", "-I", "--insert":
-	default:
-		if s := nearestOption(cmd); s != "" && s != cmd {
-			return fail(first, "unknown command; did you mean %s?", s)
-		}
-		return fail(first, "unknown command; dpfw rule files use -A, -I, -N and -P")
+	if len(toks) != 3 {
+		return c.fail(chainTok, "want -P CHAIN ACCEPT|DROP")
 	}
-	ch, err := rs.chain(at(chainTok), chainTok.s)
+	ch, err := c.rs.chain(c.at(chainTok), chainTok.s)
 	if err != nil {
 		return err
 	}
-	insertAt := -1
-	rest := toks[2:]
-	if cmd == "-I" || cmd == "--insert" {
-		insertAt = 0
-		if len(rest) > 0 {
-			if n, err := strconv.Atoi(rest[0].s); err == nil {
-				if n < 1 || n > len(ch.Rules)+1 {
-					return fail(rest[0], "rule number out of range: the chain has %d rules", len(ch.Rules))
-				}
-				insertAt, rest = n-1, rest[1:]
+	if !IsBuiltin(ch.Name) {
+		return c.fail(chainTok, "only built-in chains (INPUT, FORWARD, OUTPUT) have a policy")
+	}
+	if p := toks[2].s; p != "ACCEPT" && p != "DROP" {
+		return c.fail(toks[2], "a policy is ACCEPT or DROP")
+	}
+	ch.Policy = toks[2].s
+	return nil
+}
+
+// appendRule is -A CHAIN RULE.
+func (c *cmdLine) appendRule(toks []token) error {
+	ch, err := c.rs.chain(c.at(toks[1]), toks[1].s)
+	if err != nil {
+		return err
+	}
+	return c.addRule(ch, -1, toks[0], toks[2:])
+}
+
+// insertRule is -I CHAIN [NUMBER] RULE.
+func (c *cmdLine) insertRule(toks []token) error {
+	ch, err := c.rs.chain(c.at(toks[1]), toks[1].s)
+	if err != nil {
+		return err
+	}
+	insertAt, rest := 0, toks[2:]
+	if len(rest) > 0 {
+		if n, err := strconv.Atoi(rest[0].s); err == nil {
+			if n < 1 || n > len(ch.Rules)+1 {
+				return c.fail(rest[0], "rule number out of range: the chain has %d rules", len(ch.Rules))
 			}
+			insertAt, rest = n-1, rest[1:]
 		}
 	}
-	rules, err := rs.parseRule(at(first), ch.Name, fam, rest, at, fail)
+	return c.addRule(ch, insertAt, toks[0], rest)
+}
+
+// addRule parses a rule's options and puts its rules at insertAt in ch
+// (-1: at the end).
+func (c *cmdLine) addRule(ch *Chain, insertAt int, cmd token, rest []token) error {
+	rs := c.rs
+	rules, err := rs.parseRule(c.at(cmd), ch.Name, c.fam, rest, c.at, c.fail)
 	if err != nil {
 		return err
 	}
-	// In a script each command runs in turn: a jump needs its chain now
-	// (a save file declares every chain before its rules).
 	if len(rules) == 0 {
 		return nil // -4/-6 of the other family
 	}
+	// In a script each command runs in turn: a jump needs its chain now
+	// (a save file declares every chain before its rules).
 	if r := &rules[0]; !rs.save && !isBuiltinTarget(r.Target) {
 		if _, ok := rs.Chains[r.Target]; !ok {
 			return &ParseError{Pos: r.Pos, Token: r.Target, Msg: rs.unknownTarget(r.Target) + " (a jump needs its chain created first, with -N, earlier in the file)"}
