@@ -51,10 +51,13 @@ func main() {
 	if profileDir != "" {
 		check(os.MkdirAll(profileDir, 0o755))
 	}
-
+	o := &runOpts{dpfw: *dpfwBin, testpmd: *testpmd, cpu: *cpu, noHuge: *noHuge, rounds: *rounds,
+		warmup: time.Duration(*warmup) * time.Second, window: time.Duration(*seconds) * time.Second,
+		controlLoad: *controlLoad, reloadLoad: *reloadLoadFlag}
 	dir, err := os.MkdirTemp("", "dpfw-perf-")
 	check(err)
 	defer os.RemoveAll(dir)
+	o.dir = dir
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %d CPUs, %s; forwarding lcore on CPU %d; hugepages: %v\n",
 		host, runtime.NumCPU(), cpuModel(), *cpu, !*noHuge)
@@ -63,96 +66,7 @@ func main() {
 		for _, f := range strings.Split(*flows, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			check(err)
-			var frames [][]byte
-			rules := "rules: {allow_empty: true}\n"
-			perConn := 0
-			switch wl {
-			case "pass":
-				frames = pcapgen.UDPFlows(n, false)
-			case "ct":
-				frames = pcapgen.UDPFlows(n, true)
-				rules = statefulRules
-				smallMbufs = n > 262144
-				settle = true
-			case "ct1":
-				// One direction: N tracked (unreplied) connections from N
-				// frames, for control-plane tests at 1 M connections.
-				frames = pcapgen.UDPFlows(n, false)
-				rules = statefulRules
-				smallMbufs = n > 262144
-				settle = true
-			case "churn":
-				frames = pcapgen.TCPChurn(n)
-				rules = statefulRules
-				perConn = 8
-			case "flood":
-				frames, _ = pcapgen.SYNFlood(n, 64)
-				rules = "rules:\n  iptables: |\n    " + strings.ReplaceAll(strings.TrimSpace(pcapgen.FloodRules), "\n", "\n    ") + "\n"
-				ctCapacity = max(n/16, 1024)
-				smallMbufs = true
-			default:
-				check(fmt.Errorf("unknown workload %q", wl))
-			}
-			if smallMbufs {
-				// About 700 bytes per small mbuf, all in.
-				memMB = max(1024, len(frames)*700>>20+400)
-			}
-			pcap := filepath.Join(dir, fmt.Sprintf("%s-%d.pcap", wl, n))
-			check(pcapgen.Write(pcap, frames))
-			name := fmt.Sprintf("%s/%dflows", wl, n)
-			profileName = fmt.Sprintf("%s-%d", wl, n)
-			w := time.Duration(*warmup) * time.Second
-			m := time.Duration(*seconds) * time.Second
-			var ios, ds, ratios []float64
-			for r := 0; r < *rounds; r++ {
-				io, err := runTestpmd(*testpmd, "io", pcap, len(frames), *cpu, *noHuge, w, m)
-				check(err)
-				d, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
-				check(err)
-				ios, ds, ratios = append(ios, io), append(ds, d), append(ratios, d/io)
-				cache := ""
-				if lastCacheHits >= 0 {
-					cache = fmt.Sprintf(" (verdict cache hits %.1f%%)", 100*lastCacheHits)
-				}
-				fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f%s\n", name, r+1, io, d, d/io, cache)
-			}
-			io, d, ratio := median(ios), median(ds), median(ratios)
-			// quietThenLoaded runs dpfw alone, then with *load set to every
-			// (the control or reload load runDPFW applies), and returns both rates.
-			quietThenLoaded := func(load *time.Duration, every time.Duration) (float64, float64) {
-				quiet, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
-				check(err)
-				*load = every
-				busy, err := runDPFW(*dpfwBin, dir, pcap, len(frames), n, rules, *cpu, *noHuge, w, m)
-				*load = 0
-				check(err)
-				return quiet, busy
-			}
-			if *controlLoad > 0 {
-				var effects []float64
-				for r := 0; r < *rounds; r++ {
-					quiet, busy := quietThenLoaded(&ctlRate, *controlLoad)
-					effects = append(effects, busy/quiet-1)
-					fmt.Printf("%-22s control load round %d: quiet %.2f Mpps, scraped+listed every %v %.2f Mpps (%+.1f%%)\n",
-						name, r+1, quiet, *controlLoad, busy, 100*(busy/quiet-1))
-				}
-				fmt.Printf("%-22s control load: median change %+.1f%% (%d connections tracked)\n", name, 100*median(effects), lastEntries)
-			}
-			for r := 0; *reloadLoadFlag > 0 && r < *rounds; r++ {
-				quiet, busy := quietThenLoaded(&reloadRate, *reloadLoadFlag)
-				fmt.Printf("%-22s reload load round %d: quiet %.2f Mpps, reloading every %v %.2f Mpps (%+.1f%%); %d reloads, %.0f packets dropped\n",
-					name, r+1, quiet, *reloadLoadFlag, busy, 100*(busy/quiet-1), reloadsDone, reloadDrops)
-			}
-			extra := ""
-			if wl == "flood" {
-				extra = fmt.Sprintf(", established flow: %.0f packets accepted, %.0f lost; table max %d of %d", floodEst, floodLost, lastEntries, ctCapacity)
-			}
-			ctCapacity, smallMbufs, memMB, settle = 0, false, 1024, false
-			if perConn > 0 {
-				extra = fmt.Sprintf(", %.0f connections/s", d*1e6/float64(perConn))
-			}
-			fmt.Printf("%-22s dpfw %.2f Mpps, testpmd io %.2f Mpps, ratio %.2f (median of %d rounds)%s\n", name, d, io, ratio, *rounds, extra)
-			rows = append(rows, fmt.Sprintf("| %s | %s | %.2f | %.2f | %.2f |%s", time.Now().Format("2006-01-02"), name, io, d, ratio, extra))
+			rows = append(rows, o.measure(wl, n))
 		}
 	}
 	fmt.Println("(ratio: dpfw / testpmd io, each round measured back to back)")
@@ -163,6 +77,123 @@ func main() {
 			fmt.Fprintln(f, r)
 		}
 		check(f.Close())
+	}
+}
+
+// runOpts are the command line's settings for every measurement.
+type runOpts struct {
+	dpfw, testpmd, dir      string
+	cpu, rounds             int
+	noHuge                  bool
+	warmup, window          time.Duration
+	controlLoad, reloadLoad time.Duration
+}
+
+// workload builds a workload's frames for n flows and sets the globals
+// runDPFW reads; it returns the rules and the packets per connection
+// (churn: for connections per second; 0 otherwise).
+func workload(wl string, n int) (frames [][]byte, rules string, perConn int) {
+	rules = "rules: {allow_empty: true}\n"
+	switch wl {
+	case "pass":
+		frames = pcapgen.UDPFlows(n, false)
+	case "ct":
+		frames = pcapgen.UDPFlows(n, true)
+		rules = statefulRules
+		smallMbufs = n > 262144
+		settle = true
+	case "ct1":
+		// One direction: N tracked (unreplied) connections from N
+		// frames, for control-plane tests at 1 M connections.
+		frames = pcapgen.UDPFlows(n, false)
+		rules = statefulRules
+		smallMbufs = n > 262144
+		settle = true
+	case "churn":
+		frames = pcapgen.TCPChurn(n)
+		rules = statefulRules
+		perConn = 8
+	case "flood":
+		frames, _ = pcapgen.SYNFlood(n, 64)
+		rules = "rules:\n  iptables: |\n    " + strings.ReplaceAll(strings.TrimSpace(pcapgen.FloodRules), "\n", "\n    ") + "\n"
+		ctCapacity = max(n/16, 1024)
+		smallMbufs = true
+	default:
+		check(fmt.Errorf("unknown workload %q", wl))
+	}
+	if smallMbufs {
+		// About 700 bytes per small mbuf, all in.
+		memMB = max(1024, len(frames)*700>>20+400)
+	}
+	return frames, rules, perConn
+}
+
+// measure runs workload wl with n flows: rounds alternating testpmd io and
+// dpfw, then the control and reload loads if asked. It returns the
+// results row.
+func (o *runOpts) measure(wl string, n int) string {
+	frames, rules, perConn := workload(wl, n)
+	pcap := filepath.Join(o.dir, fmt.Sprintf("%s-%d.pcap", wl, n))
+	check(pcapgen.Write(pcap, frames))
+	name := fmt.Sprintf("%s/%dflows", wl, n)
+	profileName = fmt.Sprintf("%s-%d", wl, n)
+	dpfwRun := func() float64 {
+		d, err := runDPFW(o.dpfw, o.dir, pcap, len(frames), n, rules, o.cpu, o.noHuge, o.warmup, o.window)
+		check(err)
+		return d
+	}
+	var ios, ds, ratios []float64
+	for r := 0; r < o.rounds; r++ {
+		io, err := runTestpmd(o.testpmd, "io", pcap, len(frames), o.cpu, o.noHuge, o.warmup, o.window)
+		check(err)
+		d := dpfwRun()
+		ios, ds, ratios = append(ios, io), append(ds, d), append(ratios, d/io)
+		cache := ""
+		if lastCacheHits >= 0 {
+			cache = fmt.Sprintf(" (verdict cache hits %.1f%%)", 100*lastCacheHits)
+		}
+		fmt.Printf("%-22s round %d: testpmd io %.2f, dpfw %.2f, ratio %.2f%s\n", name, r+1, io, d, d/io, cache)
+	}
+	io, d, ratio := median(ios), median(ds), median(ratios)
+	o.loads(name, dpfwRun)
+	extra := ""
+	if wl == "flood" {
+		extra = fmt.Sprintf(", established flow: %.0f packets accepted, %.0f lost; table max %d of %d", floodEst, floodLost, lastEntries, ctCapacity)
+	}
+	ctCapacity, smallMbufs, memMB, settle = 0, false, 1024, false
+	if perConn > 0 {
+		extra = fmt.Sprintf(", %.0f connections/s", d*1e6/float64(perConn))
+	}
+	fmt.Printf("%-22s dpfw %.2f Mpps, testpmd io %.2f Mpps, ratio %.2f (median of %d rounds)%s\n", name, d, io, ratio, o.rounds, extra)
+	return fmt.Sprintf("| %s | %s | %.2f | %.2f | %.2f |%s", time.Now().Format("2006-01-02"), name, io, d, ratio, extra)
+}
+
+// loads runs dpfw alone and then under the control load (scrapes and
+// listings) and the reload load, when asked, and prints the change.
+func (o *runOpts) loads(name string, dpfwRun func() float64) {
+	// quietThenLoaded runs dpfw alone, then with *load set to every
+	// (the control or reload load runDPFW applies), and returns both rates.
+	quietThenLoaded := func(load *time.Duration, every time.Duration) (float64, float64) {
+		quiet := dpfwRun()
+		*load = every
+		busy := dpfwRun()
+		*load = 0
+		return quiet, busy
+	}
+	if o.controlLoad > 0 {
+		var effects []float64
+		for r := 0; r < o.rounds; r++ {
+			quiet, busy := quietThenLoaded(&ctlRate, o.controlLoad)
+			effects = append(effects, busy/quiet-1)
+			fmt.Printf("%-22s control load round %d: quiet %.2f Mpps, scraped+listed every %v %.2f Mpps (%+.1f%%)\n",
+				name, r+1, quiet, o.controlLoad, busy, 100*(busy/quiet-1))
+		}
+		fmt.Printf("%-22s control load: median change %+.1f%% (%d connections tracked)\n", name, 100*median(effects), lastEntries)
+	}
+	for r := 0; o.reloadLoad > 0 && r < o.rounds; r++ {
+		quiet, busy := quietThenLoaded(&reloadRate, o.reloadLoad)
+		fmt.Printf("%-22s reload load round %d: quiet %.2f Mpps, reloading every %v %.2f Mpps (%+.1f%%); %d reloads, %.0f packets dropped\n",
+			name, r+1, quiet, o.reloadLoad, busy, 100*(busy/quiet-1), reloadsDone, reloadDrops)
 	}
 }
 
@@ -295,32 +326,7 @@ func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, n
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	// net_pcap's infinite_rx holds the whole pcap in mbufs.
-	mbufs := packets + 16384
-	_ = flows
-	huge := "yes"
-	if noHuge {
-		huge = "no"
-	}
-	capacity := max(2*flows, 1024)
-	if ctCapacity > 0 {
-		capacity = ctCapacity
-	}
-	dataRoom := 2048 + 128
-	if smallMbufs {
-		dataRoom = 512
-	}
-	cfg := fmt.Sprintf(`eal: {file_prefix: perf-dpfw-%d, hugepages: "%s", memory_mb: %d}
-mempool: {mbufs: %d, data_room: %d}
-ports:
-  - {name: src, device: "net_pcap0,rx_pcap=%s,infinite_rx=1"}
-  - {name: sink, device: "net_null0,no-rx=1"}
-links: [{name: wire, ports: [src, sink], inside: sink}]
-workers: {cpus: [%d]}
-conntrack: {capacity: %d}
-metrics: {listen: "%s"}
-log: {level: warn}
-%s%s`, os.Getpid(), huge, memMB, mbufs, dataRoom, pcap, cpu, capacity, addr, checksumYAML(), rules)
+	cfg := perfConfig(pcap, addr, packets, flows, rules, cpu, noHuge)
 	rulesPath := filepath.Join(dir, "reload.rules")
 	if reloadRate > 0 {
 		if err := os.WriteFile(rulesPath, []byte(reloadRules[0]), 0o644); err != nil {
@@ -340,21 +346,7 @@ log: {level: warn}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGINT); _ = cmd.Wait() }()
 	time.Sleep(warmup)
 	if settle {
-		// Established-flow workloads: wait until (nearly) every packet's
-		// verdict comes from its connection's cache, that is until the
-		// first replays (NEW, then the first ESTABLISHED packet of each
-		// direction) are over; with millions of flows that takes longer
-		// than the warm-up.
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-			c0, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
-			p0, _ := scrapeMatch(addr, `dpfw_port_tx_packets_total{port="sink"}`, "")
-			time.Sleep(500 * time.Millisecond)
-			c1, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
-			p1, _ := scrapeMatch(addr, `dpfw_port_tx_packets_total{port="sink"}`, "")
-			if c1-c0 <= (p1-p0)/1000 {
-				break
-			}
-		}
+		waitSettled(addr)
 	}
 	a, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
 	if err != nil {
@@ -375,12 +367,8 @@ log: {level: warn}
 	}
 	var rec *exec.Cmd
 	if profileDir != "" {
-		profileN++
-		out := filepath.Join(profileDir, fmt.Sprintf("%s-%d.data", profileName, profileN))
-		rec = exec.Command("perf", "record", "-q", "-g", "-C", strconv.Itoa(cpu), "-o", out, "--", "sleep", strconv.Itoa(int(measure.Seconds())))
-		rec.Stdout, rec.Stderr = io.Discard, os.Stderr
-		if err := rec.Start(); err != nil {
-			return 0, fmt.Errorf("-profile: starting perf record (apt-get install linux-perf): %w", err)
+		if rec, err = startProfile(cpu, measure); err != nil {
+			return 0, err
 		}
 	}
 	time.Sleep(measure)
@@ -393,16 +381,7 @@ log: {level: warn}
 		d1, _ := scrapeMatch(addr, "dpfw_worker_dropped_packets_total{", "")
 		reloadDrops = d1 - d0
 	}
-	if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="udp",worker="0"}`); err == nil {
-		lastEntries = int(e)
-	}
-	if ctCapacity > 0 {
-		if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="tcp",worker="0"}`); err == nil {
-			lastEntries = int(e)
-		}
-		floodEst, _ = scrapeMatch(addr, "dpfw_rule_packets_total{", `comment="est"`)
-		floodLost, _ = scrapeMatch(addr, "dpfw_rule_packets_total{", `comment="est-lost"`)
-	}
+	scrapeAfter(addr)
 	b, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
 	if err != nil {
 		return 0, err
@@ -415,6 +394,81 @@ log: {level: warn}
 		lastCacheHits = (h1 - h0) / judged
 	}
 	return rate, nil
+}
+
+// perfConfig is dpfw's config for a measurement: the pcap replayed into
+// a null sink through the rules.
+func perfConfig(pcap, addr string, packets, flows int, rules string, cpu int, noHuge bool) string {
+	// net_pcap's infinite_rx holds the whole pcap in mbufs.
+	mbufs := packets + 16384
+	_ = flows
+	huge := "yes"
+	if noHuge {
+		huge = "no"
+	}
+	capacity := max(2*flows, 1024)
+	if ctCapacity > 0 {
+		capacity = ctCapacity
+	}
+	dataRoom := 2048 + 128
+	if smallMbufs {
+		dataRoom = 512
+	}
+	return fmt.Sprintf(`eal: {file_prefix: perf-dpfw-%d, hugepages: "%s", memory_mb: %d}
+mempool: {mbufs: %d, data_room: %d}
+ports:
+  - {name: src, device: "net_pcap0,rx_pcap=%s,infinite_rx=1"}
+  - {name: sink, device: "net_null0,no-rx=1"}
+links: [{name: wire, ports: [src, sink], inside: sink}]
+workers: {cpus: [%d]}
+conntrack: {capacity: %d}
+metrics: {listen: "%s"}
+log: {level: warn}
+%s%s`, os.Getpid(), huge, memMB, mbufs, dataRoom, pcap, cpu, capacity, addr, checksumYAML(), rules)
+}
+
+// waitSettled waits until (nearly) every packet's verdict comes from its
+// connection's cache: until the first replays (NEW, then the first
+// ESTABLISHED packet of each direction) are over; with millions of flows
+// that takes longer than the warm-up.
+func waitSettled(addr string) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		c0, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
+		p0, _ := scrapeMatch(addr, `dpfw_port_tx_packets_total{port="sink"}`, "")
+		time.Sleep(500 * time.Millisecond)
+		c1, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
+		p1, _ := scrapeMatch(addr, `dpfw_port_tx_packets_total{port="sink"}`, "")
+		if c1-c0 <= (p1-p0)/1000 {
+			break
+		}
+	}
+}
+
+// startProfile records the forwarding CPU with Linux perf for the window.
+func startProfile(cpu int, measure time.Duration) (*exec.Cmd, error) {
+	profileN++
+	out := filepath.Join(profileDir, fmt.Sprintf("%s-%d.data", profileName, profileN))
+	rec := exec.Command("perf", "record", "-q", "-g", "-C", strconv.Itoa(cpu), "-o", out, "--", "sleep", strconv.Itoa(int(measure.Seconds())))
+	rec.Stdout, rec.Stderr = io.Discard, os.Stderr
+	if err := rec.Start(); err != nil {
+		return nil, fmt.Errorf("-profile: starting perf record (apt-get install linux-perf): %w", err)
+	}
+	return rec, nil
+}
+
+// scrapeAfter records the figures the workloads report after a window:
+// connections tracked and, for the flood, the established flow's fate.
+func scrapeAfter(addr string) {
+	if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="udp",worker="0"}`); err == nil {
+		lastEntries = int(e)
+	}
+	if ctCapacity > 0 {
+		if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="tcp",worker="0"}`); err == nil {
+			lastEntries = int(e)
+		}
+		floodEst, _ = scrapeMatch(addr, "dpfw_rule_packets_total{", `comment="est"`)
+		floodLost, _ = scrapeMatch(addr, "dpfw_rule_packets_total{", `comment="est-lost"`)
+	}
 }
 
 func checksumYAML() string {
