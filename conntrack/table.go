@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"errors"
+	"github.com/dpfw/dpfw/internal/nocopy"
 	"math/bits"
 	"unsafe"
 
@@ -54,7 +55,7 @@ func (d Dir) String() string {
 // entries, indexing both directions of each connection. It is owned by one
 // worker and is not safe for concurrent use; it never allocates after New.
 type Table struct {
-	noCopy noCopy
+	noCopy nocopy.NoCopy
 	seed   uint64
 	bkts   []bucket
 	mem    [3]hugeArray
@@ -572,9 +573,3 @@ func (t *Table) candidates(h uint64, f func(idx uint32) bool) {
 		}
 	}
 }
-
-// noCopy makes go vet reject copies of the structs that embed it.
-type noCopy struct{}
-
-func (*noCopy) Lock()   {}
-func (*noCopy) Unlock() {}

@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"github.com/dpfw/dpfw/internal/nocopy"
+	"github.com/dpfw/dpfw/internal/rate"
 	"time"
 
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
@@ -188,7 +190,7 @@ func protoClass(p uint8) int {
 // Tracker gives packets their connection state. It is owned by one worker
 // and not safe for concurrent use.
 type Tracker struct {
-	noCopy noCopy
+	noCopy nocopy.NoCopy
 	cfg    Config
 	Table  *Table
 	// timeoutMs caches Timeouts in milliseconds.
@@ -198,8 +200,8 @@ type Tracker struct {
 	nowMs                                              uint32 // tracker clock in ms
 	reapCursor                                         uint32
 	Stats                                              Stats
-	// Rate cap on new connections: credit in ns of refill time.
-	newCost, newCap, newCredit, newLast int64
+	// Rate cap on new connections (conntrack.new_per_second).
+	newRate rate.Bucket
 	// Adaptive timeouts: scale (per mille, 1000 = none) of the timeouts
 	// of unassured entries, set from the fill by SetNow; floor in ms.
 	adaptPermille, adaptFloorMs uint32
@@ -225,12 +227,7 @@ func NewTracker(cfg Config) *Tracker {
 	tr.icmpMs, tr.genMs = ms(cfg.Timeouts.ICMP), ms(cfg.Timeouts.Generic)
 	tr.freeHelper = -1
 	tr.initFTP()
-	if cfg.NewPerSecond > 0 {
-		tr.newCost = max(int64(time.Second)/int64(cfg.NewPerSecond), 1)
-		tr.newCap = tr.newCost * int64(max(cfg.NewBurst, 1))
-		tr.newCredit = tr.newCap
-		tr.newLast = -1
-	}
+	tr.newRate = rate.PerSecond(cfg.NewPerSecond, cfg.NewBurst)
 	tr.adaptPermille, tr.adaptFloorMs = 1000, ms(cfg.AdaptiveFloor)
 	return tr
 }
@@ -299,18 +296,13 @@ func (tr *Tracker) baseTimeout(c *Conn) uint32 {
 
 // newAllowed applies the NEW rate cap (a token bucket on the tracker's clock).
 func (tr *Tracker) newAllowed() bool {
-	if tr.newCost == 0 {
+	if !tr.newRate.Enabled() {
 		return true
 	}
-	if tr.newLast >= 0 {
-		tr.newCredit = min(tr.newCredit+max(tr.now-tr.newLast, 0), tr.newCap)
-	}
-	tr.newLast = tr.now
-	if tr.newCredit < tr.newCost {
+	if !tr.newRate.Allow(tr.now) {
 		tr.Stats.RateLimited++
 		return false
 	}
-	tr.newCredit -= tr.newCost
 	return true
 }
 

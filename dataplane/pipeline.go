@@ -3,6 +3,8 @@ package dataplane
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"github.com/dpfw/dpfw/internal/nocopy"
+	"github.com/dpfw/dpfw/internal/rate"
 	"sync/atomic"
 	"unsafe"
 
@@ -97,26 +99,6 @@ type LogRecord struct {
 	Len              int
 }
 
-// tokenBucket is a rate limiter on the worker's clock (ns), refilled by
-// time, holding at most one second of tokens.
-type tokenBucket struct {
-	last, credit int64
-}
-
-func (tb *tokenBucket) allow(now int64, perSecond int) bool {
-	if perSecond <= 0 {
-		return false
-	}
-	cost := int64(1e9) / int64(perSecond)
-	tb.credit = min(tb.credit+now-tb.last, int64(1e9))
-	tb.last = now
-	if tb.credit < cost {
-		return false
-	}
-	tb.credit -= cost
-	return true
-}
-
 // Burst is one burst's frames and results, preallocated per worker.
 type Burst struct {
 	N       int
@@ -141,7 +123,7 @@ type Burst struct {
 // Pipeline gives verdicts to bursts of frames. Owned by one worker; not safe
 // for concurrent use.
 type Pipeline struct {
-	noCopy noCopy
+	noCopy nocopy.NoCopy
 	opts   Options
 	// Stats are counted here, in plain memory, by the owning worker, and
 	// published to counters by Publish.
@@ -167,7 +149,9 @@ type Pipeline struct {
 
 	mailbox mailbox
 
-	rejectTB, logTB tokenBucket
+	// REJECT answers and LOG records, each capped per second (a second's
+	// worth at once).
+	rejectTB, logTB rate.Bucket
 	now             int64
 	lastServe       int64 // when a busy worker last served a control step
 
@@ -184,6 +168,8 @@ type hit struct {
 // its counters to c.
 func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filter.Filter], c *Counters) *Pipeline {
 	pl := &Pipeline{opts: opts, Tracker: tr, rules: rules, counters: c}
+	pl.rejectTB = rate.PerSecond(opts.RejectPerSecond, opts.RejectPerSecond)
+	pl.logTB = rate.PerSecond(opts.LogPerSecond, opts.LogPerSecond)
 	var seed [8]byte
 	_, _ = rand.Read(seed[:]) // crypto/rand never fails on Linux
 	pl.frags.seed = binary.LittleEndian.Uint64(seed[:])
@@ -333,7 +319,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 		case filter.Reject:
 			st.Rejected++
 			st.Drops[r]++
-			if reject.Answerable(p) && pl.rejectTB.allow(now, pl.opts.RejectPerSecond) {
+			if reject.Answerable(p) && pl.rejectTB.Allow(now) {
 				b.Answer[i] = 1 + uint8(pl.lastReject)
 			}
 		default:
@@ -601,7 +587,7 @@ func (pl *Pipeline) logPacket(f *filter.Filter, p *packet.Parsed, rule uint16, s
 	if pl.opts.Log == nil {
 		return
 	}
-	if !pl.logTB.allow(pl.now, pl.opts.LogPerSecond) {
+	if !pl.logTB.Allow(pl.now) {
 		pl.Stats.LogsSuppressed++
 		return
 	}
@@ -616,13 +602,6 @@ func (pl *Pipeline) logPacket(f *filter.Filter, p *packet.Parsed, rule uint16, s
 		pl.Stats.LogsSuppressed++
 	}
 }
-
-// noCopy makes go vet's copylocks check reject copies of the structs that
-// embed it (gVisor's sync.NoCopy).
-type noCopy struct{}
-
-func (*noCopy) Lock()   {}
-func (*noCopy) Unlock() {}
 
 // PipelineBytes is a pipeline's own memory (burst state, fragment table).
 func PipelineBytes() int { return int(unsafe.Sizeof(Pipeline{})) }

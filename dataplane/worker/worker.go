@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"github.com/dpfw/dpfw/internal/nocopy"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,7 @@ const busyPollRounds = 64
 // Worker is one polling lcore. It is owned by its goroutine: only Stop,
 // Counters, Lcore and ID may be called from elsewhere.
 type Worker struct {
-	noCopy noCopy
+	noCopy nocopy.NoCopy
 	cfg    Config
 	pl     *dataplane.Pipeline
 	burst  dataplane.Burst
@@ -270,9 +271,3 @@ func (w *Worker) answer(m *dpdk.Mbuf, p *packet.Parsed, k reject.Kind) bool {
 	m.SetLen(n)
 	return true
 }
-
-// noCopy makes go vet reject copies of Worker.
-type noCopy struct{}
-
-func (*noCopy) Lock()   {}
-func (*noCopy) Unlock() {}
