@@ -9,7 +9,7 @@ DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-pi
 # here); or a duration/count for every target, e.g. FUZZTIME=10m.
 FUZZTIME ?=
 
-.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf check-format vet clean
+.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf check-format vet clean install uninstall
 
 all: build
 
@@ -96,6 +96,31 @@ bench:
 # Throughput: dpfw vs dpdk-testpmd on the same net_pcap workload, same run.
 perf: build hugepages
 	$(GO) run ./perf -workloads pass,ct,churn -flows 1024,65536 -seconds 5
+
+# Install the binary, the systemd unit (pointing at it), the reference
+# config with its rules file, and the README. An existing /etc/dpfw/dpfw.yaml
+# or tutorial.rules is never replaced: the bare-metal template also goes
+# beside it as dpfw.yaml.example. DESTDIR
+# stages a package; PREFIX moves the binary and docs (default /usr/local).
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/dpfw
+	install -d $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/dpfw $(DESTDIR)$(PREFIX)/share/doc/dpfw
+	sed -e 's|/usr/local/bin/dpfw|$(PREFIX)/bin/dpfw|g' -e 's|file:///usr/share/doc/dpfw/|file://$(PREFIX)/share/doc/dpfw/|' \
+		configs/dpfw.service > $(DESTDIR)/etc/systemd/system/dpfw.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/dpfw.service
+	install -m 0644 configs/baremetal.yaml $(DESTDIR)/etc/dpfw/dpfw.yaml.example
+	[ -e $(DESTDIR)/etc/dpfw/dpfw.yaml ] || install -m 0644 configs/baremetal.yaml $(DESTDIR)/etc/dpfw/dpfw.yaml
+	[ -e $(DESTDIR)/etc/dpfw/tutorial.rules ] || install -m 0644 configs/tutorial.rules $(DESTDIR)/etc/dpfw/tutorial.rules
+	install -m 0644 configs/reference.yaml $(DESTDIR)$(PREFIX)/share/doc/dpfw/reference.yaml
+	install -m 0644 README.md ARCHITECTURE.md $(DESTDIR)$(PREFIX)/share/doc/dpfw/
+	@echo "installed; edit /etc/dpfw/dpfw.yaml, check it with: dpfw check --config /etc/dpfw/dpfw.yaml; then: systemctl daemon-reload && systemctl enable --now dpfw"
+
+# Remove what install put in place, but the config (/etc/dpfw).
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dpfw $(DESTDIR)/etc/systemd/system/dpfw.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/dpfw
 
 clean:
 	rm -rf bin
