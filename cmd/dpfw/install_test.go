@@ -17,10 +17,15 @@ func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
 	}
+	if _, err := os.Stat("../../bin/dpfw"); err != nil {
+		t.Skip("bin/dpfw is not built (make build)")
+	}
 	dest := t.TempDir()
 	make := func(target string) {
 		t.Helper()
-		out, err := exec.Command("make", "-s", "-C", "../..", target, "DESTDIR="+dest).CombinedOutput()
+		// -o build: install the binary the suite runs, never rebuild it
+		// under the tests that are running it.
+		out, err := exec.Command("make", "-s", "-C", "../..", "-o", "build", target, "DESTDIR="+dest).CombinedOutput()
 		if err != nil {
 			t.Fatalf("make %s: %v\n%s", target, err, out)
 		}
