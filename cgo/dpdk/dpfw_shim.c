@@ -51,6 +51,7 @@ int dpfw_port_setup(uint16_t port, struct rte_mempool *mp, uint16_t nrxq, uint16
 	info->hash_key_size = di.hash_key_size;
 	info->flow_type_rss_offloads = di.flow_type_rss_offloads;
 	info->socket = (uint32_t)rte_eth_dev_socket_id(port);
+	info->if_index = di.if_index; /* as created at probe, before the start below */
 	if (nrxq > di.max_rx_queues || ntxq > di.max_tx_queues)
 		return -E2BIG;
 

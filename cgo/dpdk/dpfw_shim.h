@@ -94,6 +94,7 @@ struct dpfw_port_info {
 	uint64_t rss_hf; /* what was enabled */
 	uint64_t rx_csum; /* receive checksum offloads enabled */
 	uint32_t socket;
+	uint32_t if_index; /* the host interface the port was created on (net_tap), 0 if none */
 	uint8_t mac[6];
 };
 

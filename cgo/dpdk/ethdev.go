@@ -54,6 +54,9 @@ type PortInfo struct {
 	RxChecksum uint64
 	Socket     int
 	MAC        net.HardwareAddr
+	// IfIndex is the host interface the port was created on (net_tap:
+	// the tap's ifindex at probe), 0 if none.
+	IfIndex int
 }
 
 // Setup configures and starts the port: queues, descriptors, symmetric RSS
@@ -73,6 +76,7 @@ func (p Port) Setup(c PortConfig) (PortInfo, error) {
 		RxChecksum:  uint64(info.rx_csum),
 		Socket:      int(int32(info.socket)),
 		MAC:         C.GoBytes(unsafe.Pointer(&info.mac[0]), 6),
+		IfIndex:     int(info.if_index),
 	}
 	if ret == -C.E2BIG {
 		return pi, fmt.Errorf("port %d (%s): %d rx / %d tx queues asked, the device has at most %d rx / %d tx",

@@ -195,12 +195,15 @@ func (d *Daemon) startPorts() error {
 			}
 			return fmt.Errorf("ports[%d] (%s, %s) failed to start: %w; %s", i, pc.Name, pc.Device, err, hint)
 		}
+		if err := CheckTap(i, pc, info.IfIndex, HostInterfaces); err != nil {
+			return err
+		}
 		byName[pc.Name] = i
 		if nw > 1 && !hasRSS(info) && cfg.Workers.Steering == "off" {
 			log.Warn("port has no RSS and workers.steering is off: the two directions of a connection may reach different workers, and connection states will be wrong",
 				"port", pc.Name, "driver", info.Driver)
 		}
-		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver,
+		log.Info("port started", "name", pc.Name, "device", pc.Device, "port_id", uint16(id), "driver", info.Driver, "ifindex", info.IfIndex,
 			"mac", info.MAC.String(), "rss", fmt.Sprintf("%#x", info.RSSEnabled), "queues", nw,
 			"rx_checksum_offload", dpdk.RxChecksumNames(info.RxChecksum), "checksum", cfg.Dataplane.Checksum)
 	}
