@@ -2,11 +2,11 @@ package conntrack
 
 import (
 	"errors"
-	"github.com/dpfw/dpfw/internal/nocopy"
 	"math/bits"
 	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
+	"github.com/dpfw/dpfw/internal/nocopy"
 	"github.com/dpfw/dpfw/packet/header"
 )
 

@@ -1,11 +1,11 @@
 package conntrack
 
 import (
-	"github.com/dpfw/dpfw/internal/nocopy"
-	"github.com/dpfw/dpfw/internal/rate"
 	"time"
 
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
+	"github.com/dpfw/dpfw/internal/nocopy"
+	"github.com/dpfw/dpfw/internal/rate"
 	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/packet/header"
 )

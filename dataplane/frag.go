@@ -98,7 +98,7 @@ func (c *fragCover) insert(off, end uint32, more bool) fragFate {
 		return c.fate(f)
 	}
 	f := c.place(off, end)
-	if f == fragNew && c.lastIn && c.n > 0 && c.covered() {
+	if f == fragNew && c.lastIn && c.covered() {
 		c.settled = true
 	}
 	return c.fate(f)

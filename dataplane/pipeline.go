@@ -3,14 +3,14 @@ package dataplane
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"github.com/dpfw/dpfw/internal/nocopy"
-	"github.com/dpfw/dpfw/internal/rate"
 	"sync/atomic"
 	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/dataplane/reject"
+	"github.com/dpfw/dpfw/internal/nocopy"
+	"github.com/dpfw/dpfw/internal/rate"
 	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/packet/header"
 )
@@ -174,13 +174,6 @@ func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filt
 	_, _ = rand.Read(seed[:]) // crypto/rand never fails on Linux
 	pl.frags.seed = binary.LittleEndian.Uint64(seed[:])
 	return pl
-}
-
-// FragSlot returns the fragment-table slot a fragment falls in (for tests:
-// two pipelines place the same datagram apart, by their seeds).
-func (pl *Pipeline) FragSlot(p *packet.Parsed, zone uint16) int {
-	k := keyOf(p, zone)
-	return pl.frags.slot(&k)
 }
 
 // Counters returns the pipeline's published counters.

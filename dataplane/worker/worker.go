@@ -2,7 +2,6 @@ package worker
 
 import (
 	"fmt"
-	"github.com/dpfw/dpfw/internal/nocopy"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/dataplane/reject"
+	"github.com/dpfw/dpfw/internal/nocopy"
 	"github.com/dpfw/dpfw/packet"
 )
 
