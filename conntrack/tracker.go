@@ -374,6 +374,7 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 	case header.ProtoTCP:
 		var seg tcpstate.Segment
 		seg.Parse(p.L4())
+		seg.PayloadLen += int(p.FragRest) // a datagram judged by its first fragment
 		old := c.TCP.State
 		tcb := tcpstate.Ref{Head: &c.TCP, Windows: &tr.Table.wins[idx]}
 		res, reason := tcb.Update(&seg, uint8(dir), c.SeenReply(), c.Assured(), tr.cfg.TCP)
@@ -464,6 +465,7 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 	switch p.Proto {
 	case header.ProtoTCP:
 		seg.Parse(p.L4())
+		seg.PayloadLen += int(p.FragRest) // a datagram judged by its first fragment
 		if ok, reason := tcb.Init(&seg, tr.cfg.TCP); !ok {
 			return tr.invalid(InvalidTCP + InvalidReason(reason))
 		}

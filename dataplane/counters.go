@@ -34,6 +34,7 @@ type Counters struct {
 	LogsSuppressed     Counter // LOG records lost to the rate limit or a full queue
 	CacheHits          Counter // verdicts taken from the connection's cache
 	Classified         Counter // packets that ran the rule set
+	FragmentsHeld      Counter // gauge: fragments held for their datagram
 	Drops              [filter.NumDropReasons]Counter
 
 	// Connection tracking, published from the worker's tracker.
@@ -50,7 +51,9 @@ type Snapshot struct {
 	Accepted, Rejected                     uint64
 	CacheHits, Classified                  uint64
 	Steered, RejectsSent, LogsSuppressed   uint64
-	Drops                                  [filter.NumDropReasons]uint64
+	// FragmentsHeld is a gauge: received, neither sent nor dropped yet.
+	FragmentsHeld uint64
+	Drops         [filter.NumDropReasons]uint64
 }
 
 // CTCounters are a worker's connection-tracking figures.
@@ -118,6 +121,7 @@ func (c *Counters) Snapshot() Snapshot {
 		Accepted: c.Accepted.Load(), Rejected: c.Rejected.Load(),
 		CacheHits: c.CacheHits.Load(), Classified: c.Classified.Load(), Steered: c.Steered.Load(),
 		RejectsSent: c.RejectsSent.Load(), LogsSuppressed: c.LogsSuppressed.Load(),
+		FragmentsHeld: c.FragmentsHeld.Load(),
 	}
 	for i := range c.Drops {
 		s.Drops[i] = c.Drops[i].Load()
@@ -144,6 +148,7 @@ func (c *Counters) Publish(s *Snapshot) {
 	c.RejectsSent.v.Store(s.RejectsSent)
 	c.LogsSuppressed.v.Store(s.LogsSuppressed)
 	c.Classified.v.Store(s.Classified)
+	c.FragmentsHeld.v.Store(s.FragmentsHeld)
 	for i := range s.Drops {
 		if c.Drops[i].v.Load() != s.Drops[i] {
 			c.Drops[i].v.Store(s.Drops[i])
@@ -177,6 +182,7 @@ func (s *Snapshot) Add(o *Snapshot) {
 	s.RejectsSent += o.RejectsSent
 	s.LogsSuppressed += o.LogsSuppressed
 	s.Classified += o.Classified
+	s.FragmentsHeld += o.FragmentsHeld
 	for i := range s.Drops {
 		s.Drops[i] += o.Drops[i]
 	}

@@ -143,3 +143,27 @@ func TestFragCoverReference(t *testing.T) {
 		}
 	}
 }
+
+// TestFragCoverAnyOrder: a datagram of as many fragments as one may hold
+// completes in any order, reversed or shuffled, as in the kernel.
+func TestFragCoverAnyOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for iter := 0; iter < 200; iter++ {
+		order := rng.Perm(fragPerDatagram)
+		if iter == 0 {
+			for i := range order {
+				order[i] = fragPerDatagram - 1 - i
+			}
+		}
+		var fc fragCover
+		for k, i := range order {
+			f := fc.insert(uint32(8*i), uint32(8*i+8), i < fragPerDatagram-1)
+			if f != fragNew {
+				t.Fatalf("order %v: fragment %d (%d) gave %d", order, k, i, f)
+			}
+		}
+		if !fc.settled {
+			t.Fatalf("order %v: not complete", order)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -119,6 +120,93 @@ func FuzzTrack(f *testing.F) {
 					t.Fatalf("a connection started from the server side: %s", e.String())
 				}
 			}
+		}
+	})
+}
+
+// FuzzFragments feeds fragment sequences: each 4 input bytes are one
+// fragment of one of four datagrams (b[0] bits 0-1: which; bit 2: MF;
+// bit 3: ends the burst; bits 4-7: time passing, in seconds), at offset
+// b[1]*8, of b[2]%64*8 bytes, its payload byte b[3]. Whatever comes, every
+// frame is decided exactly once (sent with the burst, held and released,
+// or dropped), no slot is held twice, and the counters balance.
+func FuzzFragments(f *testing.F) {
+	f.Add([]byte{0x04, 0, 8, 1, 0x08, 8, 8, 2})
+	f.Add([]byte{0x04, 8, 8, 1, 0x04, 0, 8, 2, 0x08, 16, 4, 3})
+	f.Add([]byte{0x04, 0, 8, 1, 0xf8, 4, 8, 2, 0x05, 0, 2, 0, 0x0d, 2, 2, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		pl, _ := buildPipeline(t, fuzzRules, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 256)
+		full := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, fuzzClient, fuzzServer, 4000, 53, 2048)
+		decided := map[int]bool{}
+		held := map[uint16]int{}
+		decide := func(i int) {
+			if decided[i] {
+				t.Fatalf("frame %d decided twice", i)
+			}
+			decided[i] = true
+		}
+		release := func() {
+			for _, r := range pl.Released() {
+				i, ok := held[r.Slot]
+				if !ok {
+					t.Fatalf("released slot %d, which holds nothing", r.Slot)
+				}
+				delete(held, r.Slot)
+				decide(i)
+			}
+		}
+		var b dataplane.Burst
+		now := int64(time.Second)
+		n := 0
+		flush := func() {
+			pl.Process(&b, 0, now)
+			for k := 0; k < b.N; k++ {
+				if s := b.Held[k]; s != 0 {
+					if _, dup := held[s-1]; dup {
+						t.Fatalf("slot %d held twice", s-1)
+					}
+					held[s-1] = n - b.N + k
+				} else {
+					decide(n - b.N + k)
+				}
+			}
+			release()
+			b.N = 0
+		}
+		for ; len(in) >= 4 && n < 4096; in = in[4:] {
+			off, size := int(in[1])*8, int(in[2]%64)*8
+			if off+size > 2048 {
+				size = 2048 - off
+			}
+			frame := fragment(full, uint16(in[0]&3)+1, off, size, in[0]&4 != 0)
+			frame[len(frame)-1] ^= in[3]
+			b.Decode(b.N, frame, 0)
+			b.N++
+			n++
+			if in[0]&8 != 0 || b.N == dataplane.BurstSize {
+				flush()
+			}
+			if d := int64(in[0] >> 4); d != 0 {
+				if b.N > 0 {
+					flush()
+				}
+				now += d * int64(time.Second)
+				pl.Idle(now)
+				release()
+			}
+		}
+		if b.N > 0 {
+			flush()
+		}
+		pl.FlushFragments()
+		release()
+		if len(decided) != n || len(held) != 0 {
+			t.Fatalf("%d frames, %d decided, %d still held", n, len(decided), len(held))
+		}
+		pl.Publish()
+		st := pl.Counters().Snapshot()
+		if st.Accepted+st.TotalDrops() != uint64(n) {
+			t.Fatalf("accepted %d + dropped %d != %d frames", st.Accepted, st.TotalDrops(), n)
 		}
 	})
 }

@@ -115,6 +115,9 @@ type Burst struct {
 	// Csum holds the NIC's checksum verdicts (packet.CsumHint of the
 	// mbuf's offload flags; 0: unknown), filled by the feeder.
 	Csum [BurstSize]uint8
+	// Held is 1 + the held slot where the worker must keep frame i's
+	// mbuf (a fragment of an incomplete datagram), or 0.
+	Held [BurstSize]uint16
 	// FromRing marks a burst that another worker steered here: it is not
 	// steered again.
 	FromRing bool
@@ -170,6 +173,7 @@ func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filt
 	pl := &Pipeline{opts: opts, Tracker: tr, rules: rules, counters: c}
 	pl.rejectTB = rate.PerSecond(opts.RejectPerSecond, opts.RejectPerSecond)
 	pl.logTB = rate.PerSecond(opts.LogPerSecond, opts.LogPerSecond)
+	pl.frags.init(&pl.Stats)
 	var seed [8]byte
 	_, _ = rand.Read(seed[:]) // crypto/rand never fails on Linux
 	pl.frags.seed = binary.LittleEndian.Uint64(seed[:])
@@ -181,6 +185,7 @@ func (pl *Pipeline) Counters() *Counters { return pl.counters }
 
 // Publish makes Stats visible to readers of Counters.
 func (pl *Pipeline) Publish() {
+	pl.Stats.FragmentsHeld = uint64(pl.frags.held())
 	pl.counters.Publish(&pl.Stats)
 	pl.counters.publishCT(pl.Tracker)
 }
@@ -210,30 +215,18 @@ func (pl *Pipeline) checksumOK(b *Burst, i int) bool {
 
 // Process gives a verdict to frames [0, b.N) of b, received at time now (ns,
 // monotonic, from the worker's clock) on input port in. The rule set is
-// loaded once, so a burst is judged by one consistent rule set. It never
+// loaded once, so a burst is judged by one consistent rule set. Fragments
+// may be held (Burst.Held) and held ones released (Released). It never
 // allocates.
 func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	n := min(b.N, BurstSize)
-	f := pl.rules.Load()
-	tr := pl.Tracker
-	tr.SetNow(now)
-	pl.now = now
-	if f.Gen != pl.lastGen {
-		// The cache holds 16 bits of generation: clear it on wrap-around so
-		// that a stale decision can never look current.
-		if uint16(f.Gen) < uint16(pl.lastGen) {
-			tr.Table.ClearDecisions()
-		}
-		pl.lastGen = f.Gen
-	}
+	f := pl.begin(now)
 	var pi PortInfo
 	if int(in) < len(pl.opts.Ports) {
 		pi = pl.opts.Ports[in]
 	} else {
 		pi = PortInfo{Out: filter.NoPort}
 	}
-	st := &pl.Stats
-	pl.nhits = 0
 	if pl.opts.Steer && !b.FromRing && pl.opts.Workers > 1 {
 		if pl.steer(b, n, pi.Zone) == n {
 			return // every packet belongs to other workers
@@ -245,80 +238,38 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	}
 	if f.AcceptsAll() {
 		pl.acceptAll(f, b, n)
-		tr.Reap(reapPerBurst)
-		pl.serveControl(true)
-		return
+	} else {
+		track := f.UsesState()
+		if track {
+			pl.prefetch(b, n, pi.Zone)
+		}
+		pl.judgeBurst(f, b, n, in, &pi, track)
 	}
-	track := f.UsesState()
-	if track {
-		// The table's prefetch steps (conntrack.Table.PrefetchBurst), a
-		// group of packets at a time, spread over the loops that do
-		// other work: the buckets start loading as the keys are
-		// hashed, the entries as the checksums are validated, and the
-		// packets are tracked when both have arrived.
-		tb := pl.Tracker.Table
-		pl.hashKeys(b, n, pi.Zone)
-		second := false
-		for g := 0; g < n; g += conntrack.PrefetchGroup {
-			e := min(g+conntrack.PrefetchGroup, n)
-			for i := g; i < e; i++ {
-				if b.Owner[i] < 0 && b.Parsed[i].IsIP() {
-					pl.csumOK[i] = pl.checksumOK(b, i)
-				}
-			}
-			if tb.PrefetchEntries(pl.keys[g:e], pl.hashes[g:e], pl.hints[g:e]) {
-				second = true
-			}
+	pl.end(f, reapPerBurst)
+	pl.serveControl(true)
+}
+
+// begin starts a burst or an idle round at now and returns the rule set.
+func (pl *Pipeline) begin(now int64) *filter.Filter {
+	f := pl.rules.Load()
+	pl.Tracker.SetNow(now)
+	pl.now = now
+	if f.Gen != pl.lastGen {
+		// The cache holds 16 bits of generation: clear it on wrap-around so
+		// that a stale decision can never look current.
+		if uint16(f.Gen) < uint16(pl.lastGen) {
+			pl.Tracker.Table.ClearDecisions()
 		}
-		if second {
-			tb.PrefetchSecond(pl.keys[:n], pl.hashes[:n], pl.hints[:n])
-		}
+		pl.lastGen = f.Gen
 	}
-	for i := 0; i < n; i++ {
-		if b.Owner[i] >= 0 {
-			continue
-		}
-		p := &b.Parsed[i]
-		b.State[i] = conntrack.Untracked
-		v, r, ip := pl.linkVerdict(p)
-		if ip {
-			switch {
-			case track && !pl.csumOK[i]:
-				v, r = filter.Drop, filter.DropBadChecksum
-				b.State[i] = conntrack.Invalid
-			case p.Frag == packet.FragLater:
-				var st conntrack.State
-				v, st, r = pl.frags.follow(p, pi.Zone, now)
-				b.State[i] = st
-				if r == filter.DropNone && v != filter.Accept {
-					r = filter.DropRule
-				}
-			case track:
-				v, r = pl.judge(f, p, in, &pi, i, b)
-			default:
-				v, r = pl.judgeStateless(f, p, in, &pi)
-			}
-			if p.Frag == packet.FragFirst && r != filter.DropBadChecksum {
-				if fr := pl.frags.remember(p, pi.Zone, v, b.State[i], now); fr != filter.DropNone {
-					v, r = filter.Drop, fr
-				}
-			}
-		}
-		b.Verdict[i], b.Reason[i] = v, r
-		b.Answer[i] = 0
-		switch v {
-		case filter.Accept:
-			st.Accepted++
-		case filter.Reject:
-			st.Rejected++
-			st.Drops[r]++
-			if reject.Answerable(p) && pl.rejectTB.Allow(now) {
-				b.Answer[i] = 1 + uint8(pl.lastReject)
-			}
-		default:
-			st.Drops[r]++
-		}
-	}
+	pl.nhits = 0
+	pl.frags.begin()
+	return f
+}
+
+// end adds the burst's rule hits to f's counters and does the housekeeping
+// (reap entries, expire held fragments) of one burst, reap entries at most.
+func (pl *Pipeline) end(f *filter.Filter, reap int) {
 	ctr := f.Counters(pl.opts.Worker)
 	for k := 0; k < pl.nhits; k++ {
 		h := &pl.hits[k]
@@ -326,9 +277,135 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 		c.Packets.Add(h.packets)
 		c.Bytes.Add(h.bytes)
 	}
-	tr.Reap(reapPerBurst)
-	pl.serveControl(true)
+	pl.nhits = 0
+	pl.Tracker.Reap(reap)
+	pl.frags.expire(pl.now, reap)
 }
+
+// prefetch computes the burst's tuples and hashes and runs the table's
+// prefetch steps (conntrack.Table.PrefetchBurst), a group of packets at a
+// time, spread over the loops that do other work: the buckets start
+// loading as the keys are hashed, the entries as the checksums are
+// validated, and the packets are tracked when both have arrived.
+func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
+	tb := pl.Tracker.Table
+	pl.hashKeys(b, n, zone)
+	second := false
+	for g := 0; g < n; g += conntrack.PrefetchGroup {
+		e := min(g+conntrack.PrefetchGroup, n)
+		for i := g; i < e; i++ {
+			if b.Owner[i] < 0 && b.Parsed[i].IsIP() {
+				pl.csumOK[i] = pl.checksumOK(b, i)
+			}
+		}
+		if tb.PrefetchEntries(pl.keys[g:e], pl.hashes[g:e], pl.hints[g:e]) {
+			second = true
+		}
+	}
+	if second {
+		tb.PrefetchSecond(pl.keys[:n], pl.hashes[:n], pl.hints[:n])
+	}
+}
+
+// judgeBurst judges the burst's packets and counts their verdicts; a held
+// fragment is counted when its datagram is decided. The loop is one
+// function, its common path without calls but the tracker's and the
+// classifier's.
+func (pl *Pipeline) judgeBurst(f *filter.Filter, b *Burst, n int, in uint16, pi *PortInfo, track bool) {
+	for i := 0; i < n; i++ {
+		if b.Owner[i] >= 0 {
+			continue
+		}
+		p := &b.Parsed[i]
+		b.State[i] = conntrack.Untracked
+		b.Held[i], b.Answer[i] = 0, 0
+		held := false
+		v, r, ip := pl.linkVerdict(p)
+		if ip {
+			switch {
+			case track && !pl.csumOK[i]:
+				v, r = filter.Drop, filter.DropBadChecksum
+				b.State[i] = conntrack.Invalid
+			case p.Frag != 0:
+				v, r, held = pl.fragment(f, b, i, in, pi, track)
+			case track:
+				v, r = pl.judge(f, p, in, pi, i, b)
+			default:
+				v, r = pl.judgeStateless(f, p, in, pi)
+			}
+		}
+		b.Verdict[i], b.Reason[i] = v, r
+		if held {
+			continue
+		}
+		pl.Stats.count(v, r)
+		if v == filter.Reject && reject.Answerable(p) && pl.rejectTB.Allow(pl.now) {
+			b.Answer[i] = 1 + uint8(pl.lastReject)
+		}
+	}
+}
+
+// count counts one packet's verdict.
+func (s *Snapshot) count(v filter.Verdict, r filter.DropReason) {
+	switch v {
+	case filter.Accept:
+		s.Accepted++
+	case filter.Reject:
+		s.Rejected++
+		s.Drops[r]++
+	default:
+		s.Drops[r]++
+	}
+}
+
+// fragment handles fragment i: it joins its datagram and is held until the
+// datagram is complete; the fragment that completes it has the datagram
+// judged, from its first fragment, and gives its verdict to every fragment
+// held (see frag.go).
+func (pl *Pipeline) fragment(f *filter.Filter, b *Burst, i int, in uint16, pi *PortInfo, track bool) (filter.Verdict, filter.DropReason, bool) {
+	ft := &pl.frags
+	p := &b.Parsed[i]
+	sum := track && pl.opts.Checksum == ChecksumFull
+	e, r := ft.join(p, pi.Zone, pl.now, sum)
+	if r != filter.DropNone {
+		return filter.Drop, r, false
+	}
+	if !ft.slots[e].runs.settled {
+		s, r := ft.hold(e, p)
+		if r != filter.DropNone {
+			return filter.Drop, r, false
+		}
+		b.Held[i] = uint16(s) + 1
+		return filter.Accept, filter.DropNone, true
+	}
+	q, r := ft.datagram(e, p)
+	if r == filter.DropNone && sum && !ft.checksumOK(e, &q) {
+		r = filter.DropBadChecksum
+		b.State[i] = conntrack.Invalid
+	}
+	if r != filter.DropNone {
+		ft.releaseAll(e, filter.Drop, r)
+		return filter.Drop, r, false
+	}
+	// The burst's precomputed key is the first fragment's own, and only
+	// if it had its whole header.
+	pl.hashed[i] = pl.hashed[i] && p.Frag == packet.FragFirst && !p.FragShort
+	var v filter.Verdict
+	if track {
+		v, r = pl.judge(f, &q, in, pi, i, b)
+	} else {
+		v, r = pl.judgeStateless(f, &q, in, pi)
+	}
+	ft.releaseAll(e, v, r)
+	return v, r, false
+}
+
+// Released returns the held fragments the last Process or Idle decided.
+// The worker takes their mbufs from its held slots before the next call.
+func (pl *Pipeline) Released() []Release { return pl.frags.rel[:pl.frags.nrel] }
+
+// FlushFragments drops every held fragment (shutdown); Released lists them.
+func (pl *Pipeline) FlushFragments() { pl.frags.flush() }
 
 // linkVerdict judges what needs no more than the link layer: a malformed
 // frame is dropped with its reason (filter.DropReason mirrors
@@ -359,6 +436,7 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 		}
 		p := &b.Parsed[i]
 		b.State[i] = conntrack.Untracked
+		b.Held[i], b.Answer[i] = 0, 0
 		v, r, ip := pl.linkVerdict(p)
 		if ip {
 			fam := 0
@@ -386,9 +464,7 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 
 // Idle does housekeeping when a poll round found no packet.
 func (pl *Pipeline) Idle(now int64) {
-	pl.Tracker.SetNow(now)
-	pl.Tracker.Reap(reapPerIdle)
-	pl.now = now
+	pl.end(pl.begin(now), reapPerIdle)
 	pl.serveControl(false)
 }
 

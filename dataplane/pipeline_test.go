@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -303,67 +304,218 @@ func fragment(frame []byte, id uint16, off, n int, more bool) []byte {
 	return f
 }
 
-// TestFragmentsFollowTheirFirst: later fragments inherit the verdict of
-// their datagram's first fragment; without one they are dropped.
-func TestFragmentsFollowTheirFirst(t *testing.T) {
+// corrupt flips a bit of a fragment's last payload byte (its IPv4 header
+// stays right).
+func corrupt(f []byte) []byte {
+	f[len(f)-1] ^= 0x10
+	return f
+}
+
+// fragRig plays the worker's part for fragments: it keeps the names of the
+// frames the pipeline holds, by slot, and lists the releases as +name
+// (sent) or -name (freed).
+type fragRig struct {
+	t    *testing.T
+	pl   *dataplane.Pipeline
+	held map[uint16]string
+}
+
+func newFragRig(t *testing.T, pl *dataplane.Pipeline) *fragRig {
+	return &fragRig{t: t, pl: pl, held: map[uint16]string{}}
+}
+
+// send processes one frame alone in a burst at now and returns its fate
+// ("held", or verdict/reason) and the releases.
+func (r *fragRig) send(name string, frame []byte, now int64) (fate, rel string) {
+	var b dataplane.Burst
+	b.N = 1
+	b.Decode(0, frame, 0)
+	r.pl.Process(&b, 0, now)
+	fate = b.Verdict[0].String() + "/" + b.Reason[0].String()
+	if s := b.Held[0]; s != 0 {
+		if _, dup := r.held[s-1]; dup {
+			r.t.Fatalf("%s: held in slot %d, which holds %s", name, s-1, r.held[s-1])
+		}
+		r.held[s-1], fate = name, "held"
+	}
+	return fate, r.releases()
+}
+
+func (r *fragRig) releases() string {
+	var out []string
+	for _, x := range r.pl.Released() {
+		n, ok := r.held[x.Slot]
+		if !ok {
+			r.t.Fatalf("released slot %d, which holds nothing", x.Slot)
+		}
+		delete(r.held, x.Slot)
+		if x.Accept {
+			out = append(out, "+"+n)
+		} else {
+			out = append(out, "-"+n)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// TestFragmentsHeldUntilComplete: a datagram's fragments are held until it
+// is complete, judged once, and all released by its verdict, as netfilter
+// judges the datagram nf_defrag reassembled; duplicates, overlaps and
+// fragments of finished datagrams get the kernel's treatment.
+func TestFragmentsHeldUntilComplete(t *testing.T) {
 	pl := newPipeline(t, true, tutorialRules)
+	r := newFragRig(t, pl)
 	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
 	allowed := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, 5000, 9, 400)
 	refused := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, 5000, 10, 400)
-	var b dataplane.Burst
 	for _, st := range []struct {
-		name   string
-		frame  []byte
-		want   filter.Verdict
-		reason filter.DropReason
+		name, want, rel string
+		frame           []byte
 	}{
-		{"first fragment of an allowed datagram", fragment(allowed, 77, 0, 104, true), filter.Accept, filter.DropNone},
-		{"its later fragment", fragment(allowed, 77, 104, 104, true), filter.Accept, filter.DropNone},
-		{"its last fragment", fragment(allowed, 77, 208, 200, false), filter.Accept, filter.DropNone},
-		{"a later fragment with no first", fragment(allowed, 78, 104, 104, false), filter.Drop, filter.DropFragment},
-		{"first fragment of a refused datagram", fragment(refused, 79, 0, 104, true), filter.Drop, filter.DropRule},
-		{"its later fragment", fragment(refused, 79, 104, 104, false), filter.Drop, filter.DropRule},
-		{"first fragment", fragment(allowed, 80, 0, 104, true), filter.Accept, filter.DropNone},
-		{"the first fragment again", fragment(allowed, 80, 0, 104, true), filter.Drop, filter.DropFragmentDup},
-		{"a second fragment", fragment(allowed, 80, 104, 104, true), filter.Accept, filter.DropNone},
-		{"the second again", fragment(allowed, 80, 104, 104, true), filter.Drop, filter.DropFragmentDup},
-		{"the last fragment, leaving a hole", fragment(allowed, 80, 304, 104, false), filter.Accept, filter.DropNone},
-		{"a last fragment that would move the end", fragment(allowed, 80, 208, 96, false), filter.Drop, filter.DropFragmentOverlap},
-		{"a fragment overlapping the second", fragment(allowed, 80, 160, 96, true), filter.Drop, filter.DropFragmentOverlap},
-		{"the hole, after the overlap killed the datagram", fragment(allowed, 80, 208, 96, true), filter.Drop, filter.DropFragment},
-		{"a new datagram", fragment(allowed, 81, 0, 104, true), filter.Accept, filter.DropNone},
-		{"completed", fragment(allowed, 81, 104, 304, false), filter.Accept, filter.DropNone},
-		{"a fragment after completion", fragment(allowed, 81, 104, 304, false), filter.Drop, filter.DropFragment},
-		{"the id reused: a new datagram", fragment(allowed, 81, 0, 104, true), filter.Accept, filter.DropNone},
+		{"a1", "held", "", fragment(allowed, 77, 0, 104, true)},
+		{"a2", "held", "", fragment(allowed, 77, 104, 104, true)},
+		{"a3 completes a", "ACCEPT/none", "+a1 +a2", fragment(allowed, 77, 208, 200, false)},
+		{"b3 before its first", "held", "", fragment(allowed, 78, 104, 304, false)},
+		{"b1 completes b", "ACCEPT/none", "+b3 before its first", fragment(allowed, 78, 0, 104, true)},
+		{"c1 of a refused datagram", "held", "", fragment(refused, 79, 0, 104, true)},
+		{"c2 completes c", "DROP/rule", "-c1 of a refused datagram", fragment(refused, 79, 104, 304, false)},
+		{"d1", "held", "", fragment(allowed, 80, 0, 104, true)},
+		{"d1 again", "DROP/fragment_duplicate", "", fragment(allowed, 80, 0, 104, true)},
+		{"d2", "held", "", fragment(allowed, 80, 104, 104, true)},
+		{"d2 again", "DROP/fragment_duplicate", "", fragment(allowed, 80, 104, 104, true)},
+		{"d4, leaving a hole", "held", "", fragment(allowed, 80, 304, 104, false)},
+		{"a last fragment moving the end", "DROP/fragment_overlap", "", fragment(allowed, 80, 208, 96, false)},
+		{"an overlap", "DROP/fragment_overlap", "-d1 -d2 -d4, leaving a hole", fragment(allowed, 80, 160, 96, true)},
+		{"the hole, after the overlap", "DROP/fragment", "", fragment(allowed, 80, 208, 96, true)},
+		{"e1", "held", "", fragment(allowed, 81, 0, 104, true)},
+		{"e2 completes e", "ACCEPT/none", "+e1", fragment(allowed, 81, 104, 304, false)},
+		{"e2 again, after completion", "DROP/fragment", "", fragment(allowed, 81, 104, 304, false)},
+		{"g1", "held", "", fragment(allowed, 82, 0, 104, true)},
+		{"g2 completes g, its UDP checksum wrong", "DROP/bad_checksum", "-g1", corrupt(fragment(allowed, 82, 104, 304, false))},
+		{"e1 again: the id reused", "held", "", fragment(allowed, 81, 0, 104, true)},
 	} {
-		b.N = 1
-		b.Decode(0, st.frame, 0)
-		pl.Process(&b, 0, int64(time.Second))
-		if b.Verdict[0] != st.want || b.Reason[0] != st.reason {
-			t.Errorf("%s: %v/%v; want %v/%v (%v)", st.name, b.Verdict[0], b.Reason[0], st.want, st.reason, &b.Parsed[0])
+		fate, rel := r.send(st.name, st.frame, int64(time.Second))
+		if fate != st.want || rel != st.rel {
+			t.Errorf("%s: %s, releasing %q; want %s, releasing %q", st.name, fate, rel, st.want, st.rel)
 		}
+	}
+	// The datagram never completed: its fragment goes after 30 s.
+	rel := ""
+	for k := 0; k < dataplane.FragHeld/64; k++ {
+		pl.Idle(int64(31*time.Second) + 1)
+		rel += r.releases()
+	}
+	if rel != "-e1 again: the id reused" {
+		t.Errorf("after 30 s, released %q; want the last datagram's first fragment", rel)
+	}
+	pl.Publish()
+	got := pl.Counters().Snapshot()
+	if got.Drops[filter.DropFragmentTimeout] != 1 || got.FragmentsHeld != 0 || got.Accepted != 7 {
+		t.Errorf("timeouts %d, held %d, accepted %d; want 1, 0, 7", got.Drops[filter.DropFragmentTimeout], got.FragmentsHeld, got.Accepted)
+	}
+}
+
+// TestFragmentMemory: a datagram holds at most 64 fragments, a worker 256;
+// past either, the datagram that found no room is dropped whole, and the
+// others keep theirs. Shutdown frees what is held.
+func TestFragmentMemory(t *testing.T) {
+	pl := newPipeline(t, true, tutorialRules)
+	r := newFragRig(t, pl)
+	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
+	big := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, 5000, 9, 1000)
+	now := int64(time.Second)
+	for k := 0; k < 64; k++ {
+		if fate, _ := r.send(fmt.Sprint("f", k), fragment(big, 1, 8*k, 8, true), now); fate != "held" {
+			t.Fatalf("fragment %d: %s; want held", k, fate)
+		}
+	}
+	fate, rel := r.send("f64", fragment(big, 1, 8*64, 8, true), now)
+	if fate != "DROP/fragment_memory" || strings.Count(rel, "-") != 64 {
+		t.Fatalf("the 65th fragment: %s, releasing %q; want the datagram dropped", fate, rel)
+	}
+	// 256 held over five datagrams: the 257th fragment finds no room.
+	held := 0
+	for id := uint16(2); held < dataplane.FragHeld; id++ {
+		for k := 0; k < 60 && held < dataplane.FragHeld; k++ {
+			if fate, _ := r.send(fmt.Sprint(id, "/", k), fragment(big, id, 8*k, 8, true), now); fate != "held" {
+				t.Fatalf("datagram %d fragment %d: %s; want held", id, k, fate)
+			}
+			held++
+		}
+	}
+	fate, rel = r.send("one too many", fragment(big, 100, 0, 8, true), now)
+	if fate != "DROP/fragment_memory" || rel != "" {
+		t.Errorf("fragment 257: %s, releasing %q; want dropped alone (its datagram held nothing)", fate, rel)
+	}
+	pl.Publish()
+	if h := pl.Counters().Snapshot().FragmentsHeld; h != dataplane.FragHeld {
+		t.Errorf("%d held; want %d", h, dataplane.FragHeld)
+	}
+	pl.FlushFragments()
+	if rel := r.releases(); strings.Count(rel, "-") != dataplane.FragHeld || strings.Contains(rel, "+") {
+		t.Errorf("shutdown released %d fragments; want all %d, freed", strings.Count(rel, "-"), dataplane.FragHeld)
+	}
+	if len(r.held) != 0 {
+		t.Errorf("%d fragments still held after shutdown", len(r.held))
+	}
+}
+
+// TestFragmentedDatagramCounted: a reassembled datagram is counted once,
+// with its whole length, against the rule that accepted it (as iptables -v
+// counts the datagram nf_defrag built).
+func TestFragmentedDatagramCounted(t *testing.T) {
+	pl, f := buildPipeline(t, "-A FORWARD -p udp --dport 9 -j ACCEPT\n-A FORWARD -j DROP\n",
+		dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 64)
+	r := newFragRig(t, pl)
+	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
+	dgram := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, 5000, 9, 400)
+	r.send("2", fragment(dgram, 5, 208, 200, false), int64(time.Second))
+	if fate, rel := r.send("1", fragment(dgram, 5, 0, 208, true), int64(time.Second)); fate != "ACCEPT/none" || rel != "+2" {
+		t.Fatalf("%s %q", fate, rel)
+	}
+	if pk, by := f.Totals(0); pk != 1 || by != uint64(len(dgram)-14) {
+		t.Errorf("the rule counted %d packets, %d bytes; want 1, %d", pk, by, len(dgram)-14)
 	}
 }
 
 // TestHostileCatalogue runs the hostile capture the net_pcap suite replays
-// through a pipeline: every hostile frame is dropped with its reason, every
-// allowed one passes, and nothing else is counted.
+// through a pipeline: every hostile frame is dropped with its reason (a
+// held fragment when its datagram is decided), every allowed one passes,
+// and nothing else is counted.
 func TestHostileCatalogue(t *testing.T) {
 	// The catalogue's rules name the e2e test's ports a and b.
 	rules := strings.ReplaceAll(pcapgen.HostileRules, "-i a ", "-i outside ")
 	pl, _ := buildPipeline(t, rules, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 4096)
 	want := map[string]uint64{}
-	for _, h := range pcapgen.Hostile() {
+	fates := map[string]string{}
+	held := map[uint16]string{}
+	cat := pcapgen.Hostile()
+	for _, h := range cat {
 		var b dataplane.Burst
 		b.N = 1
 		b.Decode(0, h.Frame, 0)
 		pl.Process(&b, 0, int64(time.Second))
-		got := ""
-		if b.Verdict[0] != filter.Accept {
-			got = b.Reason[0].String()
+		switch {
+		case b.Held[0] != 0:
+			held[b.Held[0]-1] = h.Name
+		case b.Verdict[0] == filter.Accept:
+			fates[h.Name] = ""
+		default:
+			fates[h.Name] = b.Reason[0].String()
 		}
-		if got != h.Reason {
-			t.Errorf("%s: dropped for %q; want %q (%v)", h.Name, got, h.Reason, &b.Parsed[0])
+		for _, r := range pl.Released() {
+			fates[held[r.Slot]] = ""
+			if !r.Accept {
+				fates[held[r.Slot]] = r.Reason.String()
+			}
+			delete(held, r.Slot)
+		}
+	}
+	for _, h := range cat {
+		if got, ok := fates[h.Name]; !ok {
+			t.Errorf("%s: still held", h.Name)
+		} else if got != h.Reason {
+			t.Errorf("%s: dropped for %q; want %q", h.Name, got, h.Reason)
 		}
 		if h.Reason != "" {
 			want[h.Reason]++
@@ -418,4 +570,175 @@ func TestFragSeeds(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { a.FragSlot(p, 0) }); n != 0 {
 		t.Errorf("FragSlot allocates %v", n)
 	}
+}
+
+// TestFragmentsNeverPartial sends 2,000 datagrams as random fragment
+// layouts (shuffled, duplicated, overlapping, incomplete), interleaved in
+// bursts of 1 to 32 frames with time passing, and checks what the kernel
+// guarantees: every frame is decided exactly once, and a datagram's
+// forwarded fragments are either none or cover it exactly (never a part,
+// never a byte twice); the counters balance.
+func TestFragmentsNeverPartial(t *testing.T) {
+	pl := newPipeline(t, true, tutorialRules)
+	rng := rand.New(rand.NewPCG(7, 12))
+	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
+	var frames []fragPiece
+	sizes := map[int]int{}
+	var active [][]fragPiece
+	for d := 0; d < 2000 || len(active) > 0; {
+		for len(active) < 4 && d < 2000 {
+			size := 8 * (2 + rng.IntN(300))
+			full := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, uint16(1000+d%50), 9, size-8)
+			sizes[d] = size
+			active = append(active, randomLayout(rng, d, full, size))
+			d++
+		}
+		k := rng.IntN(len(active))
+		frames = append(frames, active[k][0])
+		if active[k] = active[k][1:]; len(active[k]) == 0 {
+			active = append(active[:k], active[k+1:]...)
+		}
+	}
+	fate := make([]string, len(frames)) // "" undecided, "+" sent, "-" dropped
+	held := map[uint16]int{}
+	decide := func(i int, f string) {
+		if fate[i] != "" {
+			t.Fatalf("frame %d decided twice (%s, then %s)", i, fate[i], f)
+		}
+		fate[i] = f
+	}
+	release := func() {
+		for _, r := range pl.Released() {
+			i, ok := held[r.Slot]
+			if !ok {
+				t.Fatalf("released slot %d, which holds nothing", r.Slot)
+			}
+			delete(held, r.Slot)
+			decide(i, map[bool]string{true: "+", false: "-"}[r.Accept])
+		}
+	}
+	now := int64(time.Second)
+	var b dataplane.Burst
+	for i := 0; i < len(frames); {
+		b.N = min(1+rng.IntN(dataplane.BurstSize), len(frames)-i)
+		for k := 0; k < b.N; k++ {
+			b.Decode(k, frames[i+k].frame, 0)
+		}
+		pl.Process(&b, 0, now)
+		for k := 0; k < b.N; k++ {
+			if s := b.Held[k]; s != 0 {
+				if _, dup := held[s-1]; dup {
+					t.Fatalf("frame %d held in slot %d, which is taken", i+k, s-1)
+				}
+				held[s-1] = i + k
+			} else {
+				decide(i+k, map[bool]string{true: "+", false: "-"}[b.Verdict[k] == filter.Accept])
+			}
+		}
+		release()
+		i += b.N
+		now += int64(time.Millisecond)
+		if rng.IntN(40) == 0 {
+			now += 31 * int64(time.Second)
+			for k := 0; k < dataplane.FragHeld/64; k++ {
+				pl.Idle(now)
+				release()
+			}
+		}
+	}
+	pl.FlushFragments()
+	release()
+	covered := map[int][]bool{}
+	for i, f := range frames {
+		if fate[i] == "" {
+			t.Fatalf("frame %d never decided", i)
+		}
+		if fate[i] != "+" {
+			continue
+		}
+		cv := covered[f.dgram]
+		if cv == nil {
+			cv = make([]bool, sizes[f.dgram])
+			covered[f.dgram] = cv
+		}
+		for b := f.off; b < f.off+f.n; b++ {
+			if cv[b] {
+				t.Fatalf("datagram %d: byte %d forwarded twice", f.dgram, b)
+			}
+			cv[b] = true
+		}
+	}
+	whole := 0
+	for d, cv := range covered {
+		for b, ok := range cv {
+			if !ok {
+				t.Fatalf("datagram %d forwarded in part: byte %d missing", d, b)
+			}
+		}
+		whole++
+	}
+	pl.Publish()
+	st := pl.Counters().Snapshot()
+	if st.Accepted+st.TotalDrops() != uint64(len(frames)) || st.FragmentsHeld != 0 {
+		t.Errorf("accepted %d + dropped %d != %d frames (held %d)", st.Accepted, st.TotalDrops(), len(frames), st.FragmentsHeld)
+	}
+	if whole < 1400 {
+		t.Errorf("only %d of 2000 datagrams forwarded: the layouts are too hostile to test the common case", whole)
+	}
+	t.Logf("%d frames, %d datagrams forwarded whole; drops %v", len(frames), whole, dropSummary(&st))
+}
+
+// fragPiece is bytes [off, off+n) of datagram dgram, as a frame.
+type fragPiece struct {
+	dgram, off, n int
+	frame         []byte
+}
+
+// randomLayout cuts datagram d (frame full, size bytes of IP payload) into
+// fragments: in order or shuffled, sometimes with a duplicate, an overlap
+// or a missing piece.
+func randomLayout(rng *rand.Rand, d int, full []byte, size int) []fragPiece {
+	type piece = fragPiece
+	var cuts []int
+	for off := 0; off < size; {
+		n := min(8*(1+rng.IntN(40)), size-off)
+		if off == 0 && n == size {
+			n = size / 2 / 8 * 8 // at least two fragments
+		}
+		cuts = append(cuts, off, n)
+		off += n
+	}
+	var out []piece
+	for k := 0; k < len(cuts); k += 2 {
+		out = append(out, piece{d, cuts[k], cuts[k+1], nil})
+	}
+	switch rng.IntN(10) {
+	case 0:
+		out = append(out, out[rng.IntN(len(out))]) // a duplicate
+	case 1:
+		if p := out[rng.IntN(len(out))]; p.off+p.n+8 <= size {
+			out = append(out, piece{d, p.off, p.n + 8, nil}) // an overlap
+		}
+	case 2:
+		k := rng.IntN(len(out))
+		out = append(out[:k], out[k+1:]...) // never completes
+	}
+	if rng.IntN(2) == 0 {
+		rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	}
+	for k := range out {
+		out[k].frame = fragment(full, uint16(d+1), out[k].off, out[k].n, out[k].off+out[k].n < size)
+	}
+	return out
+}
+
+// dropSummary lists the non-zero drop counters.
+func dropSummary(s *dataplane.Snapshot) string {
+	var out []string
+	for r, n := range s.Drops {
+		if n != 0 {
+			out = append(out, fmt.Sprintf("%s=%d", filter.DropReason(r), n))
+		}
+	}
+	return strings.Join(out, " ")
 }

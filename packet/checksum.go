@@ -133,3 +133,32 @@ func pseudoSum(addrs uint64, proto uint8, l4len int) uint64 {
 func noUDPChecksum(l4 []byte, proto uint8) bool {
 	return proto == header.ProtoUDP && binary.NativeEndian.Uint16(l4[6:]) == 0
 }
+
+// DatagramChecksumOK reports whether a reassembled datagram's TCP, UDP,
+// ICMP or ICMPv6 checksum is right, as netfilter checks the datagram
+// nf_defrag built. first is the decode of its first fragment (whole L4
+// header), sum the SumWords sum of its L4 bytes (each fragment's, added
+// with AddWords: fragments start at even offsets), l4len their count. As
+// ChecksumOK, an IPv6 datagram with extension headers besides the fragment
+// header is given the benefit of the doubt.
+func DatagramChecksumOK(first *Parsed, sum uint64, l4len int) bool {
+	b := first.Buf
+	switch first.Proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoICMPv6:
+	case header.ProtoICMP:
+		return first.Kind != IPv4 || header.Verifies(sum)
+	default:
+		return true
+	}
+	if first.Kind == IPv4 {
+		if first.Proto == header.ProtoICMPv6 {
+			return true
+		}
+		return noUDPChecksum(b[first.L4Off:first.L3End], first.Proto) ||
+			header.Verifies(header.AddWords(sum, pseudoSum(binary.LittleEndian.Uint64(b[first.L3Off+12:first.L3Off+20]), first.Proto, l4len)))
+	}
+	if header.Verifies(header.AddWords(sum, pseudoSum(header.SumWords(b[first.L3Off+8:first.L3Off+40], 0), first.Proto, l4len))) {
+		return true
+	}
+	return first.L4Off != first.L3Off+40+header.IPv6FragmentSize
+}

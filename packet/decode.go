@@ -6,15 +6,14 @@ import (
 	"github.com/dpfw/dpfw/packet/header"
 )
 
-// minFragBlks is the smallest fragment offset, in 8-byte blocks, that a later
-// fragment may have. Why: RFC 1858 describes the "tiny fragment" and
-// "overlapping fragment" attacks, where a later fragment rewrites the TCP
-// flags or ports of the first one after the firewall classified it. A first
-// fragment must carry the whole L4 header, and a later fragment must start at
-// or after the end of the largest L4 header we inspect: 60 bytes of IP options
-// plus a 20-byte TCP header, in 8-byte blocks. This is Tailscale's policy
-// (net/packet), which follows RFC 1858 §3.2/§4.
-const minFragBlks = (60 + 20) / 8
+// Fragments are decoded one by one and judged as a datagram: the pipeline
+// holds them until their datagram is complete (dataplane/frag.go). So a
+// later fragment may start at any offset (one overlapping bytes already
+// seen, RFC 1858's rewrite of the TCP flags at offset 8, drops the
+// datagram there), and a first fragment may end inside its L4 header
+// (FragShort: the header is read from the reassembled datagram), except
+// that an IPv6 first fragment must carry the minimal upper-layer header
+// RFC 8200 §4.5 requires, as the kernel's IPv6 defragmenter does.
 
 // maxExtHeaders bounds the IPv6 extension header walk so that a hostile chain
 // costs a fixed amount of work.
@@ -81,7 +80,9 @@ func decodeFast(b []byte, p *Parsed) bool {
 	p.SrcPort = binary.BigEndian.Uint16(t[0:2])
 	p.DstPort = binary.BigEndian.Uint16(t[2:4])
 	p.ICMPType, p.ICMPCode = 0, 0
-	p.FragID, p.FragOff = uint32(binary.BigEndian.Uint16(ip[4:6])), 0
+	p.FragID = uint32(binary.BigEndian.Uint16(ip[4:6]))
+	// Adjacent fields: one 8-byte store.
+	p.FragOff, p.FragData, p.FragMore, p.FragShort, p.FragRest = 0, 0, false, false, 0
 	return true
 }
 
@@ -153,10 +154,6 @@ func decode4(b []byte, off int, p *Parsed) {
 	}
 	switch {
 	case fo > 0:
-		if fo < minFragBlks*8 {
-			p.Reason = ReasonTinyFragment
-			return
-		}
 		p.Frag = FragLater
 		p.Kind = IPv4
 		p.L4Off, p.PayOff = uint16(l4), uint16(l4)
@@ -224,10 +221,6 @@ func decode6(b []byte, off int, p *Parsed) {
 				p.FragData, p.FragMore = uint16(l4), fh.More()
 			}
 			if fo > 0 {
-				if fo < minFragBlks*8 {
-					p.Reason = ReasonTinyFragment
-					return
-				}
 				p.Frag = FragLater
 				p.Proto = nh
 				p.Kind = IPv6
@@ -258,14 +251,16 @@ func decodeL4(b []byte, off int, p *Parsed) {
 	case header.ProtoTCP:
 		t := header.TCP(rest)
 		if len(t) < header.TCPMinSize {
-			p.truncated()
+			p.truncated(len(t), header.TCPMinSize)
 			return
 		}
 		if !t.IsValid() {
-			p.Kind, p.Reason = Malformed, ReasonBadTCPOffset
-			if p.Frag == FragFirst {
-				p.Reason = ReasonTinyFragment
+			if p.Frag == FragFirst && t.DataOffset() >= header.TCPMinSize {
+				// The options go on in the next fragment.
+				p.truncated(len(t), header.TCPMinSize)
+				return
 			}
+			p.Kind, p.Reason = Malformed, ReasonBadTCPOffset
 			return
 		}
 		p.SrcPort, p.DstPort = t.SrcPort(), t.DstPort()
@@ -274,7 +269,7 @@ func decodeL4(b []byte, off int, p *Parsed) {
 	case header.ProtoUDP:
 		u := header.UDP(rest)
 		if len(u) < header.UDPSize {
-			p.truncated()
+			p.truncated(len(u), header.UDPSize)
 			return
 		}
 		// A fragmented datagram's UDP length covers all fragments.
@@ -291,7 +286,7 @@ func decodeL4(b []byte, off int, p *Parsed) {
 		}
 		c := header.ICMP(rest)
 		if len(c) < header.ICMPSize {
-			p.truncated()
+			p.truncated(len(c), header.ICMPSize)
 			return
 		}
 		p.ICMPType, p.ICMPCode = c.Type(), c.Code()
@@ -302,10 +297,20 @@ func decodeL4(b []byte, off int, p *Parsed) {
 	}
 }
 
-func (p *Parsed) truncated() {
-	p.Kind, p.Reason = Malformed, ReasonTruncatedL4
-	if p.Frag == FragFirst {
-		p.Reason = ReasonTinyFragment
+// truncated handles an L4 header cut short after have bytes. A first
+// fragment's header goes on in the next fragments: it is FragShort, judged
+// once its datagram is reassembled, as netfilter reassembles IPv4 before
+// looking at it. IPv6 first fragments must carry min bytes of it (RFC 8200
+// §4.5: nf_ct_frag6_gather discards them otherwise, see
+// ipv6frag_thdr_truncated): shorter ones are tiny fragments.
+func (p *Parsed) truncated(have, min int) {
+	switch {
+	case p.Frag != FragFirst:
+		p.Kind, p.Reason = Malformed, ReasonTruncatedL4
+	case p.Kind == IPv4 || have >= min:
+		p.FragShort = true
+	default:
+		p.Kind, p.Reason = Malformed, ReasonTinyFragment
 	}
 }
 

@@ -140,12 +140,6 @@ func TestDecodeMalformed(t *testing.T) {
 		{"ipv6_payload_past_frame", mutate(udp6HBH, func(b []byte) []byte { b[19] = 0x40; return b }), packet.ReasonBadIPv6},
 		{"ipv6_hbh_not_first", mutate(udp6HBH, func(b []byte) []byte { b[54] = 60; b[62-8] = 0; return b }), packet.ReasonBadExtHeader},
 		{"ipv6_ext_past_end", mutate(udp6HBH, func(b []byte) []byte { b[55] = 9; return b }), packet.ReasonBadExtHeader},
-		{"first_fragment_without_tcp_header", mutate(tcp4SYN, func(b []byte) []byte {
-			b[20] = 0x20 // MF
-			b[17] = 0x24 // total length 36: 16 bytes of TCP
-			return b[:50]
-		}), packet.ReasonTinyFragment},
-		{"later_fragment_overlapping_l4", mutate(tcp4SYN, func(b []byte) []byte { b[21] = 1; return b }), packet.ReasonTinyFragment},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,21 +152,41 @@ func TestDecodeMalformed(t *testing.T) {
 	}
 }
 
+// TestDecodeFragments: a later fragment at any offset, even one inside
+// the L4 header (8: RFC 1858's rewrite of the TCP flags), decodes as a
+// later fragment; the pipeline holds it until its datagram is complete,
+// and an overlap with the first fragment drops the datagram.
 func TestDecodeFragments(t *testing.T) {
-	later := mutate(tcp4SYN, func(b []byte) []byte { b[21] = minFragBlks; return b })
 	var p packet.Parsed
-	packet.Decode(later, &p)
-	if p.Kind != packet.IPv4 || p.Frag != packet.FragLater || p.SrcPort != 0 || p.FragOff != minFragBlks*8 {
-		t.Errorf("later fragment: got %+v", p)
+	for _, blks := range []byte{1, 4, 10} {
+		later := mutate(tcp4SYN, func(b []byte) []byte { b[21] = blks; return b })
+		packet.Decode(later, &p)
+		if p.Kind != packet.IPv4 || p.Frag != packet.FragLater || p.SrcPort != 0 || p.FragOff != uint16(blks)*8 {
+			t.Errorf("later fragment at %d: got %+v", 8*int(blks), p)
+		}
 	}
 	first := mutate(tcp4SYN, func(b []byte) []byte { b[20] = 0x20; return b })
 	packet.Decode(first, &p)
-	if p.Kind != packet.IPv4 || p.Frag != packet.FragFirst || p.DstPort != 22 {
+	if p.Kind != packet.IPv4 || p.Frag != packet.FragFirst || p.DstPort != 22 || p.FragShort {
 		t.Errorf("first fragment: got %+v", p)
 	}
+	// An IPv4 first fragment may end inside the TCP header: it is
+	// FragShort, its ports unknown until its datagram is reassembled.
+	short := mutate(tcp4SYN, func(b []byte) []byte {
+		b[20] = 0x20 // MF
+		b[17] = 0x24 // total length 36: 16 bytes of TCP
+		return b[:50]
+	})
+	packet.Decode(short, &p)
+	if p.Kind != packet.IPv4 || p.Frag != packet.FragFirst || !p.FragShort || p.DstPort != 0 {
+		t.Errorf("short first fragment: got %+v", p)
+	}
+	// The next decode into the same Parsed (the fast path) resets it.
+	packet.Decode(tcp4SYN, &p)
+	if p.FragShort || p.FragRest != 0 {
+		t.Errorf("FragShort %v FragRest %d left from the last decode", p.FragShort, p.FragRest)
+	}
 }
-
-const minFragBlks = 10
 
 func TestDecodeTrailingPadding(t *testing.T) {
 	// Ethernet pads short frames to 60 bytes: the padding is not payload.

@@ -110,6 +110,15 @@ type Parsed struct {
 	// MF flag (fragments only).
 	FragData uint16
 	FragMore bool
+	// FragShort marks a first fragment that ends inside its L4 header
+	// (a "tiny fragment", legal in IPv4): its ports, flags and ICMP type
+	// are known only from the reassembled datagram, and it is judged by
+	// that (dataplane/frag.go).
+	FragShort bool
+	// FragRest is 0 but in the decode a reassembled datagram is judged
+	// by: its first fragment's, with FragRest the bytes of payload its
+	// later fragments carry. L3Len and the TCP tracker count them.
+	FragRest uint16
 }
 
 // IsIP reports whether the frame is IPv4 or IPv6.
@@ -121,8 +130,9 @@ func (p *Parsed) L4() []byte { return p.Buf[p.L4Off:p.L3End] }
 // Payload returns the L4 payload up to the end of the IP datagram.
 func (p *Parsed) Payload() []byte { return p.Buf[p.PayOff:p.L3End] }
 
-// L3Len returns the IP datagram's length (header plus payload).
-func (p *Parsed) L3Len() int { return int(p.L3End) - int(p.L3Off) }
+// L3Len returns the IP datagram's length (header plus payload; for a
+// datagram judged by its first fragment, with FragRest).
+func (p *Parsed) L3Len() int { return int(p.L3End) - int(p.L3Off) + int(p.FragRest) }
 
 // String formats the frame for logs and tests. It allocates: never call it on
 // the packet path.

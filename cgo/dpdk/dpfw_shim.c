@@ -169,12 +169,36 @@ struct dpfw_io *dpfw_io_alloc(void)
 
 void dpfw_io_free(struct dpfw_io *io) { rte_free(io); }
 
-/* dpfw_io is the one crossing per burst: send what Go staged from the last
- * burst, free what it dropped and what the tx ring refused, hand steered
- * packets to their owners' rings, then receive the next burst. */
+/* release sends or frees the held mbufs Go released, a run of one
+ * destination at a time. */
+static void release(struct dpfw_io *io)
+{
+	uint16_t n = io->n_rel;
+	for (uint16_t i = 0; i < n;) {
+		uint16_t port = io->rel_port[i], queue = io->rel_queue[i], j = i + 1;
+		while (j < n && io->rel_port[j] == port && io->rel_queue[j] == queue)
+			j++;
+		uint16_t sent = 0;
+		if (port != DPFW_REL_FREE)
+			sent = rte_eth_tx_burst(port, queue, &io->rel[i], j - i);
+		for (uint16_t k = i; k < j; k++)
+			io->rel_sent[k] = k - i < sent;
+		if (sent < j - i)
+			rte_pktmbuf_free_bulk(&io->rel[i + sent], j - i - sent);
+		i = j;
+	}
+	io->n_rel_done = n;
+	io->n_rel = 0;
+}
+
+/* dpfw_io is the one crossing per burst: send what Go released and what it
+ * staged from the last burst, free what it dropped and what the tx ring
+ * refused, hand steered packets to their owners' rings, then receive the
+ * next burst. */
 void dpfw_io(struct dpfw_io *io)
 {
 	io->n_sent = 0;
+	release(io);
 	/* Partition the last burst by the actions Go gave it. */
 	for (uint16_t i = 0; i < io->n_action; i++) {
 		struct rte_mbuf *m = io->rx[i];
@@ -183,6 +207,8 @@ void dpfw_io(struct dpfw_io *io)
 			io->tx[io->n_tx++] = m;
 		} else if (a == DPFW_ACT_REPLY) {
 			io->reply[io->n_reply++] = m;
+		} else if (a == DPFW_ACT_HOLD) {
+			/* Go keeps it. */
 		} else if (a >= DPFW_ACT_STEER && a < DPFW_ACT_STEER + 8 && io->steer_ring[a - DPFW_ACT_STEER] != NULL) {
 			unsigned w = a - DPFW_ACT_STEER;
 			io->steer[w][io->n_steer[w]++] = m;
@@ -254,9 +280,13 @@ void dpfw_io(struct dpfw_io *io)
 
 void dpfw_io_flush(struct dpfw_io *io)
 {
-	if (io->n_action)
-		rte_pktmbuf_free_bulk(io->rx, io->n_action);
+	for (uint16_t i = 0; i < io->n_action; i++)
+		if (io->action[i] != DPFW_ACT_HOLD)
+			rte_pktmbuf_free(io->rx[i]);
 	io->n_action = 0;
+	if (io->n_rel)
+		rte_pktmbuf_free_bulk(io->rel, io->n_rel);
+	io->n_rel = 0;
 	if (io->n_tx)
 		rte_pktmbuf_free_bulk(io->tx, io->n_tx);
 	if (io->n_drop)

@@ -21,6 +21,11 @@
 #endif
 
 #define DPFW_BURST 32
+/* The most mbufs Go holds (fragments of incomplete datagrams) and so the
+ * most it can release at once: dataplane.FragHeld (checked by io_test.go). */
+#define DPFW_HOLD_MAX 256
+/* A release to free instead of send. */
+#define DPFW_REL_FREE 0xffff
 #define DPFW_MAX_RXQ 32
 
 /* Offsets of the rte_mbuf fields that Go reads directly (mbuf_unsafe.go).
@@ -46,6 +51,7 @@ enum {
 	DPFW_ACT_TX = 1,    /* send on tx_port/tx_queue */
 	DPFW_ACT_STEER = 2, /* 2 + w: enqueue on steer_ring[w] */
 	DPFW_ACT_REPLY = 16, /* send on reply_port/reply_queue (REJECT answers) */
+	DPFW_ACT_HOLD = 17,  /* neither: Go keeps the mbuf, and releases it later */
 };
 
 struct dpfw_io {
@@ -73,6 +79,13 @@ struct dpfw_io {
 	struct rte_mbuf *steer[8][DPFW_BURST];
 	uint16_t n_steer[8];
 	uint16_t n_steer_full[8]; /* out: freed because the ring was full */
+	/* Held mbufs Go releases: rel[i] goes out on rel_port[i]/rel_queue[i]
+	 * (DPFW_REL_FREE: freed), before the burst's own tx, so a datagram's
+	 * fragments keep their order; rel_sent[i] (out) says whether it went. */
+	uint16_t n_rel, n_rel_done; /* in; out: how many were handled */
+	struct rte_mbuf *rel[DPFW_HOLD_MAX];
+	uint16_t rel_port[DPFW_HOLD_MAX], rel_queue[DPFW_HOLD_MAX];
+	uint8_t rel_sent[DPFW_HOLD_MAX];
 };
 
 int dpfw_eal_init(int argc, char **argv);
@@ -112,7 +125,8 @@ void dpfw_thread_unregister(void);
 struct dpfw_io *dpfw_io_alloc(void);
 void dpfw_io_free(struct dpfw_io *io);
 void dpfw_io(struct dpfw_io *io);
-/* Frees every mbuf still referenced by io (tx and drop lists); used at shutdown. */
+/* Frees every mbuf still referenced by io (tx, drop and release lists, but
+ * not the mbufs Go holds); used at shutdown. */
 void dpfw_io_flush(struct dpfw_io *io);
 
 struct rte_ring *dpfw_ring_create(const char *name, unsigned count, int socket);

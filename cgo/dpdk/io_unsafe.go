@@ -95,7 +95,39 @@ const (
 	ActTx    = C.DPFW_ACT_TX
 	ActSteer = C.DPFW_ACT_STEER // + worker index
 	ActReply = C.DPFW_ACT_REPLY // send on the reply port (SetReply)
+	// ActHold leaves the mbuf to Go, which keeps it and hands it back
+	// with Release.
+	ActHold = C.DPFW_ACT_HOLD
 )
+
+// MaxHeld is the most mbufs a worker may hold (ActHold) and so the most
+// Release calls between two Do calls.
+const MaxHeld = C.DPFW_HOLD_MAX
+
+// Release hands a held mbuf back: the next Do sends it on port p, queue
+// q, before the burst's own tx (or frees it if it cannot). It reports
+// false, changing nothing, when MaxHeld releases wait already.
+func (io *IO) Release(m *Mbuf, p Port, q uint16) bool {
+	return io.release(m, uint16(p), q)
+}
+
+// ReleaseFree hands a held mbuf back for the next Do to free.
+func (io *IO) ReleaseFree(m *Mbuf) bool { return io.release(m, C.DPFW_REL_FREE, 0) }
+
+func (io *IO) release(m *Mbuf, p, q uint16) bool {
+	n := int(io.n_rel)
+	if n >= MaxHeld {
+		return false
+	}
+	io.rel[n] = (*C.struct_rte_mbuf)(unsafe.Pointer(m))
+	io.rel_port[n], io.rel_queue[n] = C.uint16_t(p), C.uint16_t(q)
+	io.n_rel = C.uint16_t(n + 1)
+	return true
+}
+
+// ReleasedSent reports, for release k (in Release order) of the last Do,
+// whether the device took it; the rest were freed.
+func (io *IO) ReleasedSent(k int) bool { return k < int(io.n_rel_done) && io.rel_sent[k] != 0 }
 
 // SetReply chooses where ActReply mbufs go on the next Do.
 func (io *IO) SetReply(p Port, queue uint16) {

@@ -47,8 +47,11 @@ func goldenFrames() (pass [][]byte, bad map[string][]byte) {
 	badOffset[14+20+12] = 0x30 // TCP data offset 3
 	badLen := append([]byte(nil), tcp...)
 	badLen[14+3] = 0xff // IPv4 total length past the frame
-	tiny := append([]byte(nil), tcp...)
-	tiny[14+7] = 1 // fragment offset 8 bytes: overlaps the TCP header
+	// An IPv6 first fragment with 8 bytes of its TCP header: RFC 8200
+	// §4.5 has it discarded (IPv4 allows it: it is judged reassembled).
+	tiny := pcapgen.Frame(eth(layers.EthernetTypeIPv6),
+		&layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Fragment, SrcIP: c6, DstIP: s6},
+		gopacket.Payload(append([]byte{6, 0, 0, 1, 0, 0, 0, 42}, make([]byte, 8)...)))
 	bad = map[string][]byte{"bad_tcp_offset": badOffset, "bad_ipv4_header": badLen, "tiny_fragment": tiny}
 	return pass, bad
 }

@@ -44,10 +44,11 @@ func TestPcapHostile(t *testing.T) {
 	if got := p.metric("dpfw_worker_dropped_packets_total"); got != float64(len(in)-len(want)) {
 		t.Errorf("total drops %v; want %d", got, len(in)-len(want))
 	}
-	// Only the allowed flows are tracked: 2 TCP, 2 UDP/IPv4 (one of them
-	// fragmented), 1 ping, 1 UDP/IPv6. No hostile frame left an entry.
-	if got := p.metric("dpfw_conntrack_entries"); got != 6 {
-		t.Errorf("%v tracked connections; want the 6 allowed flows", got)
+	// Only the allowed flows are tracked: 3 TCP (one a SYN in a tiny
+	// first fragment and the rest), 2 UDP/IPv4 (one of them fragmented), 1
+	// ping, 1 UDP/IPv6. No hostile frame left an entry.
+	if got := p.metric("dpfw_conntrack_entries"); got != 7 {
+		t.Errorf("%v tracked connections; want the 7 allowed flows", got)
 	}
 	sameFrames(t, p.forwarded(), want)
 }

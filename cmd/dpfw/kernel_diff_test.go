@@ -874,9 +874,10 @@ func TestKernelFTPExpectations(t *testing.T) {
 // The fragment differential: datagrams sent as fragments (in order, out of
 // order, overlapping, duplicated, incomplete, with tiny first fragments),
 // each judged by what came out of the other side: the whole datagram once,
-// more than that, nothing, or a part. The kernel reassembles before tracking (nf_defrag); dpfw decides on
-// the first fragment and makes the others follow, so some layouts differ:
-// each is listed in fragKnown with the reason.
+// more than that, nothing, or a part. The kernel reassembles before
+// tracking (nf_defrag); dpfw holds the fragments until the datagram is
+// complete and judges it then. The layouts that differ are listed in
+// fragKnown with the reason.
 
 // fragCase is one datagram's fragments, as offsets and lengths (bytes of
 // the IP payload) in the order they are sent.
@@ -887,19 +888,15 @@ type fragCase struct {
 	size  int  // IP payload bytes
 	parts [][2]int
 	open  bool // the datagram is allowed by the rules
+	// badSum flips a bit of the datagram's last byte: its TCP/UDP checksum
+	// is wrong, each fragment's IPv4 header right.
+	badSum bool
 }
 
-// fragKnown are the layouts on which dpfw differs from the kernel today,
-// with the reason (issue 12: reassembly before tracking is still to do).
+// fragKnown are the layouts on which dpfw differs from the kernel, with the
+// reason (the README lists them as deliberate).
 var fragKnown = map[string]string{
-	"later fragment first":        "dpfw drops a fragment whose first fragment it has not seen; the kernel holds it until the datagram is complete",
-	"first fragment only":         "dpfw forwards the first fragment of a datagram that never completes; the kernel forwards nothing",
-	"overlapping fragments":       "dpfw drops the overlapping fragment and the rest of its datagram, as the kernel discards the datagram (RFC 5722), but it does not hold fragments and has forwarded the first one already",
-	"overlap in the middle":       "as overlapping fragments: dpfw forwarded the fragments before the overlap",
-	"tiny TCP first fragment":     "dpfw drops a first fragment too short for the TCP header (RFC 1858); the kernel reassembles and passes it",
-	"second fragment at offset 8": "dpfw drops a TCP first fragment of 8 bytes (RFC 1858); the kernel reassembles",
-	"IPv6 later fragment first":   "as later fragment first",
-	"IPv6 overlapping fragments":  "as overlapping fragments",
+	"seventy fragments": "dpfw holds at most 64 fragments of one datagram (a 64 KiB datagram needs 45 at an MTU of 1,500), so that tiny-fragment floods cannot take a worker's held-fragment room; the kernel bounds only the bytes held (ipfrag_high_thresh, 4 MB)",
 }
 
 var fragCases = []fragCase{
@@ -918,6 +915,37 @@ var fragCases = []fragCase{
 	{name: "IPv6 two fragments in order", v6: true, size: 2000, parts: [][2]int{{0, 1448}, {1448, 552}}, open: true},
 	{name: "IPv6 later fragment first", v6: true, size: 2000, parts: [][2]int{{1448, 552}, {0, 1448}}, open: true},
 	{name: "IPv6 overlapping fragments", v6: true, size: 2000, parts: [][2]int{{0, 1448}, {1400, 600}}, open: true},
+	{name: "UDP split at offset 32", size: 200, parts: [][2]int{{0, 32}, {32, 168}}, open: true},
+	{name: "eight fragments of 8 bytes", size: 64, parts: eighths(8, 8), open: true},
+	{name: "three fragments in reverse order", size: 3000, parts: [][2]int{{2000, 1000}, {1000, 1000}, {0, 1000}}, open: true},
+	{name: "later fragments first, closed port", size: 2000, parts: [][2]int{{1480, 520}, {0, 1480}}, open: false},
+	{name: "last fragment missing", size: 3000, parts: [][2]int{{0, 1000}, {1000, 1000}}, open: true},
+	{name: "TCP header split at 12 bytes", tcp: true, size: 60, parts: [][2]int{{0, 8}, {8, 8}, {16, 44}}, open: true},
+	{name: "IPv6 first fragment only", v6: true, size: 2000, parts: [][2]int{{0, 1448}}, open: true},
+	{name: "IPv6 tiny TCP first fragment", v6: true, tcp: true, size: 40, parts: [][2]int{{0, 8}, {8, 32}}, open: true},
+	{name: "IPv6 UDP split at offset 8", v6: true, size: 200, parts: [][2]int{{0, 8}, {8, 192}}, open: true},
+	{name: "seventy fragments", size: 560, parts: eighths(70, 8), open: true},
+	{name: "twenty fragments in reverse order", size: 1600, parts: reversed(eighths(20, 80)), open: true},
+	{name: "UDP checksum wrong", size: 2000, parts: [][2]int{{0, 1480}, {1480, 520}}, open: true, badSum: true},
+	{name: "TCP checksum wrong, later fragment first", tcp: true, size: 600, parts: [][2]int{{296, 304}, {0, 296}}, open: true, badSum: true},
+	{name: "IPv6 UDP checksum wrong", v6: true, size: 2000, parts: [][2]int{{0, 1448}, {1448, 552}}, open: true, badSum: true},
+}
+
+// reversed is p, last first.
+func reversed(p [][2]int) [][2]int {
+	for i, j := 0, len(p)-1; i < j; i, j = i+1, j-1 {
+		p[i], p[j] = p[j], p[i]
+	}
+	return p
+}
+
+// eighths is n fragments of size bytes each, in order.
+func eighths(n, size int) [][2]int {
+	var p [][2]int
+	for i := 0; i < n; i++ {
+		p = append(p, [2]int{i * size, size})
+	}
+	return p
 }
 
 // fragFrames builds the fragments of case c with marker id (the IPv4 id
@@ -948,6 +976,9 @@ func fragFrames(c fragCase, id uint16, sport uint16) [][]byte {
 			hl = 14 + 40
 		}
 		l4 = fr[hl:]
+		if c.badSum {
+			l4[len(l4)-1] ^= 0x10
+		}
 		if len(l4) != c.size {
 			panic(fmt.Sprintf("%s: L4 of %d bytes; want %d", c.name, len(l4), c.size))
 		}

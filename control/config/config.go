@@ -311,8 +311,14 @@ func (c *Config) MinMbufs() int {
 	// burst in flight plus its staged tx and steering arrays.
 	n += (nw + 1) * c.Mempool.Cache * 3 / 2
 	n += nw * 32 * 4
+	// Fragments held until their datagram is complete.
+	n += nw * HeldFragments
 	return n
 }
+
+// HeldFragments is the most fragments a worker holds while their datagrams
+// are incomplete (dataplane.FragHeld; control/daemon checks they agree).
+const HeldFragments = 256
 
 // RulesText returns the rule set's text and a name for error messages:
 // the rules file's contents as read when the config was loaded, the

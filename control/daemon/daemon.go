@@ -23,6 +23,13 @@ import (
 	"github.com/dpfw/dpfw/dataplane/worker"
 )
 
+// The memory plan counts config.HeldFragments mbufs per worker for the
+// fragments a pipeline holds: the two must agree.
+var (
+	_ [config.HeldFragments - dataplane.FragHeld]struct{}
+	_ [dataplane.FragHeld - config.HeldFragments]struct{}
+)
+
 // Port is a started DPDK port.
 type Port struct {
 	Config config.Port

@@ -76,6 +76,7 @@ var (
 	steered    = desc("worker", "steered_packets_total", "Packets handed to the worker owning their connection.", workerLabels)
 	cacheHits  = desc("worker", "verdict_cache_hits_total", "Packets whose verdict came from their connection's cache (no classification).", workerLabels)
 	classified = desc("worker", "classified_packets_total", "Packets that ran the rule set.", workerLabels)
+	fragsHeld  = desc("worker", "fragments_held", "Fragments held until their datagram is complete (at most 256 per worker).", workerLabels)
 
 	ctLookups    = desc("conntrack", "lookups_total", "Connection table lookups.", workerLabels)
 	ctHits       = desc("conntrack", "lookup_hits_total", "Lookups that found a connection.", workerLabels)
@@ -120,7 +121,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{rejects, logsLost, steered, cacheHits, classified, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull, ctRate, ctAdaptive,
+	for _, d := range []*prometheus.Desc{rejects, logsLost, steered, cacheHits, classified, fragsHeld, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull, ctRate, ctAdaptive,
 		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes, ruleLimitEv,
 		expCreated, expMatched, expExpired, expPending, expRefused, ftpBad, ftpLong} {
 		ch <- d
@@ -213,6 +214,7 @@ func collectWorker(ch chan<- prometheus.Metric, w string, s *dataplane.Snapshot)
 	for _, m := range workerCounters {
 		counter(ch, m.d, m.get(s), w)
 	}
+	gauge(ch, fragsHeld, s.FragmentsHeld, w)
 	ch <- constMetric(busy, prometheus.CounterValue, float64(s.BusyNanos)/1e9, w)
 	ch <- constMetric(idle, prometheus.CounterValue, float64(s.IdleNanos)/1e9, w)
 	for r := filter.DropReason(1); r < filter.NumDropReasons; r++ {

@@ -56,7 +56,8 @@ const (
 	DropSteerFull
 	// DropNoRoute: the input port belongs to no link.
 	DropNoRoute
-	// DropFragment: a later fragment without a classified first fragment.
+	// DropFragment: a fragment of a datagram already complete or dead, or
+	// held for a datagram whose id a new first fragment reused.
 	DropFragment
 	// DropShutdown: freed while stopping.
 	DropShutdown
@@ -76,6 +77,13 @@ const (
 	// DropFragmentDup: a fragment wholly inside one already seen (a
 	// duplicate: the kernel keeps the first copy and drops this one).
 	DropFragmentDup
+	// DropFragmentTimeout: a held fragment of a datagram that did not
+	// complete within 30 s (netfilter's ipfrag_time).
+	DropFragmentTimeout
+	// DropFragmentMemory: a fragment with no room to be held (the
+	// worker's or its datagram's bound), or of a datagram pushed out of
+	// the fragment table; its datagram is dropped.
+	DropFragmentMemory
 	// NumDropReasons is the number of reasons; not a reason.
 	NumDropReasons
 )
@@ -85,7 +93,7 @@ var dropNames = [...]string{
 	"truncated_l4", "bad_tcp_offset", "bad_udp_length", "tiny_fragment", "too_many_vlan_tags",
 	"oversize", "non_ip", "rule", "ct_invalid", "table_full", "tx_full", "steer_full", "no_route",
 	"fragment", "shutdown", "bad_checksum", "ct_new_rate", "ftp_malformed",
-	"fragment_overlap", "fragment_duplicate",
+	"fragment_overlap", "fragment_duplicate", "fragment_timeout", "fragment_memory",
 }
 
 func (r DropReason) String() string {

@@ -81,7 +81,7 @@ func codes(k Kind) (v4, v6 uint8) {
 // Linux's REJECT: never answer an ICMP error, a RST, a later fragment, or a
 // packet to or from a broadcast or multicast address.
 func Answerable(p *packet.Parsed) bool {
-	if !p.IsIP() || p.Frag == packet.FragLater {
+	if !p.IsIP() || p.Frag == packet.FragLater || p.FragShort {
 		return false
 	}
 	if (p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType) {

@@ -63,6 +63,17 @@ type Worker struct {
 	// txBytes holds the staged frames' lengths, to count bytes actually sent.
 	txBytes [dataplane.BurstSize]uint32
 	rxLen   [dataplane.BurstSize]uint32
+	// The mbufs of held fragments (dataplane.Burst.Held), by slot, with
+	// their lengths and where they go when released.
+	held    [dataplane.FragHeld]*dpdk.Mbuf
+	heldLen [dataplane.FragHeld]uint32
+	heldTo  [dataplane.FragHeld]dest
+	// inBurst maps a slot held by the burst being settled to 1 + its index.
+	inBurst [dataplane.FragHeld]uint8
+	// The releases handed to the next Do: sent (not freed), and length.
+	relTx  [dpdk.MaxHeld]bool
+	relLen [dpdk.MaxHeld]uint32
+	nrel   int
 	// scratch holds a REJECT answer while it is built (it quotes the
 	// rejected packet, so it cannot be built in place).
 	scratch [2048]byte
@@ -70,6 +81,19 @@ type Worker struct {
 	polling chan struct{} // closed when the worker polls its queues
 	lcore   atomic.Int32
 }
+
+// dest is a port and tx queue.
+type dest struct {
+	port  dpdk.Port
+	queue uint16
+}
+
+// The worker keeps every mbuf the pipeline holds, and IO takes every one
+// released between two Do calls: the bounds must be one.
+var (
+	_ [dpdk.MaxHeld - dataplane.FragHeld]struct{}
+	_ [dataplane.FragHeld - dpdk.MaxHeld]struct{}
+)
 
 // New returns a worker that runs pl over the configured queues.
 func New(cfg Config, pl *dataplane.Pipeline) *Worker {
@@ -124,7 +148,10 @@ func (w *Worker) Run() error {
 	}
 	close(w.polling)
 	staged := w.loop(io, dpdk.NewTSCClock())
-	// Send what the last burst staged (and count it); receive nothing.
+	// Send what the last burst staged (and count it), free the fragments
+	// still held; receive nothing.
+	w.pl.FlushFragments()
+	w.takeReleases(io)
 	_ = io.SetRxSources(nil, 1)
 	w.doIO(io, staged)
 	w.pl.Publish()
@@ -156,6 +183,7 @@ func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) int {
 		if len(rx) == 0 {
 			wasBusy = false
 			w.pl.Idle(now)
+			w.takeReleases(io)
 			st.EmptyPolls = io.EmptyPolls()
 			w.pl.Publish()
 			sincePublish = 0
@@ -179,6 +207,7 @@ func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) int {
 // burst staged for tx.
 func (w *Worker) doIO(io *dpdk.IO, staged int) {
 	io.Do()
+	w.countReleases(io)
 	st := &w.pl.Stats
 	st.RejectsSent += uint64(io.RepliesSent())
 	for o := range w.cfg.SteerRings {
@@ -195,6 +224,49 @@ func (w *Worker) doIO(io *dpdk.IO, staged int) {
 	st.TxPackets += uint64(sent)
 	st.TxBytes += bytes
 	st.Drops[filter.DropTxFull] += uint64(staged - sent)
+}
+
+// countReleases accounts for the held mbufs the last Do released.
+func (w *Worker) countReleases(io *dpdk.IO) {
+	st := &w.pl.Stats
+	for k := 0; k < w.nrel; k++ {
+		switch {
+		case !w.relTx[k]:
+		case io.ReleasedSent(k):
+			st.TxPackets++
+			st.TxBytes += uint64(w.relLen[k])
+		default:
+			st.Drops[filter.DropTxFull]++
+		}
+	}
+	w.nrel = 0
+}
+
+// takeReleases hands the mbufs of the fragments the pipeline released
+// outside a burst (timeouts while idle, shutdown) to the next Do.
+func (w *Worker) takeReleases(io *dpdk.IO) {
+	for _, r := range w.pl.Released() {
+		w.release(io, r)
+	}
+}
+
+// release hands one held mbuf to the next Do: to send or to free (its
+// verdict is counted already).
+func (w *Worker) release(io *dpdk.IO, r dataplane.Release) {
+	m, to := w.held[r.Slot], w.heldTo[r.Slot]
+	w.held[r.Slot] = nil
+	ok := false
+	if r.Accept {
+		ok = io.Release(m, to.port, to.queue)
+	} else {
+		ok = io.ReleaseFree(m)
+	}
+	if !ok || m == nil {
+		// The pipeline holds at most MaxHeld, each released once.
+		panic(fmt.Sprintf("worker %d: release of held slot %d refused (mbuf %p)", w.cfg.ID, r.Slot, m))
+	}
+	w.relTx[w.nrel], w.relLen[w.nrel] = r.Accept, w.heldLen[r.Slot]
+	w.nrel++
 }
 
 // process decodes and judges one burst, stages accepted frames for tx on the
@@ -235,6 +307,7 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 	for o, rings := range w.cfg.SteerRings {
 		io.SetSteerRing(o, rings[q.PortIndex])
 	}
+	w.settleHeld(io, b, n)
 	act := io.Actions()
 	staged := 0
 	for i := 0; i < n; i++ {
@@ -243,6 +316,10 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 			continue
 		}
 		switch {
+		case b.Held[i] != 0:
+			act[i] = dpdk.ActHold
+			s := b.Held[i] - 1
+			w.held[s], w.heldLen[s], w.heldTo[s] = rx[i], w.rxLen[i], dest{q.TxPort, q.TxQueue}
 		case b.Verdict[i] == filter.Accept:
 			act[i] = dpdk.ActTx
 			w.txBytes[staged] = w.rxLen[i]
@@ -255,6 +332,41 @@ func (w *Worker) process(io *dpdk.IO, q *Queue, rx []*dpdk.Mbuf, now int64) int 
 	}
 	io.Commit(n)
 	return staged
+}
+
+// settleHeld hands the burst's releases on. A fragment held and released
+// in this burst (its datagram completed in it) keeps its place: it is
+// sent (or dropped) with the burst, as if never held. The others were held
+// in earlier bursts: they go to the next Do, before the burst's own tx.
+func (w *Worker) settleHeld(io *dpdk.IO, b *dataplane.Burst, n int) {
+	rel := w.pl.Released()
+	if len(rel) == 0 {
+		return
+	}
+	for i := 0; i < n; i++ {
+		if s := b.Held[i]; s != 0 && b.Owner[i] < 0 {
+			w.inBurst[s-1] = uint8(i + 1)
+		}
+	}
+	for _, r := range rel {
+		k := w.inBurst[r.Slot]
+		if k == 0 {
+			w.release(io, r)
+			continue
+		}
+		w.inBurst[r.Slot] = 0
+		b.Held[k-1] = 0
+		if r.Accept {
+			b.Verdict[k-1], b.Reason[k-1] = filter.Accept, filter.DropNone
+		} else {
+			b.Verdict[k-1], b.Reason[k-1], b.Answer[k-1] = filter.Drop, r.Reason, 0
+		}
+	}
+	for i := 0; i < n; i++ {
+		if s := b.Held[i]; s != 0 {
+			w.inBurst[s-1] = 0
+		}
+	}
 }
 
 // answer rewrites a rejected packet's mbuf into its REJECT answer and

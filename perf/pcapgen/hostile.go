@@ -31,8 +31,8 @@ const HostileRules = `
 var (
 	hostSrc  = net.IP{198, 18, 7, 1}
 	hostDst  = net.IP{198, 19, 7, 1}
-	hostSrc6 = net.ParseIP("2001:db8::7:1")
-	hostDst6 = net.ParseIP("2001:db8::7:2")
+	hostSrc6 = net.ParseIP("2001:2::7:1")
+	hostDst6 = net.ParseIP("2001:2::7:2")
 )
 
 func eth4() *layers.Ethernet {
@@ -68,6 +68,12 @@ func edit(f []byte, fix bool, fn func(b []byte)) []byte {
 	return b
 }
 
+// withID sets an IPv4 frame's identification (so that fragments of
+// different datagrams never share one).
+func withID(f []byte, id uint16) []byte {
+	return edit(f, true, func(b []byte) { binary.BigEndian.PutUint16(b[18:], id) })
+}
+
 // frag4 is fragment [off, off+n) of the IP payload of an IPv4 frame (no
 // options), with MF as more and the header checksum right.
 func frag4(f []byte, off, n int, more bool) []byte {
@@ -88,7 +94,6 @@ func frag4(f []byte, off, n int, more bool) []byte {
 func Hostile() []Labelled {
 	syn := tcpSeg(40001, "S", 0)
 	dns := udp4(40002, 32)
-	big := udp4(40003, 400) // fragmented below
 	ping := Frame(eth4(), ip4(layers.IPProtocolICMPv4, 9), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 77, Seq: 1},
 		gopacket.Payload([]byte("ping")))
 	v6udp := Frame(eth6(), &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: hostSrc6, DstIP: hostDst6},
@@ -97,10 +102,6 @@ func Hostile() []Labelled {
 	quoted := udp4(41000, 8)[14:]
 	icmpErr := Frame(eth4(), ip4(layers.IPProtocolICMPv4, 10), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)},
 		gopacket.Payload(quoted[:28]))
-	// IPv6 with a fragment header: a first fragment carrying only 8 bytes
-	// of a TCP header (RFC 7112: the whole header chain must be in it).
-	v6frag := Frame(eth6(), &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Fragment, SrcIP: hostSrc6, DstIP: hostDst6},
-		gopacket.Payload(append([]byte{6, 0, 0, 1, 0, 0, 0, 42}, make([]byte, 8)...)))
 	// Nine Destination Options headers: a chain longer than dpfw walks.
 	chain := []byte{}
 	for i := 0; i < 9; i++ {
@@ -125,19 +126,13 @@ func Hostile() []Labelled {
 		{"TCP data offset past the end", edit(syn, true, func(b []byte) { b[14+20+12] = 15 << 4 }), "bad_tcp_offset"},
 		{"UDP length 7", edit(dns, true, func(b []byte) { binary.BigEndian.PutUint16(b[14+20+4:], 7) }), "bad_udp_length"},
 		{"UDP length past the datagram", edit(dns, true, func(b []byte) { binary.BigEndian.PutUint16(b[14+20+4:], 200) }), "bad_udp_length"},
-		{"allowed: first fragment", frag4(big, 0, 208, true), ""},
-		{"allowed: its second fragment", frag4(big, 208, 160, true), ""},
-		{"allowed: its last fragment", frag4(big, 368, 40, false), ""},
-		{"tiny first fragment (8 bytes of TCP)", frag4(syn, 0, 8, true), "tiny_fragment"},
-		{"fragment overlapping the TCP header (offset 8)", frag4(tcpSeg(40005, "S", 40), 8, 32, false), "tiny_fragment"},
-		{"fragment without its first", frag4(udp4(40006, 600), 200, 200, false), "fragment"},
+		{"fragments", nil, ""}, // replaced by fragmentCases below
 		{"IPv6 payload length past the frame", edit(v6udp, false, func(b []byte) { binary.BigEndian.PutUint16(b[18:], 500) }), "bad_ipv6_header"},
 		{"IPv6 extension header running past the frame", edit(v6udp, false, func(b []byte) {
 			b[20] = 0 // next header: Hop-by-Hop
 			b[54], b[55] = 17, 200
 		}), "bad_ipv6_ext_header"},
 		{"IPv6 chain of nine extension headers", v6chain, "bad_ipv6_ext_header"},
-		{"IPv6 tiny first fragment", v6frag, "tiny_fragment"},
 		{"allowed: IPv6 DNS query", v6udp, ""},
 		{"wrong TCP checksum", edit(syn, false, func(b []byte) { b[14+20+16] ^= 0x40 }), "bad_checksum"},
 		{"wrong IPv4 header checksum", edit(dns, false, func(b []byte) { b[14+10] ^= 0x01 }), "bad_checksum"},
@@ -155,7 +150,10 @@ func Hostile() []Labelled {
 		{"allowed: a second TCP SYN", tcpSeg(40012, "S", 0), ""},
 	}
 	// gopacket fixes up option lengths: write the zero length by hand.
-	for i := range out {
+	for i := 0; i < len(out); i++ {
+		if out[i].Name == "fragments" {
+			out = append(out[:i], append(fragmentCases(), out[i+1:]...)...)
+		}
 		if out[i].Name == "IPv4 option with length 0" {
 			b := out[i].Frame
 			b[14+21] = 0
@@ -164,6 +162,29 @@ func Hostile() []Labelled {
 		}
 	}
 	return out
+}
+
+// fragmentCases are the catalogue's fragments: datagrams the pipeline holds
+// until complete and judges reassembled, and the layouts it drops.
+func fragmentCases() []Labelled {
+	big := udp4(40003, 400)
+	tinySYN := withID(tcpSeg(40013, "S", 0), 7)
+	rewritten := withID(tcpSeg(40005, "S", 40), 5)
+	// IPv6 with a fragment header: a first fragment carrying only 8 bytes
+	// of a TCP header (RFC 7112: the whole header chain must be in it).
+	v6frag := Frame(eth6(), &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Fragment, SrcIP: hostSrc6, DstIP: hostDst6},
+		gopacket.Payload(append([]byte{6, 0, 0, 1, 0, 0, 0, 42}, make([]byte, 8)...)))
+	return []Labelled{
+		{"allowed: first fragment", frag4(big, 0, 208, true), ""},
+		{"allowed: its second fragment", frag4(big, 208, 160, true), ""},
+		{"allowed: its last fragment", frag4(big, 368, 40, false), ""},
+		{"allowed: a SYN's first 8 bytes (a tiny first fragment, legal in IPv4)", frag4(tinySYN, 0, 8, true), ""},
+		{"allowed: the rest of its header (judged reassembled)", frag4(tinySYN, 8, 12, false), ""},
+		{"first fragment of a SYN, held", frag4(rewritten, 0, 24, true), "fragment_overlap"},
+		{"a fragment rewriting its TCP flags (offset 8): drops the datagram", frag4(rewritten, 8, 32, false), "fragment_overlap"},
+		{"its last fragment again, after the datagram completed", frag4(big, 368, 40, false), "fragment"},
+		{"IPv6 tiny first fragment", v6frag, "tiny_fragment"},
+	}
 }
 
 // Flood addresses: the flood comes from 198.18.0.0/16 and 198.19.0.0/17
