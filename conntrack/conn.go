@@ -65,7 +65,8 @@ type Conn struct {
 	expires uint32
 	// master is 1 + the index of the connection that expected this one
 	// (RELATED), or, on an FTP control connection (flagHelper), 1 + its
-	// helper slot; 0 otherwise.
+	// helper slot; 0 otherwise. A UDP connection is never expected nor a
+	// helper's (expectations are TCP's): its master holds streamAt.
 	master uint32
 	// ruleGen, rule and cacheState cache the rule set's decision for each
 	// direction: rule[d] is the decision id (see filter.Filter.Decision) for
@@ -85,6 +86,13 @@ const (
 	connSize = 64
 	winSize  = 48
 )
+
+// streamAt is when a UDP connection that saw a reply becomes a stream
+// (netfilter's proto.udp.stream_ts: 2 s after its first packet), in ms of
+// the tracker's clock.
+func (c *Conn) streamAt() uint32 { return c.master }
+
+func (c *Conn) setStreamAt(ms uint32) { c.master = ms }
 
 // SeenReply reports whether packets were seen in both directions.
 func (c *Conn) SeenReply() bool { return c.flags&flagSeenReply != 0 }

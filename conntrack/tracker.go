@@ -379,6 +379,9 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 		tcb := tcpstate.Ref{Head: &c.TCP, Windows: &tr.Table.wins[idx]}
 		res, reason := tcb.Update(&seg, uint8(dir), c.SeenReply(), c.Assured(), tr.cfg.TCP)
 		switch res {
+		case tcpstate.InvalidCrossed:
+			tr.shrink(c)
+			return tr.invalid(InvalidTCP + InvalidReason(reason)), false
 		case tcpstate.Invalid:
 			return tr.invalid(InvalidTCP + InvalidReason(reason)), false
 		case tcpstate.Reopen:
@@ -413,8 +416,12 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 			r.HelperDrop = tr.helperDrop
 		}
 	case header.ProtoUDP:
+		// As nf_conntrack_udp_packet: once a reply was seen (before this
+		// packet), a flow still active 2 s after its first packet is a
+		// stream: the long timeout, and assured. Until then, and for the
+		// reply itself, the short one.
 		timeout = tr.udpMs
-		if c.SeenReply() || dir == Reply {
+		if c.SeenReply() && int32(tr.nowMs-c.streamAt()) > 0 {
 			timeout = tr.streamMs
 			c.flags |= flagAssured
 		}
@@ -427,6 +434,23 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 	c.expires = tr.nowMs + timeout
 	r.State = tr.stateOf(c, dir)
 	return r, false
+}
+
+// udpStreamMs is how long after its first packet a UDP flow that saw a
+// reply must still be active to count as a stream (netfilter: 2 * HZ).
+const udpStreamMs = 2000
+
+// shrink shortens the timeout of an assured connection whose FINs or RSTs
+// crossed out of window (tcpstate.InvalidCrossed) to the unacknowledged-data
+// timeout, as nf_tcp_handle_invalid does: the two ends and the tracker are
+// out of sync, so the entry should not hold on for days. As there, a
+// connection with less than two minutes left, or less than that timeout,
+// keeps its own.
+func (tr *Tracker) shrink(c *Conn) {
+	left := int32(c.expires - tr.nowMs)
+	if left >= 120_000 && left > int32(tr.unackMs) {
+		c.expires = tr.nowMs + tr.unackMs
+	}
 }
 
 // stateOf is netfilter's ctinfo: replies and anything after a reply are
@@ -494,6 +518,9 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 	tr.Stats.ByProto[protoClass(k.Proto)]++
 	c := tr.Table.Conn(idx)
 	c.expires = tr.nowMs + timeout
+	if p.Proto == header.ProtoUDP {
+		c.setStreamAt(tr.nowMs + udpStreamMs)
+	}
 	state := New
 	if len(tr.expects) > 0 && p.Proto == header.ProtoTCP {
 		if m, ok := tr.expected(k); ok {

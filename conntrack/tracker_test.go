@@ -265,6 +265,48 @@ func TestTCPRst(t *testing.T) {
 	}
 }
 
+// TestTCPCrossedOutOfWindow: an assured connection whose ends send RSTs
+// (or FINs) out of window both ways is out of sync with the tracker; both
+// are INVALID, and the second shortens the connection's 5-day timeout to
+// the unacknowledged-data timeout (5 minutes), as nf_tcp_handle_invalid
+// does. One direction alone, or a connection not assured, keeps its own.
+func TestTCPCrossedOutOfWindow(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		steps int // of the handshake: 4 is assured
+		both  bool
+		want  time.Duration
+	}{
+		{"crossed RSTs", 4, true, 5 * time.Minute},
+		{"one RST", 4, false, 5 * 24 * time.Hour},
+	} {
+		tr := newTracker(tcpstate.Options{Loose: true})
+		var r conntrack.Result
+		for _, p := range handshake(tt.steps)(t) {
+			r = tr.Track(p, 0)
+		}
+		r = tr.Track(seg(t, cli, srv, 40000, 22, "A", 1001, 5101, 502, 0), 0) // nothing unacknowledged
+		c := tr.Table.Conn(r.Conn)
+		if got := tr.ExpiresIn(c); got != 5*24*time.Hour {
+			t.Fatalf("%s: expires in %v before the RSTs", tt.name, got)
+		}
+		if !c.Assured() {
+			t.Fatalf("%s: not assured after the handshake", tt.name)
+		}
+		if got := tr.Track(seg(t, cli, srv, 40000, 22, "R", 1001+1<<20, 0, 0, 0), 0); got.State != conntrack.Invalid {
+			t.Fatalf("%s: RST out of window: %v", tt.name, got.State)
+		}
+		if tt.both {
+			if got := tr.Track(seg(t, srv, cli, 22, 40000, "R", 5101+1<<20, 0, 0, 0), 0); got.State != conntrack.Invalid {
+				t.Fatalf("%s: answering RST out of window: %v", tt.name, got.State)
+			}
+		}
+		if got := tr.ExpiresIn(c); got != tt.want {
+			t.Errorf("%s: expires in %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestTCPSimultaneousOpen(t *testing.T) {
 	tr := newTracker(tcpstate.Options{})
 	run(t, tr, []step{
@@ -298,13 +340,39 @@ func TestUDP(t *testing.T) {
 	if r := tr2.Track(udp(t, srv, cli, 2, 1), 0); r.State != conntrack.New {
 		t.Errorf("reply after the unreplied timeout: %v; want NEW (a new flow)", r.State)
 	}
-	// Replied UDP lives 120 s.
+	// As nf_conntrack_udp_packet: a replied flow still active 2 s after
+	// its first packet is a stream (120 s, assured); before that, and for
+	// the reply itself, the unreplied timeout (30 s) applies.
 	tr3 := newTracker(tcpstate.Options{})
 	tr3.Track(udp(t, cli, srv, 1, 2), 0)
 	tr3.Track(udp(t, srv, cli, 2, 1), 0)
+	tr3.SetNow(tr3.Now() + int64(3*time.Second))
+	r := tr3.Track(udp(t, cli, srv, 1, 2), 0)
+	if c := tr3.Table.Conn(r.Conn); !c.Assured() || tr3.ExpiresIn(c) != 120*time.Second {
+		t.Errorf("replied flow active after 3 s: assured %v, expires in %v; want assured, 120 s", c.Assured(), tr3.ExpiresIn(c))
+	}
 	tr3.SetNow(tr3.Now() + int64(100*time.Second))
 	if r := tr3.Track(udp(t, cli, srv, 1, 2), 0); r.State != conntrack.Established {
-		t.Errorf("replied flow after 100 s: %v; want ESTABLISHED", r.State)
+		t.Errorf("stream after 100 s: %v; want ESTABLISHED", r.State)
+	}
+	tr4 := newTracker(tcpstate.Options{})
+	tr4.Track(udp(t, cli, srv, 1, 2), 0)
+	tr4.Track(udp(t, srv, cli, 2, 1), 0)
+	r = tr4.Track(udp(t, cli, srv, 1, 2), 0)
+	if c := tr4.Table.Conn(r.Conn); c.Assured() || tr4.ExpiresIn(c) != 30*time.Second {
+		t.Errorf("replied flow within 2 s: assured %v, expires in %v; want unassured, 30 s", c.Assured(), tr4.ExpiresIn(c))
+	}
+}
+
+// assureUDP makes UDP flow sport→53 a stream: query, answer, and a query
+// 3 s later (the tracker's clock moves on).
+func assureUDP(t *testing.T, tr *conntrack.Tracker, sport uint16) {
+	t.Helper()
+	tr.Track(udp(t, cli, srv, sport, 53), 0)
+	tr.Track(udp(t, srv, cli, 53, sport), 0)
+	tr.SetNow(tr.Now() + int64(3*time.Second))
+	if r := tr.Track(udp(t, cli, srv, sport, 53), 0); !tr.Table.Conn(r.Conn).Assured() {
+		t.Fatalf("UDP flow %d not assured", sport)
 	}
 }
 
@@ -379,8 +447,7 @@ func TestEarlyDropAndFull(t *testing.T) {
 	tr2 := conntrack.NewTracker(conntrack.Config{Capacity: 2, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
 	tr2.SetNow(int64(time.Hour))
 	for i := uint16(0); i < 2; i++ {
-		tr2.Track(udp(t, cli, srv, 1000+i, 53), 0)
-		tr2.Track(udp(t, srv, cli, 53, 1000+i), 0)
+		assureUDP(t, tr2, 1000+i)
 	}
 	if r := tr2.Track(udp(t, cli, srv, 3000, 53), 0); !r.Full {
 		t.Errorf("new flow into a table of assured flows: %+v; want Full", r)
@@ -463,8 +530,8 @@ func TestAdaptiveTimeouts(t *testing.T) {
 	now := int64(time.Hour)
 	tr.SetNow(now)
 	// One assured UDP flow, one half-open TCP connection.
-	tr.Track(udp(t, cli, srv, 999, 53), 0)
-	tr.Track(udp(t, srv, cli, 53, 999), 0)
+	assureUDP(t, tr, 999)
+	now = tr.Now()
 	tr.Track(seg(t, cli, srv, 4000, 22, "S", 100, 0, 1000, 0), 0)
 	// 148 unanswered UDP flows: 150 entries, half way: scale 0.5.
 	for i := uint16(0); i < 148; i++ {

@@ -230,9 +230,14 @@ const (
 	// Reopen: a SYN reopens a closed or aborted connection: delete the
 	// entry and track the segment as a new connection.
 	Reopen
+	// InvalidCrossed is Invalid for an assured connection's FIN or RST,
+	// out of window, that answers one of the other direction, out of
+	// window too: the two ends are out of sync with the tracker, and the
+	// caller shortens the connection's timeout (nf_tcp_handle_invalid).
+	InvalidCrossed
 )
 
-var resultNames = [...]string{"accept", "ignore", "invalid", "reopen"}
+var resultNames = [...]string{"accept", "ignore", "invalid", "reopen", "invalid_crossed"}
 
 func (r Result) String() string { return resultNames[r] }
 
@@ -439,8 +444,7 @@ func (t Ref) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (
 	}
 	switch v, reason := t.inWindow(s, dir, ix, o); v {
 	case winInvalid:
-		t.handleInvalid(ix, dir, assured)
-		return Invalid, reason
+		return t.handleInvalid(ix, dir, assured), reason
 	case winIgnore:
 		return Ignore, reason
 	}
@@ -605,17 +609,17 @@ func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (windowVerdict
 // handleInvalid is netfilter's nf_tcp_handle_invalid, for a FIN or RST of
 // an assured connection found out of window: it records the segment as the
 // last one seen unless it answers a FIN or RST of the other direction (so
-// that a SYN after an out-of-window RST can reopen the connection).
-// (netfilter then also shortens the timeout of a connection whose FINs or
-// RSTs cross out of window; dpfw keeps its timeout.)
-func (t Ref) handleInvalid(ix index, dir uint8, assured bool) {
+// that a SYN after an out-of-window RST can reopen the connection); then
+// it is InvalidCrossed, for the caller to shorten the timeout.
+func (t Ref) handleInvalid(ix index, dir uint8, assured bool) Result {
 	if !assured || (ix != idxRst && ix != idxFin) {
-		return
+		return Invalid
 	}
 	if t.lastDir != dir && (t.lastIx == idxFin || t.lastIx == idxRst) {
-		return
+		return InvalidCrossed
 	}
 	t.lastIx, t.lastDir = ix, dir
+	return Invalid
 }
 
 // Unacked reports whether either direction has data not yet acknowledged.
