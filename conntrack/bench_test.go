@@ -20,7 +20,7 @@ func benchKeys(n int) []Tuple {
 }
 
 // BenchmarkLookup compares the table, looked up one key at a time and in
-// 32-key bursts (the prefetch steps, then LookupHint, as the data plane
+// 32-key bursts (the prefetch steps, then lookupHint, as the data plane
 // does), with a Go map holding the same keys. The keys are visited in a random order that is laid out
 // sequentially in memory, as packets of many flows arrive: the key itself is
 // in cache, its table entry is not.
@@ -55,17 +55,17 @@ func BenchmarkLookup(b *testing.B) {
 						keys[j] = shuffled[(i+j)%n]
 						hashes[j] = tb.Hash(&keys[j])
 					}
-					tb.PrefetchBuckets(hashes[g : g+PrefetchGroup])
+					tb.prefetchBuckets(hashes[g : g+PrefetchGroup])
 				}
 				second := false
 				for g := 0; g < len(keys); g += PrefetchGroup {
-					second = tb.PrefetchEntries(keys[g:g+PrefetchGroup], hashes[g:g+PrefetchGroup], hints[g:g+PrefetchGroup]) || second
+					second = tb.prefetchEntries(keys[g:g+PrefetchGroup], hashes[g:g+PrefetchGroup], hints[g:g+PrefetchGroup]) || second
 				}
 				if second {
-					tb.PrefetchSecond(keys[:], hashes[:], hints[:])
+					tb.prefetchSecond(keys[:], hashes[:], hints[:])
 				}
 				for j := range keys {
-					if _, _, ok := tb.LookupHint(&keys[j], hashes[j], hints[j]); !ok {
+					if _, _, ok := tb.lookupHint(&keys[j], hashes[j], hints[j]); !ok {
 						b.Fatal("miss")
 					}
 				}
@@ -122,7 +122,7 @@ func BenchmarkInsert(b *testing.B) {
 
 // BenchmarkFill inserts connections into an empty table of 1 M entries up
 // to 90% of its capacity, one at a time and in 32-key bursts prefetched as
-// the data plane does (PrefetchBurst: for a key that is not in the table it
+// the data plane does (prefetchBurst: for a key that is not in the table it
 // also fetches the reply key's bucket and the first free entry). ns/insert
 // is the cost of one new connection (both of its keys); compare it with
 // BenchmarkLookup's.
@@ -153,7 +153,7 @@ func BenchmarkFill(b *testing.B) {
 						for j := range chunk {
 							hashes[j] = tb.Hash(&chunk[j])
 						}
-						tb.PrefetchBurst(chunk, hashes[:len(chunk)], hints[:len(chunk)])
+						tb.prefetchBurst(chunk, hashes[:len(chunk)], hints[:len(chunk)])
 						for j := range chunk {
 							if _, err := tb.InsertHash(&chunk[j], hashes[j]); err != nil {
 								b.Fatal(err)

@@ -44,7 +44,7 @@ func TestHashMatchesXXHash(t *testing.T) {
 	}
 }
 
-// TestKeyOfMatchesTupleOf: KeyOf stores TupleOf's tuple and returns its
+// TestKeyOfMatchesTupleOf: keyOf stores TupleOf's tuple and returns its
 // hash, for every protocol (with and without ports, stray port values in
 // the decoded packet included) and both families.
 func TestKeyOfMatchesTupleOf(t *testing.T) {
@@ -64,14 +64,14 @@ func TestKeyOfMatchesTupleOf(t *testing.T) {
 			binary.LittleEndian.PutUint32(p.Dst[:], r.Uint32())
 		}
 		zone := uint16(r.Uint32())
-		k := Tuple{Src: [16]byte{0xff}, Zone: 0xffff} // garbage KeyOf must overwrite
-		h := tb.KeyOf(&p, zone, &k)
+		k := Tuple{Src: [16]byte{0xff}, Zone: 0xffff} // garbage keyOf must overwrite
+		h := tb.keyOf(&p, zone, &k)
 		want := TupleOf(&p, zone)
 		if k != want {
-			t.Fatalf("KeyOf(%+v) stored %+v; TupleOf = %+v", p, k, want)
+			t.Fatalf("keyOf(%+v) stored %+v; TupleOf = %+v", p, k, want)
 		}
 		if hw := tb.Hash(&want); h != hw {
-			t.Fatalf("KeyOf(%+v) hash %#x; Hash = %#x", p, h, hw)
+			t.Fatalf("keyOf(%+v) hash %#x; Hash = %#x", p, h, hw)
 		}
 		rev := want.Reverse()
 		if got, hw := tb.reverseHash(&want), tb.Hash(&rev); got != hw {

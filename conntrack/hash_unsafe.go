@@ -67,11 +67,11 @@ func tail4(sport, dport uint16, proto, family uint8, zone uint16) uint64 {
 	return uint64(sport) | uint64(dport)<<16 | uint64(proto)<<32 | uint64(family)<<40 | uint64(zone)<<48
 }
 
-// KeyOf stores the tuple of a decoded IP packet in zone (TupleOf) in *k and
+// keyOf stores the tuple of a decoded IP packet in zone (TupleOf) in *k and
 // returns its hash (Hash), in one pass: an IPv4 tuple is written as five
 // words and hashed from registers, not read back from memory.
 // Precondition: p.IsIP().
-func (t *Table) KeyOf(p *packet.Parsed, zone uint16, k *Tuple) uint64 {
+func (t *Table) keyOf(p *packet.Parsed, zone uint16, k *Tuple) uint64 {
 	if p.Kind != packet.IPv4 {
 		*k = TupleOf(p, zone)
 		return hashTuple(t.seed, k)

@@ -64,7 +64,7 @@ func matchTags(b *bucket, tag uint16) uint32 {
 }
 
 // firstMatch returns the first slot of b whose tag equals tag, or -1: the
-// hint PrefetchEntries needs, cheaper than matchTags's full mask. It uses
+// hint prefetchEntries needs, cheaper than matchTags's full mask. It uses
 // the classic zero-lane test, (x - 0x0001…) &^ x & 0x8000…, which can also
 // flag a lane above a zero lane (its borrow), never one below: the lowest
 // flagged lane is always a true zero.

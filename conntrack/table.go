@@ -176,32 +176,32 @@ func (t *Table) Hash(k *Tuple) uint64 { return hashTuple(t.seed, k) }
 // caller spreads over its own per-packet loops, a few keys (PrefetchGroup)
 // at a time:
 //
-//	PrefetchBuckets(hashes)                as the keys are hashed
-//	PrefetchEntries(keys, hashes, hints)   later, after other work
-//	PrefetchSecond(keys, hashes, hints)    if PrefetchEntries left hints at 0
-//	LookupHint(k, h, hint)                 last, when the entries have arrived
+//	prefetchBuckets(hashes)                as the keys are hashed
+//	prefetchEntries(keys, hashes, hints)   later, after other work
+//	prefetchSecond(keys, hashes, hints)    if prefetchEntries left hints at 0
+//	lookupHint(k, h, hint)                 last, when the entries have arrived
 //
-// PrefetchBurst does the same over a burst at once, for tests.
+// prefetchBurst does the same over a burst at once, for tests.
 
 // PrefetchGroup is how many keys a caller should pass to each prefetch step
 // at a time, between other work: fewer than the misses the memory system
 // keeps in flight. The steps take longer slices a group at a time.
 const PrefetchGroup = 8
 
-// PrefetchBurst runs the prefetch steps over a burst of keys whose hashes
+// prefetchBurst runs the prefetch steps over a burst of keys whose hashes
 // are given, one step for the whole burst at a time, storing each key's
-// hint for LookupHint in hints.
-func (t *Table) PrefetchBurst(keys []Tuple, hashes []uint64, hints []uint32) {
-	t.PrefetchBuckets(hashes)
-	if t.PrefetchEntries(keys, hashes, hints) {
-		t.PrefetchSecond(keys, hashes, hints)
+// hint for lookupHint in hints.
+func (t *Table) prefetchBurst(keys []Tuple, hashes []uint64, hints []uint32) {
+	t.prefetchBuckets(hashes)
+	if t.prefetchEntries(keys, hashes, hints) {
+		t.prefetchSecond(keys, hashes, hints)
 	}
 }
 
-// PrefetchBuckets starts loading the first candidate bucket of every hash
+// prefetchBuckets starts loading the first candidate bucket of every hash
 // (where most keys are: a key goes to its second bucket only when the first
 // is full).
-func (t *Table) PrefetchBuckets(hashes []uint64) {
+func (t *Table) prefetchBuckets(hashes []uint64) {
 	addrs := &t.addrs
 	for len(hashes) > 0 {
 		chunk := hashes[:min(len(hashes), PrefetchGroup)]
@@ -214,14 +214,14 @@ func (t *Table) PrefetchBuckets(hashes []uint64) {
 	}
 }
 
-// PrefetchEntries reads the first candidate bucket of each key (keys[i]
-// has hash hashes[i]; PrefetchBuckets should have started loading the
+// prefetchEntries reads the first candidate bucket of each key (keys[i]
+// has hash hashes[i]; prefetchBuckets should have started loading the
 // buckets) and stores in hints[i] the reference of the first slot whose tag
-// matches, the hint for LookupHint, and starts loading that slot's entry,
+// matches, the hint for lookupHint, and starts loading that slot's entry,
 // and for a TCP key its window data. For a key with no match in its first
 // bucket it stores 0, starts loading the second bucket and returns true:
-// the caller should then call PrefetchSecond, later.
-func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) (second bool) {
+// the caller should then call prefetchSecond, later.
+func (t *Table) prefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) (second bool) {
 	addrs := &t.addrs
 	for len(hashes) > 0 {
 		c := min(len(hashes), PrefetchGroup)
@@ -242,12 +242,12 @@ func (t *Table) PrefetchEntries(keys []Tuple, hashes []uint64, hints []uint32) (
 	return second
 }
 
-// PrefetchSecond is PrefetchEntries for the second candidate bucket of the
-// keys PrefetchEntries left with a hint of 0. A key found in neither bucket
+// prefetchSecond is prefetchEntries for the second candidate bucket of the
+// keys prefetchEntries left with a hint of 0. A key found in neither bucket
 // is probably a new connection: its insertion will place the reply key in
 // that key's first bucket and take the first free entry, and both start
 // loading instead.
-func (t *Table) PrefetchSecond(keys []Tuple, hashes []uint64, hints []uint32) {
+func (t *Table) prefetchSecond(keys []Tuple, hashes []uint64, hints []uint32) {
 	addrs := &t.addrs
 	for len(hashes) > 0 {
 		c := min(len(hashes), PrefetchGroup)
@@ -314,12 +314,12 @@ func (t *Table) reverseHash(k *Tuple) uint64 {
 	return hashTuple(t.seed, &r)
 }
 
-// LookupHint is LookupHash with the hint PrefetchEntries or PrefetchSecond
+// lookupHint is LookupHash with the hint prefetchEntries or prefetchSecond
 // gave for the key: when the hinted entry holds the key, that is the
 // answer, without probing the buckets again. A stale hint (the table
 // changed since) costs one comparison: the entry is in use and holds the
 // key, or the buckets are probed as usual.
-func (t *Table) LookupHint(k *Tuple, h uint64, hint uint32) (idx uint32, dir Dir, ok bool) {
+func (t *Table) lookupHint(k *Tuple, h uint64, hint uint32) (idx uint32, dir Dir, ok bool) {
 	if hint != 0 {
 		if i, d, ok := t.holds(hint, k); ok {
 			return i, d, true

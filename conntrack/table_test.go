@@ -75,7 +75,7 @@ func TestTableDifferential(t *testing.T) {
 			want[k.Reverse()] = ref{idx, Reply}
 			byIdx[idx] = k
 			live = append(live, idx)
-		case x < 8: // lookup: plain, with PrefetchBurst's hint, or with a stale or random hint
+		case x < 8: // lookup: plain, with prefetchBurst's hint, or with a stale or random hint
 			var idx uint32
 			var dir Dir
 			var ok bool
@@ -85,10 +85,10 @@ func TestTableDifferential(t *testing.T) {
 			case 1:
 				var hint [1]uint32
 				h := tb.Hash(&k)
-				tb.PrefetchBurst([]Tuple{k}, []uint64{h}, hint[:])
-				idx, dir, ok = tb.LookupHint(&k, h, hint[0])
+				tb.prefetchBurst([]Tuple{k}, []uint64{h}, hint[:])
+				idx, dir, ok = tb.lookupHint(&k, h, hint[0])
 			default:
-				idx, dir, ok = tb.LookupHint(&k, tb.Hash(&k), uint32(r.IntN(2*capacity+1)))
+				idx, dir, ok = tb.lookupHint(&k, tb.Hash(&k), uint32(r.IntN(2*capacity+1)))
 			}
 			w, wok := want[k]
 			if ok != wok || (ok && (idx != w.idx || dir != w.dir)) {

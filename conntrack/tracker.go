@@ -319,13 +319,13 @@ func (tr *Tracker) ExpiresIn(c *Conn) time.Duration {
 // on. It never allocates.
 func (tr *Tracker) Track(p *packet.Parsed, zone uint16) Result {
 	k := TupleOf(p, zone)
-	return tr.TrackHash(p, &k, tr.Table.Hash(&k), 0)
+	return tr.trackHash(p, &k, tr.Table.Hash(&k), 0)
 }
 
-// TrackHash is Track for a packet whose tuple k and hash h the caller
+// trackHash is Track for a packet whose tuple k and hash h the caller
 // computed already, and the hint the table's prefetch steps gave for it (0 for
 // none), to prefetch a burst's buckets and entries before tracking it.
-func (tr *Tracker) TrackHash(p *packet.Parsed, k *Tuple, h uint64, hint uint32) Result {
+func (tr *Tracker) trackHash(p *packet.Parsed, k *Tuple, h uint64, hint uint32) Result {
 	if p.Frag == packet.FragLater {
 		return tr.invalid(InvalidFragment)
 	}
@@ -345,7 +345,7 @@ func (tr *Tracker) invalid(r InvalidReason) Result {
 
 func (tr *Tracker) track(p *packet.Parsed, k *Tuple, h uint64, hint uint32) Result {
 	tr.Stats.Lookups++
-	idx, dir, ok := tr.Table.LookupHint(k, h, hint)
+	idx, dir, ok := tr.Table.lookupHint(k, h, hint)
 	if ok {
 		c := tr.Table.Conn(idx)
 		if tr.expired(c) {

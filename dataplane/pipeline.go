@@ -15,8 +15,9 @@ import (
 	"github.com/dpfw/dpfw/packet/header"
 )
 
-// BurstSize is the most frames a burst holds (DPDK's rx burst size).
-const BurstSize = 32
+// BurstSize is the most frames a burst holds (DPDK's rx burst size), as
+// many as a conntrack.Batch stages.
+const BurstSize = conntrack.BatchSize
 
 // reapPerBurst and reapPerIdle are how many connection entries a worker
 // examines for expiry after each burst and after each empty poll round: at
@@ -141,12 +142,10 @@ type Pipeline struct {
 	hits       [BurstSize]hit
 	nhits      int
 	lastReject reject.Kind
-	// Per-burst tuples and hashes, computed before the lookups so the
-	// table's cache misses overlap (see conntrack.Table.PrefetchBurst).
-	keys   [BurstSize]conntrack.Tuple
-	hashes [BurstSize]uint64
-	hints  [BurstSize]uint32
-	hashed [BurstSize]bool
+	// batch stages the burst's lookups (conntrack.Tracker.Stage); csums
+	// is the work done while they load.
+	batch conntrack.Batch
+	csums checksums
 	// csumOK holds each IP packet's checksum verdict (tracked bursts only).
 	csumOK [BurstSize]bool
 
@@ -241,7 +240,8 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	} else {
 		track := f.UsesState()
 		if track {
-			pl.prefetch(b, n, pi.Zone)
+			pl.csums = checksums{pl, b}
+			pl.Tracker.Stage(&pl.batch, b.Parsed[:n], b.Owner[:n], pi.Zone, &pl.csums)
 		}
 		pl.judgeBurst(f, b, n, in, &pi, track)
 	}
@@ -282,28 +282,19 @@ func (pl *Pipeline) end(f *filter.Filter, reap int) {
 	pl.frags.expire(pl.now, reap)
 }
 
-// prefetch computes the burst's tuples and hashes and runs the table's
-// prefetch steps (conntrack.Table.PrefetchBurst), a group of packets at a
-// time, spread over the loops that do other work: the buckets start
-// loading as the keys are hashed, the entries as the checksums are
-// validated, and the packets are tracked when both have arrived.
-func (pl *Pipeline) prefetch(b *Burst, n int, zone uint16) {
-	tb := pl.Tracker.Table
-	pl.hashKeys(b, n, zone)
-	second := false
-	for g := 0; g < n; g += conntrack.PrefetchGroup {
-		e := min(g+conntrack.PrefetchGroup, n)
-		for i := g; i < e; i++ {
-			if b.Owner[i] < 0 && b.Parsed[i].IsIP() {
-				pl.csumOK[i] = pl.checksumOK(b, i)
-			}
+// checksums validates a burst's checksums while the tracker stages its
+// lookups (conntrack.Between).
+type checksums struct {
+	pl *Pipeline
+	b  *Burst
+}
+
+// Between validates the checksums of the group's IP packets of this worker.
+func (c *checksums) Between(g, e int) {
+	for i := g; i < e; i++ {
+		if c.b.Owner[i] < 0 && c.b.Parsed[i].IsIP() {
+			c.pl.csumOK[i] = c.pl.checksumOK(c.b, i)
 		}
-		if tb.PrefetchEntries(pl.keys[g:e], pl.hashes[g:e], pl.hints[g:e]) {
-			second = true
-		}
-	}
-	if second {
-		tb.PrefetchSecond(pl.keys[:n], pl.hashes[:n], pl.hints[:n])
 	}
 }
 
@@ -387,9 +378,8 @@ func (pl *Pipeline) fragment(f *filter.Filter, b *Burst, i int, in uint16, pi *P
 		ft.releaseAll(e, filter.Drop, r)
 		return filter.Drop, r, false
 	}
-	// The burst's precomputed key is the first fragment's own, and only
-	// if it had its whole header.
-	pl.hashed[i] = pl.hashed[i] && p.Frag == packet.FragFirst && !p.FragShort
+	// A staged key is the first fragment's own (later and short first
+	// fragments are never staged), so judge may use it.
 	var v filter.Verdict
 	if track {
 		v, r = pl.judge(f, &q, in, pi, i, b)
@@ -501,29 +491,6 @@ func (pl *Pipeline) steer(b *Burst, n int, zone uint16) int {
 	return others
 }
 
-// hashKeys computes the tuples and hashes of the burst's trackable packets
-// and starts loading their buckets, a group at a time. A packet that is not
-// tracked gets a hash of 0 (its prefetches are harmless, and its hint is
-// never used).
-func (pl *Pipeline) hashKeys(b *Burst, n int, zone uint16) {
-	tb := pl.Tracker.Table
-	for g := 0; g < n; g += conntrack.PrefetchGroup {
-		e := min(g+conntrack.PrefetchGroup, n)
-		for i := g; i < e; i++ {
-			p := &b.Parsed[i]
-			pl.hashed[i] = false
-			pl.hashes[i] = 0
-			if b.Owner[i] >= 0 || !p.IsIP() || p.Frag == packet.FragLater || p.Proto == header.ProtoICMPv6 ||
-				(p.Proto == header.ProtoICMP && packet.IsICMPError(p.Proto, p.ICMPType)) {
-				continue
-			}
-			pl.hashes[i] = tb.KeyOf(p, zone, &pl.keys[i])
-			pl.hashed[i] = true
-		}
-		tb.PrefetchBuckets(pl.hashes[g:e])
-	}
-}
-
 // classify runs FORWARD and, on links with an inside, INPUT or OUTPUT when
 // FORWARD accepts. fwd is the FORWARD rule (not its policy) that accepted
 // before the second chain decided, or -1: its counter must be counted too,
@@ -567,12 +534,7 @@ func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16
 
 // judge tracks and classifies one IP packet.
 func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo, i int, b *Burst) (filter.Verdict, filter.DropReason) {
-	var res conntrack.Result
-	if pl.hashed[i] && p.Proto != header.ProtoICMPv6 {
-		res = pl.Tracker.TrackHash(p, &pl.keys[i], pl.hashes[i], pl.hints[i])
-	} else {
-		res = pl.Tracker.Track(p, pi.Zone)
-	}
+	res := pl.Tracker.TrackStaged(&pl.batch, i, p, pi.Zone)
 	if res.Full {
 		return filter.Drop, filter.DropTableFull
 	}
