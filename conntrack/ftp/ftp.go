@@ -185,24 +185,34 @@ func parseEprt(b []byte) (Announce, parseErr) {
 	if d < 33 || d > 126 || (d >= '0' && d <= '9') || b[2] != d || (b[1] != '1' && b[1] != '2') {
 		return Announce{}, errSyntax
 	}
-	af := int(b[1] - '0')
-	b = b[3:]
-	if af == 1 {
-		// The address as try_number reads it: leading zeros allowed.
-		var v [4]int
-		rest, err := numbers(b, v[:], '.')
-		if err == errSyntax || len(rest) == 0 || rest[0] != d {
-			return Announce{}, errSyntax
-		}
-		port, n, ok := number(rest[1:], 65535)
-		if !ok || port == 0 || 1+n >= len(rest) || rest[1+n] != d {
-			return Announce{}, errSyntax
-		}
-		if err != errNone {
-			return Announce{}, err
-		}
-		return Announce{Kind: Eprt, Addr: netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])}), Port: uint16(port)}, errNone
+	if b[1] == '1' {
+		return eprt4(b[3:], d)
 	}
+	return eprt6(b[3:], d)
+}
+
+// eprt4 parses EPRT's IPv4 address and port, after the family, each
+// followed by delimiter d.
+func eprt4(b []byte, d byte) (Announce, parseErr) {
+	// The address as try_number reads it: leading zeros allowed.
+	var v [4]int
+	rest, err := numbers(b, v[:], '.')
+	if err == errSyntax || len(rest) == 0 || rest[0] != d {
+		return Announce{}, errSyntax
+	}
+	port, n, ok := number(rest[1:], 65535)
+	if !ok || port == 0 || 1+n >= len(rest) || rest[1+n] != d {
+		return Announce{}, errSyntax
+	}
+	if err != errNone {
+		return Announce{}, err
+	}
+	return Announce{Kind: Eprt, Addr: netip.AddrFrom4([4]byte{byte(v[0]), byte(v[1]), byte(v[2]), byte(v[3])}), Port: uint16(port)}, errNone
+}
+
+// eprt6 parses EPRT's IPv6 address and port, after the family, each
+// followed by delimiter d.
+func eprt6(b []byte, d byte) (Announce, parseErr) {
 	end := 0
 	for end < len(b) && b[end] != d {
 		end++

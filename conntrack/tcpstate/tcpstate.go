@@ -394,22 +394,10 @@ func (t Ref) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (
 		}
 		fallthrough
 	case ignore:
-		// The tracker may be out of sync: let the segment pass without
-		// changing state. If it answers a SYN we ignored earlier, resync.
-		if ix == idxSynAck && t.lastIx == idxSyn && t.lastDir != dir && s.Ack == t.lastEnd {
-			old, ns = SynSent, SynRecv
-			ld := t.lastDir
-			t.Seen[ld] = seen{End: t.lastEnd, MaxEnd: t.lastEnd, MaxWin: max(uint32(t.lastWin), 1), Scale: t.lastWscale, Flags: t.lastFlags}
-			t.Seen[dir] = seen{}
-			break
+		if !t.resync(s, dir, ix) {
+			return Ignore, ReasonNone
 		}
-		t.lastIx, t.lastDir, t.lastSeq, t.lastEnd, t.lastWin = ix, dir, s.Seq, s.end(), s.Window
-		if ix == idxSyn && dir == 0 {
-			var st seen
-			parseOptions(s.Options, &st)
-			t.lastFlags, t.lastWscale = st.Flags&(flagWScale|flagSackPerm), st.Scale
-		}
-		return Ignore, ReasonNone
+		old, ns = SynSent, SynRecv
 	case invalid:
 		return Invalid, ReasonTransition
 	case SynRecv:
@@ -423,20 +411,10 @@ func (t Ref) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (
 		if ix != idxRst {
 			break
 		}
-		rcv := &t.Seen[1-dir]
-		if rcv.Flags&flagMaxAckSet != 0 {
-			if before(s.Seq, rcv.MaxAck) {
-				return Invalid, ReasonRst
-			}
-			if assured && old == Established && s.Seq != rcv.MaxAck &&
-				!(t.lastIx == idxAck && t.lastDir == dir && s.Seq == t.lastEnd) {
-				// Not an exact match: keep the state to allow a challenge ACK.
-				ns = old
-			}
-		}
-		// A RST answering a SYN or ACK we let through while out of sync:
-		// accept it without the window check.
-		if ((seenReply && t.lastIx == idxSyn) || (!assured && t.lastIx == idxAck)) && s.Ack == t.lastEnd {
+		var skip bool
+		if ns, skip = t.rst(s, dir, old, seenReply, assured); ns == invalid {
+			return Invalid, ReasonRst
+		} else if skip {
 			t.lastIx, t.lastDir = ix, dir
 			t.State = ns
 			return Accept, ReasonNone
@@ -454,6 +432,48 @@ func (t Ref) Update(s *Segment, dir uint8, seenReply, assured bool, o Options) (
 		t.Seen[dir].Flags |= flagCloseInit
 	}
 	return Accept, ReasonNone
+}
+
+// resync handles a segment the transition table ignores (the tracker may
+// be out of sync): it records it and reports false, to let it pass without
+// changing state; or, if it is a SYN/ACK answering a SYN ignored earlier,
+// it re-initializes the connection from that SYN and reports true.
+func (t Ref) resync(s *Segment, dir uint8, ix index) bool {
+	if ix == idxSynAck && t.lastIx == idxSyn && t.lastDir != dir && s.Ack == t.lastEnd {
+		ld := t.lastDir
+		t.Seen[ld] = seen{End: t.lastEnd, MaxEnd: t.lastEnd, MaxWin: max(uint32(t.lastWin), 1), Scale: t.lastWscale, Flags: t.lastFlags}
+		t.Seen[dir] = seen{}
+		return true
+	}
+	t.lastIx, t.lastDir, t.lastSeq, t.lastEnd, t.lastWin = ix, dir, s.Seq, s.end(), s.Window
+	if ix == idxSyn && dir == 0 {
+		var st seen
+		parseOptions(s.Options, &st)
+		t.lastFlags, t.lastWscale = st.Flags&(flagWScale|flagSackPerm), st.Scale
+	}
+	return false
+}
+
+// rst checks a RST that would close the connection (state old), as
+// tcp_packet does before tcp_in_window, and returns the state to move to:
+// invalid below the receiver's maximum ACK; the old state for an assured
+// connection's inexact RST (to allow a challenge ACK); else Close. skip
+// says the RST answers a segment let through while out of sync: it is
+// accepted without the window check.
+func (t Ref) rst(s *Segment, dir uint8, old State, seenReply, assured bool) (ns State, skip bool) {
+	ns = Close
+	rcv := &t.Seen[1-dir]
+	if rcv.Flags&flagMaxAckSet != 0 {
+		if before(s.Seq, rcv.MaxAck) {
+			return invalid, false
+		}
+		if assured && old == Established && s.Seq != rcv.MaxAck &&
+			!(t.lastIx == idxAck && t.lastDir == dir && s.Seq == t.lastEnd) {
+			ns = old
+		}
+	}
+	skip = ((seenReply && t.lastIx == idxSyn) || (!assured && t.lastIx == idxAck)) && s.Ack == t.lastEnd
+	return ns, skip
 }
 
 // flagSimOpen in lastFlags marks a simultaneous open.
@@ -492,37 +512,12 @@ func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (windowVerdict
 	snd, rcv := &t.Seen[dir], &t.Seen[1-dir]
 	seq, ack := s.Seq, s.Ack
 	sack := ack
-	win := uint32(s.Window)
 	end := s.end()
 	if rcv.Flags&flagSackPerm != 0 {
 		sack = highestSack(s.Options, ack)
 	}
-	switch {
-	case snd.MaxWin == 0 && s.Flags&tSYN != 0:
-		// SYN-ACK in reply to a SYN, or SYN in reply direction
-		// (simultaneous open).
-		initSender(snd, rcv, s, end, dir)
-		if s.Flags&tACK == 0 {
-			return winAccept, ReasonNone
-		}
-	case snd.MaxWin == 0:
-		// Mid-connection: use what the segment says.
-		snd.End = end
-		swin := win << snd.Scale
-		snd.MaxWin = max(swin, 1)
-		snd.MaxEnd = end + snd.MaxWin
-		if rcv.MaxWin == 0 {
-			rcv.End, rcv.MaxEnd = sack, sack
-		} else if sack == rcv.End+1 {
-			rcv.End++ // likely a keepalive reply
-		}
-	case s.Flags&tSYN != 0 && after(end, snd.End) && (t.State == SynSent || t.State == SynRecv):
-		// RFC 793: a reinitialized TCP uses larger sequence numbers;
-		// start this direction again, as for its first SYN(-ACK).
-		initSender(snd, rcv, s, end, dir)
-		if dir == 1 && s.Flags&tACK == 0 {
-			return winAccept, ReasonNone
-		}
+	if (snd.MaxWin == 0 || s.Flags&tSYN != 0) && t.startSender(s, snd, rcv, end, sack, dir) {
+		return winAccept, ReasonNone
 	}
 	if s.Flags&tACK == 0 {
 		ack, sack = rcv.End, rcv.End
@@ -564,6 +559,44 @@ func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (windowVerdict
 	if !after(sack, rcv.End-maxAckWin-1) {
 		return verdict(winIgnore, ReasonAckBelow) // possibly an overly delayed ACK
 	}
+	t.advance(s, snd, rcv, seq, ack, sack, end, dir, ix)
+	return winAccept, ReasonNone
+}
+
+// startSender is tcp_in_window's first part: a direction seen for the
+// first time (or a SYN restarting it) takes its window from the segment.
+// It reports true when a SYN without ACK ends the check there.
+func (t Ref) startSender(s *Segment, snd, rcv *seen, end, sack uint32, dir uint8) bool {
+	switch {
+	case snd.MaxWin == 0 && s.Flags&tSYN != 0:
+		// SYN-ACK in reply to a SYN, or SYN in reply direction
+		// (simultaneous open).
+		initSender(snd, rcv, s, end, dir)
+		return s.Flags&tACK == 0
+	case snd.MaxWin == 0:
+		// Mid-connection: use what the segment says.
+		snd.End = end
+		swin := uint32(s.Window) << snd.Scale
+		snd.MaxWin = max(swin, 1)
+		snd.MaxEnd = end + snd.MaxWin
+		if rcv.MaxWin == 0 {
+			rcv.End, rcv.MaxEnd = sack, sack
+		} else if sack == rcv.End+1 {
+			rcv.End++ // likely a keepalive reply
+		}
+	case s.Flags&tSYN != 0 && after(end, snd.End) && (t.State == SynSent || t.State == SynRecv):
+		// RFC 793: a reinitialized TCP uses larger sequence numbers;
+		// start this direction again, as for its first SYN(-ACK).
+		initSender(snd, rcv, s, end, dir)
+		return dir == 1 && s.Flags&tACK == 0
+	}
+	return false
+}
+
+// advance is tcp_in_window's last part, for a segment in window: both
+// directions' windows move on, and retransmissions are counted.
+func (t Ref) advance(s *Segment, snd, rcv *seen, seq, ack, sack, end uint32, dir uint8, ix index) {
+	win := uint32(s.Window)
 	if s.Flags&tSYN == 0 {
 		win <<= snd.Scale
 	}
@@ -603,7 +636,6 @@ func (t Ref) inWindow(s *Segment, dir uint8, ix index, o Options) (windowVerdict
 			t.lastSeq, t.lastEnd, t.lastWin, t.Retrans = seq, end, s.Window, 0
 		}
 	}
-	return winAccept, ReasonNone
 }
 
 // handleInvalid is netfilter's nf_tcp_handle_invalid, for a FIN or RST of
