@@ -118,11 +118,12 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		return nil, err
 	}
 	log.Info("memory allocated at start-up (bounded by the configuration)", "total", plan.String())
-	steer, rings, err := d.steering()
+	wplan := PlanWorkers(cfg, d.facts())
+	rings, err := d.steeringRings(wplan)
 	if err != nil {
 		return nil, err
 	}
-	d.newWorkers(infos, seed, steer, rings)
+	d.newWorkers(infos, seed, wplan, rings)
 	if err := d.runWorkers(); err != nil {
 		return nil, err
 	}
@@ -240,63 +241,61 @@ func (d *Daemon) compileRules(portIDs map[string]uint16) (*filter.Filter, []data
 	return f, infos, nil
 }
 
-// steering decides whether workers hand packets to each other (a device
-// without RSS) and creates their rings.
-func (d *Daemon) steering() (bool, [][]*dpdk.Ring, error) {
-	cfg, log := d.Config, d.log
-	nw := len(cfg.Workers.CPUs)
-	steer := false
-	switch cfg.Workers.Steering {
-	case "on":
-		steer = nw > 1
-	case "auto":
-		for _, p := range d.Ports {
-			if nw > 1 && !hasRSS(p.Info) {
-				steer = true
-			}
-		}
+// facts is what the worker plan needs of the started ports.
+func (d *Daemon) facts() []PortFacts {
+	fs := make([]PortFacts, len(d.Ports))
+	for i, p := range d.Ports {
+		fs[i] = PortFacts{RSS: hasRSS(p.Info), Peer: p.Peer}
 	}
-	var rings [][]*dpdk.Ring
-	if steer {
-		for o := 0; o < nw; o++ {
-			var rs []*dpdk.Ring
-			for pi := range d.Ports {
-				r, err := dpdk.NewRing(fmt.Sprintf("dpfw_steer_%d_%d", o, pi), 4096, -1)
-				if err != nil {
-					return false, nil, fmt.Errorf("steering ring for worker %d: %w", o, err)
-				}
-				rs = append(rs, r)
-				d.rings = append(d.rings, r)
-			}
-			rings = append(rings, rs)
-		}
-		log.Info("software steering: each connection is handled by one worker, chosen by a symmetric hash of its tuple", "workers", nw)
-	}
-	return steer, rings, nil
+	return fs
 }
 
-// newWorkers builds one tracker, pipeline and worker per worker CPU.
-func (d *Daemon) newWorkers(infos []dataplane.PortInfo, seed uint64, steer bool, rings [][]*dpdk.Ring) {
+// steeringRings creates, for a plan that steers, one ring per worker and
+// port: rings[w][p] carries port p's packets to worker w.
+func (d *Daemon) steeringRings(plan WorkerPlan) ([][]*dpdk.Ring, error) {
+	if !plan.Steer {
+		return nil, nil
+	}
+	var rings [][]*dpdk.Ring
+	for o := range plan.Queues {
+		var rs []*dpdk.Ring
+		for pi := range d.Ports {
+			r, err := dpdk.NewRing(fmt.Sprintf("dpfw_steer_%d_%d", o, pi), 4096, -1)
+			if err != nil {
+				return nil, fmt.Errorf("steering ring for worker %d: %w", o, err)
+			}
+			rs = append(rs, r)
+			d.rings = append(d.rings, r)
+		}
+		rings = append(rings, rs)
+	}
+	d.log.Info("software steering: each connection is handled by one worker, chosen by a symmetric hash of its tuple", "workers", len(plan.Queues))
+	return rings, nil
+}
+
+// newWorkers builds one tracker, pipeline and worker per worker CPU, as
+// the plan says.
+func (d *Daemon) newWorkers(infos []dataplane.PortInfo, seed uint64, plan WorkerPlan, rings [][]*dpdk.Ring) {
 	cfg := d.Config
 	nw := len(cfg.Workers.CPUs)
 	for w, cpu := range cfg.Workers.CPUs {
 		tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, seed))
 		d.trackers = append(d.trackers, tr)
 		opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Worker: w,
-			Workers: nw, Steer: steer, SteerSeed: seed ^ 0x5bd1e995,
+			Workers: nw, Steer: plan.Steer, SteerSeed: seed ^ 0x5bd1e995,
 			RejectPerSecond: cfg.Dataplane.RejectPerSecond, Log: d.logs, LogPerSecond: cfg.Dataplane.LogPerSecond,
 			Checksum: ruleset.ChecksumMode(cfg)}
 		var qs []worker.Queue
-		for pi, p := range d.Ports {
-			q := worker.Queue{RxPort: p.ID, RxQueue: uint16(w), TxQueue: uint16(w), PortIndex: pi}
-			if p.Peer >= 0 {
-				q.TxPort, q.Routed = d.Ports[p.Peer].ID, true
+		for _, qp := range plan.Queues[w] {
+			p := d.Ports[qp.Port]
+			q := worker.Queue{RxPort: p.ID, RxQueue: qp.Queue, TxQueue: qp.Queue, PortIndex: qp.Port}
+			if qp.Peer >= 0 {
+				q.TxPort, q.Routed = d.Ports[qp.Peer].ID, true
+			}
+			if qp.Ring {
+				q.Ring = rings[w][qp.Port]
 			}
 			qs = append(qs, q)
-			if steer {
-				q.Ring = rings[w][pi]
-				qs = append(qs, q)
-			}
 		}
 		pl := dataplane.NewPipeline(opts, tr, &d.Rules, new(dataplane.Counters))
 		d.pipes = append(d.pipes, pl)
