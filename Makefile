@@ -49,12 +49,12 @@ vet:
 # (net_pcap golden files, net_tap + namespaces), benchmarks once, fuzz smoke.
 test: build hugepages check-format vet
 	$(GO) test -count=1 -timeout 15m ./...
-	$(GO) test -count=1 -race ./control/config/... ./control/metrics/... ./control/ruleset/... ./control/daemon/... ./conntrack/... ./packet/... ./dataplane/filter/...
+	$(GO) test -count=1 -race ./control/config/... ./control/metrics/... ./control/ruleset/... ./control/daemon/... ./conntrack/... ./packet/... ./dataplane/filter/... ./dataplane/rules/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 	$(MAKE) fuzz
 
 test-unit:
-	CGO_ENABLED=0 $(GO) test ./packet/... ./dataplane/filter/... ./conntrack/... ./control/config/...
+	CGO_ENABLED=0 $(GO) test ./packet/... ./dataplane/filter/... ./dataplane/rules/... ./conntrack/... ./control/config/...
 
 # Every fuzz target from its committed seed corpus (testdata/fuzz/NAME in
 # its package; plain "go test" replays it too), each for an execution count
@@ -65,7 +65,7 @@ test-unit:
 # fixed in Go 1.27); a count has no deadline to race. A real failure still
 # fails and writes its input to testdata/fuzz/NAME.
 FUZZ_TARGETS = packet:FuzzDecode:250000 dataplane:FuzzTrack:15000 \
-	control/config:FuzzLoad:60000 dataplane/filter:FuzzParseIptables:200000 \
+	control/config:FuzzLoad:60000 dataplane/rules:FuzzParseIptables:200000 \
 	conntrack:FuzzTable:100000 conntrack/tcpstate:FuzzUpdate:600000 \
 	conntrack/ftp:FuzzParse:300000 control/ruleset:FuzzStructuredRules:40000 \
 	packet/header:FuzzSum:500000 control/daemon:FuzzRuleLabels:80000 \

@@ -22,6 +22,7 @@ func TestDeps(t *testing.T) {
 		{"github.com/dpfw/dpfw/packet", true},
 		{"github.com/dpfw/dpfw/packet/header", true},
 		{"github.com/dpfw/dpfw/dataplane/filter", true},
+		{"github.com/dpfw/dpfw/dataplane/rules", true},
 		{"github.com/dpfw/dpfw/dataplane/worker", false},
 	} {
 		direct, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, pkg.path).Output()
@@ -55,7 +56,8 @@ func TestDeps(t *testing.T) {
 // importRules lists, for every package of the module, the project packages it
 // may import (its own tests aside). The layers, bottom up: packet views
 // (packet/header, packet), connection tracking (conntrack/tcpstate,
-// conntrack/ftp, conntrack), rules (dataplane/reject, dataplane/filter),
+// conntrack/ftp, conntrack), rules (dataplane/rules: the rule language;
+// dataplane/reject; dataplane/filter: the compiled classifier),
 // the packet path (dataplane, then dataplane/worker and the cgo layer),
 // the control plane (control/...), and the programs (cmd/dpfw, perf). A
 // package may import only from the layers below it, so the layering
@@ -69,17 +71,18 @@ var importRules = map[string][]string{
 	"conntrack/tcpstate": {"packet/header"},
 	"conntrack":          {"conntrack/ftp", "conntrack/tcpstate", "internal/nocopy", "internal/rate", "packet", "packet/header"},
 	"dataplane/reject":   {"packet", "packet/header"},
-	"dataplane/filter":   {"dataplane/reject", "packet"},
+	"dataplane/rules":    {},
+	"dataplane/filter":   {"dataplane/reject", "dataplane/rules", "packet"},
 	"dataplane":          {"conntrack", "conntrack/tcpstate", "dataplane/filter", "dataplane/reject", "internal/nocopy", "internal/rate", "packet", "packet/header"},
 	"cgo/dpdk":           {},
 	"dataplane/worker":   {"cgo/dpdk", "dataplane", "dataplane/filter", "dataplane/reject", "internal/nocopy", "packet"},
 	"configs":            {},
 	"control/config":     {},
 	"control/metrics":    {"conntrack", "conntrack/tcpstate", "dataplane", "dataplane/filter"},
-	"control/ruleset":    {"conntrack", "conntrack/tcpstate", "control/config", "dataplane", "dataplane/filter"},
+	"control/ruleset":    {"conntrack", "conntrack/tcpstate", "control/config", "dataplane", "dataplane/filter", "dataplane/rules"},
 	"control/daemon": {"cgo/dpdk", "conntrack", "conntrack/tcpstate", "control/config", "control/metrics", "control/ruleset",
 		"dataplane", "dataplane/filter", "dataplane/worker"},
-	"cmd/dpfw":     {"configs", "control/config", "control/daemon", "control/metrics", "control/ruleset", "dataplane", "dataplane/filter"},
+	"cmd/dpfw":     {"configs", "control/config", "control/daemon", "control/metrics", "control/ruleset", "dataplane", "dataplane/filter", "dataplane/rules"},
 	"perf/pcapgen": {"packet", "packet/header"},
 	"perf":         {"perf/pcapgen"},
 }

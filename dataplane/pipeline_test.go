@@ -12,6 +12,7 @@ import (
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/packet/header"
 	"github.com/dpfw/dpfw/perf/pcapgen"
@@ -19,22 +20,22 @@ import (
 
 // newPipeline returns a pipeline on ports 0 (outside) and 1 (inside) of one
 // link, with the rules in iptables syntax.
-func newPipeline(t testing.TB, passNonIP bool, rules string) *dataplane.Pipeline {
+func newPipeline(t testing.TB, passNonIP bool, ruleText string) *dataplane.Pipeline {
 	t.Helper()
 	ports := []dataplane.PortInfo{
 		{Zone: 0, Out: 1, Hook: filter.HookInput},
 		{Zone: 0, Out: 0, Hook: filter.HookOutput},
 	}
-	pl, _ := buildPipeline(t, rules, dataplane.Options{PassNonIP: passNonIP, Ports: ports}, 4096)
+	pl, _ := buildPipeline(t, ruleText, dataplane.Options{PassNonIP: passNonIP, Ports: ports}, 4096)
 	return pl
 }
 
 // buildPipeline compiles rules for one worker, with ports named "outside"
 // (id 0) and "inside" (id 1), and returns a pipeline with opts and a
 // tracker of the given capacity, and the filter.
-func buildPipeline(t testing.TB, rules string, opts dataplane.Options, capacity int) (*dataplane.Pipeline, *filter.Filter) {
+func buildPipeline(t testing.TB, ruleText string, opts dataplane.Options, capacity int) (*dataplane.Pipeline, *filter.Filter) {
 	t.Helper()
-	rs, err := filter.ParseIptables("test", rules)
+	rs, err := rules.ParseIptables("test", ruleText)
 	if err != nil {
 		t.Fatal(err)
 	}

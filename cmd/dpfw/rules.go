@@ -7,6 +7,7 @@ import (
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/spf13/cobra"
 )
 
@@ -48,7 +49,7 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 
 // checkRules compiles rs with the port names given (none: every name rs
 // uses) and prints it in iptables -S form with the classifier's size.
-func checkRules(out io.Writer, rs *filter.Ruleset, ports []string) error {
+func checkRules(out io.Writer, rs *rules.Ruleset, ports []string) error {
 	env := filter.Env{Ports: map[string]uint16{}, Workers: 1}
 	for i, p := range ports {
 		env.Ports[p] = uint16(i)
@@ -71,7 +72,7 @@ func checkRules(out io.Writer, rs *filter.Ruleset, ports []string) error {
 	}
 	for _, name := range rs.Order {
 		ch := rs.Chains[name]
-		if filter.IsBuiltin(name) {
+		if rules.IsBuiltin(name) {
 			fmt.Fprintf(out, "-P %s %s\n", name, ch.Policy)
 		} else {
 			fmt.Fprintf(out, "-N %s\n", name)
@@ -166,15 +167,15 @@ func rulesZeroCmd() *cobra.Command {
 
 // parseRulesFile reads (bounded, as a reload does) and parses a file in
 // iptables syntax of family fam (0: as the file says).
-func parseRulesFile(path string, fam filter.Family) (*filter.Ruleset, error) {
+func parseRulesFile(path string, fam rules.Family) (*rules.Ruleset, error) {
 	b, err := config.ReadStable("rules file", path, config.DefaultMaxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	return filter.Parse(path, string(b), filter.ParseOptions{Family: fam})
+	return rules.Parse(path, string(b), rules.ParseOptions{Family: fam})
 }
 
-func family(v6 bool) filter.Family {
+func family(v6 bool) rules.Family {
 	if v6 {
 		return 6
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/dpfw/dpfw/control/metrics"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -18,7 +19,7 @@ func FuzzRuleLabels(f *testing.F) {
 	f.Add("-A INPUT -m comment --comment \"caf\xe9\" -j ACCEPT")
 	f.Add("*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m comment --comment \"\u2603 snow\" -j ACCEPT\nCOMMIT\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		rs, err := filter.ParseIptables("fuzz", text)
+		rs, err := rules.ParseIptables("fuzz", text)
 		if err != nil {
 			return
 		}
@@ -40,7 +41,7 @@ func FuzzRuleLabels(f *testing.F) {
 // text (the parser refuses it), and a label value that is not UTF-8 anyway
 // is rendered with replacement characters instead of failing the scrape.
 func TestRuleLabelsInvalidUTF8(t *testing.T) {
-	if _, err := filter.ParseIptables("f", "-A INPUT -m comment --comment \"caf\xe9\" -j ACCEPT"); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+	if _, err := rules.ParseIptables("f", "-A INPUT -m comment --comment \"caf\xe9\" -j ACCEPT"); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
 		t.Errorf("a comment with invalid UTF-8: %v; want it refused", err)
 	}
 	reg := prometheus.NewPedanticRegistry()

@@ -15,6 +15,7 @@ import (
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 )
 
 // Parse parses the config's rule set: iptables syntax (rules.file or
@@ -22,7 +23,7 @@ import (
 // (no rule set at all, an empty or comment-only file) is refused unless
 // rules.allow_empty is set: it would accept everything, and a file that is
 // being written or was truncated must never open the firewall.
-func Parse(cfg *config.Config) (*filter.Ruleset, error) {
+func Parse(cfg *config.Config) (*rules.Ruleset, error) {
 	setMap, err := sets(cfg)
 	if err != nil {
 		return nil, err
@@ -32,10 +33,10 @@ func Parse(cfg *config.Config) (*filter.Ruleset, error) {
 		return parseFamilies(cfg, setMap, name, text, name6, text6)
 	}
 	if name != "" {
-		if filter.IsEmptyText(text) {
+		if rules.IsEmptyText(text) {
 			return emptyRuleset(cfg, name)
 		}
-		return filter.ParseIptablesSets(name, text, setMap)
+		return rules.ParseIptablesSets(name, text, setMap)
 	}
 	if len(cfg.Rules.List) == 0 && len(cfg.Rules.Chains) == 0 && cfg.Rules.Policies == (config.Policies{}) {
 		return emptyRuleset(cfg, "")
@@ -45,27 +46,27 @@ func Parse(cfg *config.Config) (*filter.Ruleset, error) {
 
 // parseFamilies parses an iptables rule set and an ip6tables one and
 // merges them: each family keeps its own chains and policies.
-func parseFamilies(cfg *config.Config, setMap map[string][]netip.Prefix, name, text, name6, text6 string) (*filter.Ruleset, error) {
-	var rs [2]*filter.Ruleset
+func parseFamilies(cfg *config.Config, setMap map[string][]netip.Prefix, name, text, name6, text6 string) (*rules.Ruleset, error) {
+	var rs [2]*rules.Ruleset
 	for i, src := range [2][2]string{{name, text}, {name6, text6}} {
 		var err error
-		if filter.IsEmptyText(src[1]) {
+		if rules.IsEmptyText(src[1]) {
 			rs[i], err = emptyRuleset(cfg, src[0])
 		} else {
-			rs[i], err = filter.Parse(src[0], src[1], filter.ParseOptions{Family: filter.Family(4 + 2*i), Sets: setMap})
+			rs[i], err = rules.Parse(src[0], src[1], rules.ParseOptions{Family: rules.Family(4 + 2*i), Sets: setMap})
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	return filter.MergeFamilies(rs[0], rs[1]), nil
+	return rules.MergeFamilies(rs[0], rs[1]), nil
 }
 
 // emptyRuleset is the accept-everything rule set, when the config asks
 // for it.
-func emptyRuleset(cfg *config.Config, name string) (*filter.Ruleset, error) {
+func emptyRuleset(cfg *config.Config, name string) (*rules.Ruleset, error) {
 	if cfg.Rules.AllowEmpty {
-		return filter.NewRuleset(), nil
+		return rules.NewRuleset(), nil
 	}
 	where := cfg.Name + ": rules"
 	if line := config.LineOf(cfg.Lines, "rules"); line > 0 {

@@ -9,6 +9,7 @@ import (
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/dpfw/dpfw/packet"
 )
 
@@ -69,7 +70,7 @@ func TestStructuredExample(t *testing.T) {
 		{"198.18.7.7", 21, filter.Accept},  // FTP control
 		{"198.18.7.7", 8080, filter.Drop},  // policy
 	} {
-		r := f.Run(filter.Ctx{}, pkt(tt.src, 6, tt.dport), filter.StateNew, filter.HookInput, 0, 1)
+		r := f.Run(filter.Ctx{}, pkt(tt.src, 6, tt.dport), rules.StateNew, filter.HookInput, 0, 1)
 		if r.Verdict != tt.want {
 			t.Errorf("%s → %d: %v; want %v", tt.src, tt.dport, r.Verdict, tt.want)
 		}
@@ -126,7 +127,7 @@ COMMIT
 	texts = append(texts, string(b))
 	r := rand.New(rand.NewPCG(5, 5))
 	for i, text := range texts {
-		rs, err := filter.ParseIptables("text", text)
+		rs, err := rules.ParseIptables("text", text)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +220,7 @@ func TestFamiliesApart(t *testing.T) {
 		{"IPv6, -6 rule", p6(24), filter.Drop},
 		{"IPv6, -4 rule skipped by ip6tables", p6(25), filter.Accept},
 	} {
-		if r := f.Run(filter.Ctx{}, tt.p, filter.StateNew, filter.HookInput, 0, 1); r.Verdict != tt.want {
+		if r := f.Run(filter.Ctx{}, tt.p, rules.StateNew, filter.HookInput, 0, 1); r.Verdict != tt.want {
 			t.Errorf("%s: %v; want %v", tt.name, r.Verdict, tt.want)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/dpfw/dpfw/control/config"
-	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -195,12 +195,12 @@ func (ab *argBuilder) target(r *config.Rule) error {
 }
 
 // structured builds the rule set of the structured form.
-func structured(cfg *config.Config, setMap map[string][]netip.Prefix) (*filter.Ruleset, error) {
-	rs := filter.NewRuleset()
+func structured(cfg *config.Config, setMap map[string][]netip.Prefix) (*rules.Ruleset, error) {
+	rs := rules.NewRuleset()
 	rs.Sets = setMap
 	var errs []error
-	where := func(key string) filter.Pos {
-		return filter.Pos{File: cfg.Name, Line: config.LineOf(cfg.Lines, key)}
+	where := func(key string) rules.Pos {
+		return rules.Pos{File: cfg.Name, Line: config.LineOf(cfg.Lines, key)}
 	}
 	for _, p := range []struct{ chain, policy string }{{"INPUT", cfg.Rules.Policies.Input}, {"FORWARD", cfg.Rules.Policies.Forward}, {"OUTPUT", cfg.Rules.Policies.Output}} {
 		if p.policy == "" {
@@ -224,7 +224,7 @@ func structured(cfg *config.Config, setMap map[string][]netip.Prefix) (*filter.R
 			continue
 		}
 		if err := rs.AppendArgs(where(key), r.Chain, args); err != nil {
-			var pe *filter.ParseError
+			var pe *rules.ParseError
 			if errors.As(err, &pe) {
 				field := "chain"
 				for k, a := range args {
@@ -253,7 +253,7 @@ func structured(cfg *config.Config, setMap map[string][]netip.Prefix) (*filter.R
 
 // Import converts a parsed rule set (from iptables syntax) to the
 // structured form, as YAML under a "rules:" key.
-func Import(rs *filter.Ruleset) ([]byte, error) {
+func Import(rs *rules.Ruleset) ([]byte, error) {
 	var out struct {
 		Rules struct {
 			Policies map[string]string `yaml:"policies,omitempty"`
@@ -264,7 +264,7 @@ func Import(rs *filter.Ruleset) ([]byte, error) {
 	out.Rules.Policies = map[string]string{}
 	for _, name := range rs.Order {
 		ch := rs.Chains[name]
-		if filter.IsBuiltin(name) {
+		if rules.IsBuiltin(name) {
 			if ch.Policy != "ACCEPT" {
 				out.Rules.Policies[strings.ToLower(name)] = ch.Policy
 			}
@@ -292,14 +292,14 @@ func Import(rs *filter.Ruleset) ([]byte, error) {
 
 // familyImplied reports whether a rule's family follows from its
 // addresses or protocol (so the structured form need not say it).
-func familyImplied(r *filter.Rule) bool {
+func familyImplied(r *rules.Rule) bool {
 	if len(r.Src) > 0 || len(r.Dst) > 0 {
 		return true
 	}
 	return !r.ProtoNeg && (r.Proto == 1 && r.Family == 4 || r.Proto == 58 && r.Family == 6)
 }
 
-func toStructured(r *filter.Rule) config.Rule {
+func toStructured(r *rules.Rule) config.Rule {
 	c := config.Rule{Chain: r.Chain, Target: r.Target, RejectWith: r.RejectWith, LogPrefix: r.LogPrefix, Comment: r.Comment,
 		In: r.In, Out: r.Out, SrcSet: r.SrcSet, DstSet: r.DstSet}
 	neg := func(n bool, key string) {
@@ -308,10 +308,10 @@ func toStructured(r *filter.Rule) config.Rule {
 		}
 	}
 	if r.Family != 0 && !familyImplied(r) {
-		c.Family = map[filter.Family]string{4: "ipv4", 6: "ipv6"}[r.Family]
+		c.Family = map[rules.Family]string{4: "ipv4", 6: "ipv6"}[r.Family]
 	}
 	if r.Proto >= 0 {
-		c.Proto = filter.ProtoName(r.Proto)
+		c.Proto = rules.ProtoName(r.Proto)
 		neg(r.ProtoNeg, "proto")
 	}
 	if r.SrcSet == "" {
@@ -330,7 +330,7 @@ func toStructured(r *filter.Rule) config.Rule {
 	if len(r.Dst) > 0 {
 		neg(r.DstNeg, map[bool]string{true: "dst_set", false: "dst"}[r.DstSet != ""])
 	}
-	ports := func(ps []filter.PortRange) string {
+	ports := func(ps []rules.PortRange) string {
 		var s []string
 		for _, p := range ps {
 			if p.Lo == p.Hi {
@@ -356,7 +356,7 @@ func toStructured(r *filter.Rule) config.Rule {
 		neg(r.OutNeg, "out")
 	}
 	if r.States != 0 {
-		c.State = strings.Split(filter.StateNames(r.States), ",")
+		c.State = strings.Split(rules.StateNames(r.States), ",")
 		neg(r.StateNeg, "state")
 	}
 	if r.ICMPType >= 0 {
@@ -367,7 +367,7 @@ func toStructured(r *filter.Rule) config.Rule {
 		neg(r.ICMPNeg, "icmp_type")
 	}
 	if r.TCPFlags {
-		c.TCPFlags = []string{filter.FlagNames(r.TCPFlagsMask), filter.FlagNames(r.TCPFlagsComp)}
+		c.TCPFlags = []string{rules.FlagNames(r.TCPFlagsMask), rules.FlagNames(r.TCPFlagsComp)}
 		neg(r.TCPFlagsNeg, "tcp_flags")
 	}
 	return c

@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/dpfw/dpfw/dataplane/reject"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/dpfw/dpfw/packet"
 )
 
@@ -63,18 +64,18 @@ type Filter struct {
 	chains []cchain
 	hooks  [2][numHooks]int32 // chain index per family (IPv4, IPv6) and hook
 	// Rules lists every rule, indexed by rule id (chains' rules in order).
-	Rules []Rule
+	Rules []rules.Rule
 	// ChainOf gives the chain index of each rule id.
 	ChainOf []int32
 	// Ruleset is the source.
-	Ruleset *Ruleset
+	Ruleset *rules.Ruleset
 	// Stats of the compilation.
 	Stats CompileStats
 
 	ruleVerdict   []Verdict // by rule id: the verdict of terminal targets
 	rejectKind    []reject.Kind
 	counters      [][]Counter
-	limits        []*RateLimit
+	limits        []*rules.RateLimit
 	limitRule     []int32      // rule id of each limit
 	limiters      [][]*limiter // [worker][limit]
 	flagSensitive bool
@@ -188,7 +189,7 @@ type action struct {
 }
 
 // Compile turns a parsed rule set into a Filter.
-func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
+func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
 	f := &Filter{Gen: gen, Ruleset: rs}
 	index := map[string]int32{}
 	for _, name := range rs.Order {
@@ -211,8 +212,8 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 			return nil, err
 		}
 	}
-	if f.NumDecisions() > MaxDecisions {
-		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d", f.NumDecisions(), MaxDecisions)
+	if f.NumDecisions() > rules.MaxDecisions {
+		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d", f.NumDecisions(), rules.MaxDecisions)
 	}
 	f.ruleVerdicts()
 	f.acceptsAll = len(f.Rules) == 0
@@ -229,7 +230,7 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 	for h, name := range [numHooks]string{HookForward: "FORWARD", HookInput: "INPUT", HookOutput: "OUTPUT"} {
 		f.hooks[0][h] = index[name]
 		f.hooks[1][h] = index[name]
-		if ci, ok := index[V6Prefix+name]; ok {
+		if ci, ok := index[rules.V6Prefix+name]; ok {
 			f.hooks[1][h] = ci // a merged rule set: IPv6 has its own chains
 		}
 	}
@@ -238,7 +239,7 @@ func Compile(rs *Ruleset, env Env, gen uint32) (*Filter, error) {
 }
 
 // checkPorts refuses a rule whose -i or -o names no port.
-func checkPorts(rs *Ruleset, env Env) error {
+func checkPorts(rs *rules.Ruleset, env Env) error {
 	for _, name := range rs.Order {
 		ch := rs.Chains[name]
 		for i := range ch.Rules {
@@ -248,7 +249,7 @@ func checkPorts(rs *Ruleset, env Env) error {
 					continue
 				}
 				if _, ok := env.Ports[ifc]; !ok {
-					return &ParseError{Pos: r.Pos, Token: ifc, Msg: fmt.Sprintf("no port named %q; -i/-o name dpfw ports: %s", ifc, portNames(env))}
+					return &rules.ParseError{Pos: r.Pos, Token: ifc, Msg: fmt.Sprintf("no port named %q; -i/-o name dpfw ports: %s", ifc, portNames(env))}
 				}
 			}
 		}
@@ -263,8 +264,8 @@ var targetKinds = map[string]actionKind{
 }
 
 // compileChain builds one chain's classifier and actions and appends it.
-func (f *Filter) compileChain(name string, ch *Chain, index map[string]int32, names []string, seed maphash.Seed, env Env) error {
-	cc := cchain{name: name, builtin: IsBuiltinChain(name), first: len(f.Rules), n: len(ch.Rules)}
+func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int32, names []string, seed maphash.Seed, env Env) error {
+	cc := cchain{name: name, builtin: rules.IsBuiltinChain(name), first: len(f.Rules), n: len(ch.Rules)}
 	cc.policy = Accept
 	if ch.Policy == "DROP" {
 		cc.policy = Drop
@@ -383,68 +384,68 @@ func (b *builder) intern(words []uint64) int32 {
 }
 
 // set builds a bitset of the rules for which match(rule) holds.
-func (b *builder) set(rules []Rule, match func(*Rule) bool) int32 {
+func (b *builder) set(rl []rules.Rule, match func(*rules.Rule) bool) int32 {
 	if b.cancelled() {
 		return 0
 	}
 	w := make([]uint64, b.cc.words)
-	for i := range rules {
-		if match(&rules[i]) {
+	for i := range rl {
+		if match(&rl[i]) {
 			w[i/64] |= 1 << (i % 64)
 		}
 	}
 	return b.intern(w)
 }
 
-func (b *builder) build(rules []Rule) {
+func (b *builder) build(rl []rules.Rule) {
 	cc := b.cc
-	cc.family[0] = b.set(rules, func(r *Rule) bool { return r.Family != 6 })
-	cc.family[1] = b.set(rules, func(r *Rule) bool { return r.Family != 4 })
+	cc.family[0] = b.set(rl, func(r *rules.Rule) bool { return r.Family != 6 })
+	cc.family[1] = b.set(rl, func(r *rules.Rule) bool { return r.Family != 4 })
 	for p := 0; p < 256; p++ {
-		cc.proto[p] = b.set(rules, func(r *Rule) bool { return r.Proto < 0 || (r.Proto == p) != r.ProtoNeg })
+		cc.proto[p] = b.set(rl, func(r *rules.Rule) bool { return r.Proto < 0 || (r.Proto == p) != r.ProtoNeg })
 	}
 	for s := 0; s < 5; s++ {
 		bit := uint8(1) << s
-		cc.state[s] = b.set(rules, func(r *Rule) bool { return r.States == 0 || (r.States&bit != 0) != r.StateNeg })
+		cc.state[s] = b.set(rl, func(r *rules.Rule) bool { return r.States == 0 || (r.States&bit != 0) != r.StateNeg })
 	}
 	cc.state[5], cc.state[6], cc.state[7] = cc.state[0], cc.state[0], cc.state[0]
 	cc.in = make([]int32, len(b.names))
 	cc.out = make([]int32, len(b.names))
 	for id, name := range b.names {
-		cc.in[id] = b.set(rules, func(r *Rule) bool { return r.In == "" || (r.In == name) != r.InNeg })
-		cc.out[id] = b.set(rules, func(r *Rule) bool { return r.Out == "" || (r.Out == name) != r.OutNeg })
+		cc.in[id] = b.set(rl, func(r *rules.Rule) bool { return r.In == "" || (r.In == name) != r.InNeg })
+		cc.out[id] = b.set(rl, func(r *rules.Rule) bool { return r.Out == "" || (r.Out == name) != r.OutNeg })
 	}
 	for fl := 0; fl < 256; fl++ {
-		cc.tcpflags[fl] = b.set(rules, func(r *Rule) bool {
+		cc.tcpflags[fl] = b.set(rl, func(r *rules.Rule) bool {
 			return !r.TCPFlags || (uint8(fl)&r.TCPFlagsMask == r.TCPFlagsComp) != r.TCPFlagsNeg
 		})
 	}
 	for t := 0; t < 256; t++ {
-		cc.icmptype[t] = b.set(rules, func(r *Rule) bool {
+		cc.icmptype[t] = b.set(rl, func(r *rules.Rule) bool {
 			// The code is checked as a residual when the type matches; a
 			// negated type+code is decided entirely in the residual.
 			return r.ICMPType < 0 || (r.ICMPNeg && r.ICMPCode >= 0) || (r.ICMPType == t) != r.ICMPNeg
 		})
 	}
-	cc.src4 = b.addrIndex(rules, false, func(r *Rule) ([]netip.Prefix, bool) { return r.Src, r.SrcNeg })
-	cc.dst4 = b.addrIndex(rules, false, func(r *Rule) ([]netip.Prefix, bool) { return r.Dst, r.DstNeg })
-	cc.src6 = b.addrIndex(rules, true, func(r *Rule) ([]netip.Prefix, bool) { return r.Src, r.SrcNeg })
-	cc.dst6 = b.addrIndex(rules, true, func(r *Rule) ([]netip.Prefix, bool) { return r.Dst, r.DstNeg })
-	cc.sport = b.portIndex(rules, func(r *Rule) ([]PortRange, bool) { return r.SPorts, r.SPortNeg })
-	cc.dport = b.portIndex(rules, func(r *Rule) ([]PortRange, bool) { return r.DPorts, r.DPortNeg })
+	cc.src4 = b.addrIndex(rl, false, func(r *rules.Rule) ([]netip.Prefix, bool) { return r.Src, r.SrcNeg })
+	cc.dst4 = b.addrIndex(rl, false, func(r *rules.Rule) ([]netip.Prefix, bool) { return r.Dst, r.DstNeg })
+	cc.src6 = b.addrIndex(rl, true, func(r *rules.Rule) ([]netip.Prefix, bool) { return r.Src, r.SrcNeg })
+	cc.dst6 = b.addrIndex(rl, true, func(r *rules.Rule) ([]netip.Prefix, bool) { return r.Dst, r.DstNeg })
+	cc.sport = b.portIndex(rl, func(r *rules.Rule) ([]rules.PortRange, bool) { return r.SPorts, r.SPortNeg })
+	cc.dport = b.portIndex(rl, func(r *rules.Rule) ([]rules.PortRange, bool) { return r.DPorts, r.DPortNeg })
 }
 
 // addrIndex builds the interval index of one address field for one family,
 // sweeping over the prefixes' boundaries with a coverage count per rule.
-func (b *builder) addrIndex(rules []Rule, v6 bool, field func(*Rule) ([]netip.Prefix, bool)) rangeIndex {
+func (b *builder) addrIndex(rl []rules.Rule, v6 bool, field func(*rules.Rule) ([]netip.Prefix, bool)) rangeIndex {
 	type event struct {
 		at    u128
 		rule  int
 		delta int
 	}
 	var evs []event
-	for i := range rules {
-		ps, _ := field(&rules[i])
+	for i := range rl {
+		ps, _ := field(&rl[i])
 		for _, p := range ps {
 			if p.Addr().Is6() != v6 {
 				continue
@@ -457,7 +458,7 @@ func (b *builder) addrIndex(rules []Rule, v6 bool, field func(*Rule) ([]netip.Pr
 		}
 	}
 	sort.Slice(evs, func(i, j int) bool { return less128(evs[i].at, evs[j].at) })
-	cover := make([]int, len(rules))
+	cover := make([]int, len(rl))
 	words := make([]uint64, b.cc.words)
 	eval := func() int32 {
 		if b.cancelled() {
@@ -466,8 +467,8 @@ func (b *builder) addrIndex(rules []Rule, v6 bool, field func(*Rule) ([]netip.Pr
 		for w := range words {
 			words[w] = 0
 		}
-		for i := range rules {
-			ps, neg := field(&rules[i])
+		for i := range rl {
+			ps, neg := field(&rl[i])
 			in := len(ps) == 0 || (cover[i] > 0) != neg
 			if in {
 				words[i/64] |= 1 << (i % 64)
@@ -524,10 +525,10 @@ func inc128(v u128) (u128, bool) {
 	return u128{hi, lo}, c2 == 0
 }
 
-func (b *builder) portIndex(rules []Rule, field func(*Rule) ([]PortRange, bool)) portIndex {
+func (b *builder) portIndex(rl []rules.Rule, field func(*rules.Rule) ([]rules.PortRange, bool)) portIndex {
 	bounds := map[int]bool{0: true}
-	for i := range rules {
-		ps, _ := field(&rules[i])
+	for i := range rl {
+		ps, _ := field(&rl[i])
 		for _, p := range ps {
 			bounds[int(p.Lo)] = true
 			if p.Hi < 65535 {
@@ -542,7 +543,7 @@ func (b *builder) portIndex(rules []Rule, field func(*Rule) ([]PortRange, bool))
 	slices.Sort(sorted)
 	pi := portIndex{}
 	for _, v := range sorted {
-		id := b.set(rules, func(r *Rule) bool {
+		id := b.set(rl, func(r *rules.Rule) bool {
 			ps, neg := field(r)
 			if len(ps) == 0 {
 				return true

@@ -9,8 +9,7 @@ import (
 // A decision id names what decided a packet's verdict: rule ids
 // 0 … len(Rules)−1, then len(Rules)+c for the policy of chain c. Connection
 // entries cache decision ids (16 bits), so a rule set holds at most
-// MaxDecisions rules plus chains.
-const MaxDecisions = 0xffff
+// rules.MaxDecisions rules plus chains.
 
 // Decision returns the decision id of a Run result.
 func (f *Filter) Decision(r Result) uint16 {

@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/dpfw/dpfw/packet"
 )
 
 func compileText(t *testing.T, text string, prev *filter.Filter) *filter.Filter {
 	t.Helper()
-	rs, err := filter.ParseIptables("limits", text)
+	rs, err := rules.ParseIptables("limits", text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestHashlimitAbovePerSource(t *testing.T) {
 -A FORWARD -p tcp --syn -m hashlimit --hashlimit-above 10/sec --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name syn -j DROP
 `, nil)
 	run := func(src byte, now int64) filter.Verdict {
-		r := f.Run(filter.Ctx{Worker: 0, Now: now}, synFrom(src), filter.StateNew, filter.HookForward, 0, 1)
+		r := f.Run(filter.Ctx{Worker: 0, Now: now}, synFrom(src), rules.StateNew, filter.HookForward, 0, 1)
 		if !r.Volatile {
 			t.Fatal("a decision involving a rate limit must be marked volatile")
 		}
@@ -57,13 +58,13 @@ func TestHashlimitAbovePerSource(t *testing.T) {
 		t.Fatalf("100 ms later (one token): %v, want ACCEPT", v)
 	}
 	// Worker 1 has its own buckets.
-	if r := f.Run(filter.Ctx{Worker: 1, Now: now}, synFrom(1), filter.StateNew, filter.HookForward, 0, 1); r.Verdict != filter.Accept {
+	if r := f.Run(filter.Ctx{Worker: 1, Now: now}, synFrom(1), rules.StateNew, filter.HookForward, 0, 1); r.Verdict != filter.Accept {
 		t.Fatalf("worker 1: %v, want ACCEPT", r.Verdict)
 	}
 	// Packets the rule's other matches exclude take no token and are not volatile.
 	ack := synFrom(1)
 	ack.TCPFlags = 0x10
-	if r := f.Run(filter.Ctx{Now: now}, ack, filter.StateEstablished, filter.HookForward, 0, 1); r.Verdict != filter.Accept || r.Volatile {
+	if r := f.Run(filter.Ctx{Now: now}, ack, rules.StateEstablished, filter.HookForward, 0, 1); r.Verdict != filter.Accept || r.Volatile {
 		t.Fatalf("ACK: %+v, want ACCEPT, not volatile", r)
 	}
 }
@@ -75,19 +76,19 @@ func TestLimitUpto(t *testing.T) {
 `, nil)
 	got := ""
 	for i := 0; i < 4; i++ {
-		got += f.Run(filter.Ctx{Now: 5e9}, synFrom(byte(i)), filter.StateNew, filter.HookForward, 0, 1).Verdict.String()[:1]
+		got += f.Run(filter.Ctx{Now: 5e9}, synFrom(byte(i)), rules.StateNew, filter.HookForward, 0, 1).Verdict.String()[:1]
 	}
-	got += f.Run(filter.Ctx{Now: 5e9 + 5e8}, synFrom(9), filter.StateNew, filter.HookForward, 0, 1).Verdict.String()[:1]
+	got += f.Run(filter.Ctx{Now: 5e9 + 5e8}, synFrom(9), rules.StateNew, filter.HookForward, 0, 1).Verdict.String()[:1]
 	if got != "AADDA" {
 		t.Fatalf("verdicts %s, want AADDA (burst of 2, then one per 500 ms)", got)
 	}
 	g := compileText(t, `-P FORWARD DROP
 -A FORWARD -m hashlimit --hashlimit-upto 1/min --hashlimit-burst 1 --hashlimit-mode srcip --hashlimit-srcmask 24 --hashlimit-name net -j ACCEPT
 `, nil)
-	if v := g.Run(filter.Ctx{Now: 1}, synFrom(1), filter.StateNew, filter.HookForward, 0, 1).Verdict; v != filter.Accept {
+	if v := g.Run(filter.Ctx{Now: 1}, synFrom(1), rules.StateNew, filter.HookForward, 0, 1).Verdict; v != filter.Accept {
 		t.Fatal(v)
 	}
-	if v := g.Run(filter.Ctx{Now: 1}, synFrom(200), filter.StateNew, filter.HookForward, 0, 1).Verdict; v != filter.Drop {
+	if v := g.Run(filter.Ctx{Now: 1}, synFrom(200), rules.StateNew, filter.HookForward, 0, 1).Verdict; v != filter.Drop {
 		t.Fatalf("same /24: %v, want DROP", v)
 	}
 }
@@ -99,7 +100,7 @@ func TestHashlimitSurvivesReload(t *testing.T) {
 `
 	f := compileText(t, text, nil)
 	run := func(f *filter.Filter) filter.Verdict {
-		return f.Run(filter.Ctx{Now: 1e9}, synFrom(1), filter.StateNew, filter.HookForward, 0, 1).Verdict
+		return f.Run(filter.Ctx{Now: 1e9}, synFrom(1), rules.StateNew, filter.HookForward, 0, 1).Verdict
 	}
 	if run(f) != filter.Accept || run(f) != filter.Drop {
 		t.Fatal("burst of 1 not enforced")
@@ -120,14 +121,14 @@ func TestHashlimitTableBound(t *testing.T) {
 	f := compileText(t, `-A FORWARD -m hashlimit --hashlimit-above 1/hour --hashlimit-burst 1 --hashlimit-mode srcip --hashlimit-htable-size 4 --hashlimit-name tiny -j DROP
 `, nil)
 	for i := 0; i < 64; i++ {
-		f.Run(filter.Ctx{Now: 1}, synFrom(byte(i)), filter.StateNew, filter.HookForward, 0, 1)
+		f.Run(filter.Ctx{Now: 1}, synFrom(byte(i)), rules.StateNew, filter.HookForward, 0, 1)
 	}
 	ev := f.LimitEvictions()[0]
 	if ev == 0 || ev > 60 {
 		t.Fatalf("evictions %d, want 60 (64 keys in 4 slots)", ev)
 	}
 	p := synFrom(7)
-	if n := testing.AllocsPerRun(1000, func() { f.Run(filter.Ctx{Now: 2}, p, filter.StateNew, filter.HookForward, 0, 1) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { f.Run(filter.Ctx{Now: 2}, p, rules.StateNew, filter.HookForward, 0, 1) }); n != 0 {
 		t.Fatalf("%v allocs per Run with a hashlimit", n)
 	}
 }
@@ -148,7 +149,7 @@ func TestLimitParseErrors(t *testing.T) {
 		{"-A INPUT -m hashlimit --hashlimit-abve 10/s --hashlimit-name x -j DROP", "did you mean --hashlimit-above?"},
 		{"-A INPUT -m hashlimit --hashlimit-above 10/s --hashlimit-h 5 --hashlimit-name x -j DROP", "ambiguous option: could be --hashlimit-htable-expire"},
 	} {
-		_, err := filter.ParseIptables("l", tt.line)
+		_, err := rules.ParseIptables("l", tt.line)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s\n  error %v\n  want  %q", tt.line, err, tt.want)
 		}
@@ -162,12 +163,12 @@ func TestLimitRoundTrip(t *testing.T) {
 		"-A INPUT -m limit --limit 3/hour --limit-burst 5 -j LOG",
 		"-A INPUT -m hashlimit --hashlimit-upto 100/min --hashlimit-burst 5 --hashlimit-htable-size 1024 --hashlimit-htable-expire 10000 --hashlimit-name web -j ACCEPT",
 	} {
-		rs, err := filter.ParseIptables("l", line)
+		rs, err := rules.ParseIptables("l", line)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := rs.Chains["INPUT"].Rules[0].String()
-		rs2, err := filter.ParseIptables("again", s)
+		rs2, err := rules.ParseIptables("again", s)
 		if err != nil {
 			t.Fatalf("%s\n  printed as %s\n  which fails: %v", line, s, err)
 		}

@@ -8,12 +8,14 @@ import (
 	"testing"
 
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/dpfw/dpfw/packet"
+	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
 // refRun is a deliberately slow classifier written straight from iptables'
 // semantics: walk the chain, test every match of every rule, follow jumps.
-func refRun(rs *filter.Ruleset, names []string, p *packet.Parsed, state uint8, hook filter.Hook, in, out uint16) (filter.Verdict, string) {
+func refRun(rs *rules.Ruleset, names []string, p *packet.Parsed, state uint8, hook filter.Hook, in, out uint16) (filter.Verdict, string) {
 	chain := [...]string{"FORWARD", "INPUT", "OUTPUT"}[hook]
 	v, rule, done := refChain(rs, names, chain, p, state, in, out, 0)
 	if !done {
@@ -25,7 +27,7 @@ func refRun(rs *filter.Ruleset, names []string, p *packet.Parsed, state uint8, h
 	return v, rule
 }
 
-func refChain(rs *filter.Ruleset, names []string, chain string, p *packet.Parsed, state uint8, in, out uint16, depth int) (filter.Verdict, string, bool) {
+func refChain(rs *rules.Ruleset, names []string, chain string, p *packet.Parsed, state uint8, in, out uint16, depth int) (filter.Verdict, string, bool) {
 	for i := range rs.Chains[chain].Rules {
 		r := &rs.Chains[chain].Rules[i]
 		if !refMatch(r, names, p, state, in, out) {
@@ -52,7 +54,7 @@ func refChain(rs *filter.Ruleset, names []string, chain string, p *packet.Parsed
 	return 0, "", false
 }
 
-func refMatch(r *filter.Rule, names []string, p *packet.Parsed, state uint8, in, out uint16) bool {
+func refMatch(r *rules.Rule, names []string, p *packet.Parsed, state uint8, in, out uint16) bool {
 	v6 := p.Kind == packet.IPv6
 	if (r.Family == 4 && v6) || (r.Family == 6 && !v6) {
 		return false
@@ -84,7 +86,7 @@ func refMatch(r *filter.Rule, names []string, p *packet.Parsed, state uint8, in,
 	if p.Proto != 6 && p.Proto != 17 && p.Proto != 132 {
 		sp, dp = 0, 0
 	}
-	inRanges := func(ps []filter.PortRange, v uint16) bool {
+	inRanges := func(ps []rules.PortRange, v uint16) bool {
 		for _, pr := range ps {
 			if v >= pr.Lo && v <= pr.Hi {
 				return true
@@ -241,7 +243,7 @@ func TestDifferential(t *testing.T) {
 	cases := 0
 	for s := 0; s < sets; s++ {
 		text := randomRuleset(r, 1+r.IntN(200))
-		rs, err := filter.ParseIptables("random", text)
+		rs, err := rules.ParseIptables("random", text)
 		if err != nil {
 			t.Fatalf("random rule set did not parse: %v\n%s", err, text)
 		}
@@ -284,7 +286,7 @@ func firstRule(f *filter.Filter, chain string) int {
 }
 
 func TestRunNoAllocs(t *testing.T) {
-	rs, err := filter.ParseIptables("fixed", TutorialFixed)
+	rs, err := rules.ParseIptables("fixed", pcapgen.TutorialFixed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +310,7 @@ func BenchmarkClassify(b *testing.B) {
 		for i := 0; i < n; i++ {
 			fmt.Fprintf(&sb, "-A INPUT -p tcp -s 198.18.%d.%d --dport %d -m state --state NEW -j ACCEPT\n", (i>>8)&255, i&255, 1000+i%50000)
 		}
-		rs, err := filter.ParseIptables("bench", sb.String())
+		rs, err := rules.ParseIptables("bench", sb.String())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -320,7 +322,7 @@ func BenchmarkClassify(b *testing.B) {
 		b.Run(fmt.Sprintf("rule_miss_%d_rules", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if res := f.Run(filter.Ctx{}, p, filter.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Drop {
+				if res := f.Run(filter.Ctx{}, p, rules.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Drop {
 					b.Fatal(res)
 				}
 			}
@@ -331,7 +333,7 @@ func BenchmarkClassify(b *testing.B) {
 		b.Run(fmt.Sprintf("rule_hit_last_of_%d_rules", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if res := f.Run(filter.Ctx{}, &hit, filter.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Accept {
+				if res := f.Run(filter.Ctx{}, &hit, rules.StateNew, filter.HookInput, 0, 0); res.Verdict != filter.Accept {
 					b.Fatal(res)
 				}
 			}

@@ -17,6 +17,19 @@ type Labelled struct {
 	Reason string
 }
 
+// TutorialFixed is the iptables states tutorial's rule set with its typos
+// corrected, in the test address range, as the README shows it.
+const TutorialFixed = `
+-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -p tcp --dport 22 -s 198.18.54.2 -m state --state NEW -j ACCEPT
+-A OUTPUT -p tcp --sport 22 -d 198.18.54.2 -m state --state ESTABLISHED -j ACCEPT
+-A INPUT -p tcp --sport 21 -m state --state ESTABLISHED -j ACCEPT
+-A OUTPUT -p tcp --dport 21 -m state --state NEW,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp --sport 20 -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A OUTPUT -p tcp --dport 20 -m state --state ESTABLISHED -j ACCEPT
+`
+
 // HostileRules is the rule set the hostile catalogue is labelled for: a
 // stateful FORWARD chain that lets port a's side start web, DNS and ping
 // and refuses everything else, so INVALID packets are never accepted.

@@ -1,4 +1,4 @@
-package filter
+package rules
 
 import (
 	"errors"
@@ -54,6 +54,10 @@ type Limits struct {
 	// MaxErrors stops parsing after this many errors.
 	MaxErrors int
 }
+
+// MaxDecisions bounds a rule set's rules plus chains: the compiled rule set
+// names each with a 16-bit decision id, which connection entries cache.
+const MaxDecisions = 0xffff
 
 // DefaultLimits are the parser's bounds: the rule set's structural limit,
 // lines far longer than any real rule (iptables-save prints rules of a few

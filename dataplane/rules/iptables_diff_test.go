@@ -1,4 +1,4 @@
-package filter_test
+package rules_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 )
 
 // The parser differential: rules applied with the real iptables-restore in
@@ -69,8 +69,8 @@ func (n netns) run(stdin string, name string, args ...string) (string, error) {
 // header declares the chains every generated rule may use.
 const diffHeader = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:u0 - [0:0]\n:u1 - [0:0]\n:u2 - [0:0]\n"
 
-func diffFile(rules []string) string {
-	return diffHeader + strings.Join(rules, "\n") + "\nCOMMIT\n"
+func diffFile(rl []string) string {
+	return diffHeader + strings.Join(rl, "\n") + "\nCOMMIT\n"
 }
 
 var errorLine = regexp.MustCompile(`(?:Error occurred at line: |line )(\d+)`)
@@ -78,8 +78,8 @@ var errorLine = regexp.MustCompile(`(?:Error occurred at line: |line )(\d+)`)
 // iptablesAccepts reports, rule by rule, whether iptables-restore --test
 // accepts it: whole chunks first, and on a failure the rule its error
 // names (or, when it names none, each half of the chunk).
-func (n netns) iptablesAccepts(t *testing.T, prog string, rules []string) []bool {
-	ok := make([]bool, len(rules))
+func (n netns) iptablesAccepts(t *testing.T, prog string, rl []string) []bool {
+	ok := make([]bool, len(rl))
 	var judge func(idx []int)
 	judge = func(idx []int) {
 		if len(idx) == 0 {
@@ -87,7 +87,7 @@ func (n netns) iptablesAccepts(t *testing.T, prog string, rules []string) []bool
 		}
 		lines := make([]string, len(idx))
 		for i, j := range idx {
-			lines[i] = rules[j]
+			lines[i] = rl[j]
 		}
 		// A real restore (not --test: the kernel refuses some rules
 		// that --test passes, such as tcp-reset without -p tcp).
@@ -114,9 +114,9 @@ func (n netns) iptablesAccepts(t *testing.T, prog string, rules []string) []bool
 		judge(idx[len(idx)/2:])
 	}
 	const chunk = 64
-	for i := 0; i < len(rules); i += chunk {
+	for i := 0; i < len(rl); i += chunk {
 		idx := make([]int, 0, chunk)
-		for j := i; j < min(i+chunk, len(rules)); j++ {
+		for j := i; j < min(i+chunk, len(rl)); j++ {
 			idx = append(idx, j)
 		}
 		judge(idx)
@@ -125,22 +125,22 @@ func (n netns) iptablesAccepts(t *testing.T, prog string, rules []string) []bool
 }
 
 // dpfwAccepts parses one rule in the same context.
-func dpfwAccepts(rule string, fam filter.Family) (*filter.Ruleset, error) {
-	return filter.Parse("diff", diffFile([]string{rule}), filter.ParseOptions{Family: fam})
+func dpfwAccepts(rule string, fam rules.Family) (*rules.Ruleset, error) {
+	return rules.Parse("diff", diffFile([]string{rule}), rules.ParseOptions{Family: fam})
 }
 
 // compareWithIptables runs the differential for one family and returns
 // the number of rules that agree.
-func compareWithIptables(t *testing.T, n netns, fam filter.Family, rules []string) (agree int) {
+func compareWithIptables(t *testing.T, n netns, fam rules.Family, rl []string) (agree int) {
 	t.Helper()
 	prog, save := "iptables-restore", "iptables-save"
 	if fam == 6 {
 		prog, save = "ip6tables-restore", "ip6tables-save"
 	}
-	kernel := n.iptablesAccepts(t, prog, rules)
+	kernel := n.iptablesAccepts(t, prog, rl)
 	var both []string
 	mismatches := 0
-	for i, r := range rules {
+	for i, r := range rl {
 		_, err := dpfwAccepts(r, fam)
 		switch {
 		case kernel[i] && err != nil:
@@ -174,7 +174,7 @@ func compareWithIptables(t *testing.T, n netns, fam filter.Family, rules []strin
 			want = append(want, l)
 		}
 	}
-	rs, err := filter.Parse("diff", diffFile(both), filter.ParseOptions{Family: fam})
+	rs, err := rules.Parse("diff", diffFile(both), rules.ParseOptions{Family: fam})
 	if err != nil {
 		t.Fatalf("dpfw refuses the rules it accepted one by one: %v", err)
 	}
@@ -199,7 +199,7 @@ func compareWithIptables(t *testing.T, n netns, fam filter.Family, rules []strin
 		}
 	}
 	t.Logf("IPv%d: %d of %d rules: same acceptance; %d accepted by both, %d printed identically by iptables-save and dpfw rules save",
-		fam, agree, len(rules), len(both), min(len(got), len(want))-diffs)
+		fam, agree, len(rl), len(both), min(len(got), len(want))-diffs)
 	return agree
 }
 
@@ -209,8 +209,8 @@ func TestIptablesDifferential(t *testing.T) {
 	kernelTools(t)
 	n := newNetns(t)
 	gen := generateRules(rand.New(rand.NewPCG(2026, 12)), 5000)
-	rules := append(append([]string(nil), edgeRules...), gen...)
-	compareWithIptables(t, n, 4, rules)
+	rl := append(append([]string(nil), edgeRules...), gen...)
+	compareWithIptables(t, n, 4, rl)
 	compareWithIptables(t, n, 6, append(append([]string(nil), edgeRules6...), generateRules6(rand.New(rand.NewPCG(2026, 6)), 600)...))
 }
 

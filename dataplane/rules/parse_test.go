@@ -1,4 +1,4 @@
-package filter_test
+package rules_test
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
+	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
 // The rule lines of the iptables states tutorial this project started from
@@ -31,7 +33,7 @@ var tutorial = []struct {
 
 func TestTutorialAsWritten(t *testing.T) {
 	for _, tt := range tutorial {
-		_, err := filter.ParseIptables("tutorial", tt.line)
+		_, err := rules.ParseIptables("tutorial", tt.line)
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%s\n  unexpected error: %v", tt.line, err)
@@ -43,21 +45,8 @@ func TestTutorialAsWritten(t *testing.T) {
 	}
 }
 
-// TutorialFixed is the tutorial's rule set with its typos corrected, in the
-// test address range, as the README shows it.
-const TutorialFixed = `
--P INPUT DROP
--P OUTPUT DROP
--A INPUT -p tcp --dport 22 -s 198.18.54.2 -m state --state NEW -j ACCEPT
--A OUTPUT -p tcp --sport 22 -d 198.18.54.2 -m state --state ESTABLISHED -j ACCEPT
--A INPUT -p tcp --sport 21 -m state --state ESTABLISHED -j ACCEPT
--A OUTPUT -p tcp --dport 21 -m state --state NEW,ESTABLISHED -j ACCEPT
--A INPUT -p tcp --sport 20 -m state --state ESTABLISHED,RELATED -j ACCEPT
--A OUTPUT -p tcp --dport 20 -m state --state ESTABLISHED -j ACCEPT
-`
-
 func TestTutorialFixedParses(t *testing.T) {
-	rs, err := filter.ParseIptables("fixed", TutorialFixed)
+	rs, err := rules.ParseIptables("fixed", pcapgen.TutorialFixed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +54,7 @@ func TestTutorialFixedParses(t *testing.T) {
 		t.Errorf("unexpected rule set: INPUT %+v OUTPUT %+v", rs.Chains["INPUT"], rs.Chains["OUTPUT"])
 	}
 	r := rs.Chains["INPUT"].Rules[0]
-	if r.Proto != 6 || r.DPorts[0] != (filter.PortRange{Lo: 22, Hi: 22}) || r.States != filter.StateNew || r.Src[0].String() != "198.18.54.2/32" || r.Target != "ACCEPT" {
+	if r.Proto != 6 || r.DPorts[0] != (rules.PortRange{Lo: 22, Hi: 22}) || r.States != rules.StateNew || r.Src[0].String() != "198.18.54.2/32" || r.Target != "ACCEPT" {
 		t.Errorf("first rule: %+v", r)
 	}
 }
@@ -87,7 +76,7 @@ func TestIptablesSave(t *testing.T) {
 -A ssh -p tcp -j REJECT --reject-with tcp-reset
 COMMIT
 `
-	rs, err := filter.ParseIptables("save", save)
+	rs, err := rules.ParseIptables("save", save)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +94,7 @@ COMMIT
 			b.WriteString(r.String() + "\n")
 		}
 	}
-	rs2, err := filter.ParseIptables("roundtrip", b.String())
+	rs2, err := rules.ParseIptables("roundtrip", b.String())
 	if err != nil {
 		t.Fatalf("re-parsing the printed rules: %v\n%s", err, b.String())
 	}
@@ -145,7 +134,7 @@ func TestParseErrors(t *testing.T) {
 		{"-A INPUT -m comment --comment \"caf\xe9\" -j ACCEPT", "f:1:35: not valid UTF-8"},
 		{"-A INPUT -j ACCEPT -m comment --comment " + strings.Repeat("x", 70000), "longer than 65536 bytes"},
 	} {
-		_, err := filter.ParseIptables("f", tt.in)
+		_, err := rules.ParseIptables("f", tt.in)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v; want %q", tt.in, err, tt.want)
 		}
@@ -157,7 +146,7 @@ func TestParseErrors(t *testing.T) {
 func TestParseNonFilterTable(t *testing.T) {
 	in := "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n" +
 		"*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n"
-	_, err := filter.ParseIptables("f", in)
+	_, err := rules.ParseIptables("f", in)
 	if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), "f:1: \"*nat\": dpfw implements the filter table only") {
 		t.Errorf("got %v; want exactly one error, at the *nat line", err)
 	}
@@ -174,8 +163,8 @@ func TestParseLimits(t *testing.T) {
 	}
 	b.WriteString("COMMIT\n")
 	start := time.Now()
-	_, err := filter.ParseIptables("big", b.String())
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("big:%d: more than %d rules and chains", filter.MaxDecisions-3+2, filter.MaxDecisions)) {
+	_, err := rules.ParseIptables("big", b.String())
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("big:%d: more than %d rules and chains", rules.MaxDecisions-3+2, rules.MaxDecisions)) {
 		t.Errorf("100,000 rules: %v", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
@@ -186,19 +175,19 @@ func TestParseLimits(t *testing.T) {
 	for i := 0; i < 100000; i++ {
 		fmt.Fprintf(&b, ":tenant%d - [0:0]\n", i)
 	}
-	_, err = filter.ParseIptables("chains", b.String())
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("chains:%d: more than", filter.MaxDecisions-3+2)) {
+	_, err = rules.ParseIptables("chains", b.String())
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("chains:%d: more than", rules.MaxDecisions-3+2)) {
 		t.Errorf("100,000 chains: %v", err)
 	}
 	bad := strings.Repeat("-A INPUT -p tpc -j ACCEPT\n", 1000)
-	_, err = filter.ParseIptables("bad", bad)
-	if n := strings.Count(err.Error(), "unknown protocol"); n != filter.DefaultLimits.MaxErrors {
-		t.Errorf("%d errors reported for 1,000 bad lines; want %d", n, filter.DefaultLimits.MaxErrors)
+	_, err = rules.ParseIptables("bad", bad)
+	if n := strings.Count(err.Error(), "unknown protocol"); n != rules.DefaultLimits.MaxErrors {
+		t.Errorf("%d errors reported for 1,000 bad lines; want %d", n, rules.DefaultLimits.MaxErrors)
 	}
 	if !strings.Contains(err.Error(), "stopped after 100 errors") {
 		t.Errorf("no note that parsing stopped")
 	}
-	_, err = filter.ParseIptables("tok", "-A INPUT -j ACCEPT -p "+strings.Repeat("y", 10000))
+	_, err = rules.ParseIptables("tok", "-A INPUT -j ACCEPT -p "+strings.Repeat("y", 10000))
 	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "(10000 bytes)") {
 		t.Errorf("a 10,000-byte bad token: %v", err)
 	}
@@ -206,17 +195,17 @@ func TestParseLimits(t *testing.T) {
 
 func TestIsEmptyText(t *testing.T) {
 	for in, want := range map[string]bool{"": true, "\n  \n# only a comment\n": true, "-P INPUT DROP": false, "*filter\nCOMMIT": false} {
-		if got := filter.IsEmptyText(in); got != want {
+		if got := rules.IsEmptyText(in); got != want {
 			t.Errorf("IsEmptyText(%q) = %v; want %v", in, got, want)
 		}
 	}
 }
 
 func FuzzParseIptables(f *testing.F) {
-	f.Add(TutorialFixed)
+	f.Add(pcapgen.TutorialFixed)
 	f.Add("*filter\n:INPUT DROP [0:0]\n-A INPUT ! -p tcp -m multiport --dports 1,2:3 -j LOG\nCOMMIT\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		rs, err := filter.ParseIptables("fuzz", s)
+		rs, err := rules.ParseIptables("fuzz", s)
 		if err != nil {
 			return
 		}
