@@ -82,7 +82,9 @@ var importRules = map[string][]string{
 	"control/ruleset":    {"conntrack", "conntrack/tcpstate", "control/config", "dataplane", "dataplane/filter", "dataplane/rules"},
 	"control/daemon": {"cgo/dpdk", "conntrack", "conntrack/tcpstate", "control/config", "control/metrics", "control/ruleset",
 		"dataplane", "dataplane/filter", "dataplane/worker"},
-	"cmd/dpfw":     {"configs", "control/config", "control/daemon", "control/metrics", "control/ruleset", "dataplane", "dataplane/filter", "dataplane/rules"},
+	"control/replay": {"conntrack", "control/config", "control/ruleset", "dataplane", "dataplane/filter"},
+	"cmd/dpfw": {"configs", "control/config", "control/daemon", "control/metrics", "control/replay", "control/ruleset",
+		"dataplane", "dataplane/filter", "dataplane/rules"},
 	"perf/pcapgen": {"packet", "packet/header"},
 	"perf":         {"perf/pcapgen"},
 }

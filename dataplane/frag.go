@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/packet/header"
@@ -226,6 +227,10 @@ type Release struct {
 	Slot   uint16
 	Accept bool
 	Reason filter.DropReason
+	// Decision is what decided the datagram (filter decision id), or
+	// NoDecision; State its conntrack state (UNTRACKED if never judged).
+	Decision uint16
+	State    conntrack.State
 }
 
 // ownerNone marks a held slot that holds nothing.
@@ -329,7 +334,7 @@ func (ft *fragTable) lookup(k *fragKey, now int64) (idx int, found bool) {
 			if e.expires >= now {
 				return w, true
 			}
-			ft.releaseAll(w, filter.Drop, filter.DropFragmentTimeout)
+			ft.releaseAll(w, filter.Drop, filter.DropFragmentTimeout, NoDecision, conntrack.Untracked)
 			return w, false
 		}
 		if r := rank(e, now); r < vrank || r == 3 && vrank == 3 && e.seq < ft.slots[victim].seq {
@@ -338,9 +343,9 @@ func (ft *fragTable) lookup(k *fragKey, now int64) (idx int, found bool) {
 	}
 	switch vrank {
 	case 1:
-		ft.releaseAll(victim, filter.Drop, filter.DropFragmentTimeout)
+		ft.releaseAll(victim, filter.Drop, filter.DropFragmentTimeout, NoDecision, conntrack.Untracked)
 	case 3:
-		ft.releaseAll(victim, filter.Drop, filter.DropFragmentMemory)
+		ft.releaseAll(victim, filter.Drop, filter.DropFragmentMemory, NoDecision, conntrack.Untracked)
 	}
 	return victim, false
 }
@@ -371,7 +376,7 @@ func (ft *fragTable) join(p *packet.Parsed, zone uint16, now int64, sum bool) (i
 	e := &ft.slots[idx]
 	ft.seq++
 	if found && p.Frag == packet.FragFirst && (e.runs.dead || e.runs.settled || ft.seq-e.seq > fragMaxDist) {
-		ft.releaseAll(idx, filter.Drop, filter.DropFragment)
+		ft.releaseAll(idx, filter.Drop, filter.DropFragment, NoDecision, conntrack.Untracked)
 		found = false
 	}
 	if !found {
@@ -389,7 +394,7 @@ func (ft *fragTable) join(p *packet.Parsed, zone uint16, now int64, sum bool) (i
 	fate := e.runs.insert(off, end, more)
 	switch {
 	case fate == fragOverlap:
-		ft.releaseAll(idx, filter.Drop, filter.DropFragmentOverlap)
+		ft.releaseAll(idx, filter.Drop, filter.DropFragmentOverlap, NoDecision, conntrack.Untracked)
 	case fate == fragNew && sum:
 		e.sum = header.AddWords(e.sum, header.SumWords(p.Buf[p.L4Off:p.L3End], 0))
 	}
@@ -403,7 +408,7 @@ func (ft *fragTable) join(p *packet.Parsed, zone uint16, now int64, sum bool) (i
 func (ft *fragTable) hold(idx int, p *packet.Parsed) (int16, filter.DropReason) {
 	e := &ft.slots[idx]
 	if ft.nfree == 0 || e.held >= fragPerDatagram {
-		ft.releaseAll(idx, filter.Drop, filter.DropFragmentMemory)
+		ft.releaseAll(idx, filter.Drop, filter.DropFragmentMemory, NoDecision, conntrack.Untracked)
 		e.runs.dead = true
 		return noSlot, filter.DropFragmentMemory
 	}
@@ -425,11 +430,12 @@ func (ft *fragTable) hold(idx int, p *packet.Parsed) (int16, filter.DropReason) 
 }
 
 // releaseAll decides entry idx's held fragments: each gets verdict v (and
-// reason r), is counted so, and goes on the release list.
-func (ft *fragTable) releaseAll(idx int, v filter.Verdict, r filter.DropReason) {
+// reason r, decision d, state st), is counted so, and goes on the release
+// list.
+func (ft *fragTable) releaseAll(idx int, v filter.Verdict, r filter.DropReason, d uint16, st conntrack.State) {
 	e := &ft.slots[idx]
 	for s := e.head; s != noSlot; s = ft.next[s] {
-		ft.rel[ft.nrel] = Release{Slot: uint16(s), Accept: v == filter.Accept, Reason: r}
+		ft.rel[ft.nrel] = Release{Slot: uint16(s), Accept: v == filter.Accept, Reason: r, Decision: d, State: st}
 		ft.nrel++
 		ft.freed[ft.nfreed] = s
 		ft.nfreed++
@@ -523,7 +529,7 @@ func (ft *fragTable) expire(now int64, n int) {
 		s := ft.sweep
 		ft.sweep = (ft.sweep + 1) % FragHeld
 		if o := ft.owner[s]; o != ownerNone && ft.slots[o].expires < now {
-			ft.releaseAll(int(o), filter.Drop, filter.DropFragmentTimeout)
+			ft.releaseAll(int(o), filter.Drop, filter.DropFragmentTimeout, NoDecision, conntrack.Untracked)
 			ft.slots[o].used = false
 		}
 	}
@@ -534,7 +540,7 @@ func (ft *fragTable) flush() {
 	ft.begin()
 	for s := range ft.owner {
 		if o := ft.owner[s]; o != ownerNone {
-			ft.releaseAll(int(o), filter.Drop, filter.DropShutdown)
+			ft.releaseAll(int(o), filter.Drop, filter.DropShutdown, NoDecision, conntrack.Untracked)
 		}
 	}
 }

@@ -15,6 +15,9 @@ import (
 	"github.com/dpfw/dpfw/packet/header"
 )
 
+// NoDecision is Burst.Decision for a packet the rules did not decide.
+const NoDecision = 0xffff
+
 // BurstSize is the most frames a burst holds (DPDK's rx burst size), as
 // many as a conntrack.Batch stages.
 const BurstSize = conntrack.BatchSize
@@ -116,6 +119,10 @@ type Burst struct {
 	// Csum holds the NIC's checksum verdicts (packet.CsumHint of the
 	// mbuf's offload flags; 0: unknown), filled by the feeder.
 	Csum [BurstSize]uint8
+	// Decision is the filter decision id (rule or chain policy) that gave
+	// packet i its verdict, or NoDecision (decided before the rules:
+	// malformed, checksum, fragment handling, conntrack limits).
+	Decision [BurstSize]uint16
 	// Held is 1 + the held slot where the worker must keep frame i's
 	// mbuf (a fragment of an incomplete datagram), or 0.
 	Held [BurstSize]uint16
@@ -142,6 +149,9 @@ type Pipeline struct {
 	hits       [BurstSize]hit
 	nhits      int
 	lastReject reject.Kind
+	// decision is what decided the packet being judged (NoDecision: not
+	// the rules).
+	decision uint16
 	// batch stages the burst's lookups (conntrack.Tracker.Stage); csums
 	// is the work done while they load.
 	batch conntrack.Batch
@@ -310,6 +320,7 @@ func (pl *Pipeline) judgeBurst(f *filter.Filter, b *Burst, n int, in uint16, pi 
 		p := &b.Parsed[i]
 		b.State[i] = conntrack.Untracked
 		b.Held[i], b.Answer[i] = 0, 0
+		pl.decision = NoDecision
 		held := false
 		v, r, ip := pl.linkVerdict(p)
 		if ip {
@@ -325,7 +336,7 @@ func (pl *Pipeline) judgeBurst(f *filter.Filter, b *Burst, n int, in uint16, pi 
 				v, r = pl.judgeStateless(f, p, in, pi)
 			}
 		}
-		b.Verdict[i], b.Reason[i] = v, r
+		b.Verdict[i], b.Reason[i], b.Decision[i] = v, r, pl.decision
 		if held {
 			continue
 		}
@@ -375,7 +386,7 @@ func (pl *Pipeline) fragment(f *filter.Filter, b *Burst, i int, in uint16, pi *P
 		b.State[i] = conntrack.Invalid
 	}
 	if r != filter.DropNone {
-		ft.releaseAll(e, filter.Drop, r)
+		ft.releaseAll(e, filter.Drop, r, NoDecision, b.State[i])
 		return filter.Drop, r, false
 	}
 	// A staged key is the first fragment's own (later and short first
@@ -386,7 +397,7 @@ func (pl *Pipeline) fragment(f *filter.Filter, b *Burst, i int, in uint16, pi *P
 	} else {
 		v, r = pl.judgeStateless(f, &q, in, pi)
 	}
-	ft.releaseAll(e, v, r)
+	ft.releaseAll(e, v, r, pl.decision, b.State[i])
 	return v, r, false
 }
 
@@ -515,6 +526,7 @@ func (pl *Pipeline) classify(f *filter.Filter, p *packet.Parsed, state uint8, in
 func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo) (filter.Verdict, filter.DropReason) {
 	r, fwd := pl.classify(f, p, conntrack.Untracked.Mask(), in, pi)
 	d := f.Decision(r)
+	pl.decision = d
 	pl.Stats.Classified++
 	pl.countHit(d, uint64(p.L3Len()))
 	if fwd >= 0 {
@@ -577,6 +589,7 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 		pl.Stats.Classified++
 	}
 	pl.countHit(d, uint64(p.L3Len()))
+	pl.decision = d
 	v := f.DecisionVerdict(d)
 	if v == filter.Reject {
 		pl.lastReject = f.RejectKind(d)

@@ -11,9 +11,9 @@ import (
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
-// replay feeds frames into port a of a dpfw running ftpRules (with b as the
+// pcapReplay feeds frames into port a of a dpfw running ftpRules (with b as the
 // inside) and returns what b transmitted.
-func replay(t *testing.T, frames [][]byte) [][]byte {
+func pcapReplay(t *testing.T, frames [][]byte) [][]byte {
 	t.Helper()
 	p := startPcap(t, frames, ", inside: b", ftpRules)
 	p.waitReceived()
@@ -34,7 +34,7 @@ func TestPcapFTPGolden(t *testing.T) {
 			if err != nil || len(frames) < 20 {
 				t.Fatalf("capture: %v, %d frames", err, len(frames))
 			}
-			got := replay(t, frames)
+			got := pcapReplay(t, frames)
 			if len(got) != len(frames) {
 				t.Fatalf("forwarded %d of %d frames", len(got), len(frames))
 			}
@@ -74,7 +74,7 @@ func TestPcapFTPGolden(t *testing.T) {
 				pcapgen.FixChecksums(c) // dropped by the rules, not as corrupt
 				moved = append(moved, c)
 			}
-			got = replay(t, moved)
+			got = pcapReplay(t, moved)
 			if len(got) != len(control) {
 				t.Fatalf("with the data connection on an unannounced port, %d frames passed; want the %d control frames", len(got), len(control))
 			}
