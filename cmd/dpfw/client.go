@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // apiAddr is the running dpfw's metrics.listen address (the API shares it).
@@ -92,35 +93,55 @@ func conntrackCmd() *cobra.Command {
 	return c
 }
 
-// ctFilter is the conntrack commands' filter flags.
+// ctFilter is the conntrack commands' filter flags, conntrack's: the
+// original direction's tuple (-s, -d, --sport, --dport, also spelt
+// --orig-src, --orig-dst, --orig-port-src, --orig-port-dst), the reply
+// direction's (-r, -q, --reply-port-src, --reply-port-dst), -p, -f, -u and
+// --state.
 type ctFilter struct {
-	proto, src, dst, state string
-	sport, dport           int
+	proto, src, dst, rsrc, rdst, state, status, family string
+	sport, dport, rsport, rdport                       int
 }
+
+// ctAliases are conntrack's other spellings of the filter flags.
+var ctAliases = map[string]string{"orig-src": "src", "orig-dst": "dst", "orig-port-src": "sport", "orig-port-dst": "dport"}
 
 // add registers the filter's flags on f.
 func (ft *ctFilter) add(f *cobra.Command) {
-	f.Flags().StringVarP(&ft.proto, "proto", "p", "", "protocol: tcp, udp, icmp, icmpv6 or a number")
-	f.Flags().StringVarP(&ft.src, "src", "s", "", "address or CIDR (either direction)")
-	f.Flags().StringVarP(&ft.dst, "dst", "d", "", "address or CIDR (either direction)")
-	f.Flags().IntVar(&ft.sport, "sport", -1, "port (either direction)")
-	f.Flags().IntVar(&ft.dport, "dport", -1, "port (either direction)")
-	f.Flags().StringVar(&ft.state, "state", "", "TCP state: SYN_SENT, ESTABLISHED, TIME_WAIT, …")
+	fl := f.Flags()
+	fl.StringVarP(&ft.proto, "proto", "p", "", "protocol: tcp, udp, icmp, icmpv6 or a number")
+	fl.StringVarP(&ft.family, "family", "f", "", "ipv4 or ipv6")
+	fl.StringVarP(&ft.src, "src", "s", "", "source address or CIDR of the original direction")
+	fl.StringVarP(&ft.dst, "dst", "d", "", "destination address or CIDR of the original direction")
+	fl.IntVar(&ft.sport, "sport", -1, "source port of the original direction")
+	fl.IntVar(&ft.dport, "dport", -1, "destination port of the original direction")
+	fl.StringVarP(&ft.rsrc, "reply-src", "r", "", "source address or CIDR of the reply direction")
+	fl.StringVarP(&ft.rdst, "reply-dst", "q", "", "destination address or CIDR of the reply direction")
+	fl.IntVar(&ft.rsport, "reply-port-src", -1, "source port of the reply direction")
+	fl.IntVar(&ft.rdport, "reply-port-dst", -1, "destination port of the reply direction")
+	fl.StringVar(&ft.state, "state", "", "TCP state: SYN_SENT, ESTABLISHED, TIME_WAIT, …")
+	fl.StringVarP(&ft.status, "status", "u", "", "ASSURED, SEEN_REPLY, UNREPLIED (comma-separated: all must hold)")
+	fl.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if n, ok := ctAliases[name]; ok {
+			name = n
+		}
+		return pflag.NormalizedName(name)
+	})
 }
 
 // query is the filter as the API's query parameters.
 func (ft *ctFilter) query() url.Values {
 	q := url.Values{}
-	for k, v := range map[string]string{"proto": ft.proto, "src": ft.src, "dst": ft.dst, "state": ft.state} {
+	for k, v := range map[string]string{"proto": ft.proto, "family": ft.family, "src": ft.src, "dst": ft.dst,
+		"reply-src": ft.rsrc, "reply-dst": ft.rdst, "state": ft.state, "status": ft.status} {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	if ft.sport >= 0 {
-		q.Set("sport", fmt.Sprint(ft.sport))
-	}
-	if ft.dport >= 0 {
-		q.Set("dport", fmt.Sprint(ft.dport))
+	for k, v := range map[string]int{"sport": ft.sport, "dport": ft.dport, "reply-sport": ft.rsport, "reply-dport": ft.rdport} {
+		if v >= 0 {
+			q.Set(k, fmt.Sprint(v))
+		}
 	}
 	return q
 }
@@ -190,6 +211,10 @@ func ctFlushCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "dpfw conntrack: %d flow entries have been deleted.\n", res.Deleted)
+			if res.Deleted == 0 {
+				// As conntrack -D: deleting nothing is a failure.
+				return fmt.Errorf("no flow entry matched")
+			}
 			return nil
 		},
 	}

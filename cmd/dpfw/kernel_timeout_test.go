@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -196,5 +199,72 @@ func TestKernelTimeouts(t *testing.T) {
 	if t.Failed() {
 		t.Logf("kernel:\n%s\ndpfw:\n%s", kout, dout)
 	}
+	compareListFilters(t, br, p, ports)
 	p.stop()
+}
+
+// listFilters are conntrack -L filters dpfw conntrack list takes alike.
+var listFilters = [][]string{
+	{"-p", "tcp"},
+	{"-p", "udp", "--dport", "53"},
+	{"-p", "tcp", "--sport", "5001"},
+	{"-p", "tcp", "--reply-port-src", "5001"},
+	{"-p", "tcp", "--orig-port-dst", "5001"},
+	{"-s", kdA4},
+	{"-d", kdA4},
+	{"-r", kdB4},
+	{"-q", kdB4},
+	{"-u", "ASSURED"},
+	{"-u", "SEEN_REPLY"},
+	{"-f", "ipv4"},
+	{"-f", "ipv6"},
+	{"-p", "tcp", "--state", "ESTABLISHED"},
+}
+
+// compareListFilters lists the test's connections with each filter from
+// the kernel's conntrack and from dpfw: the same connections (by A's
+// port, among ports).
+func compareListFilters(t *testing.T, br netns, p *proc, ports []uint16) {
+	t.Helper()
+	ours := map[uint16]bool{}
+	for _, port := range ports {
+		ours[port] = true
+	}
+	listed := func(out string) string {
+		var got []int
+		for port := range ctTimeouts(out) {
+			if ours[port] {
+				got = append(got, int(port))
+			}
+		}
+		sort.Ints(got)
+		return fmt.Sprint(got)
+	}
+	same := 0
+	for _, f := range listFilters {
+		kout, err := exec.Command("ip", append([]string{"netns", "exec", string(br), "conntrack", "-L"}, f...)...).CombinedOutput()
+		if err != nil {
+			t.Errorf("conntrack -L %v: %v\n%s", f, err, kout)
+			continue
+		}
+		dout, err := p.cli(append([]string{"conntrack", "list"}, f...)...)
+		if err != nil {
+			t.Errorf("dpfw conntrack list %v: %v\n%s", f, err, dout)
+			continue
+		}
+		if k, d := listed(string(kout)), listed(dout); k != d {
+			t.Errorf("filter %v: the kernel lists %s, dpfw %s", f, k, d)
+		} else {
+			same++
+		}
+	}
+	t.Logf("list filters: %d of %d list the same connections as conntrack -L", same, len(listFilters))
+	// Deleting nothing fails, as conntrack -D does (exit 1).
+	kerr := exec.Command("ip", "netns", "exec", string(br), "conntrack", "-D", "-p", "tcp", "--dport", "1").Run()
+	out, derr := p.cli("conntrack", "flush", "-p", "tcp", "--dport", "1")
+	var ke, de *exec.ExitError
+	if !errors.As(kerr, &ke) || !errors.As(derr, &de) || ke.ExitCode() != 1 || de.ExitCode() != 1 ||
+		!strings.Contains(out, "0 flow entries have been deleted") {
+		t.Errorf("a flush matching nothing: conntrack -D %v, dpfw %v (%s); want exit 1 from both", kerr, derr, out)
+	}
 }

@@ -18,98 +18,154 @@ import (
 	"github.com/dpfw/dpfw/dataplane/filter"
 )
 
-// ConnFilter selects connections for listing and flushing (conntrack -L
-// style): every set field must match either direction's tuple.
+// ConnFilter selects connections for listing and flushing, as conntrack's
+// options do: Src, Dst, SPort and DPort match the original direction's
+// tuple (-s, -d, --sport, --dport), the Reply ones the reply direction's
+// (-r, -q, --reply-port-src, --reply-port-dst).
 type ConnFilter struct {
-	Proto        int // -1: any
+	Proto  int // -1: any
+	Family int // 0: any, 4 or 6 (-f ipv4|ipv6)
+	Orig   TupleFilter
+	Reply  TupleFilter
+	State  string // TCP state (--state)
+	// Status bits that must be set (-u ASSURED,SEEN_REPLY; UNREPLIED: no
+	// reply seen).
+	Assured, SeenReply, Unreplied bool
+}
+
+// TupleFilter matches one direction's tuple; zero fields match anything.
+type TupleFilter struct {
 	Src, Dst     netip.Prefix
 	SPort, DPort int // -1: any
-	State        string
+}
+
+// filterKeys are the query parameters a ConnFilter reads, with their
+// parsers: one handler per option, as the command line has one flag each.
+var filterKeys = []struct {
+	key   string
+	parse func(f *ConnFilter, v string) error
+}{
+	{"proto", parseProto},
+	{"family", parseFamily},
+	{"src", func(f *ConnFilter, v string) error { return parsePrefix("src", v, &f.Orig.Src) }},
+	{"dst", func(f *ConnFilter, v string) error { return parsePrefix("dst", v, &f.Orig.Dst) }},
+	{"sport", func(f *ConnFilter, v string) error { return parsePort("sport", v, &f.Orig.SPort) }},
+	{"dport", func(f *ConnFilter, v string) error { return parsePort("dport", v, &f.Orig.DPort) }},
+	{"reply-src", func(f *ConnFilter, v string) error { return parsePrefix("reply-src", v, &f.Reply.Src) }},
+	{"reply-dst", func(f *ConnFilter, v string) error { return parsePrefix("reply-dst", v, &f.Reply.Dst) }},
+	{"reply-sport", func(f *ConnFilter, v string) error { return parsePort("reply-sport", v, &f.Reply.SPort) }},
+	{"reply-dport", func(f *ConnFilter, v string) error { return parsePort("reply-dport", v, &f.Reply.DPort) }},
+	{"state", parseState},
+	{"status", parseStatus},
 }
 
 // ParseConnFilter reads a filter from URL query values.
 func ParseConnFilter(q map[string][]string) (ConnFilter, error) {
-	f := ConnFilter{Proto: -1, SPort: -1, DPort: -1}
-	get := func(k string) string {
-		if v := q[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	if v := get("proto"); v != "" {
-		p, ok := map[string]int{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}[strings.ToLower(v)]
-		if !ok {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > 255 {
-				return f, fmt.Errorf("proto %q: want tcp, udp, icmp, icmpv6 or 0-255", v)
+	f := ConnFilter{Proto: -1, Orig: TupleFilter{SPort: -1, DPort: -1}, Reply: TupleFilter{SPort: -1, DPort: -1}}
+	for _, k := range filterKeys {
+		if v := q[k.key]; len(v) > 0 && v[0] != "" {
+			if err := k.parse(&f, v[0]); err != nil {
+				return f, err
 			}
-			p = n
 		}
-		f.Proto = p
-	}
-	for _, a := range []struct {
-		k string
-		p *netip.Prefix
-	}{{"src", &f.Src}, {"dst", &f.Dst}} {
-		v := get(a.k)
-		if v == "" {
-			continue
-		}
-		if !strings.Contains(v, "/") {
-			addr, err := netip.ParseAddr(v)
-			if err != nil {
-				return f, fmt.Errorf("%s %q: want an address or CIDR", a.k, v)
-			}
-			*a.p = netip.PrefixFrom(addr, addr.BitLen())
-			continue
-		}
-		p, err := netip.ParsePrefix(v)
-		if err != nil {
-			return f, fmt.Errorf("%s %q: want an address or CIDR", a.k, v)
-		}
-		*a.p = p
-	}
-	for _, a := range []struct {
-		k string
-		p *int
-	}{{"sport", &f.SPort}, {"dport", &f.DPort}} {
-		if v := get(a.k); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > 65535 {
-				return f, fmt.Errorf("%s %q: want 0-65535", a.k, v)
-			}
-			*a.p = n
-		}
-	}
-	f.State = strings.ToUpper(get("state"))
-	if f.State != "" && !slices.Contains(tcpstate.StateNames(), f.State) {
-		return f, fmt.Errorf("state %q: want one of %s", get("state"), strings.Join(tcpstate.StateNames(), ", "))
 	}
 	return f, nil
+}
+
+func parseProto(f *ConnFilter, v string) error {
+	p, ok := map[string]int{"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}[strings.ToLower(v)]
+	if !ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 255 {
+			return fmt.Errorf("proto %q: want tcp, udp, icmp, icmpv6 or 0-255", v)
+		}
+		p = n
+	}
+	f.Proto = p
+	return nil
+}
+
+func parseFamily(f *ConnFilter, v string) error {
+	switch strings.ToLower(v) {
+	case "ipv4":
+		f.Family = 4
+	case "ipv6":
+		f.Family = 6
+	default:
+		return fmt.Errorf("family %q: want ipv4 or ipv6", v)
+	}
+	return nil
+}
+
+func parsePrefix(k, v string, p *netip.Prefix) error {
+	if !strings.Contains(v, "/") {
+		addr, err := netip.ParseAddr(v)
+		if err != nil {
+			return fmt.Errorf("%s %q: want an address or CIDR", k, v)
+		}
+		*p = netip.PrefixFrom(addr, addr.BitLen())
+		return nil
+	}
+	pr, err := netip.ParsePrefix(v)
+	if err != nil {
+		return fmt.Errorf("%s %q: want an address or CIDR", k, v)
+	}
+	*p = pr
+	return nil
+}
+
+func parsePort(k, v string, p *int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%s %q: want 0-65535", k, v)
+	}
+	*p = n
+	return nil
+}
+
+func parseState(f *ConnFilter, v string) error {
+	f.State = strings.ToUpper(v)
+	if !slices.Contains(tcpstate.StateNames(), f.State) {
+		return fmt.Errorf("state %q: want one of %s", v, strings.Join(tcpstate.StateNames(), ", "))
+	}
+	return nil
+}
+
+func parseStatus(f *ConnFilter, v string) error {
+	for _, s := range strings.Split(strings.ToUpper(v), ",") {
+		switch s {
+		case "ASSURED":
+			f.Assured = true
+		case "SEEN_REPLY":
+			f.SeenReply = true
+		case "UNREPLIED":
+			f.Unreplied = true
+		default:
+			return fmt.Errorf("status %q: want ASSURED, SEEN_REPLY or UNREPLIED (comma-separated)", s)
+		}
+	}
+	return nil
+}
+
+// match reports whether tuple t matches.
+func (tf *TupleFilter) match(t conntrack.Tuple) bool {
+	return (!tf.Src.IsValid() || tf.Src.Contains(t.SrcAddr())) &&
+		(!tf.Dst.IsValid() || tf.Dst.Contains(t.DstAddr())) &&
+		(tf.SPort < 0 || int(t.SrcPort) == tf.SPort) &&
+		(tf.DPort < 0 || int(t.DstPort) == tf.DPort)
 }
 
 // Match reports whether e matches.
 func (f *ConnFilter) Match(e *conntrack.Entry) bool {
 	o := e.Orig
-	if f.Proto >= 0 && int(o.Proto) != f.Proto {
+	switch {
+	case f.Proto >= 0 && int(o.Proto) != f.Proto,
+		f.Family != 0 && int(o.Family) != f.Family,
+		f.State != "" && e.TCPState.String() != f.State,
+		f.Assured && !e.Assured, f.SeenReply && !e.SeenReply, f.Unreplied && e.SeenReply:
 		return false
 	}
-	if f.Src.IsValid() && !f.Src.Contains(o.SrcAddr()) && !f.Src.Contains(o.DstAddr()) {
-		return false
-	}
-	if f.Dst.IsValid() && !f.Dst.Contains(o.DstAddr()) && !f.Dst.Contains(o.SrcAddr()) {
-		return false
-	}
-	if f.SPort >= 0 && int(o.SrcPort) != f.SPort && int(o.DstPort) != f.SPort {
-		return false
-	}
-	if f.DPort >= 0 && int(o.DstPort) != f.DPort && int(o.SrcPort) != f.DPort {
-		return false
-	}
-	if f.State != "" && e.TCPState.String() != f.State {
-		return false
-	}
-	return true
+	return f.Orig.match(o) && f.Reply.match(o.Reverse())
 }
 
 // listChunk is how many entries a listing copies out of a worker at a
