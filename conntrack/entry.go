@@ -18,6 +18,9 @@ type Entry struct {
 	Assured   bool
 	Related   bool
 	Master    int64 // entry index of the master connection, -1 if none
+	// Acct holds the counters when the tracker keeps them (HasAcct).
+	Acct    Acct
+	HasAcct bool
 }
 
 // Entry copies connection i, if it is in use.
@@ -34,6 +37,9 @@ func (tr *Tracker) Entry(i uint32) (Entry, bool) {
 	if m, ok := c.Master(); ok {
 		e.Master = int64(m)
 	}
+	if tr.Table.acct != nil {
+		e.Acct, e.HasAcct = tr.Table.acct[i], true
+	}
 	return e, true
 }
 
@@ -42,6 +48,18 @@ func (e *Entry) String() string { return string(e.AppendText(nil)) }
 
 var protoNames = [256]string{header.ProtoTCP: "tcp", header.ProtoUDP: "udp", header.ProtoICMP: "icmp",
 	header.ProtoICMPv6: "icmpv6", header.ProtoSCTP: "sctp"}
+
+// appendAcct appends direction d's counters, as conntrack prints them with
+// nf_conntrack_acct.
+func (e *Entry) appendAcct(b []byte, d Dir) []byte {
+	if !e.HasAcct {
+		return b
+	}
+	b = append(b, " packets="...)
+	b = strconv.AppendUint(b, e.Acct.Packets[d], 10)
+	b = append(b, " bytes="...)
+	return strconv.AppendUint(b, e.Acct.Bytes[d], 10)
+}
 
 // AppendText appends the entry as conntrack -L prints it (no newline).
 // Listings of millions of entries use it with one buffer.
@@ -64,11 +82,13 @@ func (e *Entry) AppendText(b []byte) []byte {
 		b = append(b, ' ')
 	}
 	b = e.Orig.AppendText(b)
+	b = e.appendAcct(b, Original)
 	if !e.SeenReply {
 		b = append(b, " [UNREPLIED]"...)
 	}
 	b = append(b, ' ')
 	b = e.Orig.Reverse().AppendText(b)
+	b = e.appendAcct(b, Reply)
 	if e.Assured {
 		b = append(b, " [ASSURED]"...)
 	}

@@ -58,9 +58,11 @@ type Table struct {
 	noCopy nocopy.NoCopy
 	seed   uint64
 	bkts   []bucket
-	mem    [3]hugeArray
-	nb     uint64 // len(bkts)
-	conns  []Conn
+	mem    [4]hugeArray
+	// acct[i] counts entry i's packets and bytes (nil: accounting off).
+	acct  []Acct
+	nb    uint64 // len(bkts)
+	conns []Conn
 	// wins[i] is the TCP window data of entry i.
 	wins []tcpstate.Windows
 	// freeHead is 1 + the first free entry; free entries chain through
@@ -127,7 +129,7 @@ func TableBytes(capacity int) int {
 
 // Free releases the table's memory. The table must not be used afterwards.
 func (t *Table) Free() {
-	t.bkts, t.conns, t.wins = nil, nil, nil
+	t.bkts, t.conns, t.wins, t.acct = nil, nil, nil, nil
 	for i := range t.mem {
 		t.mem[i].free()
 	}

@@ -70,6 +70,9 @@ type Config struct {
 	// progress can finish). AdaptiveStart 0 turns it off.
 	AdaptiveStart, AdaptiveEnd int
 	AdaptiveFloor              time.Duration
+	// Accounting counts each connection's packets and bytes per direction
+	// (nf_conntrack_acct), at AcctBytes more per connection.
+	Accounting bool
 }
 
 // InvalidReason says why a packet is INVALID. Each has a counter.
@@ -218,6 +221,9 @@ type Tracker struct {
 // NewTracker returns a tracker with its table preallocated.
 func NewTracker(cfg Config) *Tracker {
 	tr := &Tracker{cfg: cfg, Table: NewTable(cfg.Capacity, cfg.Seed)}
+	if cfg.Accounting {
+		tr.Table.enableAcct()
+	}
 	ms := func(d time.Duration) uint32 { return uint32(min(d.Milliseconds(), 1<<31-1)) }
 	for i, d := range cfg.Timeouts.TCP {
 		tr.tcpMs[i] = ms(d)
@@ -432,6 +438,7 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 		c.flags |= flagSeenReply
 	}
 	c.expires = tr.nowMs + timeout
+	tr.Table.account(idx, dir, p.L3Len())
 	r.State = tr.stateOf(c, dir)
 	return r, false
 }
@@ -545,6 +552,8 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 			tr.attachHelper(idx, c)
 		}
 	}
+	tr.Table.resetAcct(idx)
+	tr.Table.account(idx, Original, p.L3Len())
 	return Result{State: state, Conn: idx, Dir: Original, Outcome: Outcome{Events: Events{Created: true}}}
 }
 

@@ -167,7 +167,10 @@ func TestKernelTimeouts(t *testing.T) {
 		}
 	}
 	k, br := kernelPath(t, kdNftRules)
-	d, p := dpfwPath(t, kdDpfwRules)
+	// Per-connection counters on both sides (nf_conntrack_acct), set
+	// before any connection exists.
+	sh(t, "ip", "netns", "exec", string(br), "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
+	d, p := dpfwPath(t, kdDpfwRules+"conntrack: {accounting: true}\n")
 	runBoth(k, d, b.pkts)
 	time.Sleep(2200 * time.Millisecond)
 	runBoth(k, d, b2.pkts)
@@ -199,8 +202,47 @@ func TestKernelTimeouts(t *testing.T) {
 	if t.Failed() {
 		t.Logf("kernel:\n%s\ndpfw:\n%s", kout, dout)
 	}
+	compareAccounting(t, string(kout), dout, ports)
 	compareListFilters(t, br, p, ports)
 	p.stop()
+}
+
+// ctAcct matches a conntrack -L line's A port and both directions'
+// counters.
+var ctAcct = regexp.MustCompile(`(?:sport|id)=(\d+) .*?packets=(\d+) bytes=(\d+) .*?packets=(\d+) bytes=(\d+)`)
+
+// compareAccounting requires each connection's packets and bytes, per
+// direction, to be the kernel's.
+func compareAccounting(t *testing.T, kout, dout string, ports []uint16) {
+	t.Helper()
+	parse := func(out string) map[string]string {
+		m := map[string]string{}
+		for _, l := range strings.Split(out, "\n") {
+			if s := ctAcct.FindStringSubmatch(l); s != nil {
+				m[s[1]] = strings.Join(s[2:], "/")
+			}
+		}
+		return m
+	}
+	kc, dc := parse(kout), parse(dout)
+	same := 0
+	for i, c := range timeoutCases {
+		port := strconv.Itoa(int(ports[i]))
+		if kc[port] == "" || kc[port] != dc[port] {
+			t.Errorf("%s: packets/bytes original/reply: kernel %q, dpfw %q", c.name, kc[port], dc[port])
+		} else {
+			same++
+		}
+	}
+	t.Logf("accounting: %d of %d connections with the kernel's packets and bytes in both directions", same, len(timeoutCases))
+	for _, out := range []string{kout, dout} {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "ESTABLISHED") && strings.Contains(l, "packets=") {
+				t.Logf("e.g. %s", strings.TrimSpace(l))
+				break
+			}
+		}
+	}
 }
 
 // listFilters are conntrack -L filters dpfw conntrack list takes alike.

@@ -171,7 +171,7 @@ func TrackerConfig(cfg *config.Config, seed uint64) conntrack.Config {
 
 		NewPerSecond: cfg.Conntrack.NewPerSecond, NewBurst: cfg.Conntrack.NewBurst,
 		AdaptiveStart: adaptive(cfg, cfg.Conntrack.Adaptive.Start), AdaptiveEnd: adaptive(cfg, cfg.Conntrack.Adaptive.End),
-		AdaptiveFloor: cfg.Conntrack.Adaptive.Floor,
+		AdaptiveFloor: cfg.Conntrack.Adaptive.Floor, Accounting: cfg.Conntrack.Accounting,
 	}
 }
 
@@ -195,6 +195,9 @@ type Memory struct {
 func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 	nw := int64(len(cfg.Workers.CPUs))
 	per := conntrack.TableBytes(cfg.Conntrack.Capacity)
+	if cfg.Conntrack.Accounting {
+		per += conntrack.AcctBytes * cfg.Conntrack.Capacity
+	}
 	m := Memory{
 		Mbufs:     int64(cfg.Mempool.Mbufs) * int64(cfg.Mempool.DataRoom+config.MbufOverhead),
 		Conntrack: int64(per) * nw,
