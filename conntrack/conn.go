@@ -49,6 +49,7 @@ const (
 	flagAssured   = 1 << 2 // IPS_ASSURED: never early-dropped
 	flagRelated   = 1 << 3 // created by an expectation (or an ICMP error's flow)
 	flagHelper    = 1 << 4 // an FTP control connection: inspect its payload
+	flagConfirmed = 1 << 5 // IPS_CONFIRMED: its first packet was accepted
 )
 
 // Conn is one tracked connection: one 64-byte cache line (checked in

@@ -96,3 +96,6 @@ func lanes(x uint64) uint32 {
 	// y has bit 15 of each zero lane set.
 	return uint32((y>>15)&1 | (y>>30)&2 | (y>>45)&4 | (y>>60)&8)
 }
+
+// EventRingBytes is the memory of a worker's connection-event ring.
+func EventRingBytes() int { return int(unsafe.Sizeof(EventRing{})) }

@@ -216,11 +216,14 @@ type Tracker struct {
 	freeHelper int32
 	expects    []expectation
 	expectMs   uint32
+
+	// events is where connection events go while someone listens.
+	events *EventRing
 }
 
 // NewTracker returns a tracker with its table preallocated.
 func NewTracker(cfg Config) *Tracker {
-	tr := &Tracker{cfg: cfg, Table: NewTable(cfg.Capacity, cfg.Seed)}
+	tr := &Tracker{cfg: cfg, Table: NewTable(cfg.Capacity, cfg.Seed), events: new(EventRing)}
 	if cfg.Accounting {
 		tr.Table.enableAcct()
 	}
@@ -374,6 +377,7 @@ func (tr *Tracker) track(p *packet.Parsed, k *Tuple, h uint64, hint uint32) Resu
 // to delete the entry and track the packet as a new connection.
 func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reopen bool) {
 	c := tr.Table.Conn(idx)
+	before := c.flags&(flagSeenReply|flagAssured) | uint8(c.TCP.State)<<4
 	r = Result{Conn: idx, Dir: dir}
 	timeout := tr.genMs
 	switch p.Proto {
@@ -439,6 +443,9 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 	}
 	c.expires = tr.nowMs + timeout
 	tr.Table.account(idx, dir, p.L3Len())
+	if c.flags&(flagSeenReply|flagAssured)|uint8(c.TCP.State)<<4 != before {
+		tr.event(EventUpdate, idx) // one per packet, as ctnetlink's event cache
+	}
 	r.State = tr.stateOf(c, dir)
 	return r, false
 }
@@ -604,6 +611,7 @@ func (tr *Tracker) earlyDrop(h uint64) bool {
 
 // delete removes an entry and keeps the per-class counts.
 func (tr *Tracker) delete(idx uint32) {
+	tr.event(EventDestroy, idx)
 	c := tr.Table.Conn(idx)
 	tr.Stats.ByProto[protoClass(c.Orig.Proto)]--
 	if c.Orig.Proto == header.ProtoTCP {

@@ -71,6 +71,7 @@ type CTCounters struct {
 	ExpectPending                               Counter
 	ExpectRefused                               [conntrack.NumRefusals]Counter
 	FTPMalformed, FTPLineTooLong                Counter
+	EventsLost                                  Counter // connection events the ring had no room for
 }
 
 // publishCT copies the tracker's counters. Precondition: called by the
@@ -108,6 +109,7 @@ func (c *Counters) publishCT(tr *conntrack.Tracker) {
 	}
 	ct.FTPMalformed.v.Store(f.Malformed)
 	ct.FTPLineTooLong.v.Store(f.LineTooLong)
+	ct.EventsLost.v.Store(tr.Events().Lost())
 }
 
 // Snapshot reads every counter. Counters are read one by one, so a snapshot

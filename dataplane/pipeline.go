@@ -594,7 +594,10 @@ func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *Por
 	if v == filter.Reject {
 		pl.lastReject = f.RejectKind(d)
 	}
-	if v != filter.Accept && res.Created {
+	switch {
+	case res.Created && v == filter.Accept:
+		pl.Tracker.Confirm(res.Conn)
+	case res.Created:
 		// Unconfirmed: the connection's first packet was dropped, so the
 		// connection does not exist (netfilter discards such entries).
 		pl.Tracker.Delete(res.Conn)

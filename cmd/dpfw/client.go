@@ -89,7 +89,7 @@ func reloadCmd() *cobra.Command {
 func conntrackCmd() *cobra.Command {
 	c := &cobra.Command{Use: "conntrack", Short: "List, flush and count tracked connections (like conntrack -L / -F / -S)"}
 	addAPIFlag(c)
-	c.AddCommand(ctListCmd(), ctFlushCmd(), ctStatsCmd(), ctExpectCmd(), ctCountCmd())
+	c.AddCommand(ctListCmd(), ctFlushCmd(), ctStatsCmd(), ctExpectCmd(), ctCountCmd(), ctEventsCmd())
 	return c
 }
 
@@ -196,6 +196,49 @@ func ctListCmd() *cobra.Command {
 	list.Flags().IntVar(&limit, "limit", 100000, "show at most this many (all workers together)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return list
+}
+
+// ctEventsCmd is "dpfw conntrack events", like conntrack -E.
+func ctEventsCmd() *cobra.Command {
+	var ft ctFilter
+	var events, output string
+	var count int
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "events",
+		Short: "Show connection events as they happen (NEW, UPDATE, DESTROY), like conntrack -E",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := ft.query()
+			q.Set("events", events)
+			if count > 0 {
+				q.Set("count", fmt.Sprint(count))
+			}
+			switch output {
+			case "":
+			case "timestamp":
+				q.Set("timestamp", "1")
+			default:
+				return usageError{fmt.Errorf("-o %q: want timestamp", output)}
+			}
+			if asJSON {
+				q.Set("format", "json")
+			}
+			resp, err := do("GET", "/api/conntrack/events", q)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
+			return err
+		},
+	}
+	ft.add(c)
+	c.Flags().StringVarP(&events, "event-mask", "e", "", "NEW, UPDATE, DESTROY or ALL (comma-separated; default all)")
+	c.Flags().StringVarP(&output, "output", "o", "", "timestamp: prefix each event with its time, as conntrack -o timestamp")
+	c.Flags().IntVar(&count, "count", 0, "stop after this many events (0: until interrupted)")
+	c.Flags().BoolVar(&asJSON, "json", false, "one JSON object per event")
+	return c
 }
 
 // ctFlushCmd is "dpfw conntrack flush".

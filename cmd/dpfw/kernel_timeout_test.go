@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -171,6 +172,9 @@ func TestKernelTimeouts(t *testing.T) {
 	// before any connection exists.
 	sh(t, "ip", "netns", "exec", string(br), "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
 	d, p := dpfwPath(t, kdDpfwRules+"conntrack: {accounting: true}\n")
+	kev := startCapture(t, "ip", "netns", "exec", string(br), "conntrack", "-E")
+	dev := startCapture(t, dpfwBin, "conntrack", "events", "--api", p.metrics)
+	time.Sleep(300 * time.Millisecond) // both listening
 	runBoth(k, d, b.pkts)
 	time.Sleep(2200 * time.Millisecond)
 	runBoth(k, d, b2.pkts)
@@ -204,7 +208,80 @@ func TestKernelTimeouts(t *testing.T) {
 	}
 	compareAccounting(t, string(kout), dout, ports)
 	compareListFilters(t, br, p, ports)
+	// Flush both: every connection left goes, with a DESTROY event.
+	_ = exec.Command("ip", "netns", "exec", string(br), "conntrack", "-F").Run()
+	if out, err := p.cli("conntrack", "flush"); err != nil {
+		t.Errorf("dpfw conntrack flush: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	compareEvents(t, kev.stop(), dev.stop(), ports)
 	p.stop()
+}
+
+// outCapture is a command whose output a test collects until stop.
+type outCapture struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+func startCapture(t *testing.T, name string, args ...string) *outCapture {
+	t.Helper()
+	c := &outCapture{cmd: exec.Command(name, args...), out: new(bytes.Buffer)}
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = c.cmd.Process.Kill(); _ = c.cmd.Wait() })
+	return c
+}
+
+// stop ends the command and returns what it printed.
+func (c *outCapture) stop() string {
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+	return c.out.String()
+}
+
+// ctEvent matches a conntrack -E line: the type, the TCP state (NEW and
+// UPDATE of TCP), A's port.
+var ctEvent = regexp.MustCompile(`\[(NEW|UPDATE|DESTROY)\]\s+\w+\s+\d+\s+(?:\d+\s+)?(?:([A-Z_]+[A-Z])\s+)?src=.*?(?:sport|id)=(\d+)`)
+
+// compareEvents requires each connection's events, in order, to be the
+// kernel's: type and TCP state.
+func compareEvents(t *testing.T, kout, dout string, ports []uint16) {
+	t.Helper()
+	parse := func(out string) map[string][]string {
+		m := map[string][]string{}
+		for _, l := range strings.Split(out, "\n") {
+			if s := ctEvent.FindStringSubmatch(l); s != nil {
+				m[s[3]] = append(m[s[3]], strings.TrimSpace(s[1]+" "+s[2]))
+			}
+		}
+		return m
+	}
+	ke, de := parse(kout), parse(dout)
+	same, total := 0, 0
+	for i, c := range timeoutCases {
+		port := strconv.Itoa(int(ports[i]))
+		k, d := strings.Join(ke[port], ", "), strings.Join(de[port], ", ")
+		total += len(ke[port])
+		if k == "" || k != d {
+			t.Errorf("%s: events: kernel [%s], dpfw [%s]", c.name, k, d)
+		} else {
+			same++
+		}
+	}
+	t.Logf("events: %d of %d connections with the kernel's events (%d events)", same, len(timeoutCases), total)
+	if t.Failed() {
+		t.Logf("kernel:\n%s\ndpfw:\n%s", kout, dout)
+	}
 }
 
 // ctAcct matches a conntrack -L line's A port and both directions'

@@ -272,6 +272,7 @@ func (d *Daemon) routes() []route {
 		{"POST /api/conntrack/flush", d.apiConntrackFlush},
 		{"GET /api/conntrack/expect", d.apiExpect},
 		{"GET /api/conntrack/stats", d.apiConntrackStats},
+		{"GET /api/conntrack/events", d.apiEvents},
 	}
 }
 

@@ -60,6 +60,7 @@ type Daemon struct {
 	rings    []*dpdk.Ring
 	logs     chan dataplane.LogRecord
 	pipes    []*dataplane.Pipeline
+	events   eventHub
 	log      *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
 	ConfigPath string

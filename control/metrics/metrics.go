@@ -100,6 +100,7 @@ var (
 	expRefused = desc("conntrack", "expectations_refused_total", "Announcements that created no expectation, by reason.", []string{"worker", "reason"})
 	ftpBad     = desc("conntrack", "ftp_malformed_total", "FTP PORT/EPRT/227/229 lines that nf_conntrack_ftp finds malformed; their segments are dropped (drop reason ftp_malformed), as the kernel drops them.", workerLabels)
 	ftpLong    = desc("conntrack", "ftp_line_too_long_total", "FTP control lines longer than the helper's buffer (skipped).", workerLabels)
+	evLost     = desc("conntrack", "events_lost_total", "Connection events lost because the worker's event ring was full (dpfw conntrack events fell behind).", workerLabels)
 
 	rulePackets = desc("rule", "packets_total", "Packets decided by a rule or chain policy (like iptables -L -v).", []string{"chain", "rule", "target", "comment"})
 	ruleBytes   = desc("rule", "bytes_total", "Bytes (IP) decided by a rule or chain policy.", []string{"chain", "rule", "target", "comment"})
@@ -123,7 +124,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{rejects, logsLost, steered, cacheHits, classified, fragsHeld, ctLookups, ctHits, ctCreated, ctExpired, ctEarly, ctFull, ctRate, ctAdaptive,
 		ctInsertFail, ctKicks, ctEntries, ctTCP, ctCapacity, ctInvalid, rulePackets, ruleBytes, ruleLimitEv,
-		expCreated, expMatched, expExpired, expPending, expRefused, ftpBad, ftpLong} {
+		expCreated, expMatched, expExpired, expPending, expRefused, ftpBad, ftpLong, evLost} {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, bursts, emptyPolls, busy, idle, drops,
@@ -243,6 +244,7 @@ var ctCounters = []struct {
 	{expExpired, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.ExpectExpired }},
 	{ftpBad, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.FTPMalformed }},
 	{ftpLong, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.FTPLineTooLong }},
+	{evLost, func(c *dataplane.CTCounters) *dataplane.Counter { return &c.EventsLost }},
 }
 
 func collectConntrack(ch chan<- prometheus.Metric, w string, ct *dataplane.CTCounters) {

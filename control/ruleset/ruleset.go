@@ -202,7 +202,7 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 		Mbufs:     int64(cfg.Mempool.Mbufs) * int64(cfg.Mempool.DataRoom+config.MbufOverhead),
 		Conntrack: int64(per) * nw,
 		PerConn:   per / cfg.Conntrack.Capacity,
-		Workers:   nw * int64(dataplane.PipelineBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)),
+		Workers:   nw * int64(dataplane.PipelineBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)+conntrack.EventRingBytes()),
 	}
 	if f != nil {
 		m.RateLimits = int64(f.LimitBytes())

@@ -1,0 +1,66 @@
+package conntrack_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
+)
+
+// TestEvents: nothing is written while nobody listens; a confirmed TCP
+// connection's life is NEW, UPDATE per state change, DESTROY; an
+// unconfirmed one makes no event; a full ring counts its losses.
+func TestEvents(t *testing.T) {
+	tr := newTracker(tcpstate.Options{Loose: true})
+	ring := tr.Events()
+	r := tr.Track(seg(t, cli, srv, 40000, 22, "S", 1000, 0, 64240, 0), 0)
+	tr.Confirm(r.Conn)
+	if n := ring.Drain(func(*conntrack.Event) {}); n != 0 {
+		t.Fatalf("%d events with nobody listening", n)
+	}
+	tr.Delete(r.Conn)
+
+	ring.Listen(true)
+	defer ring.Listen(false)
+	var got []string
+	drain := func() {
+		ring.Drain(func(e *conntrack.Event) {
+			got = append(got, strings.Fields(string(e.AppendText(nil)))[0]+" "+e.Entry.TCPState.String())
+		})
+	}
+	for i, p := range handshake(3)(t) {
+		r := tr.Track(p, 0)
+		if i == 0 {
+			tr.Confirm(r.Conn)
+		}
+	}
+	unconfirmed := tr.Track(seg(t, cli, srv, 40001, 23, "S", 1, 0, 100, 0), 0)
+	tr.Delete(unconfirmed.Conn) // its first packet was dropped
+	tr.SetNow(tr.Now() + int64(6*24*time.Hour))
+	tr.Reap(1 << 20)
+	drain()
+	want := "[NEW] SYN_SENT,[UPDATE] SYN_RECV,[UPDATE] ESTABLISHED,[DESTROY] ESTABLISHED"
+	if strings.Join(got, ",") != want {
+		t.Errorf("events %q; want %q", strings.Join(got, ","), want)
+	}
+	// Fill the ring without draining: 5 rounds of 1,000 connections
+	// opened and flushed are 10,000 events; past 4,096 they are lost, and
+	// counted.
+	for round := 0; round < 5; round++ {
+		var idx []uint32
+		for i := 0; i < 1000; i++ {
+			r := tr.Track(udp(t, cli, srv, uint16(1000+i), 53), 0)
+			tr.Confirm(r.Conn)
+			idx = append(idx, r.Conn)
+		}
+		for _, i := range idx {
+			tr.Delete(i)
+		}
+	}
+	n := ring.Drain(func(*conntrack.Event) {})
+	if n != 4096 || ring.Lost() != 10000-4096 {
+		t.Errorf("drained %d, lost %d; want 4096 and %d", n, ring.Lost(), 10000-4096)
+	}
+}
