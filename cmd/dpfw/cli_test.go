@@ -109,7 +109,7 @@ func TestExitCodes(t *testing.T) {
 		want string
 	}{
 		{[]string{"rules", "chek"}, 2, `unknown command "chek" for "dpfw rules"; did you mean check?`},
-		{[]string{"conntrack", "bogus"}, 2, "its commands are count, expect, flush, list, stats"},
+		{[]string{"conntrack", "bogus"}, 2, "its commands are count, events, expect, flush, list, stats"},
 		{[]string{"bogus"}, 2, `unknown command "bogus" for "dpfw"`},
 		{[]string{"check", "--bogus"}, 2, "unknown flag: --bogus"},
 		{[]string{"rules", "check"}, 2, "accepts 1 arg(s), received 0"},
