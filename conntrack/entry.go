@@ -102,3 +102,72 @@ func (e *Entry) AppendText(b []byte) []byte {
 	}
 	return b
 }
+
+// TupleJSON is one direction's tuple with its fields named: addresses as
+// strings, ports (for ICMP the id and the type and code instead), and the
+// direction's counters when accounting is on.
+type TupleJSON struct {
+	Src     string  `json:"src"`
+	Dst     string  `json:"dst"`
+	SPort   *uint16 `json:"sport,omitempty"`
+	DPort   *uint16 `json:"dport,omitempty"`
+	Type    *uint8  `json:"type,omitempty"`
+	Code    *uint8  `json:"code,omitempty"`
+	ID      *uint16 `json:"id,omitempty"`
+	Packets *uint64 `json:"packets,omitempty"`
+	Bytes   *uint64 `json:"bytes,omitempty"`
+}
+
+// EntryJSON is an entry for JSON: what conntrack -L prints, as fields.
+type EntryJSON struct {
+	Proto     string    `json:"proto"`
+	ProtoNum  uint8     `json:"proto_num"`
+	Family    string    `json:"family"`
+	Timeout   int64     `json:"timeout"` // seconds left
+	State     string    `json:"state,omitempty"`
+	Orig      TupleJSON `json:"orig"`
+	Reply     TupleJSON `json:"reply"`
+	SeenReply bool      `json:"seen_reply"`
+	Assured   bool      `json:"assured"`
+	Related   bool      `json:"related,omitempty"`
+	Master    *int64    `json:"master,omitempty"`
+	Zone      uint16    `json:"zone"`
+	ID        uint32    `json:"id"`
+}
+
+// JSON returns the entry's fields for JSON.
+func (e *Entry) JSON() EntryJSON {
+	j := EntryJSON{Proto: protoNames[e.Orig.Proto], ProtoNum: e.Orig.Proto, Family: "ipv4", Timeout: int64(e.ExpiresIn / time.Second),
+		SeenReply: e.SeenReply, Assured: e.Assured, Related: e.Related, Zone: e.Orig.Zone, ID: e.ID}
+	if j.Proto == "" {
+		j.Proto = "unknown"
+	}
+	if e.Orig.Family == 6 {
+		j.Family = "ipv6"
+	}
+	if e.Orig.Proto == header.ProtoTCP {
+		j.State = e.TCPState.String()
+	}
+	if e.Related {
+		j.Master = &e.Master
+	}
+	j.Orig, j.Reply = e.tupleJSON(e.Orig, Original), e.tupleJSON(e.Orig.Reverse(), Reply)
+	return j
+}
+
+func (e *Entry) tupleJSON(t Tuple, d Dir) TupleJSON {
+	j := TupleJSON{Src: t.SrcAddr().String(), Dst: t.DstAddr().String()}
+	switch t.Proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
+		sp, dp := t.SrcPort, t.DstPort
+		j.SPort, j.DPort = &sp, &dp
+	case header.ProtoICMP, header.ProtoICMPv6:
+		typ, code, id := icmpDec[icmpV6(t.Proto)][t.DstPort>>8], uint8(t.DstPort&0xff), t.SrcPort
+		j.Type, j.Code, j.ID = &typ, &code, &id
+	}
+	if e.HasAcct {
+		p, b := e.Acct.Packets[d], e.Acct.Bytes[d]
+		j.Packets, j.Bytes = &p, &b
+	}
+	return j
+}

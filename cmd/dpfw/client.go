@@ -179,10 +179,8 @@ func ctListCmd() *cobra.Command {
 				return nil
 			}
 			var res struct {
-				Count   int `json:"count"`
-				Entries []struct {
-					Line string `json:"line"`
-				} `json:"entries"`
+				Count   int               `json:"count"`
+				Entries []json.RawMessage `json:"entries"`
 			}
 			if err := call("GET", "/api/conntrack", q, &res); err != nil {
 				return err

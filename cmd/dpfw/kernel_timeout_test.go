@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -378,6 +379,27 @@ func compareListFilters(t *testing.T, br netns, p *proc, ports []uint16) {
 		}
 	}
 	t.Logf("list filters: %d of %d list the same connections as conntrack -L", same, len(listFilters))
+	// --json names the fields: addresses as strings, both tuples, state,
+	// timeout, counters.
+	out, err := p.cli("conntrack", "list", "--json", "-p", "tcp", "--dport", "5001", "--state", "TIME_WAIT")
+	var js struct {
+		Count   int `json:"count"`
+		Entries []struct {
+			Proto, State, Family string
+			Timeout              int
+			Orig, Reply          struct {
+				Src, Dst       string
+				SPort, DPort   int
+				Packets, Bytes int
+			}
+		} `json:"entries"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &js) != nil || js.Count != 1 {
+		t.Errorf("conntrack list --json: %v\n%s", err, out)
+	} else if e := js.Entries[0]; e.Proto != "tcp" || e.State != "TIME_WAIT" || e.Family != "ipv4" || e.Timeout <= 0 ||
+		e.Orig.Src != kdA4 || e.Reply.Src != kdB4 || e.Orig.DPort != 5001 || e.Reply.SPort != 5001 || e.Orig.Packets == 0 || e.Reply.Bytes == 0 {
+		t.Errorf("conntrack list --json entry: %+v", e)
+	}
 	// Deleting nothing fails, as conntrack -D does (exit 1).
 	kerr := exec.Command("ip", "netns", "exec", string(br), "conntrack", "-D", "-p", "tcp", "--dport", "1").Run()
 	out, derr := p.cli("conntrack", "flush", "-p", "tcp", "--dport", "1")

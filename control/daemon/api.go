@@ -520,7 +520,7 @@ func (d *Daemon) listText(ctx context.Context, w http.ResponseWriter, f ConnFilt
 // short (the client sees invalid JSON).
 func (d *Daemon) listJSON(ctx context.Context, w http.ResponseWriter, f ConnFilter, limit int) {
 	type entry struct {
-		conntrack.Entry
+		conntrack.EntryJSON
 		Line string `json:"line"`
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -540,7 +540,7 @@ func (d *Daemon) listJSON(ctx context.Context, w http.ResponseWriter, f ConnFilt
 			if count > 0 {
 				bw.WriteByte(',')
 			}
-			if err := enc.Encode(entry{es[i], es[i].String()}); err != nil {
+			if err := enc.Encode(entry{es[i].JSON(), es[i].String()}); err != nil {
 				return err
 			}
 			count++

@@ -215,11 +215,11 @@ type eventStream struct {
 func (s *eventStream) write(e *stamped) {
 	if s.asJSON {
 		_ = json.NewEncoder(s.bw).Encode(struct {
-			Time  time.Time       `json:"time"`
-			Type  string          `json:"type"`
-			Entry conntrack.Entry `json:"entry"`
-			Line  string          `json:"line"`
-		}{e.at, e.ev.Type.String(), e.ev.Entry, string(e.ev.AppendText(nil))})
+			Time  time.Time           `json:"time"`
+			Type  string              `json:"type"`
+			Entry conntrack.EntryJSON `json:"entry"`
+			Line  string              `json:"line"`
+		}{e.at, e.ev.Type.String(), e.ev.Entry.JSON(), string(e.ev.AppendText(nil))})
 		return
 	}
 	b := s.line[:0]
