@@ -1,11 +1,58 @@
 #define _GNU_SOURCE
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <rte_log.h>
 #include <pthread.h>
 #include <sched.h>
 #include "dpfw_shim.h"
 
 int dpfw_eal_init(int argc, char **argv) { return rte_eal_init(argc, argv); }
 int dpfw_errno(void) { return rte_errno; }
+
+/* The log stream: a FILE whose writes go to a pipe, each line prefixed
+ * with the level of the message being written. */
+struct log_sink {
+	int fd;
+	int at_line_start;
+};
+
+static ssize_t log_write(void *cookie, const char *buf, size_t n)
+{
+	struct log_sink *s = cookie;
+	size_t done = 0;
+	while (done < n) {
+		if (s->at_line_start) {
+			int lvl = rte_log_cur_msg_loglevel();
+			char c = (char)('0' + (lvl >= 1 && lvl <= 8 ? lvl : 7));
+			if (write(s->fd, &c, 1) != 1)
+				return -1;
+			s->at_line_start = 0;
+		}
+		const char *nl = memchr(buf + done, '\n', n - done);
+		size_t len = nl ? (size_t)(nl - (buf + done)) + 1 : n - done;
+		ssize_t w = write(s->fd, buf + done, len);
+		if (w <= 0)
+			return done ? (ssize_t)done : -1;
+		done += (size_t)w;
+		if (nl && (size_t)w == len)
+			s->at_line_start = 1;
+	}
+	return (ssize_t)n;
+}
+
+int dpfw_log_to_fd(int fd)
+{
+	static struct log_sink sink;
+	sink.fd = fd;
+	sink.at_line_start = 1;
+	cookie_io_functions_t io = {.write = log_write};
+	FILE *f = fopencookie(&sink, "w", io);
+	if (f == NULL)
+		return -1;
+	setvbuf(f, NULL, _IOLBF, 0);
+	return rte_openlog_stream(f);
+}
 const char *dpfw_strerror(int err) { return rte_strerror(err); }
 
 struct rte_mempool *dpfw_pool_create(const char *name, unsigned n, unsigned cache,

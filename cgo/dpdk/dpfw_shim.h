@@ -89,6 +89,9 @@ struct dpfw_io {
 };
 
 int dpfw_eal_init(int argc, char **argv);
+/* Sends DPDK's log to fd, each line prefixed with its level digit (1-8,
+ * RTE_LOG_EMERG … RTE_LOG_DEBUG). */
+int dpfw_log_to_fd(int fd);
 int dpfw_errno(void);
 const char *dpfw_strerror(int err);
 

@@ -84,3 +84,13 @@ func (c *TSCClock) Nanos(tsc uint64) int64 {
 	hi, lo := d>>32, d&0xffffffff
 	return int64(hi*c.mult + (lo*c.mult)>>32)
 }
+
+// LogTo sends DPDK's log (EAL, drivers) to fd instead of stderr: each line
+// prefixed with its level digit, 1 (RTE_LOG_EMERG) to 8 (RTE_LOG_DEBUG).
+// Call it before Init, so that the EAL's own messages go there too.
+func LogTo(fd uintptr) error {
+	if C.dpfw_log_to_fd(C.int(fd)) != 0 {
+		return fmt.Errorf("dpdk: rte_openlog_stream failed")
+	}
+	return nil
+}

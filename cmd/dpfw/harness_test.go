@@ -172,7 +172,7 @@ func (p *proc) stop() {
 	if !strings.Contains(p.errOut.String(), "all mbufs returned to the pool") {
 		p.t.Fatalf("dpfw did not report every mbuf returned:\n%s", p.errOut.String())
 	}
-	if !strings.Contains(p.errOut.String(), "unaccounted=0") {
+	if out := p.errOut.String(); !strings.Contains(out, "unaccounted=0") && !strings.Contains(out, `"unaccounted":0,`) {
 		p.t.Fatalf("dpfw's packet accounting (rx = tx + dropped + steered) does not balance:\n%s", p.errOut.String())
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -73,4 +74,26 @@ func runCheck(t *testing.T, path string) (string, error) {
 	t.Helper()
 	out, err := exec.Command(dpfwBin, "check", "--config", path).CombinedOutput()
 	return string(out), err
+}
+
+// TestJSONLogsIncludeDPDK: with log.format json every line dpfw writes to
+// stderr is JSON, DPDK's own (EAL, drivers) included, as source=dpdk.
+func TestJSONLogsIncludeDPDK(t *testing.T) {
+	requireDPDK(t)
+	p := startPcap(t, nil, "", "log: {format: json, level: debug}\n")
+	p.stop()
+	dpdkLines := 0
+	for _, l := range strings.Split(strings.TrimSpace(p.errOut.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("not a JSON log line: %q", l)
+			continue
+		}
+		if m["source"] == "dpdk" {
+			dpdkLines++
+		}
+	}
+	if dpdkLines == 0 {
+		t.Errorf("no DPDK line in the log:\n%s", p.errOut.String())
+	}
 }

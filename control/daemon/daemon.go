@@ -154,6 +154,12 @@ func preflight(cfg *config.Config, log *slog.Logger) error {
 // initEAL starts DPDK's environment abstraction layer.
 func (d *Daemon) initEAL() error {
 	log := d.log
+	flush, err := routeDPDKLog(log)
+	if err != nil {
+		log.Warn("DPDK's log stays on stderr", "err", err)
+		flush = func() {}
+	}
+	defer flush()
 	log.Info("starting EAL", "args", d.EAL.Args, "hugepages", d.EAL.Hugepages, "why", d.EAL.Why)
 	if err := dpdk.Init(d.EAL.Args); err != nil {
 		return fmt.Errorf("EAL init failed (arguments %q): %w; check eal.* in the config, hugepages, and that no other DPDK process uses --file-prefix %s",
