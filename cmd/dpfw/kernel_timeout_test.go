@@ -55,12 +55,7 @@ var timeoutCases = []timeoutCase{
 		b.tcp(f, 0, tcpSeg{flags: "FA", seq: 1001, ack: 5001, win: 8192}, "FIN A")
 		b.tcp(f, 1, tcpSeg{flags: "A", seq: 5001, ack: 1002, win: 8192}, "ACK of FIN A")
 	}, nil},
-	{"closed (TIME_WAIT)", func(b *kdBuilder, f kdFlow) {
-		handshakeKD(b, f)
-		b.tcp(f, 0, tcpSeg{flags: "FA", seq: 1001, ack: 5001, win: 8192}, "FIN A")
-		b.tcp(f, 1, tcpSeg{flags: "FA", seq: 5001, ack: 1002, win: 8192}, "FIN B")
-		b.tcp(f, 0, tcpSeg{flags: "A", seq: 1002, ack: 5002, win: 8192}, "last ACK")
-	}, nil},
+	{"closed (TIME_WAIT)", closedKD, nil},
 	{"reset in window", func(b *kdBuilder, f kdFlow) {
 		handshakeKD(b, f)
 		b.tcp(f, 0, tcpSeg{flags: "RA", seq: 1001, ack: 5001, win: 0}, "RST A")
@@ -91,12 +86,7 @@ var timeoutCases = []timeoutCase{
 		b.udp(f, 1, 20, "answer")
 		b.udp(f, 0, 20, "query 2")
 	}, nil},
-	{"UDP answered, more after 2 s", func(b *kdBuilder, f kdFlow) {
-		b.udp(f, 0, 20, "query")
-		b.udp(f, 1, 20, "answer")
-	}, func(b *kdBuilder, f kdFlow) {
-		b.udp(f, 0, 20, "query after 2 s")
-	}},
+	{"UDP answered, more after 2 s", answeredKD, queryKD},
 	{"UDP one way, more after 2 s", func(b *kdBuilder, f kdFlow) {
 		b.udp(f, 0, 20, "query")
 	}, func(b *kdBuilder, f kdFlow) {
@@ -105,10 +95,33 @@ var timeoutCases = []timeoutCase{
 	{"ping", func(b *kdBuilder, f kdFlow) {
 		b.echo(f, 0, false, f.aport, 1, "echo request")
 	}, nil},
-	{"ping answered", func(b *kdBuilder, f kdFlow) {
-		b.echo(f, 0, false, f.aport, 1, "echo request")
-		b.echo(f, 1, true, f.aport, 1, "echo reply")
-	}, nil},
+	{"ping answered", pingedKD, nil},
+	{"IPv6 established", func(b *kdBuilder, f kdFlow) { handshakeKD(b, f) }, nil},
+	{"IPv6 closed (TIME_WAIT)", closedKD, nil},
+	{"IPv6 UDP answered, more after 2 s", answeredKD, queryKD},
+	{"IPv6 ping answered", pingedKD, nil},
+}
+
+// closedKD opens flow f and closes it both ways (TIME_WAIT).
+func closedKD(b *kdBuilder, f kdFlow) {
+	handshakeKD(b, f)
+	b.tcp(f, 0, tcpSeg{flags: "FA", seq: 1001, ack: 5001, win: 8192}, "FIN A")
+	b.tcp(f, 1, tcpSeg{flags: "FA", seq: 5001, ack: 1002, win: 8192}, "FIN B")
+	b.tcp(f, 0, tcpSeg{flags: "A", seq: 1002, ack: 5002, win: 8192}, "last ACK")
+}
+
+// answeredKD is a UDP query and its answer; queryKD one more query.
+func answeredKD(b *kdBuilder, f kdFlow) {
+	b.udp(f, 0, 20, "query")
+	b.udp(f, 1, 20, "answer")
+}
+
+func queryKD(b *kdBuilder, f kdFlow) { b.udp(f, 0, 20, "query after 2 s") }
+
+// pingedKD is an echo request and its reply.
+func pingedKD(b *kdBuilder, f kdFlow) {
+	b.echo(f, 0, false, f.aport, 1, "echo request")
+	b.echo(f, 1, true, f.aport, 1, "echo reply")
 }
 
 // handshakeKD opens flow f (A's ISN 1000, B's 5000).
@@ -129,7 +142,7 @@ func assuredKD(b *kdBuilder, f kdFlow) {
 
 // ctLine matches a conntrack -L line's protocol, timeout and A's port
 // (for ICMP, the echo id, which the cases set to A's port).
-var ctLine = regexp.MustCompile(`^(tcp|udp|icmp)\s+\d+\s+(\d+)\s.*?(?:sport|id)=(\d+)`)
+var ctLine = regexp.MustCompile(`^(tcp|udp|icmpv6|icmp)\s+\d+\s+(\d+)\s.*?(?:sport|id)=(\d+)`)
 
 // ctTimeouts maps A's port to the timeout a conntrack -L listing shows.
 func ctTimeouts(out string) map[uint16]int {
@@ -157,10 +170,10 @@ func TestKernelTimeouts(t *testing.T) {
 	ports := make([]uint16, len(timeoutCases))
 	for i, c := range timeoutCases {
 		dport := uint16(5001)
-		if strings.HasPrefix(c.name, "UDP") {
+		if strings.Contains(c.name, "UDP") {
 			dport = 53
 		}
-		f := b.newFlow(false, dport)
+		f := b.newFlow(strings.HasPrefix(c.name, "IPv6 "), dport)
 		ports[i] = f.aport
 		b.label, b2.label = c.name, c.name
 		c.build(b, f)
@@ -179,7 +192,7 @@ func TestKernelTimeouts(t *testing.T) {
 	runBoth(k, d, b.pkts)
 	time.Sleep(2200 * time.Millisecond)
 	runBoth(k, d, b2.pkts)
-	kout, err := exec.Command("ip", "netns", "exec", string(br), "conntrack", "-L").CombinedOutput()
+	kout, err := exec.Command("ip", "netns", "exec", string(br), "conntrack", "-L").Output() // stdout only: the summary on stderr could land inside a line
 	if err != nil {
 		t.Fatalf("conntrack -L: %v\n%s", err, kout)
 	}
@@ -362,7 +375,7 @@ func compareListFilters(t *testing.T, br netns, p *proc, ports []uint16) {
 	}
 	same := 0
 	for _, f := range listFilters {
-		kout, err := exec.Command("ip", append([]string{"netns", "exec", string(br), "conntrack", "-L"}, f...)...).CombinedOutput()
+		kout, err := exec.Command("ip", append([]string{"netns", "exec", string(br), "conntrack", "-L"}, f...)...).Output()
 		if err != nil {
 			t.Errorf("conntrack -L %v: %v\n%s", f, err, kout)
 			continue
@@ -381,7 +394,7 @@ func compareListFilters(t *testing.T, br netns, p *proc, ports []uint16) {
 	t.Logf("list filters: %d of %d list the same connections as conntrack -L", same, len(listFilters))
 	// --json names the fields: addresses as strings, both tuples, state,
 	// timeout, counters.
-	out, err := p.cli("conntrack", "list", "--json", "-p", "tcp", "--dport", "5001", "--state", "TIME_WAIT")
+	out, err := p.cli("conntrack", "list", "--json", "-f", "ipv4", "-p", "tcp", "--dport", "5001", "--state", "TIME_WAIT")
 	var js struct {
 		Count   int `json:"count"`
 		Entries []struct {

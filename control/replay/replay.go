@@ -145,6 +145,9 @@ func Run(cfg *config.Config, ports []Port, r io.Reader, sink Sink) (Summary, err
 		if err != nil {
 			return e.sum, fmt.Errorf("frame %d: reading the capture: %w", n, err)
 		}
+		if len(ci.AncillaryData) > 0 && ci.AncillaryData[0] != layers.LinkTypeEthernet {
+			return e.sum, fmt.Errorf("frame %d: link type %v (interface %d); dpfw replays Ethernet frames", n, ci.AncillaryData[0], ci.InterfaceIndex)
+		}
 		if err := e.frame(n, data, ci); err != nil {
 			return e.sum, err
 		}
@@ -192,7 +195,9 @@ func open(r io.Reader) (interface {
 		return nil, fmt.Errorf("reading the capture: %w", err)
 	}
 	if bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}) {
-		ng, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
+		// Every interface's frames, whatever its link type: a frame that
+		// is not Ethernet is an error naming it, not skipped in silence.
+		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
 			return nil, fmt.Errorf("reading the pcapng capture: %w", err)
 		}

@@ -108,3 +108,57 @@ func TestRunFates(t *testing.T) {
 		t.Errorf("forwarded %d frames, in the wrong order", len(fwd))
 	}
 }
+
+// TestRunPcapng: in a pcapng capture the interface says the port
+// (--port NAME=IFINDEX), whatever the MACs.
+func TestRunPcapng(t *testing.T) {
+	cfg, err := config.Load("replay.yaml", []byte(testConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := pcapgo.NewNgWriter(&buf, layers.LinkTypeEthernet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intf := pcapgo.DefaultNgInterface
+	intf.Name, intf.LinkType = "b-side", layers.LinkTypeEthernet
+	if _, err := w.AddInterface(intf); err != nil {
+		t.Fatal(err)
+	}
+	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
+	// Both frames carry the client's MAC: only the interface tells them apart.
+	q := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, c, s, 5000, 53, 20)
+	ans := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, s, c, 53, 5000, 20)
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for i, f := range [][]byte{q, ans} {
+		ci := gopacket.CaptureInfo{Timestamp: t0.Add(time.Duration(i) * time.Millisecond), CaptureLength: len(f), Length: len(f), InterfaceIndex: i}
+		if err := w.WritePacket(ci, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	_, err = Run(cfg, []Port{{Name: "a", IfIndex: 0}, {Name: "b", IfIndex: 1}}, &buf, Sink{Fate: func(f *Fate) error {
+		got = append(got, f.In+" "+f.Verdict+" "+f.State)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ", ") != "a ACCEPT NEW, b ACCEPT ESTABLISHED" {
+		t.Errorf("fates %q; want the query in on a, the answer on b", got)
+	}
+	// A frame of another link type is an error naming it.
+	buf.Reset()
+	w, _ = pcapgo.NewNgWriter(&buf, layers.LinkTypeEthernet)
+	intf.LinkType = layers.LinkTypeRaw
+	_, _ = w.AddInterface(intf)
+	_ = w.WritePacket(gopacket.CaptureInfo{Timestamp: t0, CaptureLength: len(q) - 14, Length: len(q) - 14, InterfaceIndex: 1}, q[14:])
+	_ = w.Flush()
+	if _, err := Run(cfg, []Port{{Name: "a", IfIndex: Any}}, &buf, Sink{Fate: func(*Fate) error { return nil }}); err == nil || !strings.Contains(err.Error(), "frame 1: link type") {
+		t.Errorf("a raw-IP frame: %v; want an error naming frame 1", err)
+	}
+}
