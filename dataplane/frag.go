@@ -27,10 +27,14 @@ import (
 // fragments held and every later fragment of the datagram are dropped, as
 // the kernel discards the whole datagram. Once a datagram is complete, a
 // further fragment of it is dropped ("fragment"): in the kernel it would
-// start a datagram that never completes. An empty fragment, one that
-// reaches past the end the last fragment announced or moves it, or past
-// 65,535 bytes of datagram, is dropped alone ("fragment_overlap"), as
-// ip_frag_queue drops it without discarding the datagram.
+// start a datagram that never completes. An empty fragment, or one that
+// reaches past the end the last fragment announced or moves it, is dropped
+// alone ("fragment_overlap"), as ip_frag_queue drops it without discarding
+// the datagram. One past 65,535 bytes of datagram is dropped alone too,
+// and its datagram never completes: the kernel instead discards the
+// datagram once it is complete (ip_frag_reasm); either way nothing of it
+// is forwarded (not checked against the kernel: such a datagram needs 64 KB
+// of fragments).
 //
 // Memory is bounded per worker, as ipfrag_high_thresh bounds the kernel's:
 // FragHeld mbufs held at most, fragPerDatagram of them for one datagram. A

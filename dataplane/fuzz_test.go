@@ -138,39 +138,19 @@ func FuzzFragments(f *testing.F) {
 		pl, _ := buildPipeline(t, fuzzRules, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 256)
 		full := pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, fuzzClient, fuzzServer, 4000, 53, 2048)
 		decided := map[int]bool{}
-		held := map[uint16]int{}
-		decide := func(i int) {
+		held := newHeldFrames(t)
+		decide := func(i int, _ bool, _ filter.DropReason) {
 			if decided[i] {
 				t.Fatalf("frame %d decided twice", i)
 			}
 			decided[i] = true
-		}
-		release := func() {
-			for _, r := range pl.Released() {
-				i, ok := held[r.Slot]
-				if !ok {
-					t.Fatalf("released slot %d, which holds nothing", r.Slot)
-				}
-				delete(held, r.Slot)
-				decide(i)
-			}
 		}
 		var b dataplane.Burst
 		now := int64(time.Second)
 		n := 0
 		flush := func() {
 			pl.Process(&b, 0, now)
-			for k := 0; k < b.N; k++ {
-				if s := b.Held[k]; s != 0 {
-					if _, dup := held[s-1]; dup {
-						t.Fatalf("slot %d held twice", s-1)
-					}
-					held[s-1] = n - b.N + k
-				} else {
-					decide(n - b.N + k)
-				}
-			}
-			release()
+			held.burst(pl, &b, n-b.N, decide)
 			b.N = 0
 		}
 		for ; len(in) >= 4 && n < 4096; in = in[4:] {
@@ -192,16 +172,16 @@ func FuzzFragments(f *testing.F) {
 				}
 				now += d * int64(time.Second)
 				pl.Idle(now)
-				release()
+				held.drain(pl, decide)
 			}
 		}
 		if b.N > 0 {
 			flush()
 		}
 		pl.FlushFragments()
-		release()
-		if len(decided) != n || len(held) != 0 {
-			t.Fatalf("%d frames, %d decided, %d still held", n, len(decided), len(held))
+		held.drain(pl, decide)
+		if len(decided) != n || len(held.slot) != 0 {
+			t.Fatalf("%d frames, %d decided, %d still held", n, len(decided), len(held.slot))
 		}
 		pl.Publish()
 		st := pl.Counters().Snapshot()

@@ -312,17 +312,60 @@ func corrupt(f []byte) []byte {
 	return f
 }
 
-// fragRig plays the worker's part for fragments: it keeps the names of the
-// frames the pipeline holds, by slot, and lists the releases as +name
+// heldFrames plays the worker's part for held fragments: which frame (by
+// number) each held slot keeps. It fails the test when a slot is held
+// twice or one that holds nothing is released.
+type heldFrames struct {
+	t    testing.TB
+	slot map[uint16]int
+}
+
+func newHeldFrames(t testing.TB) *heldFrames { return &heldFrames{t: t, slot: map[uint16]int{}} }
+
+// fateFunc receives a frame's fate: sent, or dropped for reason.
+type fateFunc func(frame int, accept bool, reason filter.DropReason)
+
+// burst takes burst b's results after Process (its packet k is frame
+// first+k): it keeps the held frames, and gives fate the others and the
+// frames released.
+func (h *heldFrames) burst(pl *dataplane.Pipeline, b *dataplane.Burst, first int, fate fateFunc) {
+	for k := 0; k < b.N; k++ {
+		s := b.Held[k]
+		if s == 0 {
+			fate(first+k, b.Verdict[k] == filter.Accept, b.Reason[k])
+			continue
+		}
+		if f, dup := h.slot[s-1]; dup {
+			h.t.Fatalf("frame %d held in slot %d, which holds frame %d", first+k, s-1, f)
+		}
+		h.slot[s-1] = first + k
+	}
+	h.drain(pl, fate)
+}
+
+// drain gives fate the frames the last Process, Idle or FlushFragments
+// released.
+func (h *heldFrames) drain(pl *dataplane.Pipeline, fate fateFunc) {
+	for _, r := range pl.Released() {
+		f, ok := h.slot[r.Slot]
+		if !ok {
+			h.t.Fatalf("released slot %d, which holds nothing", r.Slot)
+		}
+		delete(h.slot, r.Slot)
+		fate(f, r.Accept, r.Reason)
+	}
+}
+
+// fragRig sends frames one per burst and lists the releases as +name
 // (sent) or -name (freed).
 type fragRig struct {
-	t    *testing.T
-	pl   *dataplane.Pipeline
-	held map[uint16]string
+	pl    *dataplane.Pipeline
+	held  *heldFrames
+	names []string
 }
 
 func newFragRig(t *testing.T, pl *dataplane.Pipeline) *fragRig {
-	return &fragRig{t: t, pl: pl, held: map[uint16]string{}}
+	return &fragRig{pl: pl, held: newHeldFrames(t)}
 }
 
 // send processes one frame alone in a burst at now and returns its fate
@@ -332,30 +375,26 @@ func (r *fragRig) send(name string, frame []byte, now int64) (fate, rel string) 
 	b.N = 1
 	b.Decode(0, frame, 0)
 	r.pl.Process(&b, 0, now)
-	fate = b.Verdict[0].String() + "/" + b.Reason[0].String()
-	if s := b.Held[0]; s != 0 {
-		if _, dup := r.held[s-1]; dup {
-			r.t.Fatalf("%s: held in slot %d, which holds %s", name, s-1, r.held[s-1])
+	n := len(r.names)
+	r.names = append(r.names, name)
+	fate = "held"
+	var out []string
+	r.held.burst(r.pl, &b, n, func(f int, accept bool, _ filter.DropReason) {
+		if f == n {
+			fate = b.Verdict[0].String() + "/" + b.Reason[0].String()
+			return
 		}
-		r.held[s-1], fate = name, "held"
-	}
-	return fate, r.releases()
+		out = append(out, map[bool]string{true: "+", false: "-"}[accept]+r.names[f])
+	})
+	return fate, strings.Join(out, " ")
 }
 
+// releases lists what the last Idle or FlushFragments released.
 func (r *fragRig) releases() string {
 	var out []string
-	for _, x := range r.pl.Released() {
-		n, ok := r.held[x.Slot]
-		if !ok {
-			r.t.Fatalf("released slot %d, which holds nothing", x.Slot)
-		}
-		delete(r.held, x.Slot)
-		if x.Accept {
-			out = append(out, "+"+n)
-		} else {
-			out = append(out, "-"+n)
-		}
-	}
+	r.held.drain(r.pl, func(f int, accept bool, _ filter.DropReason) {
+		out = append(out, map[bool]string{true: "+", false: "-"}[accept]+r.names[f])
+	})
 	return strings.Join(out, " ")
 }
 
@@ -456,8 +495,8 @@ func TestFragmentMemory(t *testing.T) {
 	if rel := r.releases(); strings.Count(rel, "-") != dataplane.FragHeld || strings.Contains(rel, "+") {
 		t.Errorf("shutdown released %d fragments; want all %d, freed", strings.Count(rel, "-"), dataplane.FragHeld)
 	}
-	if len(r.held) != 0 {
-		t.Errorf("%d fragments still held after shutdown", len(r.held))
+	if len(r.held.slot) != 0 {
+		t.Errorf("%d fragments still held after shutdown", len(r.held.slot))
 	}
 }
 
@@ -489,28 +528,19 @@ func TestHostileCatalogue(t *testing.T) {
 	pl, _ := buildPipeline(t, rules, dataplane.Options{Ports: []dataplane.PortInfo{{Out: 1}, {Out: 0}}}, 4096)
 	want := map[string]uint64{}
 	fates := map[string]string{}
-	held := map[uint16]string{}
+	held := newHeldFrames(t)
 	cat := pcapgen.Hostile()
-	for _, h := range cat {
+	for i, h := range cat {
 		var b dataplane.Burst
 		b.N = 1
 		b.Decode(0, h.Frame, 0)
 		pl.Process(&b, 0, int64(time.Second))
-		switch {
-		case b.Held[0] != 0:
-			held[b.Held[0]-1] = h.Name
-		case b.Verdict[0] == filter.Accept:
-			fates[h.Name] = ""
-		default:
-			fates[h.Name] = b.Reason[0].String()
-		}
-		for _, r := range pl.Released() {
-			fates[held[r.Slot]] = ""
-			if !r.Accept {
-				fates[held[r.Slot]] = r.Reason.String()
+		held.burst(pl, &b, i, func(f int, accept bool, r filter.DropReason) {
+			fates[cat[f].Name] = ""
+			if !accept {
+				fates[cat[f].Name] = r.String()
 			}
-			delete(held, r.Slot)
-		}
+		})
 	}
 	for _, h := range cat {
 		if got, ok := fates[h.Name]; !ok {
@@ -601,22 +631,13 @@ func TestFragmentsNeverPartial(t *testing.T) {
 		}
 	}
 	fate := make([]string, len(frames)) // "" undecided, "+" sent, "-" dropped
-	held := map[uint16]int{}
-	decide := func(i int, f string) {
+	held := newHeldFrames(t)
+	decide := func(i int, accept bool, _ filter.DropReason) {
+		f := map[bool]string{true: "+", false: "-"}[accept]
 		if fate[i] != "" {
 			t.Fatalf("frame %d decided twice (%s, then %s)", i, fate[i], f)
 		}
 		fate[i] = f
-	}
-	release := func() {
-		for _, r := range pl.Released() {
-			i, ok := held[r.Slot]
-			if !ok {
-				t.Fatalf("released slot %d, which holds nothing", r.Slot)
-			}
-			delete(held, r.Slot)
-			decide(i, map[bool]string{true: "+", false: "-"}[r.Accept])
-		}
 	}
 	now := int64(time.Second)
 	var b dataplane.Burst
@@ -626,29 +647,19 @@ func TestFragmentsNeverPartial(t *testing.T) {
 			b.Decode(k, frames[i+k].frame, 0)
 		}
 		pl.Process(&b, 0, now)
-		for k := 0; k < b.N; k++ {
-			if s := b.Held[k]; s != 0 {
-				if _, dup := held[s-1]; dup {
-					t.Fatalf("frame %d held in slot %d, which is taken", i+k, s-1)
-				}
-				held[s-1] = i + k
-			} else {
-				decide(i+k, map[bool]string{true: "+", false: "-"}[b.Verdict[k] == filter.Accept])
-			}
-		}
-		release()
+		held.burst(pl, &b, i, decide)
 		i += b.N
 		now += int64(time.Millisecond)
 		if rng.IntN(40) == 0 {
 			now += 31 * int64(time.Second)
 			for k := 0; k < dataplane.FragHeld/64; k++ {
 				pl.Idle(now)
-				release()
+				held.drain(pl, decide)
 			}
 		}
 	}
 	pl.FlushFragments()
-	release()
+	held.drain(pl, decide)
 	covered := map[int][]bool{}
 	for i, f := range frames {
 		if fate[i] == "" {

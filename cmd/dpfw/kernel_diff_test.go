@@ -160,6 +160,16 @@ func marker(f []byte) int {
 
 // collect records the markers of the frames that arrive on s until stop.
 func (s *rawSock) collect(seen *sync.Map, stop <-chan struct{}) {
+	s.receive(stop, func(f []byte) {
+		if m := marker(f); m != 0 {
+			seen.Store(m, true)
+		}
+	})
+}
+
+// receive calls fn with every frame that arrives on s (not the ones s
+// sends) until stop.
+func (s *rawSock) receive(stop <-chan struct{}, fn func(frame []byte)) {
 	buf := make([]byte, 9000)
 	for {
 		select {
@@ -174,9 +184,7 @@ func (s *rawSock) collect(seen *sync.Map, stop <-chan struct{}) {
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 			continue
 		}
-		if m := marker(buf[:n]); m != 0 {
-			seen.Store(m, true)
-		}
+		fn(buf[:n])
 	}
 }
 
@@ -1054,26 +1062,13 @@ func (p *kdPath) runFrag(cases []fragCase, frames [][][]byte, wait time.Duration
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		buf := make([]byte, 9000)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n, from, err := unix.Recvfrom(p.side[1].fd, buf, 0)
-			if err != nil {
-				continue
-			}
-			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-				continue
-			}
-			if m := marker(buf[:n]); m >= 1 && m <= len(cases) {
+		p.side[1].receive(stop, func(f []byte) {
+			if m := marker(f); m >= 1 && m <= len(cases) {
 				mu.Lock()
-				got[m-1] += ipPayloadLen(buf[:n])
+				got[m-1] += ipPayloadLen(f)
 				mu.Unlock()
 			}
-		}
+		})
 	}()
 	for i := range cases {
 		for _, f := range frames[i] {

@@ -349,6 +349,8 @@ var listFilters = [][]string{
 	{"-q", kdB4},
 	{"-u", "ASSURED"},
 	{"-u", "SEEN_REPLY"},
+	{"-u", "UNREPLIED"},
+	{"-u", "ASSURED,SEEN_REPLY"},
 	{"-f", "ipv4"},
 	{"-f", "ipv6"},
 	{"-p", "tcp", "--state", "ESTABLISHED"},

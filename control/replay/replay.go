@@ -95,9 +95,11 @@ func (f *Fate) String() string {
 	return b.String()
 }
 
-// Sink receives the results: every frame's fate, in frame order, and the
-// frames that would have been forwarded, in the order they would leave
-// (nil: not wanted).
+// Sink receives the results: every frame's fate, as it is decided (in
+// frame order, but for a held fragment's, which comes when its datagram is
+// decided, just before the frame that decided it), and the frames that
+// would have been forwarded, in the order they would leave (nil: not
+// wanted).
 type Sink struct {
 	Fate    func(*Fate) error
 	Forward func(ci gopacket.CaptureInfo, frame []byte) error
@@ -119,11 +121,10 @@ type engine struct {
 	sink    Sink
 	burst   dataplane.Burst
 	start   time.Time
-	now     int64          // the pipeline clock of the last frame
-	pending map[int]*Fate  // decided out of order, by frame number
-	next    int            // the next frame to hand to the sink
-	held    map[uint16]int // held slot → frame number
-	frames  map[int][]byte // held frames (for Forward)
+	now     int64              // the pipeline clock of the last frame
+	ids     map[string]uint16  // port id by name
+	held    map[uint16]int     // held slot → frame number
+	waiting map[int]*heldFrame // held frames by number: at most dataplane.FragHeld
 	sum     Summary
 }
 
@@ -179,8 +180,8 @@ func newEngine(cfg *config.Config, ports []Port, sink Sink) (*engine, error) {
 	tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, 1))
 	opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Workers: 1,
 		RejectPerSecond: cfg.Dataplane.RejectPerSecond, Checksum: ruleset.ChecksumMode(cfg)}
-	e := &engine{cfg: cfg, f: f, names: names, ports: ports, infos: infos, sink: sink, next: 1,
-		pending: map[int]*Fate{}, held: map[uint16]int{}, frames: map[int][]byte{}}
+	e := &engine{cfg: cfg, f: f, names: names, ports: ports, infos: infos, sink: sink,
+		ids: ids, held: map[uint16]int{}, waiting: map[int]*heldFrame{}}
 	e.pl = dataplane.NewPipeline(opts, tr, &rules, new(dataplane.Counters))
 	return e, nil
 }
@@ -215,7 +216,7 @@ func open(r io.Reader) (interface {
 
 // inPort finds the port frame n entered on.
 func (e *engine) inPort(n int, data []byte, ci gopacket.CaptureInfo) (uint16, error) {
-	ids := ruleset.ConfigPortIDs(e.cfg)
+	ids := e.ids
 	fallback := ""
 	for _, p := range e.ports {
 		switch {
@@ -257,8 +258,7 @@ func (e *engine) frame(n int, data []byte, ci gopacket.CaptureInfo) error {
 	fate := e.fate(n, ci.Timestamp, in, 0)
 	if s := b.Held[0]; s != 0 {
 		e.held[s-1] = n
-		e.frames[n] = append([]byte(nil), data...)
-		e.pending[n] = fate
+		e.waiting[n] = &heldFrame{fate: fate, frame: append([]byte(nil), data...)}
 	}
 	// Fragments held before leave ahead of the frame that completed them.
 	if err := e.released(ci); err != nil {
@@ -297,6 +297,12 @@ func (e *engine) decision(fa *Fate, d uint16) {
 	}
 }
 
+// heldFrame is a held fragment's frame and its fate so far.
+type heldFrame struct {
+	fate  *Fate
+	frame []byte
+}
+
 // released reports the held fragments the last call decided (they leave
 // before the frame that completed their datagram).
 func (e *engine) released(ci gopacket.CaptureInfo) error {
@@ -306,19 +312,19 @@ func (e *engine) released(ci gopacket.CaptureInfo) error {
 			return fmt.Errorf("internal error: released slot %d holds no frame", r.Slot)
 		}
 		delete(e.held, r.Slot)
-		p := e.pending[n]
+		h := e.waiting[n]
+		delete(e.waiting, n)
+		p := h.fate
 		p.Verdict, p.Reason, p.State, p.Held = filter.Drop.String(), r.Reason.String(), r.State.String(), true
 		if r.Accept {
 			p.Verdict = filter.Accept.String()
 			if e.sink.Forward != nil {
-				if err := e.sink.Forward(ci, e.frames[n]); err != nil {
+				if err := e.sink.Forward(ci, h.frame); err != nil {
 					return err
 				}
 			}
 		}
 		e.decision(p, r.Decision)
-		delete(e.frames, n)
-		delete(e.pending, n)
 		if err := e.emit(p); err != nil {
 			return err
 		}
@@ -326,36 +332,17 @@ func (e *engine) released(ci gopacket.CaptureInfo) error {
 	return nil
 }
 
-// emit hands fates to the sink in frame order: a held frame's waits for
-// its datagram, and the frames after it wait for it.
+// emit hands a decided frame's fate to the sink. A held fragment's comes
+// when its datagram is decided (it waits for nothing else, so the memory
+// a replay holds is bounded by the fragments held).
 func (e *engine) emit(fa *Fate) error {
-	e.pending[fa.Frame] = fa
-	for {
-		p, ok := e.pending[e.next]
-		if !ok || e.isHeld(e.next) {
-			return nil
-		}
-		delete(e.pending, e.next)
-		e.sum.Frames++
-		if p.Verdict == filter.Accept.String() {
-			e.sum.Accepted++
-		} else {
-			e.sum.Dropped++
-		}
-		if err := e.sink.Fate(p); err != nil {
-			return err
-		}
-		e.next++
+	e.sum.Frames++
+	if fa.Verdict == filter.Accept.String() {
+		e.sum.Accepted++
+	} else {
+		e.sum.Dropped++
 	}
-}
-
-func (e *engine) isHeld(n int) bool {
-	for _, h := range e.held {
-		if h == n {
-			return true
-		}
-	}
-	return false
+	return e.sink.Fate(fa)
 }
 
 // finish lets the fragments still held time out, as they would 30 s on,
