@@ -142,8 +142,11 @@ type Pipeline struct {
 	counters *Counters
 	// Tracker is this worker's connection tracker.
 	Tracker *conntrack.Tracker
-	rules   *atomic.Pointer[filter.Filter]
+	rules   *atomic.Pointer[filter.Active]
 	lastGen uint32
+	// ws is this worker's part of the burst's rule set state (counters,
+	// rate-limit buckets), set by begin.
+	ws *filter.WorkerState
 	// hits aggregates rule counters within a burst: one atomic update per
 	// distinct decision per burst instead of one per packet.
 	hits       [BurstSize]hit
@@ -176,9 +179,9 @@ type hit struct {
 }
 
 // NewPipeline returns a pipeline that tracks connections with tr, judges
-// with the filter rules points to (loaded once per burst), and publishes
+// with the rule set rules points to (loaded once per burst), and publishes
 // its counters to c.
-func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filter.Filter], c *Counters) *Pipeline {
+func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filter.Active], c *Counters) *Pipeline {
 	pl := &Pipeline{opts: opts, Tracker: tr, rules: rules, counters: c}
 	pl.rejectTB = rate.PerSecond(opts.RejectPerSecond, opts.RejectPerSecond)
 	pl.logTB = rate.PerSecond(opts.LogPerSecond, opts.LogPerSecond)
@@ -255,12 +258,12 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 		}
 		pl.judgeBurst(f, b, n, in, &pi, track)
 	}
-	pl.end(f, reapPerBurst)
+	pl.end(reapPerBurst)
 	pl.serveControl(true)
 }
 
 // begin starts a burst or an idle round at now and returns the rule set.
-func (pl *Pipeline) begin(now int64) *filter.Filter {
+func (pl *Pipeline) begin(now int64) *filter.Active {
 	f := pl.rules.Load()
 	pl.Tracker.SetNow(now)
 	pl.now = now
@@ -272,15 +275,16 @@ func (pl *Pipeline) begin(now int64) *filter.Filter {
 		}
 		pl.lastGen = f.Gen
 	}
+	pl.ws = f.State.Worker(pl.opts.Worker)
 	pl.nhits = 0
 	pl.frags.begin()
 	return f
 }
 
-// end adds the burst's rule hits to f's counters and does the housekeeping
+// end adds the burst's rule hits to the rule set's counters and does the housekeeping
 // (reap entries, expire held fragments) of one burst, reap entries at most.
-func (pl *Pipeline) end(f *filter.Filter, reap int) {
-	ctr := f.Counters(pl.opts.Worker)
+func (pl *Pipeline) end(reap int) {
+	ctr := pl.ws.Counters()
 	for k := 0; k < pl.nhits; k++ {
 		h := &pl.hits[k]
 		c := &ctr[h.decision]
@@ -312,7 +316,7 @@ func (c *checksums) Between(g, e int) {
 // fragment is counted when its datagram is decided. The loop is one
 // function, its common path without calls but the tracker's and the
 // classifier's.
-func (pl *Pipeline) judgeBurst(f *filter.Filter, b *Burst, n int, in uint16, pi *PortInfo, track bool) {
+func (pl *Pipeline) judgeBurst(f *filter.Active, b *Burst, n int, in uint16, pi *PortInfo, track bool) {
 	for i := 0; i < n; i++ {
 		if b.Owner[i] >= 0 {
 			continue
@@ -364,7 +368,7 @@ func (s *Snapshot) count(v filter.Verdict, r filter.DropReason) {
 // datagram is complete; the fragment that completes it has the datagram
 // judged, from its first fragment, and gives its verdict to every fragment
 // held (see frag.go).
-func (pl *Pipeline) fragment(f *filter.Filter, b *Burst, i int, in uint16, pi *PortInfo, track bool) (filter.Verdict, filter.DropReason, bool) {
+func (pl *Pipeline) fragment(f *filter.Active, b *Burst, i int, in uint16, pi *PortInfo, track bool) (filter.Verdict, filter.DropReason, bool) {
 	ft := &pl.frags
 	p := &b.Parsed[i]
 	sum := track && pl.opts.Checksum == ChecksumFull
@@ -428,7 +432,7 @@ func (pl *Pipeline) linkVerdict(p *packet.Parsed) (v filter.Verdict, r filter.Dr
 // acceptAll handles a burst under a rule set that accepts everything:
 // malformed frames (and non-IP ones, if so configured) are still dropped;
 // the rest pass, counted once per burst against the FORWARD policy.
-func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
+func (pl *Pipeline) acceptAll(f *filter.Active, b *Burst, n int) {
 	st := &pl.Stats
 	var pk, by [2]uint64 // IPv4, IPv6
 	for i := 0; i < n; i++ {
@@ -456,7 +460,7 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 	}
 	for fam := range pk {
 		if pk[fam] > 0 {
-			c := &f.Counters(pl.opts.Worker)[f.ForwardPolicyDecision(fam == 1)]
+			c := &pl.ws.Counters()[f.ForwardPolicyDecision(fam == 1)]
 			c.Packets.Add(pk[fam])
 			c.Bytes.Add(by[fam])
 		}
@@ -465,7 +469,8 @@ func (pl *Pipeline) acceptAll(f *filter.Filter, b *Burst, n int) {
 
 // Idle does housekeeping when a poll round found no packet.
 func (pl *Pipeline) Idle(now int64) {
-	pl.end(pl.begin(now), reapPerIdle)
+	pl.begin(now)
+	pl.end(reapPerIdle)
 	pl.serveControl(false)
 }
 
@@ -507,8 +512,8 @@ func (pl *Pipeline) steer(b *Burst, n int, zone uint16) int {
 // before the second chain decided, or -1: its counter must be counted too,
 // as iptables counts the rule that accepted a packet in each chain it
 // traversed.
-func (pl *Pipeline) classify(f *filter.Filter, p *packet.Parsed, state uint8, in uint16, pi *PortInfo) (r filter.Result, fwd int32) {
-	ctx := filter.Ctx{Worker: pl.opts.Worker, Now: pl.now}
+func (pl *Pipeline) classify(f *filter.Active, p *packet.Parsed, state uint8, in uint16, pi *PortInfo) (r filter.Result, fwd int32) {
+	ctx := filter.Ctx{State: pl.ws, Now: pl.now}
 	r = f.Run(ctx, p, state, filter.HookForward, in, pi.Out)
 	if r.Verdict != filter.Accept || pi.Hook == filter.HookForward {
 		return r, -1
@@ -523,7 +528,7 @@ func (pl *Pipeline) classify(f *filter.Filter, p *packet.Parsed, state uint8, in
 }
 
 // judgeStateless classifies a packet when no rule uses connection state.
-func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo) (filter.Verdict, filter.DropReason) {
+func (pl *Pipeline) judgeStateless(f *filter.Active, p *packet.Parsed, in uint16, pi *PortInfo) (filter.Verdict, filter.DropReason) {
 	r, fwd := pl.classify(f, p, conntrack.Untracked.Mask(), in, pi)
 	d := f.Decision(r)
 	pl.decision = d
@@ -545,7 +550,7 @@ func (pl *Pipeline) judgeStateless(f *filter.Filter, p *packet.Parsed, in uint16
 }
 
 // judge tracks and classifies one IP packet.
-func (pl *Pipeline) judge(f *filter.Filter, p *packet.Parsed, in uint16, pi *PortInfo, i int, b *Burst) (filter.Verdict, filter.DropReason) {
+func (pl *Pipeline) judge(f *filter.Active, p *packet.Parsed, in uint16, pi *PortInfo, i int, b *Burst) (filter.Verdict, filter.DropReason) {
 	res := pl.Tracker.TrackStaged(&pl.batch, i, p, pi.Zone)
 	if res.Full {
 		return filter.Drop, filter.DropTableFull
@@ -630,7 +635,7 @@ func (pl *Pipeline) countHit(d uint16, bytes uint64) {
 // logPacket hands a LOG record to the control side without ever blocking:
 // over the rate limit, or with the channel full, the record is counted as
 // lost instead.
-func (pl *Pipeline) logPacket(f *filter.Filter, p *packet.Parsed, rule uint16, st conntrack.State, in, out uint16) {
+func (pl *Pipeline) logPacket(f *filter.Active, p *packet.Parsed, rule uint16, st conntrack.State, in, out uint16) {
 	if pl.opts.Log == nil {
 		return
 	}

@@ -33,17 +33,18 @@ func newPipeline(t testing.TB, passNonIP bool, ruleText string) *dataplane.Pipel
 // buildPipeline compiles rules for one worker, with ports named "outside"
 // (id 0) and "inside" (id 1), and returns a pipeline with opts and a
 // tracker of the given capacity, and the filter.
-func buildPipeline(t testing.TB, ruleText string, opts dataplane.Options, capacity int) (*dataplane.Pipeline, *filter.Filter) {
+func buildPipeline(t testing.TB, ruleText string, opts dataplane.Options, capacity int) (*dataplane.Pipeline, *filter.Active) {
 	t.Helper()
 	rs, err := rules.ParseIptables("test", ruleText)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"outside": 0, "inside": 1}, Workers: 1}, 1)
+	c, err := filter.Compile(rs, filter.Env{Ports: map[string]uint16{"outside": 0, "inside": 1}}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p atomic.Pointer[filter.Filter]
+	f := filter.Install(c, 1, nil)
+	var p atomic.Pointer[filter.Active]
 	p.Store(f)
 	tr := conntrack.NewTracker(conntrack.Config{Capacity: capacity, Timeouts: conntrack.DefaultTimeouts(), Seed: 1, FTP: conntrack.DefaultFTP()})
 	return dataplane.NewPipeline(opts, tr, &p, new(dataplane.Counters)), f
@@ -513,7 +514,7 @@ func TestFragmentedDatagramCounted(t *testing.T) {
 	if fate, rel := r.send("1", fragment(dgram, 5, 0, 208, true), int64(time.Second)); fate != "ACCEPT/none" || rel != "+2" {
 		t.Fatalf("%s %q", fate, rel)
 	}
-	if pk, by := f.Totals(0); pk != 1 || by != uint64(len(dgram)-14) {
+	if pk, by := f.State.Totals(0); pk != 1 || by != uint64(len(dgram)-14) {
 		t.Errorf("the rule counted %d packets, %d bytes; want 1, %d", pk, by, len(dgram)-14)
 	}
 }
@@ -575,7 +576,7 @@ func TestForwardThenInputCounters(t *testing.T) {
 		}
 	}
 	for id := range f.Rules {
-		if pk, _ := f.Totals(uint16(id)); pk != 3 {
+		if pk, _ := f.State.Totals(uint16(id)); pk != 3 {
 			t.Errorf("%s counted %d packets; want 3", f.Rules[id].String(), pk)
 		}
 	}

@@ -50,7 +50,7 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 // checkRules compiles rs with the port names given (none: every name rs
 // uses) and prints it in iptables -S form with the classifier's size.
 func checkRules(out io.Writer, rs *rules.Ruleset, ports []string) error {
-	env := filter.Env{Ports: map[string]uint16{}, Workers: 1}
+	env := filter.Env{Ports: map[string]uint16{}}
 	for i, p := range ports {
 		env.Ports[p] = uint16(i)
 	}

@@ -61,7 +61,7 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			f, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil)
+			f, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1)
 			if err != nil {
 				return err
 			}

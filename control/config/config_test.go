@@ -205,7 +205,7 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil); err != nil {
+			if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1); err != nil {
 				t.Errorf("rules: %v", err)
 			}
 		})
@@ -231,7 +231,7 @@ func TestReadmeSnippets(t *testing.T) {
 			t.Errorf("README snippet %d: %v", n, err)
 			continue
 		}
-		if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil); err != nil {
+		if _, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1); err != nil {
 			t.Errorf("README snippet %d rules: %v", n, err)
 		}
 	}

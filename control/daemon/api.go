@@ -375,7 +375,7 @@ func (d *Daemon) apiRulesSave(w http.ResponseWriter, r *http.Request) {
 
 // apiRulesZero zeroes the rule counters (POST /api/rules/zero).
 func (d *Daemon) apiRulesZero(w http.ResponseWriter, r *http.Request) {
-	d.Rules.Load().ZeroCounters()
+	d.Rules.Load().State.ZeroCounters()
 	writeJSON(w, 200, map[string]string{"result": "counters zeroed"})
 }
 

@@ -55,7 +55,7 @@ type Daemon struct {
 	Ports   []Port
 	Workers []*worker.Worker
 	// Rules is the compiled rule set the workers load once per burst.
-	Rules    atomic.Pointer[filter.Filter]
+	Rules    atomic.Pointer[filter.Active]
 	trackers []*conntrack.Tracker
 	rings    []*dpdk.Ring
 	logs     chan dataplane.LogRecord
@@ -232,11 +232,11 @@ func (d *Daemon) startPorts() error {
 // compileRules compiles the configured rule set and publishes it.
 func (d *Daemon) compileRules(portIDs map[string]uint16) (*filter.Filter, []dataplane.PortInfo, error) {
 	cfg, log := d.Config, d.log
-	f, err := ruleset.Compile(cfg, portIDs, 1, nil)
+	f, err := ruleset.Compile(cfg, portIDs, 1)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rules: %w", err)
 	}
-	d.Rules.Store(f)
+	d.Rules.Store(filter.Install(f, len(cfg.Workers.CPUs), nil))
 	configInfo.WithLabelValues(configHash(cfg), "1").Set(1)
 	lastReloadOK.Set(1)
 	lastReloadTime.SetToCurrentTime()
@@ -546,7 +546,7 @@ func (d *Daemon) RuleStats() []metrics.RuleStat {
 	evictions := f.LimitEvictions()
 	var out []metrics.RuleStat
 	for id := 0; id < f.NumDecisions(); id++ {
-		pk, by := f.Totals(uint16(id))
+		pk, by := f.State.Totals(uint16(id))
 		name := f.DecisionName(uint16(id))
 		chain, rule, _ := strings.Cut(name, "#")
 		st := metrics.RuleStat{Chain: chain, Rule: rule, Packets: pk, Bytes: by}

@@ -28,7 +28,7 @@ func FuzzRuleLabels(f *testing.F) {
 			return
 		}
 		d := &Daemon{}
-		d.Rules.Store(fl)
+		d.Rules.Store(filter.Install(fl, 1, nil))
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(metrics.NewCollector(metrics.Source{Rules: d.RuleStats}))
 		if _, err := reg.Gather(); err != nil {

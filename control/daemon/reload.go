@@ -15,6 +15,7 @@ import (
 
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
+	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -225,10 +226,11 @@ func (d *Daemon) reload(ctx context.Context) (ReloadResult, error) {
 	for _, p := range d.Ports {
 		portIDs[p.Config.Name] = uint16(p.ID)
 	}
-	f, err := ruleset.CompileContext(ctx, cfg, portIDs, old.Gen+1, old)
+	c, err := ruleset.CompileContext(ctx, cfg, portIDs, old.Gen+1)
 	if err != nil {
 		return ReloadResult{}, fmt.Errorf("rules: %w", err)
 	}
+	f := filter.Install(c, old.State.Workers(), old)
 	res := ReloadResult{Generation: f.Gen, Rules: f.Stats.Rules, Hash: configHash(cfg)}
 	cur := d.Config
 	for _, ch := range []struct {

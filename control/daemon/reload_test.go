@@ -14,6 +14,7 @@ import (
 
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
+	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -51,13 +52,13 @@ func testDaemon(t *testing.T, rules string) (*Daemon, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := ruleset.Compile(cfg, nil, 1, nil)
+	f, err := ruleset.Compile(cfg, nil, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &Daemon{Config: cfg, ConfigPath: path, log: slog.New(slog.NewTextHandler(io.Discard, nil)), quit: make(chan struct{})}
 	d.active.Store(cfg)
-	d.Rules.Store(f)
+	d.Rules.Store(filter.Install(f, 1, nil))
 	d.reloads.kick = make(chan struct{}, 1)
 	go d.runReloads(d.quit)
 	t.Cleanup(func() { close(d.quit) })

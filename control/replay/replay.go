@@ -167,7 +167,7 @@ func newEngine(cfg *config.Config, ports []Port, sink Sink) (*engine, error) {
 			return nil, fmt.Errorf("--port %s: the config has no port %q (it has %s)", p.Name, p.Name, strings.Join(names, ", "))
 		}
 	}
-	f, err := ruleset.Compile(cfg, ids, 1, nil)
+	f, err := ruleset.Compile(cfg, ids, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -175,8 +175,8 @@ func newEngine(cfg *config.Config, ports []Port, sink Sink) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rules atomic.Pointer[filter.Filter]
-	rules.Store(f)
+	var rules atomic.Pointer[filter.Active]
+	rules.Store(filter.Install(f, 1, nil))
 	tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, 1))
 	opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Workers: 1,
 		RejectPerSecond: cfg.Dataplane.RejectPerSecond, Checksum: ruleset.ChecksumMode(cfg)}

@@ -82,20 +82,20 @@ func emptyRuleset(cfg *config.Config, name string) (*rules.Ruleset, error) {
 }
 
 // Compile parses and compiles the rule set for ports whose ids are given by
-// name (on the control side, without DPDK, ids are the config order). prev
-// is the filter it replaces (nil at start-up): named rate limits keep their
-// buckets.
-func Compile(cfg *config.Config, portIDs map[string]uint16, gen uint32, prev *filter.Filter) (*filter.Filter, error) {
-	return CompileContext(context.Background(), cfg, portIDs, gen, prev)
+// name (on the control side, without DPDK, ids are the config order). The
+// result is immutable: filter.Install gives it the workers' counters and
+// rate-limit buckets.
+func Compile(cfg *config.Config, portIDs map[string]uint16, gen uint32) (*filter.Filter, error) {
+	return CompileContext(context.Background(), cfg, portIDs, gen)
 }
 
 // CompileContext is Compile, abandoned (with ctx's cause) when ctx is done.
-func CompileContext(ctx context.Context, cfg *config.Config, portIDs map[string]uint16, gen uint32, prev *filter.Filter) (*filter.Filter, error) {
+func CompileContext(ctx context.Context, cfg *config.Config, portIDs map[string]uint16, gen uint32) (*filter.Filter, error) {
 	rs, err := Parse(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return filter.Compile(rs, filter.Env{Ports: portIDs, Workers: len(cfg.Workers.CPUs), Prev: prev, Context: ctx}, gen)
+	return filter.Compile(rs, filter.Env{Ports: portIDs, Context: ctx}, gen)
 }
 
 // ConfigPortIDs numbers the ports in config order (what DPDK does for the
@@ -205,7 +205,7 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 		Workers:   nw * int64(dataplane.PipelineBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)+conntrack.EventRingBytes()),
 	}
 	if f != nil {
-		m.RateLimits = int64(f.LimitBytes())
+		m.RateLimits = int64(f.LimitBytes(len(cfg.Workers.CPUs)))
 	}
 	return m
 }

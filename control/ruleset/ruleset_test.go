@@ -32,7 +32,7 @@ func load(t testing.TB, extra string) *config.Config {
 
 func compile(t testing.TB, cfg *config.Config) *filter.Filter {
 	t.Helper()
-	f, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil)
+	f, err := ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestStructuredErrors(t *testing.T) {
 	} {
 		cfg, err := config.Load("c.yaml", []byte(base+tt.yaml))
 		if err == nil {
-			_, err = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil)
+			_, err = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1)
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s\nerror %v\nwant  %q", tt.yaml, err, tt.want)
@@ -165,7 +165,7 @@ func FuzzStructuredRules(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_, _ = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1, nil)
+		_, _ = ruleset.Compile(cfg, ruleset.ConfigPortIDs(cfg), 1)
 	})
 }
 

@@ -35,12 +35,6 @@ const NoPort = 0xffff
 type Env struct {
 	// Ports maps port names (as used by -i/-o) to port ids.
 	Ports map[string]uint16
-	// Workers is the number of workers, each of which gets its own rule
-	// counters and rate-limit buckets (at least 1).
-	Workers int
-	// Prev is the filter being replaced (nil at start-up): rate limits
-	// with the same --hashlimit-name and parameters keep its buckets.
-	Prev *Filter
 	// Context, if set, abandons the compilation when it is done (a reload
 	// past its deadline): Compile then returns its error.
 	Context context.Context
@@ -48,15 +42,16 @@ type Env struct {
 
 // Ctx is who classifies a packet, and when.
 type Ctx struct {
-	// Worker indexes the per-worker rate-limit buckets; only that worker
-	// may use it.
-	Worker int
+	// State is the classifying worker's part of the rule set's State
+	// (its rate-limit buckets); only that worker may use it. It may be nil
+	// for a rule set without rate limits.
+	State *WorkerState
 	// Now is the worker's clock (ns, monotonic) for rate limits.
 	Now int64
 }
 
-// Filter is a compiled, immutable rule set. Workers load it once per burst
-// from an atomic pointer; the control side replaces it whole.
+// Filter is a compiled, immutable rule set. Its mutable part (counters,
+// rate-limit buckets) is a State beside it: see Install and Active.
 type Filter struct {
 	// Gen is the rule-set generation, bumped on every successful reload;
 	// connection entries cache verdicts tagged with it.
@@ -74,10 +69,8 @@ type Filter struct {
 
 	ruleVerdict   []Verdict // by rule id: the verdict of terminal targets
 	rejectKind    []reject.Kind
-	counters      [][]Counter
 	limits        []*rules.RateLimit
-	limitRule     []int32      // rule id of each limit
-	limiters      [][]*limiter // [worker][limit]
+	limitRule     []int32 // rule id of each limit
 	flagSensitive bool
 	usesState     bool
 	acceptsAll    bool
@@ -222,11 +215,6 @@ func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
 			f.acceptsAll = false
 		}
 	}
-	f.counters = make([][]Counter, max(env.Workers, 1))
-	for w := range f.counters {
-		f.counters[w] = make([]Counter, f.NumDecisions())
-	}
-	f.makeLimiters(env)
 	for h, name := range [numHooks]string{HookForward: "FORWARD", HookInput: "INPUT", HookOutput: "OUTPUT"} {
 		f.hooks[0][h] = index[name]
 		f.hooks[1][h] = index[name]
@@ -625,7 +613,7 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 						// The outcome depends on time and on other
 						// packets: never cache it.
 						res.Volatile = true
-						if f.limiters[ctx.Worker][li].conform(p, ctx.Now) == f.limits[li].Above {
+						if ctx.State.limiters[li].conform(p, ctx.Now) == f.limits[li].Above {
 							continue
 						}
 					}

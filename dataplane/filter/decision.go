@@ -68,30 +68,6 @@ type Counter struct {
 	Packets, Bytes atomic.Uint64
 }
 
-// Counters returns worker w's counters, one per decision id.
-// Precondition: w < the Workers the filter was compiled for.
-func (f *Filter) Counters(w int) []Counter { return f.counters[w] }
-
-// Totals sums the counters of every worker for decision d.
-func (f *Filter) Totals(d uint16) (packets, bytes uint64) {
-	for w := range f.counters {
-		packets += f.counters[w][d].Packets.Load()
-		bytes += f.counters[w][d].Bytes.Load()
-	}
-	return packets, bytes
-}
-
-// ZeroCounters resets every counter (iptables -Z). Concurrent additions by
-// workers may be lost or kept.
-func (f *Filter) ZeroCounters() {
-	for w := range f.counters {
-		for d := range f.counters[w] {
-			f.counters[w][d].Packets.Store(0)
-			f.counters[w][d].Bytes.Store(0)
-		}
-	}
-}
-
 // FlagSensitive reports whether some rule matches TCP flags, so a TCP
 // packet's verdict may differ from the previous packet's in the same state
 // and direction: such verdicts are not cached per connection.

@@ -2,9 +2,7 @@ package filter
 
 import (
 	"encoding/binary"
-	"math/rand/v2"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -35,15 +33,21 @@ type limiter struct {
 
 const limitWays = 4
 
-func newLimiter(l *rules.RateLimit, seed uint64) *limiter {
+// limiterSlots is the number of buckets of l's table: its size rounded up
+// to a power of two, in sets of limitWays.
+func limiterSlots(l *rules.RateLimit) int {
 	n := 1
 	if l.Hash {
 		for n < l.Size {
 			n <<= 1
 		}
 	}
-	sets := max(n/limitWays, 1)
-	lm := &limiter{spec: *l, seed: seed, cost: l.Cost(), slots: make([]limitSlot, sets*limitWays), mask: uint64(sets - 1)}
+	return max(n/limitWays, 1) * limitWays
+}
+
+func newLimiter(l *rules.RateLimit, seed uint64) *limiter {
+	slots := limiterSlots(l)
+	lm := &limiter{spec: *l, seed: seed, cost: l.Cost(), slots: make([]limitSlot, slots), mask: uint64(slots/limitWays - 1)}
 	lm.cap = lm.cost * int64(max(l.Burst, 1))
 	return lm
 }
@@ -139,61 +143,4 @@ func (lm *limiter) conform(p *packet.Parsed, now int64) bool {
 
 func (lm *limiter) credit(s *limitSlot, now int64) int64 {
 	return min(s.credit+max(now-s.last, 0), lm.cap)
-}
-
-// makeLimiters allocates every worker's buckets, keeping those of env.Prev
-// whose rate limit has the same name and parameters (as iptables keeps a
-// named hashlimit's table across rule reloads). Only the control side runs
-// it; it copies pointers from Prev and never touches their contents.
-func (f *Filter) makeLimiters(env Env) {
-	if len(f.limits) == 0 {
-		return
-	}
-	seed := rand.Uint64()
-	f.limiters = make([][]*limiter, len(f.counters))
-	for w := range f.limiters {
-		f.limiters[w] = make([]*limiter, len(f.limits))
-		for i, l := range f.limits {
-			if prev := env.Prev.findLimiter(w, l); prev != nil {
-				f.limiters[w][i] = prev
-				continue
-			}
-			f.limiters[w][i] = newLimiter(l, seed)
-		}
-	}
-}
-
-func (f *Filter) findLimiter(w int, l *rules.RateLimit) *limiter {
-	if f == nil || l.Name == "" || w >= len(f.limiters) {
-		return nil
-	}
-	for i, pl := range f.limits {
-		if pl.Same(l) {
-			return f.limiters[w][i]
-		}
-	}
-	return nil
-}
-
-// LimitEvictions returns, per rate-limited rule id, how many buckets were
-// reused before they refilled (the rule's table is too small).
-func (f *Filter) LimitEvictions() map[int]uint64 {
-	out := map[int]uint64{}
-	for w := range f.limiters {
-		for i, lm := range f.limiters[w] {
-			out[int(f.limitRule[i])] += lm.evictions.Load()
-		}
-	}
-	return out
-}
-
-// LimitBytes returns the memory of every worker's rate-limit buckets.
-func (f *Filter) LimitBytes() int {
-	n := 0
-	for w := range f.limiters {
-		for _, lm := range f.limiters[w] {
-			n += len(lm.slots) * int(unsafe.Sizeof(limitSlot{}))
-		}
-	}
-	return n
 }

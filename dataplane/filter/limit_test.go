@@ -9,17 +9,23 @@ import (
 	"github.com/dpfw/dpfw/packet"
 )
 
-func compileText(t *testing.T, text string, prev *filter.Filter) *filter.Filter {
+// compileText compiles and installs a rule set for two workers, after prev.
+func compileText(t *testing.T, text string, prev *filter.Active) *filter.Active {
 	t.Helper()
 	rs, err := rules.ParseIptables("limits", text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := filter.Compile(rs, filter.Env{Workers: 2, Prev: prev}, 1)
+	f, err := filter.Compile(rs, filter.Env{}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f
+	return filter.Install(f, 2, prev)
+}
+
+// on is worker w's classification context at now.
+func on(a *filter.Active, w int, now int64) filter.Ctx {
+	return filter.Ctx{State: a.State.Worker(w), Now: now}
 }
 
 func synFrom(src byte) *packet.Parsed {
@@ -33,7 +39,7 @@ func TestHashlimitAbovePerSource(t *testing.T) {
 -A FORWARD -p tcp --syn -m hashlimit --hashlimit-above 10/sec --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name syn -j DROP
 `, nil)
 	run := func(src byte, now int64) filter.Verdict {
-		r := f.Run(filter.Ctx{Worker: 0, Now: now}, synFrom(src), rules.StateNew, filter.HookForward, 0, 1)
+		r := f.Run(on(f, 0, now), synFrom(src), rules.StateNew, filter.HookForward, 0, 1)
 		if !r.Volatile {
 			t.Fatal("a decision involving a rate limit must be marked volatile")
 		}
@@ -58,13 +64,13 @@ func TestHashlimitAbovePerSource(t *testing.T) {
 		t.Fatalf("100 ms later (one token): %v, want ACCEPT", v)
 	}
 	// Worker 1 has its own buckets.
-	if r := f.Run(filter.Ctx{Worker: 1, Now: now}, synFrom(1), rules.StateNew, filter.HookForward, 0, 1); r.Verdict != filter.Accept {
+	if r := f.Run(on(f, 1, now), synFrom(1), rules.StateNew, filter.HookForward, 0, 1); r.Verdict != filter.Accept {
 		t.Fatalf("worker 1: %v, want ACCEPT", r.Verdict)
 	}
 	// Packets the rule's other matches exclude take no token and are not volatile.
 	ack := synFrom(1)
 	ack.TCPFlags = 0x10
-	if r := f.Run(filter.Ctx{Now: now}, ack, rules.StateEstablished, filter.HookForward, 0, 1); r.Verdict != filter.Accept || r.Volatile {
+	if r := f.Run(on(f, 0, now), ack, rules.StateEstablished, filter.HookForward, 0, 1); r.Verdict != filter.Accept || r.Volatile {
 		t.Fatalf("ACK: %+v, want ACCEPT, not volatile", r)
 	}
 }
@@ -76,19 +82,19 @@ func TestLimitUpto(t *testing.T) {
 `, nil)
 	got := ""
 	for i := 0; i < 4; i++ {
-		got += f.Run(filter.Ctx{Now: 5e9}, synFrom(byte(i)), rules.StateNew, filter.HookForward, 0, 1).Verdict.String()[:1]
+		got += f.Run(on(f, 0, 5e9), synFrom(byte(i)), rules.StateNew, filter.HookForward, 0, 1).Verdict.String()[:1]
 	}
-	got += f.Run(filter.Ctx{Now: 5e9 + 5e8}, synFrom(9), rules.StateNew, filter.HookForward, 0, 1).Verdict.String()[:1]
+	got += f.Run(on(f, 0, 5e9+5e8), synFrom(9), rules.StateNew, filter.HookForward, 0, 1).Verdict.String()[:1]
 	if got != "AADDA" {
 		t.Fatalf("verdicts %s, want AADDA (burst of 2, then one per 500 ms)", got)
 	}
 	g := compileText(t, `-P FORWARD DROP
 -A FORWARD -m hashlimit --hashlimit-upto 1/min --hashlimit-burst 1 --hashlimit-mode srcip --hashlimit-srcmask 24 --hashlimit-name net -j ACCEPT
 `, nil)
-	if v := g.Run(filter.Ctx{Now: 1}, synFrom(1), rules.StateNew, filter.HookForward, 0, 1).Verdict; v != filter.Accept {
+	if v := g.Run(on(g, 0, 1), synFrom(1), rules.StateNew, filter.HookForward, 0, 1).Verdict; v != filter.Accept {
 		t.Fatal(v)
 	}
-	if v := g.Run(filter.Ctx{Now: 1}, synFrom(200), rules.StateNew, filter.HookForward, 0, 1).Verdict; v != filter.Drop {
+	if v := g.Run(on(g, 0, 1), synFrom(200), rules.StateNew, filter.HookForward, 0, 1).Verdict; v != filter.Drop {
 		t.Fatalf("same /24: %v, want DROP", v)
 	}
 }
@@ -99,8 +105,8 @@ func TestHashlimitSurvivesReload(t *testing.T) {
 	text := `-A FORWARD -m hashlimit --hashlimit-above 1/hour --hashlimit-burst 1 --hashlimit-mode srcip --hashlimit-name x -j DROP
 `
 	f := compileText(t, text, nil)
-	run := func(f *filter.Filter) filter.Verdict {
-		return f.Run(filter.Ctx{Now: 1e9}, synFrom(1), rules.StateNew, filter.HookForward, 0, 1).Verdict
+	run := func(f *filter.Active) filter.Verdict {
+		return f.Run(on(f, 0, 1e9), synFrom(1), rules.StateNew, filter.HookForward, 0, 1).Verdict
 	}
 	if run(f) != filter.Accept || run(f) != filter.Drop {
 		t.Fatal("burst of 1 not enforced")
@@ -121,14 +127,14 @@ func TestHashlimitTableBound(t *testing.T) {
 	f := compileText(t, `-A FORWARD -m hashlimit --hashlimit-above 1/hour --hashlimit-burst 1 --hashlimit-mode srcip --hashlimit-htable-size 4 --hashlimit-name tiny -j DROP
 `, nil)
 	for i := 0; i < 64; i++ {
-		f.Run(filter.Ctx{Now: 1}, synFrom(byte(i)), rules.StateNew, filter.HookForward, 0, 1)
+		f.Run(on(f, 0, 1), synFrom(byte(i)), rules.StateNew, filter.HookForward, 0, 1)
 	}
 	ev := f.LimitEvictions()[0]
 	if ev == 0 || ev > 60 {
 		t.Fatalf("evictions %d, want 60 (64 keys in 4 slots)", ev)
 	}
 	p := synFrom(7)
-	if n := testing.AllocsPerRun(1000, func() { f.Run(filter.Ctx{Now: 2}, p, rules.StateNew, filter.HookForward, 0, 1) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { f.Run(on(f, 0, 2), p, rules.StateNew, filter.HookForward, 0, 1) }); n != 0 {
 		t.Fatalf("%v allocs per Run with a hashlimit", n)
 	}
 }
