@@ -9,7 +9,7 @@ DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-pi
 # here); or a duration/count for every target, e.g. FUZZTIME=10m.
 FUZZTIME ?=
 
-.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf check-format vet clean install uninstall
+.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf perf-smoke check-format vet clean install uninstall
 
 all: build
 
@@ -51,7 +51,13 @@ test: build hugepages check-format vet
 	$(GO) test -count=1 -timeout 15m ./...
 	$(GO) test -count=1 -race ./control/config/... ./control/metrics/... ./control/ruleset/... ./control/daemon/... ./control/replay/... ./conntrack/... ./packet/... ./dataplane/filter/... ./dataplane/rules/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
+	$(MAKE) perf-smoke
 	$(MAKE) fuzz
+
+# The throughput runner once, briefly (its figures mean nothing here): it
+# shares the end-to-end harness (internal/e2e) with the tests.
+perf-smoke: build
+	$(GO) run ./perf -workloads pass,ct -flows 256 -seconds 1 -warmup 1 -rounds 1
 
 test-unit:
 	CGO_ENABLED=0 $(GO) test ./packet/... ./dataplane/filter/... ./dataplane/rules/... ./conntrack/... ./control/config/...

@@ -59,7 +59,8 @@ func TestDeps(t *testing.T) {
 // conntrack/ftp, conntrack), rules (dataplane/rules: the rule language;
 // dataplane/reject; dataplane/filter: the compiled classifier),
 // the packet path (dataplane, then dataplane/worker and the cgo layer),
-// the control plane (control/...), and the programs (cmd/dpfw, perf). A
+// the control plane (control/...), the end-to-end harness (internal/e2e),
+// and the programs (cmd/dpfw, perf). A
 // package may import only from the layers below it, so the layering
 // cannot decay: a new package, or a new import, must be added here.
 var importRules = map[string][]string{
@@ -86,7 +87,8 @@ var importRules = map[string][]string{
 	"cmd/dpfw": {"configs", "control/config", "control/daemon", "control/metrics", "control/replay", "control/ruleset",
 		"dataplane", "dataplane/filter", "dataplane/rules"},
 	"perf/pcapgen": {"packet", "packet/header"},
-	"perf":         {"perf/pcapgen"},
+	"internal/e2e": {"control/config", "perf/pcapgen"},
+	"perf":         {"control/config", "internal/e2e", "perf/pcapgen"},
 }
 
 // TestLayers checks every package's project imports against importRules.

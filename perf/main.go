@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +28,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
@@ -90,10 +91,10 @@ type runOpts struct {
 }
 
 // workload builds a workload's frames for n flows and sets the globals
-// runDPFW reads; it returns the rules and the packets per connection
-// (churn: for connections per second; 0 otherwise).
+// runDPFW reads; it returns the rules (iptables, "" for none: dpfw
+// forwards everything) and the packets per connection (churn: for
+// connections per second; 0 otherwise).
 func workload(wl string, n int) (frames [][]byte, rules string, perConn int) {
-	rules = "rules: {allow_empty: true}\n"
 	switch wl {
 	case "pass":
 		frames = pcapgen.UDPFlows(n, false)
@@ -115,7 +116,7 @@ func workload(wl string, n int) (frames [][]byte, rules string, perConn int) {
 		perConn = 8
 	case "flood":
 		frames, _ = pcapgen.SYNFlood(n, 64)
-		rules = "rules:\n  iptables: |\n    " + strings.ReplaceAll(strings.TrimSpace(pcapgen.FloodRules), "\n", "\n    ") + "\n"
+		rules = pcapgen.FloodRules
 		ctCapacity = max(n/16, 1024)
 		smallMbufs = true
 	default:
@@ -296,12 +297,10 @@ func runTestpmd(bin, mode, pcap string, packets, cpu int, noHuge bool, warmup, m
 // port's tx rate over the measurement window, read from /metrics.
 // statefulRules is the rule set of the ct and churn workloads: replies and
 // NEW connections from the client range pass, everything else is dropped.
-const statefulRules = `rules:
-  iptables: |
-    -P INPUT DROP
-    -P OUTPUT DROP
-    -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-    -A INPUT -s 198.18.0.0/16 -m conntrack --ctstate NEW -j ACCEPT
+const statefulRules = `-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -s 198.18.0.0/16 -m conntrack --ctstate NEW -j ACCEPT
 `
 
 // reloadRules are the two rule files the reload load alternates between:
@@ -320,50 +319,38 @@ var reloadRules = [2]string{`-P INPUT DROP
 `}
 
 func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, noHuge bool, warmup, measure time.Duration) (float64, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := perfConfig(pcap, addr, packets, flows, rules, cpu, noHuge)
+	cfg := perfConfig(pcap, packets, flows, rules, cpu, noHuge)
 	rulesPath := filepath.Join(dir, "reload.rules")
 	if reloadRate > 0 {
 		if err := os.WriteFile(rulesPath, []byte(reloadRules[0]), 0o644); err != nil {
 			return 0, err
 		}
-		cfg = cfg[:strings.Index(cfg, "rules:")] + "rules: {file: " + rulesPath + "}\n"
+		cfg.Rules.Iptables, cfg.Rules.File = "", rulesPath
 	}
-	path := filepath.Join(dir, "dpfw.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return 0, err
-	}
-	cmd := exec.Command(bin, "run", "--config", path)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("starting %s: %w (build it: make build)", bin, err)
-	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGINT); _ = cmd.Wait() }()
-	time.Sleep(warmup)
-	if settle {
-		waitSettled(addr)
-	}
-	a, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
+	p, err := e2e.Start(bin, dir, cfg)
 	if err != nil {
 		return 0, err
 	}
-	h0, _ := scrapeMatch(addr, "dpfw_worker_verdict_cache_hits_total{", "")
-	c0, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
+	defer p.Kill()
+	time.Sleep(warmup)
+	if settle {
+		waitSettled(p)
+	}
+	a, err := p.Metric("dpfw_port_tx_packets_total", `port="sink"`)
+	if err != nil {
+		return 0, err
+	}
+	h0, c0 := judged(p)
 	t0 := time.Now()
 	stop := make(chan struct{})
 	if ctlRate > 0 {
-		go controlLoad(addr, ctlRate, stop)
+		go controlLoad(p.API, ctlRate, stop)
 	}
 	var d0 float64
 	reloaded := make(chan int, 1)
 	if reloadRate > 0 {
-		d0, _ = scrapeMatch(addr, "dpfw_worker_dropped_packets_total{", "")
-		go reloadLoad(addr, rulesPath, reloadRate, stop, reloaded)
+		d0, _ = p.Metric("dpfw_worker_dropped_packets_total")
+		go reloadLoad(p.API, rulesPath, reloadRate, stop, reloaded)
 	}
 	var rec *exec.Cmd
 	if profileDir != "" {
@@ -378,66 +365,75 @@ func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, n
 	close(stop)
 	if reloadRate > 0 {
 		reloadsDone = <-reloaded
-		d1, _ := scrapeMatch(addr, "dpfw_worker_dropped_packets_total{", "")
+		d1, _ := p.Metric("dpfw_worker_dropped_packets_total")
 		reloadDrops = d1 - d0
 	}
-	scrapeAfter(addr)
-	b, err := scrape(addr, `dpfw_port_tx_packets_total{port="sink"}`)
+	scrapeAfter(p)
+	b, err := p.Metric("dpfw_port_tx_packets_total", `port="sink"`)
 	if err != nil {
 		return 0, err
 	}
 	rate := (b - a) / time.Since(t0).Seconds() / 1e6
-	h1, _ := scrapeMatch(addr, "dpfw_worker_verdict_cache_hits_total{", "")
-	c1, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
+	h1, c1 := judged(p)
 	lastCacheHits = -1 // no packet classified or judged from the cache
-	if judged := h1 - h0 + c1 - c0; judged > 0 {
-		lastCacheHits = (h1 - h0) / judged
+	if n := h1 - h0 + c1 - c0; n > 0 {
+		lastCacheHits = (h1 - h0) / n
 	}
-	return rate, nil
+	return rate, p.Stop()
+}
+
+// judged returns how many packets were judged from the verdict cache and
+// how many were classified, so far.
+func judged(p *e2e.Proc) (hits, classified float64) {
+	hits, _ = p.Metric("dpfw_worker_verdict_cache_hits_total")
+	classified, _ = p.Metric("dpfw_worker_classified_packets_total")
+	return hits, classified
 }
 
 // perfConfig is dpfw's config for a measurement: the pcap replayed into
-// a null sink through the rules.
-func perfConfig(pcap, addr string, packets, flows int, rules string, cpu int, noHuge bool) string {
-	// net_pcap's infinite_rx holds the whole pcap in mbufs.
-	mbufs := packets + 16384
-	_ = flows
-	huge := "yes"
+// a null sink through the rules (iptables; "": none).
+func perfConfig(pcap string, packets, flows int, rules string, cpu int, noHuge bool) config.Config {
+	cfg := config.Default()
+	cfg.EAL.MemoryMB = memMB
 	if noHuge {
-		huge = "no"
+		cfg.EAL.Hugepages = "no"
+	} else {
+		cfg.EAL.Hugepages = "yes"
 	}
-	capacity := max(2*flows, 1024)
-	if ctCapacity > 0 {
-		capacity = ctCapacity
-	}
-	dataRoom := 2048 + 128
+	// net_pcap's infinite_rx holds the whole pcap in mbufs.
+	cfg.Mempool.Mbufs = packets + 16384
 	if smallMbufs {
-		dataRoom = 512
+		cfg.Mempool.DataRoom = 512
 	}
-	return fmt.Sprintf(`eal: {file_prefix: perf-dpfw-%d, hugepages: "%s", memory_mb: %d}
-mempool: {mbufs: %d, data_room: %d}
-ports:
-  - {name: src, device: "net_pcap0,rx_pcap=%s,infinite_rx=1"}
-  - {name: sink, device: "net_null0,no-rx=1"}
-links: [{name: wire, ports: [src, sink], inside: sink}]
-workers: {cpus: [%d]}
-conntrack: {capacity: %d}
-metrics: {listen: "%s"}
-log: {level: warn}
-%s%s`, os.Getpid(), huge, memMB, mbufs, dataRoom, pcap, cpu, capacity, addr, checksumYAML(), rules)
+	e2e.SourceSink(&cfg, pcap)
+	cfg.Workers.CPUs = []int{cpu}
+	cfg.Conntrack.Capacity = max(2*flows, 1024)
+	if ctCapacity > 0 {
+		cfg.Conntrack.Capacity = ctCapacity
+	}
+	cfg.Log.Level = "warn"
+	if checksumMode != "" {
+		cfg.Dataplane.Checksum = checksumMode
+	}
+	if rules == "" {
+		cfg.Rules.AllowEmpty = true
+	} else {
+		e2e.Iptables(&cfg, rules, "")
+	}
+	return cfg
 }
 
 // waitSettled waits until (nearly) every packet's verdict comes from its
 // connection's cache: until the first replays (NEW, then the first
 // ESTABLISHED packet of each direction) are over; with millions of flows
 // that takes longer than the warm-up.
-func waitSettled(addr string) {
+func waitSettled(p *e2e.Proc) {
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-		c0, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
-		p0, _ := scrapeMatch(addr, `dpfw_port_tx_packets_total{port="sink"}`, "")
+		_, c0 := judged(p)
+		p0, _ := p.Metric("dpfw_port_tx_packets_total", `port="sink"`)
 		time.Sleep(500 * time.Millisecond)
-		c1, _ := scrapeMatch(addr, "dpfw_worker_classified_packets_total{", "")
-		p1, _ := scrapeMatch(addr, `dpfw_port_tx_packets_total{port="sink"}`, "")
+		_, c1 := judged(p)
+		p1, _ := p.Metric("dpfw_port_tx_packets_total", `port="sink"`)
 		if c1-c0 <= (p1-p0)/1000 {
 			break
 		}
@@ -458,29 +454,20 @@ func startProfile(cpu int, measure time.Duration) (*exec.Cmd, error) {
 
 // scrapeAfter records the figures the workloads report after a window:
 // connections tracked and, for the flood, the established flow's fate.
-func scrapeAfter(addr string) {
-	if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="udp",worker="0"}`); err == nil {
+func scrapeAfter(p *e2e.Proc) {
+	proto := "udp"
+	if ctCapacity > 0 {
+		proto = "tcp"
+	}
+	if e, err := p.Metric("dpfw_conntrack_entries", `protocol="`+proto+`"`, `worker="0"`); err == nil {
 		lastEntries = int(e)
 	}
 	if ctCapacity > 0 {
-		if e, err := scrape(addr, `dpfw_conntrack_entries{protocol="tcp",worker="0"}`); err == nil {
-			lastEntries = int(e)
-		}
-		floodEst, _ = scrapeMatch(addr, "dpfw_rule_packets_total{", `comment="est"`)
-		floodLost, _ = scrapeMatch(addr, "dpfw_rule_packets_total{", `comment="est-lost"`)
+		floodEst, _ = p.Metric("dpfw_rule_packets_total", `comment="est"`)
+		floodLost, _ = p.Metric("dpfw_rule_packets_total", `comment="est-lost"`)
 	}
 }
 
-func checksumYAML() string {
-	if checksumMode == "" {
-		return ""
-	}
-	return "dataplane: {checksum: " + checksumMode + "}\n"
-}
-
-// reloadLoad rewrites the rules file (alternating between two rule sets
-// that allow the same traffic) and asks dpfw to reload, every interval,
-// until stop; it reports how many reloads succeeded.
 func reloadLoad(addr, rules string, every time.Duration, stop <-chan struct{}, done chan<- int) {
 	ok := 0
 	t := time.NewTicker(every)
@@ -564,45 +551,5 @@ func controlLoad(addr string, every time.Duration, stop <-chan struct{}) {
 				}
 			}
 		}
-	}
-}
-
-// scrapeMatch sums the series whose line starts with prefix and contains sub.
-func scrapeMatch(addr, prefix, sub string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, l := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(l, prefix) && strings.Contains(l, sub) {
-			f := strings.Fields(l)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
-	return sum, nil
-}
-
-func scrape(addr, series string) (float64, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			for _, l := range strings.Split(string(body), "\n") {
-				if v, ok := strings.CutPrefix(l, series+" "); ok {
-					return strconv.ParseFloat(v, 64)
-				}
-			}
-			return 0, fmt.Errorf("metric %s not found", series)
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("dpfw metrics at %s: %w", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

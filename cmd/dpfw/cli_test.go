@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,18 +11,38 @@ import (
 )
 
 // runCLI runs the dpfw binary and returns its combined output and exit code.
-func runCLI(t *testing.T, args ...string) (string, int) {
+// cliResult is a dpfw run's output and exit status.
+type cliResult struct {
+	// stdout and stderr apart, and both as they came.
+	stdout, stderr, combined string
+	code                     int
+}
+
+// runDPFW runs the dpfw binary with args.
+func runDPFW(t *testing.T, args ...string) cliResult {
 	t.Helper()
 	if dpfwBin == "" {
 		t.Skip("dpfw binary not built (not root or no DPDK)")
 	}
-	out, err := exec.Command(dpfwBin, args...).CombinedOutput()
+	var out, errb, both bytes.Buffer
+	cmd := exec.Command(dpfwBin, args...)
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, &both), io.MultiWriter(&errb, &both)
+	err := cmd.Run()
+	r := cliResult{stdout: out.String(), stderr: errb.String(), combined: both.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
-		return string(out), ee.ExitCode()
+		r.code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return string(out), 0
+	return r
+}
+
+// runCLI runs dpfw and returns its stdout and stderr together, and its
+// exit status.
+func runCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	r := runDPFW(t, args...)
+	return r.combined, r.code
 }
 
 func writeFile(t *testing.T, body string) string {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -66,7 +68,7 @@ func TestPcapGolden(t *testing.T) {
 	in := append([][]byte(nil), pass...)
 	in = append(in, bad["bad_tcp_offset"], pass[0], bad["bad_ipv4_header"], pass[1], bad["tiny_fragment"])
 	want := append(append([][]byte(nil), pass...), pass[0], pass[1])
-	p := startPcap(t, in, "", "")
+	p := startPcap(t, in, nil)
 	p.waitReceived()
 	for reason := range bad {
 		if got := p.waitMetric("dpfw_worker_dropped_packets_total", `reason="`+reason+`"`, 1, 2*time.Second); got != 1 {
@@ -80,57 +82,56 @@ func TestPcapGolden(t *testing.T) {
 }
 
 // netns is a network namespace the test created, deleted at cleanup.
-type netns string
+type netns = e2e.Netns
 
 func newNetns(t *testing.T, name string) netns {
 	t.Helper()
-	_ = exec.Command("ip", "netns", "del", name).Run()
-	mustRun(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	return netns(name)
+	n, err := e2e.NewNetns(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Delete)
+	return n
 }
 
-// adopt moves iface into the namespace and gives it addr (CIDR).
-func (n netns) adopt(t *testing.T, iface, addr string) {
+// adopt moves iface into n and gives it addr (CIDR).
+func adopt(t *testing.T, n netns, iface, addr string) {
 	t.Helper()
-	mustRun(t, "ip", "link", "set", iface, "netns", string(n))
-	mustRun(t, "ip", "-n", string(n), "addr", "add", addr, "dev", iface)
-	mustRun(t, "ip", "-n", string(n), "link", "set", iface, "up")
-	mustRun(t, "ip", "-n", string(n), "link", "set", "lo", "up")
+	if err := n.Adopt(iface, addr); err != nil {
+		t.Fatal(err)
+	}
 }
 
-func (n netns) command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", string(n), name}, args...)...)
-}
-
-// tapPair starts dpfw with two net_tap ports and puts their interfaces in a
-// client namespace (198.18.0.1/24) and a server namespace (198.18.0.2/24).
-func tapPair(t *testing.T, extra string) (*proc, netns, netns) {
+// tapPair starts dpfw with two net_tap ports (e2e.Base with change, nil
+// for none: without rules it forwards everything) and puts their
+// interfaces in a client namespace (198.18.0.1/24) and a server namespace
+// (198.18.0.2/24).
+func tapPair(t *testing.T, change func(*config.Config)) (*proc, netns, netns) {
 	t.Helper()
-	return tapPairWorkers(t, extra, "[1]")
+	return tapPairWorkers(t, change, []int{1})
 }
 
-// tapPairWorkers is tapPair with a workers.cpus list.
-func tapPairWorkers(t *testing.T, extra, cpus string) (*proc, netns, netns) {
+// tapNames are the kernel interfaces of tapPair's outside and inside ports.
+func tapNames() (outside, inside string) {
+	id := os.Getpid() % 100000
+	return fmt.Sprintf("dt%do", id), fmt.Sprintf("dt%di", id)
+}
+
+// tapPairWorkers is tapPair with workers on cpus.
+func tapPairWorkers(t *testing.T, change func(*config.Config), cpus []int) (*proc, netns, netns) {
 	t.Helper()
 	id := os.Getpid() % 100000
-	ci, si := fmt.Sprintf("dt%do", id), fmt.Sprintf("dt%di", id)
-	if !strings.Contains(extra, "rules:") {
-		extra += "rules: {allow_empty: true}\n" // no rules: plain forwarding
+	ci, si := tapNames()
+	cfg := e2e.Base()
+	e2e.TapPair(&cfg, ci, si)
+	cfg.Workers.CPUs = cpus
+	if change != nil {
+		change(&cfg)
 	}
-	p := startDPFW(t, fmt.Sprintf(`
-eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 16383, cache: 64}
-ports:
-  - {name: outside, device: "net_tap0,iface=%s"}
-  - {name: inside, device: "net_tap1,iface=%s"}
-links: [{name: wire, ports: [outside, inside], inside: inside}]
-workers: {cpus: %s, idle_polls: 64, idle_sleep: 50us}
-metrics: {listen: METRICS}
-%s`, ci, si, cpus, extra))
+	p := startDPFW(t, cfg)
 	cns, sns := newNetns(t, fmt.Sprintf("dpfwt-c%d", id)), newNetns(t, fmt.Sprintf("dpfwt-s%d", id))
-	cns.adopt(t, ci, "198.18.0.1/24")
-	sns.adopt(t, si, "198.18.0.2/24")
+	adopt(t, cns, ci, "198.18.0.1/24")
+	adopt(t, sns, si, "198.18.0.2/24")
 	return p, cns, sns
 }
 
@@ -138,13 +139,13 @@ metrics: {listen: METRICS}
 // TCP transfer whose sha256 must match on the other side.
 func TestTapEndToEnd(t *testing.T) {
 	requireDPDK(t)
-	p, cns, sns := tapPair(t, "")
-	out, err := cns.command("ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput()
+	p, cns, sns := tapPair(t, nil)
+	out, err := cns.Command("ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "3 received") {
 		t.Fatalf("ping through dpfw: %v\n%s", err, out)
 	}
 
-	srv := sns.command(os.Args[0])
+	srv := sns.Command(os.Args[0])
 	srv.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-server", "DPFW_E2E_ADDR=198.18.0.2:5001")
 	var srvOut bytes.Buffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
@@ -155,7 +156,7 @@ func TestTapEndToEnd(t *testing.T) {
 	for i := 0; i < 100 && !strings.Contains(srvOut.String(), "listening"); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
-	cli := cns.command(os.Args[0])
+	cli := cns.Command(os.Args[0])
 	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-client", "DPFW_E2E_ADDR=198.18.0.2:5001")
 	got, err := cli.CombinedOutput()
 	if err != nil {
@@ -173,15 +174,12 @@ func TestTapEndToEnd(t *testing.T) {
 // statefulRules: the tutorial's policy for the test hosts: the inside
 // (server, 198.18.0.2) accepts NEW TCP 5001 and ping only from the client
 // 198.18.0.1; replies flow back as ESTABLISHED; the inside may open nothing.
-const statefulRules = `
-rules:
-  iptables: |
-    -P INPUT DROP
-    -P OUTPUT DROP
-    -A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
-    -A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
-    -A INPUT -p tcp --dport 5001 -s 198.18.0.1 -m state --state NEW -j ACCEPT
-    -A INPUT -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT
+const statefulRules = `-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p tcp --dport 5001 -s 198.18.0.1 -m state --state NEW -j ACCEPT
+-A INPUT -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT
 `
 
 // startHelper runs the TCP server helper in ns on addr.
@@ -191,9 +189,9 @@ func startHelper(t *testing.T, ns netns, addr string) { startHelperMode(t, ns, "
 // waits until it listens.
 func startHelperMode(t *testing.T, ns netns, mode, addr string) {
 	t.Helper()
-	srv := ns.command(os.Args[0])
+	srv := ns.Command(os.Args[0])
 	srv.Env = append(os.Environ(), "DPFW_E2E_HELPER="+mode, "DPFW_E2E_ADDR="+addr)
-	var out safeBuffer
+	var out e2e.Buffer
 	srv.Stdout, srv.Stderr = &out, &out
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -210,7 +208,7 @@ func fetch(ns netns, addr string) (string, error) { return fetchTimeout(ns, addr
 // fetchTimeout is fetch with a dial timeout (short for connections that
 // must fail).
 func fetchTimeout(ns netns, addr string, d time.Duration) (string, error) {
-	cli := ns.command(os.Args[0])
+	cli := ns.Command(os.Args[0])
 	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-client", "DPFW_E2E_ADDR="+addr, "DPFW_E2E_DIAL_TIMEOUT="+d.String())
 	out, err := cli.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
@@ -222,19 +220,19 @@ func fetchTimeout(ns netns, addr string, d time.Duration) (string, error) {
 // dropped; counters account for it.
 func TestTapStateful(t *testing.T) {
 	requireDPDK(t)
-	for _, cpus := range []string{"[1]", "[0, 1]"} {
-		t.Run("workers_"+cpus, func(t *testing.T) { testTapStateful(t, cpus) })
+	for _, cpus := range [][]int{{1}, {0, 1}} {
+		t.Run(fmt.Sprint("workers_", cpus), func(t *testing.T) { testTapStateful(t, cpus) })
 	}
 }
 
-func testTapStateful(t *testing.T, cpus string) {
-	p, cns, sns := tapPairWorkers(t, statefulRules, cpus)
-	if out, err := cns.command("ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
+func testTapStateful(t *testing.T, cpus []int) {
+	p, cns, sns := tapPairWorkers(t, withRules(statefulRules), cpus)
+	if out, err := cns.Command("ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
 		t.Fatalf("ping from the client (NEW echo allowed): %v\n%s\n%s", err, out, p.dump())
 	}
 	// A 3000-byte echo is fragmented by the kernel: the later fragments
 	// follow their first fragment's verdict.
-	if out, err := cns.command("ping", "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000", "198.18.0.2").CombinedOutput(); err != nil {
+	if out, err := cns.Command("ping", "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000", "198.18.0.2").CombinedOutput(); err != nil {
 		t.Fatalf("fragmented ping: %v\n%s\n%s", err, out, p.dump())
 	}
 	startHelper(t, sns, "198.18.0.2:5001")
@@ -278,9 +276,9 @@ func testTapStateful(t *testing.T, cpus string) {
 // operator would, while traffic flows.
 func TestTapOperations(t *testing.T) {
 	requireDPDK(t)
-	p, cns, sns := tapPair(t, statefulRules)
+	p, cns, sns := tapPair(t, withRules(statefulRules))
 	ping := func() error {
-		return cns.command("ping", "-c", "1", "-W", "1", "198.18.0.2").Run()
+		return cns.Command("ping", "-c", "1", "-W", "1", "198.18.0.2").Run()
 	}
 	if err := ping(); err != nil {
 		t.Fatalf("ping before any reload: %v", err)
@@ -302,8 +300,8 @@ func TestTapOperations(t *testing.T) {
 
 	// A config with a typo: the reload fails, names the problem, and
 	// dpfw keeps running on its last good rules.
-	good := p.cfg
-	p.rewrite(strings.Replace(good, "workers:", "workerz:", 1))
+	good := p.Config
+	p.rewrite(strings.Replace(p.Text(), "workers:", "workerz:", 1))
 	out, err = p.cli("reload")
 	if err == nil || !strings.Contains(out, `unknown key "workerz"`) || !strings.Contains(out, "unchanged") {
 		t.Errorf("reload of a bad config: %v\n%s", err, out)
@@ -317,7 +315,12 @@ func TestTapOperations(t *testing.T) {
 
 	// Tighten the rules: no more NEW echo requests. The file watcher and
 	// "dpfw reload" both apply it; ping must stop working.
-	p.rewrite(strings.Replace(good, "    -A INPUT -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT\n", "", 1))
+	tight := good
+	tight.Rules.Iptables = strings.Replace(good.Rules.Iptables, "-A INPUT -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT\n", "", 1)
+	if tight.Rules.Iptables == good.Rules.Iptables {
+		t.Fatal("the echo-request rule is not in the rule set")
+	}
+	p.reconfigure(tight)
 	out, err = p.cli("reload")
 	if err != nil || !strings.Contains(out, "reloaded: rule-set generation") {
 		t.Fatalf("reload: %v\n%s", err, out)
@@ -365,20 +368,15 @@ func TestPcapTwoWorkersSteering(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			p := startDPFW(t, fmt.Sprintf(`
-eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 16383, cache: 64}
-ports:
-  - {name: a, device: "net_pcap0,rx_pcap=%s,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s"}
-  - {name: b, device: "net_pcap1,rx_pcap=%s,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s"}
-links: [{name: wire, ports: [a, b]}]
-workers: {cpus: [0, 1], idle_polls: 64, idle_sleep: 100us, steering: %s}
-metrics: {listen: METRICS}
-rules:
-  iptables: |
-    -A FORWARD -m state --state INVALID -j DROP
-`, path("q0.pcap"), path("q1.pcap"), path("back0.pcap"), path("back1.pcap"),
-				path("e0.pcap"), path("e1.pcap"), path("out0.pcap"), path("out1.pcap"), mode.steering))
+			cfg := e2e.Base()
+			cfg.Ports = []config.Port{
+				{Name: "a", Device: fmt.Sprintf("net_pcap0,rx_pcap=%s,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s", path("q0.pcap"), path("q1.pcap"), path("back0.pcap"), path("back1.pcap"))},
+				{Name: "b", Device: fmt.Sprintf("net_pcap1,rx_pcap=%s,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s", path("e0.pcap"), path("e1.pcap"), path("out0.pcap"), path("out1.pcap"))},
+			}
+			cfg.Links = []config.Link{{Name: "wire", Ports: []string{"a", "b"}}}
+			cfg.Workers.CPUs, cfg.Workers.IdleSleep, cfg.Workers.Steering = []int{0, 1}, 100*time.Microsecond, mode.steering
+			e2e.Iptables(&cfg, "-A FORWARD -m state --state INVALID -j DROP\n", "")
+			p := startDPFW(t, cfg)
 			if got := p.waitMetric("dpfw_port_rx_packets_total", `port="a"`, 2*flows, 10*time.Second); got != 2*flows {
 				t.Fatalf("received %v; want %d", got, 2*flows)
 			}
@@ -404,21 +402,18 @@ rules:
 // ping say so) and LOG writes an iptables-style line.
 func TestTapReject(t *testing.T) {
 	requireDPDK(t)
-	p, cns, _ := tapPair(t, `
-rules:
-  iptables: |
-    -P INPUT DROP
-    -A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
-    -A INPUT -p tcp --dport 5003 -j LOG --log-prefix "dpfw-reject: "
-    -A INPUT -p tcp --dport 5003 -j REJECT --reject-with tcp-reset
-    -A INPUT -p icmp --icmp-type echo-request -j REJECT --reject-with icmp-host-prohibited
-`)
+	p, cns, _ := tapPair(t, withRules(`-P INPUT DROP
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p tcp --dport 5003 -j LOG --log-prefix "dpfw-reject: "
+-A INPUT -p tcp --dport 5003 -j REJECT --reject-with tcp-reset
+-A INPUT -p icmp --icmp-type echo-request -j REJECT --reject-with icmp-host-prohibited
+`))
 	start := time.Now()
 	out, err := fetchTimeout(cns, "198.18.0.2:5003", 3*time.Second)
 	if err == nil || !strings.Contains(out, "connection refused") || time.Since(start) > 2*time.Second {
 		t.Errorf("connecting to a REJECTed port: %v after %v: %s; want connection refused at once", err, time.Since(start), out)
 	}
-	po, _ := cns.command("ping", "-c", "1", "-W", "2", "198.18.0.2").CombinedOutput()
+	po, _ := cns.Command("ping", "-c", "1", "-W", "2", "198.18.0.2").CombinedOutput()
 	if !strings.Contains(string(po), "Destination Host Prohibited") {
 		t.Errorf("ping to a REJECTed host:\n%s\nwant Destination Host Prohibited\n%s", po, p.dump())
 	}
@@ -442,34 +437,33 @@ func TestTapReloadUnderLoad(t *testing.T) {
 		}
 		t.Skip("iperf3 is not installed (make deps)")
 	}
-	rules := statefulRules + "    -A INPUT -p tcp --dport 5201 -m state --state NEW -j ACCEPT\n"
-	p, cns, sns := tapPair(t, rules)
-	srv := sns.command("iperf3", "-s", "-1", "-B", "198.18.0.2")
+	p, cns, sns := tapPair(t, withRules(statefulRules+"-A INPUT -p tcp --dport 5201 -m state --state NEW -j ACCEPT\n"))
+	srv := sns.Command("iperf3", "-s", "-1", "-B", "198.18.0.2")
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
 	time.Sleep(500 * time.Millisecond)
-	cli := cns.command("iperf3", "-c", "198.18.0.2", "-t", "30", "--connect-timeout", "3000")
-	var out safeBuffer
+	cli := cns.Command("iperf3", "-c", "198.18.0.2", "-t", "30", "--connect-timeout", "3000")
+	var out e2e.Buffer
 	cli.Stdout, cli.Stderr = &out, &out
 	if err := cli.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cli.Wait() }()
-	good, bad := p.cfg, strings.Replace(p.cfg, "links:", "linkz:", 1)
+	good, bad := p.Config, strings.Replace(p.Text(), "links:", "linkz:", 1)
 	failures := 0
 	for i := 0; i < 20; i++ {
 		time.Sleep(1200 * time.Millisecond)
-		cfg := good
 		if i%2 == 1 {
-			cfg = bad
+			p.rewrite(bad)
 		} else {
 			// A good config that changes the rule set (a new comment).
-			cfg = strings.Replace(good, "-j ACCEPT\n", fmt.Sprintf("-m comment --comment r%d -j ACCEPT\n", i), 1)
+			cfg := good
+			cfg.Rules.Iptables = strings.Replace(good.Rules.Iptables, "-j ACCEPT\n", fmt.Sprintf("-m comment --comment r%d -j ACCEPT\n", i), 1)
+			p.reconfigure(cfg)
 		}
-		p.rewrite(cfg)
 		if _, err := p.cli("reload"); err != nil {
 			failures++
 		}

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 )
 
 // updateCaptures re-records testdata/ftp-*.pcap from live sessions (one
@@ -19,14 +22,11 @@ var updateCaptures = flag.Bool("update-ftp-captures", false, "record testdata/ft
 
 // ftpRules open only the FTP control port, as the tutorial does; data
 // connections must pass as RELATED.
-const ftpRules = `
-rules:
-  iptables: |
-    -P INPUT DROP
-    -P OUTPUT DROP
-    -A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
-    -A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
-    -A INPUT -p tcp --dport 21 -m state --state NEW -j ACCEPT
+const ftpRules = `-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p tcp --dport 21 -m state --state NEW -j ACCEPT
 `
 
 // startVsftpd runs vsftpd in ns serving dir anonymously, by PID, in the
@@ -68,15 +68,15 @@ secure_chroot_dir=/var/run/vsftpd/empty
 `, dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := ns.command(bin, conf)
-	var out safeBuffer
+	cmd := ns.Command(bin, conf)
+	var out e2e.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	for i := 0; i < 50; i++ {
-		if err := ns.command("bash", "-c", "exec 3<>/dev/tcp/198.18.0.2/21").Run(); err == nil {
+		if err := ns.Command("bash", "-c", "exec 3<>/dev/tcp/198.18.0.2/21").Run(); err == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -86,13 +86,13 @@ secure_chroot_dir=/var/run/vsftpd/empty
 
 func TestTapFTP(t *testing.T) {
 	requireDPDK(t)
-	for _, cpus := range []string{"[1]", "[0, 1]"} {
-		t.Run("workers_"+cpus, func(t *testing.T) { testTapFTP(t, cpus) })
+	for _, cpus := range [][]int{{1}, {0, 1}} {
+		t.Run(fmt.Sprint("workers_", cpus), func(t *testing.T) { testTapFTP(t, cpus) })
 	}
 }
 
-func testTapFTP(t *testing.T, cpus string) {
-	p, cns, sns := tapPairWorkers(t, ftpRules, cpus)
+func testTapFTP(t *testing.T, cpus []int) {
+	p, cns, sns := tapPairWorkers(t, withRules(ftpRules), cpus)
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -117,12 +117,12 @@ func testTapFTP(t *testing.T, cpus string) {
 	}
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			if *updateCaptures && cpus == "[1]" {
+			if *updateCaptures && len(cpus) == 1 {
 				stop := capture(t, sns, strings.TrimPrefix(strings.TrimPrefix(m.name, "passive_"), "active_"))
 				// A small file keeps the capture small.
 				small := filepath.Join(dir, "small")
 				_ = os.WriteFile(small, blob[:8192], 0o644)
-				if out, err := cns.command("curl", append(append([]string{"-sS", "--max-time", "10", "-o", "/dev/null"}, m.args...), "ftp://198.18.0.2/small")...).CombinedOutput(); err != nil {
+				if out, err := cns.Command("curl", append(append([]string{"-sS", "--max-time", "10", "-o", "/dev/null"}, m.args...), "ftp://198.18.0.2/small")...).CombinedOutput(); err != nil {
 					t.Fatalf("capture session: %v\n%s", err, out)
 				}
 				time.Sleep(time.Second)
@@ -131,7 +131,7 @@ func testTapFTP(t *testing.T, cpus string) {
 			out := filepath.Join(t.TempDir(), "got")
 			args := append([]string{"-v", "-sS", "--max-time", "20", "-o", out}, m.args...)
 			args = append(args, "ftp://198.18.0.2/blob")
-			log, err := cns.command("curl", args...).CombinedOutput()
+			log, err := cns.Command("curl", args...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("curl: %v\n%s\n%s", err, log, p.dump())
 			}
@@ -156,11 +156,14 @@ func testTapFTP(t *testing.T, cpus string) {
 
 	// The same with the FTP helper off: the data connections are NEW, so
 	// the rules drop them and the downloads fail.
-	p2, cns2, sns2 := tapPairWorkers(t, ftpRules+"conntrack: {ftp: {enabled: false}}\n", cpus)
+	p2, cns2, sns2 := tapPairWorkers(t, func(c *config.Config) {
+		e2e.Iptables(c, ftpRules, "")
+		c.Conntrack.FTP.Enabled = false
+	}, cpus)
 	startVsftpd(t, sns2, dir)
 	for _, args := range [][]string{{"-P", "-"}, {"--disable-epsv"}} {
 		a := append([]string{"-sS", "--max-time", "4", "-o", "/dev/null"}, args...)
-		if err := cns2.command("curl", append(a, "ftp://198.18.0.2/blob")...).Run(); err == nil {
+		if err := cns2.Command("curl", append(a, "ftp://198.18.0.2/blob")...).Run(); err == nil {
 			t.Errorf("curl %v succeeded with the FTP helper off", args)
 		}
 	}
@@ -172,14 +175,14 @@ func testTapFTP(t *testing.T, cpus string) {
 func capture(t *testing.T, ns netns, name string) func() {
 	t.Helper()
 	ifc := ""
-	if out, err := ns.command("ip", "-o", "link", "show").Output(); err == nil {
+	if out, err := ns.Command("ip", "-o", "link", "show").Output(); err == nil {
 		for _, l := range strings.Split(string(out), "\n") {
 			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], "dt") {
 				ifc = strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")
 			}
 		}
 	}
-	cmd := ns.command("tcpdump", "-i", ifc, "-U", "-w", filepath.Join("testdata", "ftp-"+name+".pcap"), "tcp")
+	cmd := ns.Command("tcpdump", "-i", ifc, "-U", "-w", filepath.Join("testdata", "ftp-"+name+".pcap"), "tcp")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

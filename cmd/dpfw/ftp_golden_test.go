@@ -7,15 +7,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
+
+// ftpPcapConfig is ftpRules on a pcap pair whose port b is the inside.
+func ftpPcapConfig(c *config.Config) {
+	e2e.Iptables(c, ftpRules, "")
+	c.Links[0].Inside = "b"
+}
 
 // pcapReplay feeds frames into port a of a dpfw running ftpRules (with b as the
 // inside) and returns what b transmitted.
 func pcapReplay(t *testing.T, frames [][]byte) [][]byte {
 	t.Helper()
-	p := startPcap(t, frames, ", inside: b", ftpRules)
+	p := startPcap(t, frames, ftpPcapConfig)
 	p.waitReceived()
 	time.Sleep(200 * time.Millisecond)
 	return p.forwarded()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,17 +8,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
@@ -82,143 +79,51 @@ func requireDPDK(t *testing.T) {
 	}
 }
 
-// proc is a running dpfw.
+// proc is a running dpfw (internal/e2e) and the test it belongs to; its
+// methods fail the test where e2e returns an error.
 type proc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	metrics string
-	out     *bytes.Buffer
-	errOut  *safeBuffer
-	done    chan struct{}
-	exitErr error
-	// cfgPath is the config file; cfg its contents.
-	cfgPath, cfg string
+	*e2e.Proc
+	t *testing.T
+	// metrics is the API address, errOut dpfw's log so far, cfgPath its
+	// config file.
+	metrics, cfgPath string
+	errOut           *e2e.Buffer
 }
 
-// startDPFW writes cfg (with METRICS and PREFIX replaced) and runs dpfw on it,
-// waiting until its data plane runs.
-func startDPFW(t *testing.T, cfg string) *proc {
+// startDPFW runs dpfw on cfg (internal/e2e picks its API port and file
+// prefix) and waits until its data plane runs; it is killed at cleanup if
+// the test has not stopped it.
+func startDPFW(t *testing.T, cfg config.Config) *proc {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ep, err := e2e.Start(dpfwBin, t.TempDir(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg = strings.ReplaceAll(cfg, "METRICS", addr)
-	cfg = strings.ReplaceAll(cfg, "PREFIX", fmt.Sprintf("dpfwt%d", rand.IntN(1<<30)))
-	path := filepath.Join(t.TempDir(), "dpfw.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, metrics: addr, out: new(bytes.Buffer), errOut: new(safeBuffer), done: make(chan struct{}), cfgPath: path, cfg: cfg}
-	ready := filepath.Join(filepath.Dir(path), "ready")
-	p.cmd = exec.Command(dpfwBin, "run", "--config", path, "--ready-file", ready)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.errOut
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exitErr = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	// Wait for readiness (--ready-file: every port started, every worker
-	// polling, the API listening), never for interfaces to appear.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("dpfw exited during start-up: %v\n%s", p.exitErr, p.errOut.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dpfw did not start in 20s:\n%s", p.errOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if strings.Contains(cfg, "listen: "+addr) {
-		for _, probe := range []string{"/readyz", "/healthz"} {
-			resp, err := http.Get("http://" + addr + probe)
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("GET %s once ready: %v %v", probe, err, resp)
-			}
-			resp.Body.Close()
-		}
-	}
-	return p
+	t.Cleanup(ep.Kill)
+	return &proc{Proc: ep, t: t, metrics: ep.API, cfgPath: ep.Path, errOut: ep.Stderr}
 }
 
-// stop sends SIGINT and requires a clean exit with every mbuf returned.
+// stop sends SIGINT and requires a clean exit with every mbuf returned
+// and the packet accounting balanced.
 func (p *proc) stop() {
 	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		p.t.Fatalf("dpfw did not stop within 20s of SIGINT")
-	}
-	if p.exitErr != nil {
-		p.t.Fatalf("dpfw exited with %v:\n%s", p.exitErr, p.errOut.String())
-	}
-	if !strings.Contains(p.errOut.String(), "all mbufs returned to the pool") {
-		p.t.Fatalf("dpfw did not report every mbuf returned:\n%s", p.errOut.String())
-	}
-	if out := p.errOut.String(); !strings.Contains(out, "unaccounted=0") && !strings.Contains(out, `"unaccounted":0,`) {
-		p.t.Fatalf("dpfw's packet accounting (rx = tx + dropped + steered) does not balance:\n%s", p.errOut.String())
+	if err := p.Stop(); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
 // waitLog waits up to d for s in dpfw's log and reports whether it came.
-func (p *proc) waitLog(s string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for !strings.Contains(p.errOut.String(), s) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
-}
+func (p *proc) waitLog(s string, d time.Duration) bool { return p.WaitLog(s, d) }
 
 // metric returns the sum of every series of a metric whose labels contain
 // every one of sel (labels are printed in alphabetical order).
 func (p *proc) metric(name string, sel ...string) float64 {
 	p.t.Helper()
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	v, err := p.Metric(name, sel...)
 	if err != nil {
-		p.t.Fatalf("scraping dpfw: %v", err)
+		p.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		l := sc.Text()
-		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
-			continue
-		}
-		match := true
-		for _, s := range sel {
-			if !strings.Contains(l, s) {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		f := strings.Fields(l)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		sum += v
-	}
-	return sum
+	return v
 }
 
 // waitMetric waits until metric ≥ want, up to d.
@@ -231,32 +136,36 @@ func (p *proc) waitMetric(name, sel string, want float64, d time.Duration) float
 
 func (p *proc) waitMetricAll(name string, sel []string, want float64, d time.Duration) float64 {
 	p.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		v := p.metric(name, sel...)
-		if v >= want || time.Now().After(deadline) {
-			return v
-		}
-		time.Sleep(50 * time.Millisecond)
+	v, err := p.WaitMetric(name, sel, want, d)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return v
+}
+
+// cli runs a dpfw client subcommand against p.
+func (p *proc) cli(args ...string) (string, error) { return p.CLI(args...) }
+
+// rewrite replaces the config file's contents (as an editor would: write a
+// temporary file and rename it over the original), for configs a test
+// breaks on purpose.
+func (p *proc) rewrite(text string) {
+	p.t.Helper()
+	if err := p.Rewrite([]byte(text)); err != nil {
+		p.t.Fatal(err)
 	}
 }
 
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// reconfigure rewrites the config file with cfg.
+func (p *proc) reconfigure(cfg config.Config) {
+	p.t.Helper()
+	if err := p.Reconfigure(cfg); err != nil {
+		p.t.Fatal(err)
+	}
 }
 
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// dump returns dpfw's log and its non-zero dpfw_ metrics, for failure messages.
+func (p *proc) dump() string { return p.Dump() }
 
 // mustRun runs a command, failing the test with its output on error.
 func mustRun(t *testing.T, name string, args ...string) string {
@@ -334,41 +243,6 @@ func expectedDigest() string {
 	return fmt.Sprintf("%d %s", helperBytes, hex.EncodeToString(h.Sum(nil)))
 }
 
-// cli runs a dpfw client subcommand against p.
-func (p *proc) cli(args ...string) (string, error) {
-	out, err := exec.Command(dpfwBin, append(args, "--api", p.metrics)...).CombinedOutput()
-	return string(out), err
-}
-
-// rewrite replaces the config file's contents (as an editor would: write a
-// temporary file and rename it over the original).
-func (p *proc) rewrite(cfg string) {
-	p.t.Helper()
-	tmp := p.cfgPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(cfg), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, p.cfgPath); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-// dump returns dpfw's log and its non-zero dpfw_ metrics, for failure messages.
-func (p *proc) dump() string {
-	var b strings.Builder
-	b.WriteString(p.errOut.String())
-	if resp, err := http.Get("http://" + p.metrics + "/metrics"); err == nil {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, l := range strings.Split(string(body), "\n") {
-			if strings.HasPrefix(l, "dpfw_") && !strings.HasSuffix(l, " 0") {
-				b.WriteString(l + "\n")
-			}
-		}
-	}
-	return b.String()
-}
-
 // pcapRun is dpfw replaying a capture into port a of a two-port net_pcap
 // link a–b (port b receives nothing).
 type pcapRun struct {
@@ -377,33 +251,25 @@ type pcapRun struct {
 	out, back string // what b and a transmitted
 }
 
-// startPcap writes frames as port a's capture and starts dpfw on it; link
-// adds to the link's YAML (e.g. ", inside: b") and extra to the config.
-func startPcap(t *testing.T, frames [][]byte, link, extra string) *pcapRun {
+// startPcap writes frames as port a's capture and starts dpfw on it, with
+// cfg's changes (nil: none) applied to e2e.Base and the pcap pair; without
+// rules it forwards everything (the test compares what is forwarded).
+func startPcap(t *testing.T, frames [][]byte, change func(*config.Config)) *pcapRun {
 	t.Helper()
-	dir := t.TempDir()
-	in, empty := filepath.Join(dir, "in.pcap"), filepath.Join(dir, "empty.pcap")
-	if err := pcapgen.Write(in, frames); err != nil {
+	cfg := e2e.Base()
+	f, err := e2e.PcapPair(&cfg, t.TempDir(), frames)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pcapgen.Write(empty, nil); err != nil {
-		t.Fatal(err)
+	if change != nil {
+		change(&cfg)
 	}
-	r := &pcapRun{sent: len(frames), out: filepath.Join(dir, "out.pcap"), back: filepath.Join(dir, "back.pcap")}
-	if !strings.Contains(extra, "rules:") {
-		extra += "rules: {allow_empty: true}\n" // no rules: the test compares what is forwarded
-	}
-	r.proc = startDPFW(t, fmt.Sprintf(`
-eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 8191, cache: 64}
-ports:
-  - {name: a, device: "net_pcap0,rx_pcap=%s,tx_pcap=%s"}
-  - {name: b, device: "net_pcap1,rx_pcap=%s,tx_pcap=%s"}
-links: [{name: wire, ports: [a, b]%s}]
-workers: {cpus: [1], idle_polls: 64, idle_sleep: 100us}
-metrics: {listen: METRICS}
-%s`, in, r.back, empty, r.out, link, extra))
-	return r
+	return &pcapRun{proc: startDPFW(t, cfg), sent: len(frames), out: f.Out, back: f.Back}
+}
+
+// withRules is a config change setting an inline iptables rule set.
+func withRules(iptables string) func(*config.Config) {
+	return func(c *config.Config) { e2e.Iptables(c, iptables, "") }
 }
 
 // waitReceived waits until dpfw has received the whole capture.

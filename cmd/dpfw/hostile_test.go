@@ -3,17 +3,13 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
-
-// indent makes rules fit under "iptables: |".
-func indent(rules string) string {
-	return strings.ReplaceAll(strings.TrimSpace(rules), "\n", "\n    ")
-}
 
 // TestPcapHostile replays the hostile capture (malformed headers, bad
 // lengths, tiny and overlapping fragments, bad checksums, impossible TCP
@@ -33,7 +29,7 @@ func TestPcapHostile(t *testing.T) {
 			reasons[h.Reason]++
 		}
 	}
-	p := startPcap(t, in, "", "rules:\n  iptables: |\n    "+indent(pcapgen.HostileRules)+"\n")
+	p := startPcap(t, in, withRules(pcapgen.HostileRules))
 	p.waitReceived()
 	p.waitMetric("dpfw_worker_dropped_packets_total", "", float64(len(in)-len(want)), 2*time.Second)
 	for reason, n := range reasons {
@@ -68,29 +64,28 @@ func TestPcapSYNFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		name, conntrack string
+		name           string
+		perSecond, cap int
 	}{
-		{"early_drop", "{capacity: 4096}"},
-		{"new_rate_cap", "{capacity: 4096, new_per_second: 2000, new_burst: 100}"},
+		{"early_drop", 0, 0},
+		{"new_rate_cap", 2000, 100},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			// dpfw forwards from before startDPFW returns: the cap's
 			// budget counts from before it was launched.
 			launched := time.Now()
-			p := startDPFW(t, fmt.Sprintf(`
-eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 512}
-mempool: {mbufs: %d, cache: 64, data_room: 512}
-ports:
-  - {name: a, device: "net_pcap0,rx_pcap=%s,infinite_rx=1"}
-  - {name: b, device: "net_null0,no-rx=1"}
-links: [{name: wire, ports: [a, b]}]
-workers: {cpus: [1]}
-conntrack: %s
-metrics: {listen: METRICS}
-rules:
-  iptables: |
-    %s
-`, len(frames)+16384, in, tt.conntrack, indent(pcapgen.FloodRules)))
+			cfg := e2e.Base()
+			cfg.EAL.MemoryMB = 512
+			cfg.Mempool.Mbufs, cfg.Mempool.DataRoom = len(frames)+16384, 512
+			cfg.Ports = []config.Port{{Name: "a", Device: "net_pcap0,rx_pcap=" + in + ",infinite_rx=1"}, {Name: "b", Device: "net_null0,no-rx=1"}}
+			cfg.Links = []config.Link{{Name: "wire", Ports: []string{"a", "b"}}}
+			cfg.Workers.IdlePolls = 0 // busy-poll: the flood never pauses
+			cfg.Conntrack.Capacity = 4096
+			if tt.perSecond > 0 {
+				cfg.Conntrack.NewPerSecond, cfg.Conntrack.NewBurst = tt.perSecond, tt.cap
+			}
+			e2e.Iptables(&cfg, pcapgen.FloodRules, "")
+			p := startDPFW(t, cfg)
 			start := time.Now()
 			maxEntries := 0.0
 			for time.Since(start) < 4*time.Second {
@@ -151,11 +146,9 @@ func TestPcapHashlimit(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	p := startPcap(t, frames, "", `rules:
-  iptables: |
-    -A FORWARD -p tcp --syn -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 10/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name ssh -m comment --comment limit -j DROP
-    -A FORWARD -m comment --comment pass -j ACCEPT
-`)
+	p := startPcap(t, frames, withRules(`-A FORWARD -p tcp --syn -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 10/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name ssh -m comment --comment limit -j DROP
+-A FORWARD -m comment --comment pass -j ACCEPT
+`))
 	p.waitReceived()
 	// The replay took less than this: at most the burst plus what 10/s
 	// refills meanwhile may pass.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -59,21 +61,19 @@ table inet kd {
 
 // kdDpfwRules are the same rules as an iptables and an ip6tables rule
 // set, so that each family has its own chains and policies (rules.iptables6).
-const kdDpfwRules = `
-rules:
-  iptables: |
-    -P FORWARD DROP
-    -A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
-    -A FORWARD -s 198.18.0.1 -p tcp --dport 5001 -m state --state NEW -j ACCEPT
-    -A FORWARD -s 198.18.0.1 -p udp --dport 53 -m state --state NEW -j ACCEPT
-    -A FORWARD -s 198.18.0.1 -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT
-  iptables6: |
-    -P FORWARD DROP
-    -A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
-    -A FORWARD -s 2001:2::1 -p tcp --dport 5001 -m state --state NEW -j ACCEPT
-    -A FORWARD -s 2001:2::1 -p udp --dport 53 -m state --state NEW -j ACCEPT
-    -A FORWARD -s 2001:2::1 -p icmpv6 --icmpv6-type echo-request -m state --state NEW -j ACCEPT
-`
+func kdDpfwRules(c *config.Config) {
+	e2e.Iptables(c, `-P FORWARD DROP
+-A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -s 198.18.0.1 -p tcp --dport 5001 -m state --state NEW -j ACCEPT
+-A FORWARD -s 198.18.0.1 -p udp --dport 53 -m state --state NEW -j ACCEPT
+-A FORWARD -s 198.18.0.1 -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT
+`, `-P FORWARD DROP
+-A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -s 2001:2::1 -p tcp --dport 5001 -m state --state NEW -j ACCEPT
+-A FORWARD -s 2001:2::1 -p udp --dport 53 -m state --state NEW -j ACCEPT
+-A FORWARD -s 2001:2::1 -p icmpv6 --icmpv6-type echo-request -m state --state NEW -j ACCEPT
+`)
+}
 
 // kdPacket is one frame of a sequence: its bytes, which side sends it (0:
 // A, 1: B) and what it is, for messages.
@@ -286,11 +286,12 @@ func kernelPath(t *testing.T, nftRules string) (*kdPath, netns) {
 	return &kdPath{name: "kernel", side: [2]*rawSock{openRaw(t, string(a), "ka0"), openRaw(t, string(b), "kb0")}}, br
 }
 
-// dpfwPath runs dpfw between two namespaces with the same rules.
-func dpfwPath(t *testing.T, rules string) (*kdPath, *proc) {
+// dpfwPath runs dpfw between two namespaces with the same rules (a
+// config change).
+func dpfwPath(t *testing.T, rules func(*config.Config)) (*kdPath, *proc) {
 	t.Helper()
 	p, cns, sns := tapPair(t, rules)
-	ci, si := fmt.Sprintf("dt%do", os.Getpid()%100000), fmt.Sprintf("dt%di", os.Getpid()%100000)
+	ci, si := tapNames()
 	quiet(t, string(cns))
 	quiet(t, string(sns))
 	return &kdPath{name: "dpfw", side: [2]*rawSock{openRaw(t, string(cns), ci), openRaw(t, string(sns), si)}}, p
@@ -714,13 +715,10 @@ table inet kd {
 }
 `
 
-const kdFTPDpfw = `
-rules:
-  iptables: |
-    -P FORWARD DROP
-    -A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
-    -A FORWARD -s 198.18.0.1 -p tcp --dport 21 -m state --state NEW -j ACCEPT
-    -A FORWARD -s 2001:2::1 -p tcp --dport 21 -m state --state NEW -j ACCEPT
+const kdFTPDpfw = `-P FORWARD DROP
+-A FORWARD -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -s 198.18.0.1 -p tcp --dport 21 -m state --state NEW -j ACCEPT
+-A FORWARD -s 2001:2::1 -p tcp --dport 21 -m state --state NEW -j ACCEPT
 `
 
 // ftpAnnouncements are the lines, by the side that sends them (0: the
@@ -837,7 +835,7 @@ func TestKernelFTPExpectations(t *testing.T) {
 	}
 	pkts := ftpSessions(rand.New(rand.NewPCG(21, 21)))
 	k, br := kernelPath(t, kdFTPNft)
-	d, p := dpfwPath(t, kdFTPDpfw)
+	d, p := dpfwPath(t, withRules(kdFTPDpfw))
 	kres, dres := runBoth(k, d, pkts)
 	compareFates(t, pkts, kres, dres, p)
 	var kout []byte

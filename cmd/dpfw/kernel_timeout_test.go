@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpfw/dpfw/control/config"
 )
 
 // The timeout differential: connections left in each state netfilter
@@ -185,7 +187,10 @@ func TestKernelTimeouts(t *testing.T) {
 	// Per-connection counters on both sides (nf_conntrack_acct), set
 	// before any connection exists.
 	sh(t, "ip", "netns", "exec", string(br), "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
-	d, p := dpfwPath(t, kdDpfwRules+"conntrack: {accounting: true}\n")
+	d, p := dpfwPath(t, func(c *config.Config) {
+		kdDpfwRules(c)
+		c.Conntrack.Accounting = true
+	})
 	kev := startCapture(t, "ip", "netns", "exec", string(br), "conntrack", "-E")
 	dev := startCapture(t, dpfwBin, "conntrack", "events", "--api", p.metrics)
 	time.Sleep(300 * time.Millisecond) // both listening

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dpfw/dpfw/internal/e2e"
 )
 
 // TestGrafanaDashboardMetricsExist checks that every metric a panel of
@@ -58,7 +60,7 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 			want[m] = append(want[m], "variable "+v.Name)
 		}
 	}
-	p, _, _ := tapPair(t, statefulRules)
+	p, _, _ := tapPair(t, withRules(statefulRules))
 	resp, err := http.Get("http://" + p.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +101,7 @@ func TestPrometheusScrape(t *testing.T) {
 		}
 		t.Skip("prometheus is not installed (make deps)")
 	}
-	p, cns, _ := tapPair(t, statefulRules)
+	p, cns, _ := tapPair(t, withRules(statefulRules))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +115,7 @@ func TestPrometheusScrape(t *testing.T) {
 	}
 	prom := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
-	var promOut safeBuffer
+	var promOut e2e.Buffer
 	prom.Stdout, prom.Stderr = &promOut, &promOut
 	if err := prom.Start(); err != nil {
 		t.Fatal(err)
@@ -156,7 +158,7 @@ func TestPrometheusScrape(t *testing.T) {
 	// 10 echo requests, 0.2 s apart: their 10 replies leave the inside
 	// through OUTPUT rule 1 (ESTABLISHED).
 	const pings = 10
-	if out, err := cns.command("ping", "-c", fmt.Sprint(pings), "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
+	if out, err := cns.Command("ping", "-c", fmt.Sprint(pings), "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
 		t.Fatalf("ping: %v\n%s", err, out)
 	}
 	time.Sleep(2 * time.Second)

@@ -2,13 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
@@ -27,24 +27,12 @@ func TestPcapOversize(t *testing.T) {
 		}
 		frames = append(frames, pcapgen.UDP4(pcapgen.ClientMAC, pcapgen.ServerMAC, pcapgen.ClientIP(1), pcapgen.ServerIP(1), 40000, 53, size))
 	}
-	in, empty, out := filepath.Join(dir, "in.pcap"), filepath.Join(dir, "empty.pcap"), filepath.Join(dir, "out.pcap")
-	if err := pcapgen.Write(in, frames); err != nil {
+	cfg := e2e.Base()
+	f, err := e2e.PcapPair(&cfg, dir, frames)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pcapgen.Write(empty, nil); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`
-eal: {file_prefix: PREFIX, hugepages: "no", memory_mb: 256}
-mempool: {mbufs: 8191, cache: 64, data_room: 512}
-ports:
-  - {name: a, device: "net_pcap0,rx_pcap=%s,tx_pcap=%s"}
-  - {name: b, device: "net_pcap1,rx_pcap=%s,tx_pcap=%s"}
-links: [{name: wire, ports: [a, b]}]
-workers: {cpus: [1], idle_polls: 64, idle_sleep: 100us}
-metrics: {listen: METRICS}
-rules: {allow_empty: true}
-`, in, filepath.Join(dir, "back.pcap"), empty, out)
+	cfg.Mempool.Mbufs, cfg.Mempool.DataRoom = 8191, 512
 	p := startDPFW(t, cfg)
 	if got := p.waitMetric("dpfw_worker_rx_packets_total", "", 40, 10*time.Second); got != 40 {
 		t.Fatalf("received %v of 40 frames", got)
@@ -56,7 +44,7 @@ rules: {allow_empty: true}
 		t.Errorf("no log line about the oversize frames:\n%s", p.errOut.String())
 	}
 	p.stop()
-	got, err := pcapgen.Read(out)
+	got, err := pcapgen.Read(f.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +68,7 @@ func runCheck(t *testing.T, path string) (string, error) {
 // stderr is JSON, DPDK's own (EAL, drivers) included, as source=dpdk.
 func TestJSONLogsIncludeDPDK(t *testing.T) {
 	requireDPDK(t)
-	p := startPcap(t, nil, "", "log: {format: json, level: debug}\n")
+	p := startPcap(t, nil, func(c *config.Config) { c.Log.Format, c.Log.Level = "json", "debug" })
 	p.stop()
 	dpdkLines := 0
 	for _, l := range strings.Split(strings.TrimSpace(p.errOut.String()), "\n") {

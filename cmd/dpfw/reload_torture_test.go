@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 )
 
 // tcpAcceptor accepts connections on DPFW_E2E_ADDR and closes them at
@@ -86,12 +89,14 @@ func TestTapReloadTorture(t *testing.T) {
 		}
 	}
 	write(tortureRules(5002))
-	p, cns, sns := tapPair(t, fmt.Sprintf("rules: {file: %s, watch: write, max_file_size: 1048576, reload_timeout: 20s}\n", rules))
+	p, cns, sns := tapPair(t, func(c *config.Config) {
+		c.Rules = config.Rules{File: rules, Watch: "write", MaxFileSize: 1 << 20, ReloadTimeout: 20 * time.Second}
+	})
 	for _, port := range []int{5002, 5003} {
 		startHelperMode(t, sns, "tcp-accept", fmt.Sprintf("198.18.0.2:%d", port))
 	}
 	dial := func(port int) bool {
-		c := cns.command(os.Args[0])
+		c := cns.Command(os.Args[0])
 		c.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-dial", fmt.Sprintf("DPFW_E2E_ADDR=198.18.0.2:%d", port))
 		return c.Run() == nil
 	}
@@ -117,8 +122,8 @@ func TestTapReloadTorture(t *testing.T) {
 	}
 
 	// The established flow: a ping series for the whole test (bounded).
-	ping := cns.command("ping", "-c", "600", "-i", "0.05", "-W", "1", "198.18.0.2")
-	var pingOut safeBuffer
+	ping := cns.Command("ping", "-c", "600", "-i", "0.05", "-W", "1", "198.18.0.2")
+	var pingOut e2e.Buffer
 	ping.Stdout, ping.Stderr = &pingOut, &pingOut
 	if err := ping.Start(); err != nil {
 		t.Fatal(err)
@@ -200,14 +205,16 @@ func TestTapReloadTorture(t *testing.T) {
 
 	// A refused 100,000-chain file: refused while parsing, and the memory
 	// it took is given back.
-	rssBefore := rssMB(t, p.cmd.Process.Pid)
+	rssBefore := rssMB(t, p.Pid())
 	var chains strings.Builder
 	chains.WriteString("*filter\n:INPUT DROP [0:0]\n")
 	for i := 0; i < 100000; i++ {
 		fmt.Fprintf(&chains, ":tenant%d - [0:0]\n", i)
 	}
 	chains.WriteString("COMMIT\n")
-	p.rewrite(strings.Replace(p.cfg, "max_file_size: 1048576", "max_file_size: 16777216", 1))
+	bigger := p.Config
+	bigger.Rules.MaxFileSize = 16 << 20
+	p.reconfigure(bigger)
 	replace(chains.String())
 	start = time.Now()
 	out, err = p.cli("reload")
@@ -215,7 +222,7 @@ func TestTapReloadTorture(t *testing.T) {
 		t.Errorf("reload of 100,000 chains: %v after %v:\n%s", err, time.Since(start), out)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	rssAfter := rssMB(t, p.cmd.Process.Pid)
+	rssAfter := rssMB(t, p.Pid())
 	t.Logf("RSS: %d MB before the 100,000-chain reload, %d MB after it was refused (refused in %v)", rssBefore, rssAfter, time.Since(start))
 	if rssAfter > rssBefore+64 {
 		t.Errorf("RSS grew from %d MB to %d MB after a refused reload", rssBefore, rssAfter)
@@ -260,9 +267,9 @@ func TestTapReloadTorture(t *testing.T) {
 		t.Fatalf("the 60,000-rule reload was over before SIGTERM; the test needs it running:\n%s", tail)
 	}
 	start = time.Now()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatalf("dpfw did not stop within 10 s of SIGTERM during a reload\n%s", p.errOut.String())
 	}

@@ -3,58 +3,32 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/internal/e2e"
 	"github.com/dpfw/dpfw/perf/pcapgen"
 )
 
-// cliResult is a dpfw run's output and exit status.
-type cliResult struct {
-	stdout, stderr string
-	code           int
-}
-
-// runSplit runs the dpfw binary, keeping its stdout and stderr apart.
-func runSplit(t *testing.T, args ...string) cliResult {
+// replayConfig writes the config startPcap runs with change (nil: none)
+// to a file, for dpfw replay.
+func replayConfig(t *testing.T, change func(*config.Config)) string {
 	t.Helper()
-	if dpfwBin == "" {
-		t.Skip("dpfw binary not built (not root or no DPDK)")
-	}
-	var out, errb bytes.Buffer
-	cmd := exec.Command(dpfwBin, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := cliResult{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
+	cfg := e2e.Base()
+	if _, err := e2e.PcapPair(&cfg, t.TempDir(), nil); err != nil {
 		t.Fatal(err)
 	}
-	return r
-}
-
-// replayConfig is a net_pcap config of ports a and b (link options link)
-// and the rules in extra, as startPcap runs them, written to a file.
-func replayConfig(t *testing.T, link, extra string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "replay.yaml")
-	cfg := fmt.Sprintf(`eal: {file_prefix: replay, hugepages: "no", memory_mb: 256}
-ports:
-  - {name: a, device: "net_pcap0,rx_pcap=/dev/null"}
-  - {name: b, device: "net_pcap1,rx_pcap=/dev/null"}
-links: [{name: wire, ports: [a, b]%s}]
-workers: {cpus: [1]}
-%s`, link, extra)
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+	if change != nil {
+		change(&cfg)
+	}
+	text, err := config.Marshal(&cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return writeFile(t, string(text))
 }
 
 // replayFrames runs `dpfw replay` over frames, all entering port a (as the
@@ -77,7 +51,7 @@ func replayFrames(t *testing.T, cfg string, frames [][]byte) ([]map[string]any, 
 	for m := range macs {
 		args = append(args, "--port", "a="+m)
 	}
-	res := runSplit(t, args...)
+	res := runDPFW(t, args...)
 	if res.code != 0 {
 		t.Fatalf("dpfw replay: exit %d\n%s", res.code, res.stderr)
 	}
@@ -102,13 +76,13 @@ func replayFrames(t *testing.T, cfg string, frames [][]byte) ([]map[string]any, 
 // replayed drop reason is its label.
 func TestReplayMatchesPcap(t *testing.T) {
 	requireDPDK(t)
-	hostileRules := "rules:\n  iptables: |\n    " + indent(pcapgen.HostileRules) + "\n"
+	hostileRules := withRules(pcapgen.HostileRules)
 	var frames [][]byte
 	cat := pcapgen.Hostile()
 	for _, h := range cat {
 		frames = append(frames, h.Frame)
 	}
-	fates, fwd := replayFrames(t, replayConfig(t, "", hostileRules), frames)
+	fates, fwd := replayFrames(t, replayConfig(t, hostileRules), frames)
 	if len(fates) != len(cat) {
 		t.Fatalf("replay reported %d fates for %d frames", len(fates), len(cat))
 	}
@@ -121,7 +95,7 @@ func TestReplayMatchesPcap(t *testing.T) {
 			t.Errorf("frame %d (%s): replay says %v (frame %v); want %s", i+1, h.Name, got, fates[i]["frame"], want)
 		}
 	}
-	p := startPcap(t, frames, "", hostileRules)
+	p := startPcap(t, frames, hostileRules)
 	p.waitReceived()
 	sameFrames(t, p.forwarded(), fwd)
 
@@ -130,7 +104,7 @@ func TestReplayMatchesPcap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, rf := replayFrames(t, replayConfig(t, ", inside: b", ftpRules), ftp)
+		_, rf := replayFrames(t, replayConfig(t, ftpPcapConfig), ftp)
 		got := pcapReplay(t, ftp)
 		if len(rf) != len(got) {
 			t.Errorf("ftp-%s: replay forwards %d frames, dpfw %d", mode, len(rf), len(got))
@@ -147,7 +121,7 @@ func TestReplayMatchesPcap(t *testing.T) {
 // TestReplayCLI: the text output names the rule that decided, and a frame
 // from no --port is an error naming the frame and the fix.
 func TestReplayCLI(t *testing.T) {
-	cfg := replayConfig(t, "", "rules:\n  iptables: |\n    -P FORWARD DROP\n    -A FORWARD -p udp --dport 53 -j ACCEPT\n")
+	cfg := replayConfig(t, withRules("-P FORWARD DROP\n-A FORWARD -p udp --dport 53 -j ACCEPT\n"))
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.pcap")
 	c, s := pcapgen.ClientIP(1), pcapgen.ServerIP(1)
@@ -158,7 +132,7 @@ func TestReplayCLI(t *testing.T) {
 	if err := pcapgen.Write(in, frames); err != nil {
 		t.Fatal(err)
 	}
-	res := runSplit(t, "replay", "--config", cfg, "--port", "a="+pcapgen.ClientMAC.String(), in)
+	res := runDPFW(t, "replay", "--config", cfg, "--port", "a="+pcapgen.ClientMAC.String(), in)
 	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
 	if res.code != 0 || len(lines) != 2 ||
 		!strings.Contains(lines[0], "in a: ACCEPT UNTRACKED by FORWARD#1 (-A FORWARD -p udp -m udp --dport 53 -j ACCEPT)") ||
@@ -168,15 +142,15 @@ func TestReplayCLI(t *testing.T) {
 	if !strings.Contains(res.stderr, "2 frames: 1 accepted, 1 dropped") {
 		t.Errorf("summary: %s", res.stderr)
 	}
-	res = runSplit(t, "replay", "--config", cfg, "--port", "b=02:00:00:00:00:99", in)
+	res = runDPFW(t, "replay", "--config", cfg, "--port", "b=02:00:00:00:00:99", in)
 	if res.code == 0 || !strings.Contains(res.stderr, "frame 1 (source MAC "+pcapgen.ClientMAC.String()) || !strings.Contains(res.stderr, "add --port NAME=") {
 		t.Errorf("frame from no port: exit %d: %s", res.code, res.stderr)
 	}
-	res = runSplit(t, "replay", "--config", cfg, "--port", "c=1", in)
+	res = runDPFW(t, "replay", "--config", cfg, "--port", "c=1", in)
 	if res.code == 0 || !strings.Contains(res.stderr, `the config has no port "c"`) {
 		t.Errorf("unknown port: exit %d: %s", res.code, res.stderr)
 	}
-	res = runSplit(t, "replay", "--config", cfg, "--port", "a", in)
+	res = runDPFW(t, "replay", "--config", cfg, "--port", "a", in)
 	if res.code != 2 || !strings.Contains(res.stderr, "want NAME=MAC") {
 		t.Errorf("bad --port: exit %d: %s", res.code, res.stderr)
 	}
