@@ -73,7 +73,7 @@ var importRules = map[string][]string{
 	"conntrack":          {"conntrack/ftp", "conntrack/tcpstate", "internal/nocopy", "internal/rate", "packet", "packet/header"},
 	"dataplane/reject":   {"packet", "packet/header"},
 	"dataplane/rules":    {},
-	"dataplane/filter":   {"dataplane/reject", "dataplane/rules", "packet"},
+	"dataplane/filter":   {"dataplane/reject", "dataplane/rules", "internal/rate", "packet"},
 	"dataplane":          {"conntrack", "conntrack/tcpstate", "dataplane/filter", "dataplane/reject", "internal/nocopy", "internal/rate", "packet", "packet/header"},
 	"cgo/dpdk":           {},
 	"dataplane/worker":   {"cgo/dpdk", "dataplane", "dataplane/filter", "dataplane/reject", "internal/nocopy", "packet"},

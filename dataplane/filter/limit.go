@@ -7,10 +7,13 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/dpfw/dpfw/dataplane/rules"
+	"github.com/dpfw/dpfw/internal/rate"
 	"github.com/dpfw/dpfw/packet"
 )
 
-// limitSlot is one token bucket. key 0 is a free slot.
+// limitSlot is one token bucket (internal/rate's refill rule, with the
+// rate and cap kept once per limiter rather than per key). key 0 is a free
+// slot.
 type limitSlot struct {
 	key    uint64
 	last   int64
@@ -142,5 +145,5 @@ func (lm *limiter) conform(p *packet.Parsed, now int64) bool {
 }
 
 func (lm *limiter) credit(s *limitSlot, now int64) int64 {
-	return min(s.credit+max(now-s.last, 0), lm.cap)
+	return rate.Refill(s.credit, s.last, now, lm.cap)
 }

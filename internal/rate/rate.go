@@ -33,7 +33,7 @@ func (b *Bucket) Allow(now int64) bool {
 	if !b.started {
 		b.credit, b.started = b.cap, true
 	} else {
-		b.credit = min(b.credit+max(now-b.last, 0), b.cap)
+		b.credit = Refill(b.credit, b.last, now, b.cap)
 	}
 	b.last = now
 	if b.credit < b.cost {
@@ -42,3 +42,9 @@ func (b *Bucket) Allow(now int64) bool {
 	b.credit -= b.cost
 	return true
 }
+
+// Refill is the credit, at now, of a bucket that held credit at last and
+// holds at most cap: the one refill rule of every bucket in dpfw (these,
+// and the -m limit/-m hashlimit tables, which keep only credit and last
+// per key). A clock that goes back refills nothing.
+func Refill(credit, last, now, cap int64) int64 { return min(credit+max(now-last, 0), cap) }
