@@ -96,12 +96,16 @@ const (
 // RefusalNames names the refusal reasons.
 var RefusalNames = [NumRefusals]string{"bounce", "low_port", "per_master_limit", "table_full", "helper_full"}
 
-// FTPStats are the helper's counters.
+// FTPStats are the helper's counters (tags: see Stats).
 type FTPStats struct {
-	Announces, Malformed, LineTooLong uint64
-	Created, Matched, Expired         uint64
-	Refused                           [NumRefusals]uint64
-	Pending                           int
+	Announces   uint64
+	Malformed   uint64              `stat:"ftp_malformed_total,counter" help:"FTP PORT/EPRT/227/229 lines that nf_conntrack_ftp finds malformed; their segments are dropped (drop reason ftp_malformed), as the kernel drops them."`
+	LineTooLong uint64              `stat:"ftp_line_too_long_total,counter" help:"FTP control lines longer than the helper's buffer (skipped)."`
+	Created     uint64              `stat:"expectations_created_total,counter" help:"Expected (RELATED) connections announced by FTP control connections."`
+	Matched     uint64              `stat:"expectations_matched_total,counter" help:"Expectations used by their data connection."`
+	Expired     uint64              `stat:"expectations_expired_total,counter" help:"Expectations that timed out unused."`
+	Refused     [NumRefusals]uint64 `stat:"expectations_refused_total,counter" help:"Announcements that created no expectation, by reason." label:"reason=refusal"`
+	Pending     int64
 }
 
 func (tr *Tracker) initFTP() {

@@ -87,10 +87,12 @@ type Table struct {
 
 // TableStats are a table's event counters, updated by its owner.
 type TableStats struct {
-	Inserts        uint64
-	InsertFailures uint64 // no displacement path: the flow was not tracked
+	Inserts uint64
+	// InsertFailures found no displacement path: the flow was not
+	// tracked. Kicks are keys moved to make room.
+	InsertFailures uint64 `stat:"insert_failures_total,counter" help:"Insertions that found no free slot within the displacement bound."`
 	Deletes        uint64
-	Kicks          uint64 // keys moved to make room
+	Kicks          uint64 `stat:"displacements_total,counter" help:"Keys moved to make room (cuckoo displacements)."`
 }
 
 // ErrTableFull is returned by Insert when no entry is free.

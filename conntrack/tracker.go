@@ -152,18 +152,25 @@ type Events struct {
 	Created bool
 }
 
-// Stats are a tracker's counters, written by its owner only.
+// Stats are a tracker's counters, written by its owner only. The tags
+// define their metrics (see dataplane.Snapshot); every field is a 64-bit
+// integer or an array of them.
 type Stats struct {
-	Lookups, Hits  uint64
-	Created        uint64
-	Expired        uint64
-	EarlyDrops     uint64 // unassured entries evicted to make room
-	TableFullDrops uint64 // new flows dropped: no room even after early drop
-	RateLimited    uint64 // new flows over Config.NewPerSecond
-	Adaptive       uint64 // unassured entries expired early by adaptive timeouts
-	Invalid        [NumInvalidReasons]uint64
-	ByProto        [numProtoClasses]int64 // live entries
-	TCPByState     [tcpstate.NumStates]int64
+	Lookups uint64 `stat:"lookups_total,counter" help:"Connection table lookups."`
+	Hits    uint64 `stat:"lookup_hits_total,counter" help:"Lookups that found a connection."`
+	Created uint64 `stat:"created_total,counter" help:"Connections created."`
+	Expired uint64 `stat:"expired_total,counter" help:"Connections removed by their timeout."`
+	// EarlyDrops are unassured entries evicted to make room,
+	// TableFullDrops new flows dropped with no room even after that,
+	// RateLimited new flows over Config.NewPerSecond, Adaptive unassured
+	// entries expired early by adaptive timeouts.
+	EarlyDrops     uint64                    `stat:"early_drops_total,counter" help:"Unassured connections evicted to make room."`
+	TableFullDrops uint64                    `stat:"table_full_drops_total,counter" help:"New connections dropped: no room even after early drop."`
+	RateLimited    uint64                    `stat:"new_rate_drops_total,counter" help:"New connections dropped over conntrack.new_per_second."`
+	Adaptive       uint64                    `stat:"adaptive_expired_total,counter" help:"Unassured connections expired early by adaptive timeouts (included in expired)."`
+	Invalid        [NumInvalidReasons]uint64 `stat:"invalid_packets_total,counter" help:"Packets in state INVALID, by reason." label:"reason=invalid"`
+	ByProto        [numProtoClasses]int64    `stat:"entries,gauge" help:"Tracked connections, by protocol." label:"protocol=protoclass"`
+	TCPByState     [tcpstate.NumStates]int64 `stat:"tcp_entries,gauge" help:"Tracked TCP connections, by TCP state." label:"state=tcpstate"`
 }
 
 // Protocol classes for entry counts.

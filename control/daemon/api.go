@@ -336,7 +336,7 @@ func (d *Daemon) apiStats(w http.ResponseWriter, r *http.Request) {
 				m[r.String()] = s.Drops[r]
 			}
 		}
-		workers = append(workers, wk{s, m, d.Workers[i].Counters().CT.Entries.Load()})
+		workers = append(workers, wk{s, m, d.Workers[i].Counters().CT().Entries})
 	}
 	writeJSON(w, 200, map[string]any{"ports": ports, "workers": workers, "mbufs_in_use": d.MbufsInUse()})
 }
@@ -422,20 +422,20 @@ func (d *Daemon) apiConntrackStats(w http.ResponseWriter, r *http.Request) {
 	for i, ct := range d.CTCounters() {
 		byProto := map[string]uint64{}
 		for p, n := range conntrack.ProtoClassNames {
-			byProto[n] = ct.ByProto[p].Load()
+			byProto[n] = uint64(max(ct.ByProto[p], 0))
 		}
 		invalid := map[string]uint64{}
 		for r := conntrack.InvalidReason(2); r < conntrack.NumInvalidReasons; r++ {
-			if v := ct.Invalid[r].Load(); v != 0 {
+			if v := ct.Invalid[r]; v != 0 {
 				invalid[r.String()] = v
 			}
 		}
 		out = append(out, map[string]any{
-			"worker": i, "entries": ct.Entries.Load(), "capacity": ct.Capacity.Load(),
-			"created": ct.Created.Load(), "expired": ct.Expired.Load(), "early_drops": ct.EarlyDrops.Load(),
-			"table_full_drops": ct.TableFullDrops.Load(), "insert_failures": ct.InsertFailures.Load(),
-			"new_rate_drops": ct.RateLimited.Load(), "adaptive_expired": ct.AdaptiveExpired.Load(),
-			"lookups": ct.Lookups.Load(), "hits": ct.Hits.Load(), "by_protocol": byProto, "invalid": invalid,
+			"worker": i, "entries": ct.Entries, "capacity": ct.Capacity,
+			"created": ct.Created, "expired": ct.Expired, "early_drops": ct.EarlyDrops,
+			"table_full_drops": ct.TableFullDrops, "insert_failures": ct.Table.InsertFailures,
+			"new_rate_drops": ct.RateLimited, "adaptive_expired": ct.Adaptive,
+			"lookups": ct.Lookups, "hits": ct.Hits, "by_protocol": byProto, "invalid": invalid,
 		})
 	}
 	writeJSON(w, 200, out)

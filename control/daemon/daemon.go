@@ -430,13 +430,11 @@ func (d *Daemon) Stop() error {
 func (d *Daemon) logAccounting() {
 	var rx, tx, dropped, steered uint64
 	for _, w := range d.Workers {
-		c := w.Counters()
-		rx += c.RxPackets.Load()
-		tx += c.TxPackets.Load()
-		steered += c.Steered.Load()
-		for i := range c.Drops {
-			dropped += c.Drops[i].Load()
-		}
+		c := w.Counters().Snapshot()
+		rx += c.RxPackets
+		tx += c.TxPackets
+		steered += c.Steered
+		dropped += c.TotalDrops()
 	}
 	level := slog.LevelInfo
 	if rx != tx+dropped+steered {
@@ -531,10 +529,10 @@ func (d *Daemon) closePorts() error {
 func (d *Daemon) MbufsInUse() uint { return d.Pool.InUse() }
 
 // CTCounters returns each worker's published conntrack counters.
-func (d *Daemon) CTCounters() []*dataplane.CTCounters {
-	out := make([]*dataplane.CTCounters, len(d.Workers))
+func (d *Daemon) CTCounters() []dataplane.CTSnapshot {
+	out := make([]dataplane.CTSnapshot, len(d.Workers))
 	for i, w := range d.Workers {
-		out[i] = &w.Counters().CT
+		out[i] = w.Counters().CT()
 	}
 	return out
 }

@@ -24,7 +24,7 @@ func source() metrics.Source {
 		},
 		MbufsInUse: func() uint64 { return 42 },
 		MbufsTotal: 1023,
-		Conntrack:  func() []*dataplane.CTCounters { return []*dataplane.CTCounters{new(dataplane.CTCounters)} },
+		Conntrack:  func() []dataplane.CTSnapshot { return []dataplane.CTSnapshot{{}} },
 		Rules: func() []metrics.RuleStat {
 			return []metrics.RuleStat{{Chain: "INPUT", Rule: "1", Target: "ACCEPT", Packets: 3, Bytes: 180}, {Chain: "INPUT", Rule: "2", Target: "DROP", Limited: true, LimitEvictions: 4}, {Chain: "INPUT", Rule: "policy", Target: "DROP"}}
 		},
