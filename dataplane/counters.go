@@ -39,7 +39,7 @@ type Snapshot struct {
 	RejectsSent    uint64 `stat:"reject_answers_total,counter" help:"REJECT answers (TCP RST, ICMP unreachable) transmitted."`
 	LogsSuppressed uint64 `stat:"log_suppressed_total,counter" help:"LOG records lost to the rate limit or a full queue."`
 	// FragmentsHeld is a gauge: received, neither sent nor dropped yet.
-	FragmentsHeld uint64                         `stat:"fragments_held,gauge" help:"Fragments held until their datagram is complete (at most 256 per worker)."`
+	FragmentsHeld uint64                        `stat:"fragments_held,gauge" help:"Fragments held until their datagram is complete (at most 256 per worker)."`
 	Drops         [filter.NumDropReasons]uint64 `stat:"dropped_packets_total,counter" help:"Packets dropped, by reason." label:"reason=drop"`
 }
 
