@@ -1,10 +1,6 @@
 package conntrack
 
-import (
-	"sync/atomic"
-
-	"github.com/dpfw/dpfw/internal/nocopy"
-)
+import "github.com/dpfw/dpfw/internal/ring"
 
 // Connection events, as ctnetlink sends them (conntrack -E): NEW when a
 // connection is confirmed (its first packet accepted), UPDATE when a packet
@@ -52,58 +48,14 @@ func (e *Event) AppendText(b []byte) []byte {
 	return en.AppendText(b)
 }
 
-// eventRingSize is each worker's ring: a burst of new connections at line
+// EventRingSize is each worker's ring: a burst of new connections at line
 // rate fills it in a few milliseconds, which the control side drains every
 // millisecond.
-const eventRingSize = 4096
+const EventRingSize = 4096
 
 // EventRing is a worker's events: single producer (the worker), single
 // consumer (the control side's pump).
-type EventRing struct {
-	noCopy nocopy.NoCopy
-	// listeners > 0 turns the events on.
-	listeners  atomic.Int32
-	head, tail atomic.Uint64
-	lost       atomic.Uint64
-	buf        [eventRingSize]Event
-}
-
-// Listen turns the events on (on true) or off, counting listeners.
-func (r *EventRing) Listen(on bool) {
-	if on {
-		r.listeners.Add(1)
-	} else {
-		r.listeners.Add(-1)
-	}
-}
-
-// on reports whether events are wanted.
-func (r *EventRing) on() bool { return r != nil && r.listeners.Load() > 0 }
-
-// put adds an event, or counts it lost when the ring is full.
-func (r *EventRing) put(e *Event) {
-	h := r.head.Load()
-	if h-r.tail.Load() >= eventRingSize {
-		r.lost.Add(1)
-		return
-	}
-	r.buf[h%eventRingSize] = *e
-	r.head.Store(h + 1)
-}
-
-// Drain calls f with every event written since the last Drain, in order.
-// Only one goroutine may drain a ring.
-func (r *EventRing) Drain(f func(*Event)) int {
-	t, h := r.tail.Load(), r.head.Load()
-	for i := t; i < h; i++ {
-		f(&r.buf[i%eventRingSize])
-	}
-	r.tail.Store(h)
-	return int(h - t)
-}
-
-// Lost is how many events found the ring full.
-func (r *EventRing) Lost() uint64 { return r.lost.Load() }
+type EventRing = ring.Ring[Event]
 
 // Events returns the tracker's event ring.
 func (tr *Tracker) Events() *EventRing { return tr.events }
@@ -111,13 +63,13 @@ func (tr *Tracker) Events() *EventRing { return tr.events }
 // event writes an event for connection idx, if anyone listens and the
 // connection is confirmed.
 func (tr *Tracker) event(t EventType, idx uint32) {
-	if !tr.events.on() || tr.Table.Conn(idx).flags&flagConfirmed == 0 {
+	if !tr.events.On() || tr.Table.Conn(idx).flags&flagConfirmed == 0 {
 		return
 	}
 	var ev Event
 	ev.Type = t
 	ev.Entry, _ = tr.Entry(idx)
-	tr.events.put(&ev)
+	tr.events.Put(&ev)
 }
 
 // Confirm marks connection idx confirmed: its first packet was accepted

@@ -69,7 +69,7 @@ func TestEvents(t *testing.T) {
 // drains (run under -race in make test): every event arrives once, in
 // order, or is counted lost.
 func TestEventRingConcurrent(t *testing.T) {
-	var r conntrack.EventRing
+	r := conntrack.NewEventRing()
 	r.Listen(true)
 	const n = 200000
 	done := make(chan struct{})

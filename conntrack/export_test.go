@@ -1,4 +1,6 @@
 package conntrack
 
-// Put is put, for the external tests.
-func (r *EventRing) Put(e *Event) { r.put(e) }
+import "github.com/dpfw/dpfw/internal/ring"
+
+// NewEventRing is a worker's ring, for the external tests.
+func NewEventRing() *EventRing { return ring.New[Event](EventRingSize) }

@@ -98,4 +98,4 @@ func lanes(x uint64) uint32 {
 }
 
 // EventRingBytes is the memory of a worker's connection-event ring.
-func EventRingBytes() int { return int(unsafe.Sizeof(EventRing{})) }
+func EventRingBytes() int { return int(unsafe.Sizeof(EventRing{})) + EventRingSize*int(unsafe.Sizeof(Event{})) }

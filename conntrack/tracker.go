@@ -6,6 +6,7 @@ import (
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
 	"github.com/dpfw/dpfw/internal/nocopy"
 	"github.com/dpfw/dpfw/internal/rate"
+	"github.com/dpfw/dpfw/internal/ring"
 	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/packet/header"
 )
@@ -230,7 +231,7 @@ type Tracker struct {
 
 // NewTracker returns a tracker with its table preallocated.
 func NewTracker(cfg Config) *Tracker {
-	tr := &Tracker{cfg: cfg, Table: NewTable(cfg.Capacity, cfg.Seed), events: new(EventRing)}
+	tr := &Tracker{cfg: cfg, Table: NewTable(cfg.Capacity, cfg.Seed), events: ring.New[Event](EventRingSize)}
 	if cfg.Accounting {
 		tr.Table.enableAcct()
 	}

@@ -66,11 +66,12 @@ func TestDeps(t *testing.T) {
 var importRules = map[string][]string{
 	"internal/nocopy":    {},
 	"internal/rate":      {},
+	"internal/ring":      {"internal/nocopy"},
 	"packet/header":      {},
 	"packet":             {"packet/header"},
 	"conntrack/ftp":      {},
 	"conntrack/tcpstate": {"packet/header"},
-	"conntrack":          {"conntrack/ftp", "conntrack/tcpstate", "internal/nocopy", "internal/rate", "packet", "packet/header"},
+	"conntrack":          {"conntrack/ftp", "conntrack/tcpstate", "internal/nocopy", "internal/rate", "internal/ring", "packet", "packet/header"},
 	"dataplane/reject":   {"packet", "packet/header"},
 	"dataplane/rules":    {},
 	"dataplane/filter":   {"dataplane/reject", "dataplane/rules", "internal/rate", "packet"},
