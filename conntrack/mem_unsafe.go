@@ -98,4 +98,6 @@ func lanes(x uint64) uint32 {
 }
 
 // EventRingBytes is the memory of a worker's connection-event ring.
-func EventRingBytes() int { return int(unsafe.Sizeof(EventRing{})) + EventRingSize*int(unsafe.Sizeof(Event{})) }
+func EventRingBytes() int {
+	return int(unsafe.Sizeof(EventRing{})) + EventRingSize*int(unsafe.Sizeof(Event{}))
+}
