@@ -66,6 +66,10 @@ type Options struct {
 	// limits them per worker.
 	Log          chan<- LogRecord
 	LogPerSecond int
+	// Trace points to the attached traces (nil, or pointing to nil: none)
+	// and TraceRing receives the traced packets' records (trace.go).
+	Trace     *atomic.Pointer[TraceSet]
+	TraceRing *TraceRing
 }
 
 // Checksum is a checksum validation mode.
@@ -171,6 +175,7 @@ type Pipeline struct {
 	lastServe       int64 // when a busy worker last served a control step
 
 	frags fragTable
+	trace traceState
 }
 
 type hit struct {
@@ -186,6 +191,7 @@ func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filt
 	pl.rejectTB = rate.PerSecond(opts.RejectPerSecond, opts.RejectPerSecond)
 	pl.logTB = rate.PerSecond(opts.LogPerSecond, opts.LogPerSecond)
 	pl.frags.init(&pl.Stats)
+	pl.trace.rec = new(TraceRecord)
 	var seed [8]byte
 	_, _ = rand.Read(seed[:]) // crypto/rand never fails on Linux
 	pl.frags.seed = binary.LittleEndian.Uint64(seed[:])
@@ -276,6 +282,9 @@ func (pl *Pipeline) begin(now int64) *filter.Active {
 		pl.lastGen = f.Gen
 	}
 	pl.ws = f.State.Worker(pl.opts.Worker)
+	if pl.opts.Trace != nil {
+		pl.trace.set = pl.opts.Trace.Load()
+	}
 	pl.nhits = 0
 	pl.frags.begin()
 	return f
@@ -325,6 +334,9 @@ func (pl *Pipeline) judgeBurst(f *filter.Active, b *Burst, n int, in uint16, pi 
 		b.State[i] = conntrack.Untracked
 		b.Held[i], b.Answer[i] = 0, 0
 		pl.decision = NoDecision
+		if pl.trace.set != nil {
+			pl.traceStart(p, in, pi.Zone)
+		}
 		held := false
 		v, r, ip := pl.linkVerdict(p)
 		if ip {
@@ -342,7 +354,11 @@ func (pl *Pipeline) judgeBurst(f *filter.Active, b *Burst, n int, in uint16, pi 
 		}
 		b.Verdict[i], b.Reason[i], b.Decision[i] = v, r, pl.decision
 		if held {
+			pl.trace.mask = 0 // traced when its datagram is decided
 			continue
+		}
+		if pl.trace.mask != 0 {
+			pl.traceEnd(f, b, i, pi)
 		}
 		pl.Stats.count(v, r)
 		if v == filter.Reject && reject.Answerable(p) && pl.rejectTB.Allow(pl.now) {
@@ -514,6 +530,9 @@ func (pl *Pipeline) steer(b *Burst, n int, zone uint16) int {
 // traversed.
 func (pl *Pipeline) classify(f *filter.Active, p *packet.Parsed, state uint8, in uint16, pi *PortInfo) (r filter.Result, fwd int32) {
 	ctx := filter.Ctx{State: pl.ws, Now: pl.now}
+	if pl.trace.mask != 0 {
+		ctx.Path = &pl.trace.rec.Path
+	}
 	r = f.Run(ctx, p, state, filter.HookForward, in, pi.Out)
 	if r.Verdict != filter.Accept || pi.Hook == filter.HookForward {
 		return r, -1
@@ -574,6 +593,9 @@ func (pl *Pipeline) judge(f *filter.Active, p *packet.Parsed, in uint16, pi *Por
 	if cacheable {
 		c = pl.Tracker.Table.Conn(res.Conn)
 		d, cached = c.CachedDecision(uint16(f.Gen), state, res.Dir)
+	}
+	if pl.trace.mask != 0 {
+		pl.traceTracked(&res, cached)
 	}
 	if cached {
 		pl.Stats.CacheHits++

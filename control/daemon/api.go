@@ -273,6 +273,7 @@ func (d *Daemon) routes() []route {
 		{"GET /api/conntrack/expect", d.apiExpect},
 		{"GET /api/conntrack/stats", d.apiConntrackStats},
 		{"GET /api/conntrack/events", d.apiEvents},
+		{"GET /api/trace", d.apiTrace},
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/dataplane/worker"
+	"github.com/dpfw/dpfw/packet"
 )
 
 // The memory plan counts config.HeldFragments mbufs per worker for the
@@ -60,8 +60,14 @@ type Daemon struct {
 	rings    []*dpdk.Ring
 	logs     chan dataplane.LogRecord
 	pipes    []*dataplane.Pipeline
-	events   eventHub
-	log      *slog.Logger
+	// events fans the trackers' connection events out.
+	events hub[conntrack.Event]
+	// traces are the attached packet traces (nil: none), which the
+	// workers load once per burst; traceHub fans their records out.
+	traces   atomic.Pointer[dataplane.TraceSet]
+	traceMu  sync.Mutex
+	traceHub hub[dataplane.TraceRecord]
+	log    *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
 	ConfigPath string
 
@@ -288,10 +294,13 @@ func (d *Daemon) newWorkers(infos []dataplane.PortInfo, seed uint64, plan Worker
 	for w, cpu := range cfg.Workers.CPUs {
 		tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, seed))
 		d.trackers = append(d.trackers, tr)
+		d.events.rings = append(d.events.rings, tr.Events())
+		traceRing := dataplane.NewTraceRing()
+		d.traceHub.rings = append(d.traceHub.rings, traceRing)
 		opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Worker: w,
 			Workers: nw, Steer: plan.Steer, SteerSeed: seed ^ 0x5bd1e995,
 			RejectPerSecond: cfg.Dataplane.RejectPerSecond, Log: d.logs, LogPerSecond: cfg.Dataplane.LogPerSecond,
-			Checksum: ruleset.ChecksumMode(cfg)}
+			Checksum: ruleset.ChecksumMode(cfg), Trace: &d.traces, TraceRing: traceRing}
 		var qs []worker.Queue
 		for _, qp := range plan.Queues[w] {
 			p := d.Ports[qp.Port]
@@ -580,12 +589,11 @@ func (d *Daemon) writeLogs(ch <-chan dataplane.LogRecord) {
 		if f.Gen == rec.Generation && int(rec.Rule) < len(f.Rules) {
 			prefix = f.Rules[rec.Rule].LogPrefix
 		}
-		addr := func(a [16]byte) string {
-			if rec.Family == 4 {
-				return netip.AddrFrom4([4]byte(a[:4])).String()
-			}
-			return netip.AddrFrom16(a).String()
+		kind := packet.IPv6
+		if rec.Family == 4 {
+			kind = packet.IPv4
 		}
+		addr := func(a [16]byte) string { return addrString(kind, a) }
 		proto := map[uint8]string{6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMPv6"}[rec.Proto]
 		if proto == "" {
 			proto = fmt.Sprint(rec.Proto)

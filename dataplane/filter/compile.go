@@ -48,6 +48,45 @@ type Ctx struct {
 	State *WorkerState
 	// Now is the worker's clock (ns, monotonic) for rate limits.
 	Now int64
+	// Path, when set (a traced packet), records what the packet matched.
+	Path *Path
+}
+
+// MaxPath is the most steps a Path records.
+const MaxPath = 24
+
+// Path is what a traced packet went through, in order: every rule whose
+// matches held (by rule id: LOG rules, jumps and RETURNs included), and
+// the policy of a built-in chain that decided (as PolicyStep(chain)).
+type Path struct {
+	Steps [MaxPath]int32
+	N     uint8
+	// Truncated is set when there were more than MaxPath steps.
+	Truncated bool
+}
+
+// PolicyStep is the Path step of chain index ci's policy.
+func PolicyStep(ci int32) int32 { return ^ci }
+
+// StepDecision is the decision id a Path step stands for (DecisionName
+// names it: "web#2", "FORWARD policy").
+func (f *Filter) StepDecision(step int32) uint16 {
+	if step < 0 {
+		return uint16(len(f.Rules) + int(^step))
+	}
+	return uint16(step)
+}
+
+func (p *Path) add(step int32) {
+	if p == nil {
+		return
+	}
+	if int(p.N) == len(p.Steps) {
+		p.Truncated = true
+		return
+	}
+	p.Steps[p.N] = step
+	p.N++
 }
 
 // Filter is a compiled, immutable rule set. Its mutable part (counters,
@@ -618,6 +657,7 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 						}
 					}
 					rid := int32(cc.first + ri)
+					ctx.Path.add(rid)
 					switch a := cc.action[ri]; a.kind {
 					case actAccept:
 						return Result{Verdict: Accept, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
@@ -629,6 +669,7 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 						res.Logged = rid
 					case actReturn:
 						if cc.builtin {
+							ctx.Path.add(PolicyStep(ci))
 							res.Rule = -1
 							return res
 						}
@@ -650,6 +691,8 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 	}
 	if !cc.builtin {
 		res.Verdict = verdictContinue
+	} else {
+		ctx.Path.add(PolicyStep(ci))
 	}
 	return res
 }
