@@ -67,7 +67,7 @@ type Daemon struct {
 	traces   atomic.Pointer[dataplane.TraceSet]
 	traceMu  sync.Mutex
 	traceHub hub[dataplane.TraceRecord]
-	log    *slog.Logger
+	log      *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
 	ConfigPath string
 
