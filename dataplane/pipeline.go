@@ -191,7 +191,7 @@ func NewPipeline(opts Options, tr *conntrack.Tracker, rules *atomic.Pointer[filt
 	pl.rejectTB = rate.PerSecond(opts.RejectPerSecond, opts.RejectPerSecond)
 	pl.logTB = rate.PerSecond(opts.LogPerSecond, opts.LogPerSecond)
 	pl.frags.init(&pl.Stats)
-	pl.trace.rec = new(TraceRecord)
+	pl.trace.recs = new([BurstSize]TraceRecord)
 	var seed [8]byte
 	_, _ = rand.Read(seed[:]) // crypto/rand never fails on Linux
 	pl.frags.seed = binary.LittleEndian.Uint64(seed[:])
@@ -262,7 +262,13 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 			pl.csums = checksums{pl, b}
 			pl.Tracker.Stage(&pl.batch, b.Parsed[:n], b.Owner[:n], pi.Zone, &pl.csums)
 		}
+		if pl.trace.set != nil {
+			pl.traceBurst(b, n, in, pi.Zone)
+		}
 		pl.judgeBurst(f, b, n, in, &pi, track)
+		if pl.trace.on {
+			pl.traceFinish(f, b, n, &pi)
+		}
 	}
 	pl.end(reapPerBurst)
 	pl.serveControl(true)
@@ -334,9 +340,6 @@ func (pl *Pipeline) judgeBurst(f *filter.Active, b *Burst, n int, in uint16, pi 
 		b.State[i] = conntrack.Untracked
 		b.Held[i], b.Answer[i] = 0, 0
 		pl.decision = NoDecision
-		if pl.trace.set != nil {
-			pl.traceStart(p, in, pi.Zone)
-		}
 		held := false
 		v, r, ip := pl.linkVerdict(p)
 		if ip {
@@ -349,16 +352,12 @@ func (pl *Pipeline) judgeBurst(f *filter.Active, b *Burst, n int, in uint16, pi 
 			case track:
 				v, r = pl.judge(f, p, in, pi, i, b)
 			default:
-				v, r = pl.judgeStateless(f, p, in, pi)
+				v, r = pl.judgeStateless(f, p, in, pi, i)
 			}
 		}
 		b.Verdict[i], b.Reason[i], b.Decision[i] = v, r, pl.decision
 		if held {
-			pl.trace.mask = 0 // traced when its datagram is decided
 			continue
-		}
-		if pl.trace.mask != 0 {
-			pl.traceEnd(f, b, i, pi)
 		}
 		pl.Stats.count(v, r)
 		if v == filter.Reject && reject.Answerable(p) && pl.rejectTB.Allow(pl.now) {
@@ -415,7 +414,7 @@ func (pl *Pipeline) fragment(f *filter.Active, b *Burst, i int, in uint16, pi *P
 	if track {
 		v, r = pl.judge(f, &q, in, pi, i, b)
 	} else {
-		v, r = pl.judgeStateless(f, &q, in, pi)
+		v, r = pl.judgeStateless(f, &q, in, pi, i)
 	}
 	ft.releaseAll(e, v, r, pl.decision, b.State[i])
 	return v, r, false
@@ -528,11 +527,8 @@ func (pl *Pipeline) steer(b *Burst, n int, zone uint16) int {
 // before the second chain decided, or -1: its counter must be counted too,
 // as iptables counts the rule that accepted a packet in each chain it
 // traversed.
-func (pl *Pipeline) classify(f *filter.Active, p *packet.Parsed, state uint8, in uint16, pi *PortInfo) (r filter.Result, fwd int32) {
-	ctx := filter.Ctx{State: pl.ws, Now: pl.now}
-	if pl.trace.mask != 0 {
-		ctx.Path = &pl.trace.rec.Path
-	}
+func (pl *Pipeline) classify(f *filter.Active, p *packet.Parsed, state uint8, in uint16, pi *PortInfo, path *filter.Path) (r filter.Result, fwd int32) {
+	ctx := filter.Ctx{State: pl.ws, Now: pl.now, Path: path}
 	r = f.Run(ctx, p, state, filter.HookForward, in, pi.Out)
 	if r.Verdict != filter.Accept || pi.Hook == filter.HookForward {
 		return r, -1
@@ -547,8 +543,8 @@ func (pl *Pipeline) classify(f *filter.Active, p *packet.Parsed, state uint8, in
 }
 
 // judgeStateless classifies a packet when no rule uses connection state.
-func (pl *Pipeline) judgeStateless(f *filter.Active, p *packet.Parsed, in uint16, pi *PortInfo) (filter.Verdict, filter.DropReason) {
-	r, fwd := pl.classify(f, p, conntrack.Untracked.Mask(), in, pi)
+func (pl *Pipeline) judgeStateless(f *filter.Active, p *packet.Parsed, in uint16, pi *PortInfo, i int) (filter.Verdict, filter.DropReason) {
+	r, fwd := pl.classify(f, p, conntrack.Untracked.Mask(), in, pi, pl.trace.paths[i&(BurstSize-1)])
 	d := f.Decision(r)
 	pl.decision = d
 	pl.Stats.Classified++
@@ -581,7 +577,7 @@ func (pl *Pipeline) judge(f *filter.Active, p *packet.Parsed, in uint16, pi *Por
 		return filter.Drop, filter.DropHelper
 	}
 	state := res.State
-	b.State[i] = state
+	b.State[i], pl.trace.why[i&(BurstSize-1)] = state, res.Reason
 	// The connection's own packets (not ICMP errors about it) may use and
 	// fill its per-direction decision cache.
 	cacheable := state != conntrack.Invalid && state != conntrack.Untracked &&
@@ -594,13 +590,10 @@ func (pl *Pipeline) judge(f *filter.Active, p *packet.Parsed, in uint16, pi *Por
 		c = pl.Tracker.Table.Conn(res.Conn)
 		d, cached = c.CachedDecision(uint16(f.Gen), state, res.Dir)
 	}
-	if pl.trace.mask != 0 {
-		pl.traceTracked(&res, cached)
-	}
 	if cached {
 		pl.Stats.CacheHits++
 	} else {
-		r, fwd := pl.classify(f, p, state.Mask(), in, pi)
+		r, fwd := pl.classify(f, p, state.Mask(), in, pi, pl.trace.paths[i&(BurstSize-1)])
 		d = f.Decision(r)
 		if fwd >= 0 {
 			// Counted here only: a decision that needs two counters

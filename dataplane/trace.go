@@ -129,58 +129,91 @@ type TraceRecord struct {
 // NewTraceRing returns a worker's trace ring.
 func NewTraceRing() *TraceRing { return ring.New[TraceRecord](TraceRingSize) }
 
-// traceState is what a pipeline gathers about the packet being traced;
-// the record is kept out of line, so that the pipeline's hot fields stay
-// as packed as without tracing.
+// traceState is what a pipeline gathers about a burst's traced packets.
+// With no trace attached it costs two branches per burst: the matching
+// and the records happen in passes of their own before and after the
+// judging loop, which stays free of calls; classification is handed each
+// packet's path (nil when untraced) without a branch.
 type traceState struct {
-	set  *TraceSet // loaded once per burst; nil: no trace attached
-	mask uint8     // the packet's traces (0: not traced)
-	rec  *TraceRecord
+	set *TraceSet // loaded once per burst; nil: no trace attached
+	on  bool      // some packet of this burst is traced
+	// masks are the traces of each packet of the burst, recs their
+	// records (allocated once, with the pipeline), paths where
+	// classification records a traced packet's path (nil: untraced).
+	masks [BurstSize]uint8
+	recs  *[BurstSize]TraceRecord
+	paths [BurstSize]*filter.Path
+	// why is each tracked packet's INVALID reason.
+	why [BurstSize]conntrack.InvalidReason
 }
 
-// traceStart decides whether packet p (entering on in, link zone) is
-// traced and, if so, notes what is known before it is judged.
-func (pl *Pipeline) traceStart(p *packet.Parsed, in, zone uint16) {
+// traceBurst finds the packets of b the traces select (entering on in,
+// link zone) and notes what is known before they are judged.
+func (pl *Pipeline) traceBurst(b *Burst, n int, in, zone uint16) {
 	t := &pl.trace
-	if t.mask = t.set.match(p, in); t.mask == 0 {
-		return
+	for i := 0; i < n; i++ {
+		p := &b.Parsed[i]
+		if t.masks[i] = 0; b.Owner[i] >= 0 {
+			continue
+		}
+		if t.masks[i] = t.set.match(p, in); t.masks[i] == 0 {
+			continue
+		}
+		t.on = true
+		r := &t.recs[i]
+		*r = TraceRecord{Mask: t.masks[i], Worker: uint8(pl.opts.Worker), In: in, Decision: NoDecision, State: conntrack.Untracked}
+		t.paths[i], t.why[i] = &r.Path, conntrack.InvalidNone
+		if !p.IsIP() {
+			continue
+		}
+		r.Existed, r.TCPBefore = pl.tcpState(p, zone)
 	}
-	*t.rec = TraceRecord{Mask: t.mask, Worker: uint8(pl.opts.Worker), In: in, Decision: NoDecision, State: conntrack.Untracked}
-	if !p.IsIP() {
-		return
-	}
+}
+
+// tcpState returns the TCP state of p's connection, if it has one.
+func (pl *Pipeline) tcpState(p *packet.Parsed, zone uint16) (bool, tcpstate.State) {
 	k := conntrack.TupleOf(p, zone)
-	if idx, _, ok := pl.Tracker.Table.Lookup(&k); ok {
-		t.rec.Existed, t.rec.TCPBefore = true, pl.Tracker.Table.Conn(idx).TCP.State
+	idx, _, ok := pl.Tracker.Table.Lookup(&k)
+	if !ok {
+		return false, 0
 	}
+	return true, pl.Tracker.Table.Conn(idx).TCP.State
 }
 
-// traceTracked notes the tracker's result for the traced packet.
-func (pl *Pipeline) traceTracked(res *conntrack.Result, cached bool) {
-	r := pl.trace.rec
-	r.Invalid, r.Cached = res.Reason, cached
-	if res.State != conntrack.Invalid && !res.Full && !res.Limited {
-		r.TCPAfter = pl.Tracker.Table.Conn(res.Conn).TCP.State
-	}
-}
-
-// traceEnd writes the record of packet i of b, now decided.
-func (pl *Pipeline) traceEnd(f *filter.Active, b *Burst, i int, pi *PortInfo) {
+// traceFinish writes the records of the burst's traced packets, now
+// decided (a held fragment is traced when its datagram is decided).
+func (pl *Pipeline) traceFinish(f *filter.Active, b *Burst, n int, pi *PortInfo) {
 	t := &pl.trace
-	r, p := t.rec, &b.Parsed[i]
-	r.Time, r.Out, r.Gen = pl.now, pi.Out, f.Gen
-	r.Kind, r.Proto, r.TCPFlags, r.ICMPType, r.ICMPCode = p.Kind, p.Proto, p.TCPFlags, p.ICMPType, p.ICMPCode
-	r.Src, r.Dst, r.SrcPort, r.DstPort = p.Src, p.Dst, p.SrcPort, p.DstPort
-	r.Len = uint16(len(p.Buf))
-	if p.IsIP() {
-		r.Len = uint16(p.L3Len())
+	for i := 0; i < n; i++ {
+		if t.masks[i] == 0 {
+			continue
+		}
+		t.masks[i], t.paths[i] = 0, nil
+		if b.Held[i] != 0 {
+			continue
+		}
+		r, p := &t.recs[i], &b.Parsed[i]
+		r.Time, r.Out, r.Gen = pl.now, pi.Out, f.Gen
+		r.Kind, r.Proto, r.TCPFlags, r.ICMPType, r.ICMPCode = p.Kind, p.Proto, p.TCPFlags, p.ICMPType, p.ICMPCode
+		r.Src, r.Dst, r.SrcPort, r.DstPort = p.Src, p.Dst, p.SrcPort, p.DstPort
+		r.Len = uint16(len(p.Buf))
+		if p.IsIP() {
+			r.Len = uint16(p.L3Len())
+		}
+		r.State, r.Verdict, r.Reason, r.Decision = b.State[i], b.Verdict[i], b.Reason[i], b.Decision[i]
+		tracked := r.State != conntrack.Untracked && r.State != conntrack.Invalid
+		// Classification always records a step (a rule or a built-in
+		// chain's policy): a decision without one came from the cache.
+		r.Cached = tracked && r.Decision != NoDecision && r.Path.N == 0
+		if r.State == conntrack.Invalid && b.Reason[i] != filter.DropBadChecksum {
+			r.Invalid = t.why[i]
+		}
+		if tracked && p.Proto == header.ProtoTCP {
+			_, r.TCPAfter = pl.tcpState(p, pi.Zone)
+		}
+		pl.opts.TraceRing.Put(r)
 	}
-	r.State, r.Verdict, r.Reason, r.Decision = b.State[i], b.Verdict[i], b.Reason[i], b.Decision[i]
-	if r.Cached {
-		r.Path = filter.Path{}
-	}
-	pl.opts.TraceRing.Put(r)
-	t.mask = 0
+	t.on = false
 }
 
 // TraceRing is a worker's ring of trace records.
