@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net/netip"
+	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
@@ -218,3 +219,8 @@ func (pl *Pipeline) traceFinish(f *filter.Active, b *Burst, n int, pi *PortInfo)
 
 // TraceRing is a worker's ring of trace records.
 type TraceRing = ring.Ring[TraceRecord]
+
+// TraceBytes is a worker's trace memory: its ring and a burst's records.
+func TraceBytes() int {
+	return (TraceRingSize + BurstSize) * int(unsafe.Sizeof(TraceRecord{}))
+}

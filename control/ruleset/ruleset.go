@@ -187,7 +187,7 @@ type Memory struct {
 	Mbufs      int64 // the mempool: mbufs × (data room + mbuf header)
 	Conntrack  int64 // connection tables, all workers
 	PerConn    int   // bytes per tracked connection, all in
-	Workers    int64 // pipelines (fragment tables, bursts) and FTP helpers
+	Workers    int64 // pipelines (fragment tables, bursts, trace rings), FTP helpers and event rings
 	RateLimits int64 // -m limit / -m hashlimit buckets (f may be nil)
 }
 
@@ -202,7 +202,7 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 		Mbufs:     int64(cfg.Mempool.Mbufs) * int64(cfg.Mempool.DataRoom+config.MbufOverhead),
 		Conntrack: int64(per) * nw,
 		PerConn:   per / cfg.Conntrack.Capacity,
-		Workers:   nw * int64(dataplane.PipelineBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)+conntrack.EventRingBytes()),
+		Workers:   nw * int64(dataplane.PipelineBytes()+dataplane.TraceBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)+conntrack.EventRingBytes()),
 	}
 	if f != nil {
 		m.RateLimits = int64(f.LimitBytes(len(cfg.Workers.CPUs)))
