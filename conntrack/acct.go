@@ -36,3 +36,23 @@ func (t *Table) resetAcct(idx uint32) {
 		t.acct[idx] = Acct{}
 	}
 }
+
+// Per-connection timestamps, as netfilter's nf_conntrack_timestamp (off by
+// default there too): when each connection was created, in the tracker's
+// clock, in an array beside the entries allocated only when
+// Config.Timestamps is set.
+
+// StampBytes is the memory timestamps take per connection.
+const StampBytes = 8
+
+// enableStamps allocates the table's start times.
+func (t *Table) enableStamps() {
+	t.start, t.mem[4] = allocArray[int64](len(t.conns))
+}
+
+// stamp records that entry idx starts at now.
+func (t *Table) stamp(idx uint32, now int64) {
+	if t.start != nil {
+		t.start[idx] = now
+	}
+}

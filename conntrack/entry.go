@@ -21,6 +21,9 @@ type Entry struct {
 	// Acct holds the counters when the tracker keeps them (HasAcct).
 	Acct    Acct
 	HasAcct bool
+	// Start is when the connection was created, when the tracker keeps
+	// timestamps (the zero Time otherwise).
+	Start time.Time
 }
 
 // Entry copies connection i, if it is in use.
@@ -39,6 +42,9 @@ func (tr *Tracker) Entry(i uint32) (Entry, bool) {
 	}
 	if tr.Table.acct != nil {
 		e.Acct, e.HasAcct = tr.Table.acct[i], true
+	}
+	if tr.Table.start != nil {
+		e.Start = tr.WallTime(tr.Table.start[i])
 	}
 	return e, true
 }

@@ -27,11 +27,33 @@ var eventNames = map[EventType]string{EventNew: "NEW", EventUpdate: "UPDATE", Ev
 
 func (t EventType) String() string { return eventNames[t] }
 
-// Event is one connection event: the entry as it was then.
+// Event is one connection event: the entry as it was then, and for a
+// DESTROY, why it went.
 type Event struct {
-	Type  EventType
-	Entry Entry
+	Type   EventType
+	Reason EndReason
+	Entry  Entry
 }
+
+// EndReason says why a connection was destroyed.
+type EndReason uint8
+
+// End reasons.
+const (
+	// EndTimeout: it expired (idle, or its state's timeout after a close).
+	EndTimeout EndReason = iota + 1
+	// EndClosed: a packet ended it (a RST answering its first packet, a
+	// new connection reusing its tuple).
+	EndClosed
+	// EndForced: it was flushed, or refused while being created.
+	EndForced
+	// EndEarlyDrop: it was evicted to make room for a new connection.
+	EndEarlyDrop
+)
+
+var endNames = map[EndReason]string{EndTimeout: "timeout", EndClosed: "closed", EndForced: "forced", EndEarlyDrop: "early_drop"}
+
+func (r EndReason) String() string { return endNames[r] }
 
 // AppendText appends the event as conntrack -E prints it: the type in
 // brackets, padded, then the entry, its counters only in a DESTROY (as
@@ -62,12 +84,17 @@ func (tr *Tracker) Events() *EventRing { return tr.events }
 
 // event writes an event for connection idx, if anyone listens and the
 // connection is confirmed.
-func (tr *Tracker) event(t EventType, idx uint32) {
+func (tr *Tracker) event(t EventType, idx uint32) { tr.eventWhy(t, 0, idx) }
+
+// destroyed writes connection idx's DESTROY event.
+func (tr *Tracker) destroyed(idx uint32, why EndReason) { tr.eventWhy(EventDestroy, why, idx) }
+
+func (tr *Tracker) eventWhy(t EventType, why EndReason, idx uint32) {
 	if !tr.events.On() || tr.Table.Conn(idx).flags&flagConfirmed == 0 {
 		return
 	}
 	var ev Event
-	ev.Type = t
+	ev.Type, ev.Reason = t, why
 	ev.Entry, _ = tr.Entry(idx)
 	tr.events.Put(&ev)
 }

@@ -58,9 +58,11 @@ type Table struct {
 	noCopy nocopy.NoCopy
 	seed   uint64
 	bkts   []bucket
-	mem    [4]hugeArray
-	// acct[i] counts entry i's packets and bytes (nil: accounting off).
+	mem    [5]hugeArray
+	// acct[i] counts entry i's packets and bytes (nil: accounting off);
+	// start[i] is when it was created (nil: timestamps off).
 	acct  []Acct
+	start []int64
 	nb    uint64 // len(bkts)
 	conns []Conn
 	// wins[i] is the TCP window data of entry i.
@@ -131,7 +133,7 @@ func TableBytes(capacity int) int {
 
 // Free releases the table's memory. The table must not be used afterwards.
 func (t *Table) Free() {
-	t.bkts, t.conns, t.wins, t.acct = nil, nil, nil, nil
+	t.bkts, t.conns, t.wins, t.acct, t.start = nil, nil, nil, nil, nil
 	for i := range t.mem {
 		t.mem[i].free()
 	}

@@ -74,6 +74,9 @@ type Config struct {
 	// Accounting counts each connection's packets and bytes per direction
 	// (nf_conntrack_acct), at AcctBytes more per connection.
 	Accounting bool
+	// Timestamps keeps when each connection started
+	// (nf_conntrack_timestamp), at StampBytes more per connection.
+	Timestamps bool
 }
 
 // InvalidReason says why a packet is INVALID. Each has a counter.
@@ -227,6 +230,8 @@ type Tracker struct {
 
 	// events is where connection events go while someone listens.
 	events *EventRing
+	// epoch is the wall-clock time of clock reading 0 (SetEpoch).
+	epoch time.Time
 }
 
 // NewTracker returns a tracker with its table preallocated.
@@ -234,6 +239,9 @@ func NewTracker(cfg Config) *Tracker {
 	tr := &Tracker{cfg: cfg, Table: NewTable(cfg.Capacity, cfg.Seed), events: ring.New[Event](EventRingSize)}
 	if cfg.Accounting {
 		tr.Table.enableAcct()
+	}
+	if cfg.Timestamps {
+		tr.Table.enableStamps()
 	}
 	ms := func(d time.Duration) uint32 { return uint32(min(d.Milliseconds(), 1<<31-1)) }
 	for i, d := range cfg.Timeouts.TCP {
@@ -295,7 +303,7 @@ func (tr *Tracker) expire(idx uint32) {
 		tr.Stats.Adaptive++
 	}
 	tr.Stats.Expired++
-	tr.delete(idx)
+	tr.delete(idx, EndTimeout)
 }
 
 // baseTimeout is the configured timeout of c's protocol and state.
@@ -322,6 +330,15 @@ func (tr *Tracker) newAllowed() bool {
 	}
 	return true
 }
+
+// SetEpoch says what wall-clock time the tracker's clock reading 0 is (the
+// worker sets it when it starts its clock; a replay, the capture's start),
+// so that timestamps read as times. Precondition: called by the tracker's
+// owner.
+func (tr *Tracker) SetEpoch(t time.Time) { tr.epoch = t }
+
+// WallTime is the wall-clock time of the tracker's clock reading ns.
+func (tr *Tracker) WallTime(ns int64) time.Time { return tr.epoch.Add(time.Duration(ns)) }
 
 // Now returns the time set by SetNow.
 func (tr *Tracker) Now() int64 { return tr.now }
@@ -376,7 +393,7 @@ func (tr *Tracker) track(p *packet.Parsed, k *Tuple, h uint64, hint uint32) Resu
 		if !reopen {
 			return r
 		}
-		tr.delete(idx)
+		tr.delete(idx, EndClosed)
 	}
 	return tr.create(p, k, h)
 }
@@ -419,7 +436,7 @@ func (tr *Tracker) update(p *packet.Parsed, idx uint32, dir Dir) (r Result, reop
 				// The only reply is a RST: the connection never existed
 				// (netfilter deletes it at once). The RST itself passes.
 				r.State = Established
-				tr.delete(idx)
+				tr.delete(idx, EndClosed)
 				return r, false
 			}
 			if ns == tcpstate.Established && timeout > tr.unackMs {
@@ -557,7 +574,7 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 		ref := tcpstate.Ref{Head: &c.TCP, Windows: &tr.Table.wins[idx]}
 		res, reason := ref.Update(&seg, 0, false, false, tr.cfg.TCP)
 		if res == tcpstate.Invalid {
-			tr.delete(idx)
+			tr.delete(idx, EndForced)
 			return tr.invalid(InvalidTCP + InvalidReason(reason))
 		}
 		tr.Stats.TCPByState[tcpstate.None]--
@@ -568,6 +585,7 @@ func (tr *Tracker) create(p *packet.Parsed, k *Tuple, h uint64) Result {
 		}
 	}
 	tr.Table.resetAcct(idx)
+	tr.Table.stamp(idx, tr.now)
 	tr.Table.account(idx, Original, p.L3Len())
 	return Result{State: state, Conn: idx, Dir: Original, Outcome: Outcome{Events: Events{Created: true}}}
 }
@@ -611,15 +629,16 @@ func (tr *Tracker) earlyDrop(h uint64) bool {
 		return false
 	})
 	if found {
-		tr.delete(victim)
+		tr.delete(victim, EndEarlyDrop)
 		tr.Stats.EarlyDrops++
 	}
 	return found
 }
 
-// delete removes an entry and keeps the per-class counts.
-func (tr *Tracker) delete(idx uint32) {
-	tr.event(EventDestroy, idx)
+// delete removes an entry, for the reason why, and keeps the per-class
+// counts.
+func (tr *Tracker) delete(idx uint32, why EndReason) {
+	tr.destroyed(idx, why)
 	c := tr.Table.Conn(idx)
 	tr.Stats.ByProto[protoClass(c.Orig.Proto)]--
 	if c.Orig.Proto == header.ProtoTCP {
@@ -632,10 +651,10 @@ func (tr *Tracker) delete(idx uint32) {
 }
 
 // Delete removes connection idx (for flushes from the control side, served
-// by the owning worker).
+// by the owning worker, and unconfirmed connections).
 func (tr *Tracker) Delete(idx uint32) {
 	if tr.Table.Conn(idx).flags&flagUsed != 0 {
-		tr.delete(idx)
+		tr.delete(idx, EndForced)
 	}
 }
 

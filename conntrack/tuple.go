@@ -85,6 +85,11 @@ func icmpV6(proto uint8) int {
 	return 0
 }
 
+// ICMP returns an ICMP tuple's message type and code.
+func (t *Tuple) ICMP() (typ, code uint8) {
+	return icmpDec[icmpV6(t.Proto)][t.DstPort>>8], uint8(t.DstPort)
+}
+
 // SrcAddr returns the source address.
 func (t *Tuple) SrcAddr() netip.Addr { return addr(t.Family, &t.Src) }
 
@@ -116,10 +121,11 @@ func (t Tuple) AppendText(b []byte) []byte {
 		b = append(b, " dport="...)
 		b = strconv.AppendUint(b, uint64(t.DstPort), 10)
 	case header.ProtoICMP, header.ProtoICMPv6:
+		typ, code := t.ICMP()
 		b = append(b, " type="...)
-		b = strconv.AppendUint(b, uint64(icmpDec[icmpV6(t.Proto)][t.DstPort>>8]), 10)
+		b = strconv.AppendUint(b, uint64(typ), 10)
 		b = append(b, " code="...)
-		b = strconv.AppendUint(b, uint64(t.DstPort&0xff), 10)
+		b = strconv.AppendUint(b, uint64(code), 10)
 		b = append(b, " id="...)
 		b = strconv.AppendUint(b, uint64(t.SrcPort), 10)
 	}

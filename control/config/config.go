@@ -25,6 +25,8 @@ type Config struct {
 	Conntrack Conntrack `mapstructure:"conntrack"`
 	Rules     Rules     `mapstructure:"rules"`
 	Metrics   Metrics   `mapstructure:"metrics"`
+	// FlowExport sends IPFIX flow records to collectors.
+	FlowExport FlowExport `mapstructure:"flow_export"`
 	Log       Log       `mapstructure:"log"`
 
 	// Dir is the directory of the config file (for relative paths); not a key.
@@ -135,7 +137,29 @@ type Conntrack struct {
 	// (netfilter's nf_conntrack_acct, off by default there too), shown by
 	// dpfw conntrack list; it costs 32 bytes per connection.
 	Accounting bool `mapstructure:"accounting"`
+	// Timestamps keeps when each connection started (netfilter's
+	// nf_conntrack_timestamp, off by default there too), shown by dpfw
+	// conntrack list -o timestamp; it costs 8 bytes per connection.
+	Timestamps bool `mapstructure:"timestamps"`
 }
+
+// FlowExport sends a record of every connection to IPFIX collectors (RFC
+// 7011, over UDP): when it ends and, for long ones, every ActiveTimeout.
+// It turns on conntrack.accounting and conntrack.timestamps.
+type FlowExport struct {
+	// Collectors are host:port UDP addresses (none: no export).
+	Collectors []string `mapstructure:"collectors"`
+	// ActiveTimeout is how often a connection still open is reported.
+	ActiveTimeout time.Duration `mapstructure:"active_timeout"`
+	// TemplateRefresh is how often the templates are sent again (a UDP
+	// collector that restarted learns them within it).
+	TemplateRefresh time.Duration `mapstructure:"template_refresh"`
+	// ObservationDomain is the IPFIX observation domain id.
+	ObservationDomain uint32 `mapstructure:"observation_domain"`
+}
+
+// Enabled reports whether flows are exported.
+func (f *FlowExport) Enabled() bool { return len(f.Collectors) > 0 }
 
 // Adaptive shrinks the timeouts of unassured connections (half-open TCP,
 // unanswered UDP/ICMP) as the table fills, like pf's adaptive.start/end.
@@ -291,6 +315,7 @@ func Default() Config {
 			NewBurst: 1000, Adaptive: Adaptive{Start: 60, End: 100, Floor: 2 * time.Second}},
 		Rules:   Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
 		Metrics: Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
+		FlowExport: FlowExport{ActiveTimeout: 60 * time.Second, TemplateRefresh: 10 * time.Minute, ObservationDomain: 1},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }
@@ -447,7 +472,24 @@ func (v *validation) add(key, format string, a ...any) {
 // are reported.
 var checks = []func(*validation){
 	checkEAL, checkMempool, checkPorts, checkLinks, checkWorkers,
-	checkDataplane, checkConntrack, checkFTP, checkRules,
+	checkDataplane, checkConntrack, checkFTP, checkRules, checkFlowExport,
+}
+
+// checkFlowExport checks the IPFIX collectors and intervals.
+func checkFlowExport(v *validation) {
+	f := &v.c.FlowExport
+	for i, c := range f.Collectors {
+		host, port, err := net.SplitHostPort(c)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			v.add(fmt.Sprintf("flow_export.collectors[%d]", i), "%q: want host:port, e.g. 127.0.0.1:4739 (IPFIX over UDP)", c)
+		}
+	}
+	if f.ActiveTimeout < time.Second || f.ActiveTimeout > 24*time.Hour {
+		v.add("flow_export.active_timeout", "%s: want 1s to 24h", f.ActiveTimeout)
+	}
+	if f.TemplateRefresh < time.Second || f.TemplateRefresh > 24*time.Hour {
+		v.add("flow_export.template_refresh", "%s: want 1s to 24h", f.TemplateRefresh)
+	}
 }
 
 var filePrefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)

@@ -15,6 +15,7 @@ import (
 	"github.com/dpfw/dpfw/cgo/dpdk"
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/control/flowexport"
 	"github.com/dpfw/dpfw/control/metrics"
 	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane"
@@ -67,6 +68,8 @@ type Daemon struct {
 	traces   atomic.Pointer[dataplane.TraceSet]
 	traceMu  sync.Mutex
 	traceHub hub[dataplane.TraceRecord]
+	// exporter sends IPFIX flow records (nil: flow_export is off).
+	exporter *flowexport.Exporter
 	log      *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
 	ConfigPath string
@@ -131,6 +134,9 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 		return nil, err
 	}
 	d.newWorkers(infos, seed, wplan, rings)
+	if err := d.startFlowExport(); err != nil {
+		return nil, err
+	}
 	if err := d.runWorkers(); err != nil {
 		return nil, err
 	}

@@ -248,6 +248,8 @@ func (e *engine) frame(n int, data []byte, ci gopacket.CaptureInfo) error {
 	}
 	if e.start.IsZero() {
 		e.start = ci.Timestamp
+		// The clock starts an hour in: timestamps read as capture times.
+		e.pl.Tracker.SetEpoch(e.start.Add(-time.Hour))
 	}
 	// The tracker's clock starts an hour in, so that timeouts never wrap.
 	e.now = int64(time.Hour) + ci.Timestamp.Sub(e.start).Nanoseconds()

@@ -171,7 +171,10 @@ func TrackerConfig(cfg *config.Config, seed uint64) conntrack.Config {
 
 		NewPerSecond: cfg.Conntrack.NewPerSecond, NewBurst: cfg.Conntrack.NewBurst,
 		AdaptiveStart: adaptive(cfg, cfg.Conntrack.Adaptive.Start), AdaptiveEnd: adaptive(cfg, cfg.Conntrack.Adaptive.End),
-		AdaptiveFloor: cfg.Conntrack.Adaptive.Floor, Accounting: cfg.Conntrack.Accounting,
+		AdaptiveFloor: cfg.Conntrack.Adaptive.Floor,
+		// Flow export reports counters and start times.
+		Accounting: cfg.Conntrack.Accounting || cfg.FlowExport.Enabled(),
+		Timestamps: cfg.Conntrack.Timestamps || cfg.FlowExport.Enabled(),
 	}
 }
 
@@ -195,8 +198,12 @@ type Memory struct {
 func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 	nw := int64(len(cfg.Workers.CPUs))
 	per := conntrack.TableBytes(cfg.Conntrack.Capacity)
-	if cfg.Conntrack.Accounting {
+	tc := TrackerConfig(cfg, 0)
+	if tc.Accounting {
 		per += conntrack.AcctBytes * cfg.Conntrack.Capacity
+	}
+	if tc.Timestamps {
+		per += conntrack.StampBytes * cfg.Conntrack.Capacity
 	}
 	m := Memory{
 		Mbufs:     int64(cfg.Mempool.Mbufs) * int64(cfg.Mempool.DataRoom+config.MbufOverhead),

@@ -147,7 +147,9 @@ func (w *Worker) Run() error {
 		return fmt.Errorf("worker %d: %w", w.cfg.ID, err)
 	}
 	close(w.polling)
-	staged := w.loop(io, dpdk.NewTSCClock())
+	clk := dpdk.NewTSCClock()
+	w.pl.Tracker.SetEpoch(time.Now())
+	staged := w.loop(io, clk)
 	// Send what the last burst staged (and count it), free the fragments
 	// still held; receive nothing.
 	w.pl.FlushFragments()
