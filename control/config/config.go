@@ -27,7 +27,7 @@ type Config struct {
 	Metrics   Metrics   `mapstructure:"metrics"`
 	// FlowExport sends IPFIX flow records to collectors.
 	FlowExport FlowExport `mapstructure:"flow_export"`
-	Log       Log       `mapstructure:"log"`
+	Log        Log        `mapstructure:"log"`
 
 	// Dir is the directory of the config file (for relative paths); not a key.
 	Dir string `mapstructure:"-" json:"-"`
@@ -313,10 +313,10 @@ func Default() Config {
 			ICMP: 30 * time.Second, Generic: 600 * time.Second,
 		}, FTP: FTP{Enabled: true, Ports: []int{21}, ExpectTimeout: 300 * time.Second, MaxExpectations: 1024, MaxPerConnection: 4},
 			NewBurst: 1000, Adaptive: Adaptive{Start: 60, End: 100, Floor: 2 * time.Second}},
-		Rules:   Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
-		Metrics: Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
+		Rules:      Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
+		Metrics:    Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
 		FlowExport: FlowExport{ActiveTimeout: 60 * time.Second, TemplateRefresh: 10 * time.Minute, ObservationDomain: 1},
-		Log:     Log{Level: "info", Format: "text"},
+		Log:        Log{Level: "info", Format: "text"},
 	}
 }
 
