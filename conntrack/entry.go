@@ -10,7 +10,10 @@ import (
 
 // Entry is a copy of one connection for the control side (conntrack -L).
 type Entry struct {
-	ID        uint32 // entry index in its worker's table
+	// ID is what conntrack -L shows as id=: like the kernel's (a keyed
+	// hash of where the entry lives and its tuple), it differs across
+	// workers and when a slot is reused by another connection.
+	ID        uint32
 	Orig      Tuple
 	TCPState  tcpstate.State
 	ExpiresIn time.Duration
@@ -22,8 +25,12 @@ type Entry struct {
 	Acct    Acct
 	HasAcct bool
 	// Start is when the connection was created, when the tracker keeps
-	// timestamps (the zero Time otherwise).
-	Start time.Time
+	// timestamps (the zero Time otherwise); End, in a DESTROY event, when
+	// it was destroyed.
+	Start, End time.Time
+	// Stamps prints [start=…] (and [stop=…]) in AppendText, as conntrack
+	// -o timestamp does with nf_conntrack_timestamp.
+	Stamps bool
 }
 
 // Entry copies connection i, if it is in use.
@@ -35,10 +42,10 @@ func (tr *Tracker) Entry(i uint32) (Entry, bool) {
 	if c.flags&flagUsed == 0 {
 		return Entry{}, false
 	}
-	e := Entry{ID: i, Orig: c.Orig, TCPState: c.TCP.State, ExpiresIn: tr.ExpiresIn(c),
+	e := Entry{ID: tr.connID(i), Orig: c.Orig, TCPState: c.TCP.State, ExpiresIn: tr.ExpiresIn(c),
 		SeenReply: c.SeenReply(), Assured: c.Assured(), Related: c.IsRelated(), Master: -1}
 	if m, ok := c.Master(); ok {
-		e.Master = int64(m)
+		e.Master = int64(tr.connID(m))
 	}
 	if tr.Table.acct != nil {
 		e.Acct, e.HasAcct = tr.Table.acct[i], true
@@ -47,6 +54,14 @@ func (tr *Tracker) Entry(i uint32) (Entry, bool) {
 		e.Start = tr.WallTime(tr.Table.start[i])
 	}
 	return e, true
+}
+
+// connID is entry i's id: the table's keyed hash of its tuple, mixed with
+// the worker and the slot.
+func (tr *Tracker) connID(i uint32) uint32 {
+	h := tr.Table.Hash(&tr.Table.conns[i].Orig) ^ (uint64(tr.cfg.Worker)<<32 | uint64(i))
+	h *= 0x9e3779b97f4a7c15
+	return uint32(h>>32) ^ uint32(h)
 }
 
 // String formats the entry like conntrack -L.
@@ -98,6 +113,7 @@ func (e *Entry) AppendText(b []byte) []byte {
 	if e.Assured {
 		b = append(b, " [ASSURED]"...)
 	}
+	b = e.appendStamps(b)
 	b = append(b, " zone="...)
 	b = strconv.AppendUint(b, uint64(e.Orig.Zone), 10)
 	b = append(b, " id="...)
@@ -105,6 +121,33 @@ func (e *Entry) AppendText(b []byte) []byte {
 	if e.Related {
 		b = append(b, " [RELATED] master="...)
 		b = strconv.AppendInt(b, e.Master, 10)
+	}
+	return b
+}
+
+// ctime is C's ctime(3) layout, as conntrack prints timestamps.
+const ctime = "Mon Jan _2 15:04:05 2006"
+
+// appendStamps appends the timestamps as libnetfilter_conntrack prints
+// them: [start=…] [stop=…] when asked (Stamps), and delta-time= (whole
+// seconds from start to stop) whenever the connection has ended.
+func (e *Entry) appendStamps(b []byte) []byte {
+	if e.Start.IsZero() {
+		return b
+	}
+	if e.Stamps {
+		b = append(b, " [start="...)
+		b = e.Start.Local().AppendFormat(b, ctime)
+		b = append(b, ']')
+		if !e.End.IsZero() {
+			b = append(b, " [stop="...)
+			b = e.End.Local().AppendFormat(b, ctime)
+			b = append(b, ']')
+		}
+	}
+	if !e.End.IsZero() {
+		b = append(b, " delta-time="...)
+		b = strconv.AppendInt(b, int64(e.End.Sub(e.Start)/time.Second), 10)
 	}
 	return b
 }
@@ -139,6 +182,11 @@ type EntryJSON struct {
 	Master    *int64    `json:"master,omitempty"`
 	Zone      uint16    `json:"zone"`
 	ID        uint32    `json:"id"`
+	// Start (with conntrack.timestamps) is when the connection began;
+	// End and DeltaTime (seconds), in a DESTROY event, when it ended.
+	Start     *time.Time `json:"start,omitempty"`
+	End       *time.Time `json:"end,omitempty"`
+	DeltaTime *int64     `json:"delta_time,omitempty"`
 }
 
 // JSON returns the entry's fields for JSON.
@@ -158,6 +206,13 @@ func (e *Entry) JSON() EntryJSON {
 		j.Master = &e.Master
 	}
 	j.Orig, j.Reply = e.tupleJSON(e.Orig, Original), e.tupleJSON(e.Orig.Reverse(), Reply)
+	if !e.Start.IsZero() {
+		j.Start = &e.Start
+		if !e.End.IsZero() {
+			d := int64(e.End.Sub(e.Start) / time.Second)
+			j.End, j.DeltaTime = &e.End, &d
+		}
+	}
 	return j
 }
 

@@ -96,6 +96,9 @@ func (tr *Tracker) eventWhy(t EventType, why EndReason, idx uint32) {
 	var ev Event
 	ev.Type, ev.Reason = t, why
 	ev.Entry, _ = tr.Entry(idx)
+	if t == EventDestroy && tr.Table.start != nil {
+		ev.Entry.End = tr.WallTime(tr.now)
+	}
 	tr.events.Put(&ev)
 }
 

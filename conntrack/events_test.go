@@ -102,3 +102,59 @@ func TestEventRingConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestTimestamps: with Timestamps, an entry knows when it started (the
+// tracker's clock read through its epoch), a listing with Stamps prints
+// [start=…] as conntrack -o timestamp does, and a DESTROY event carries
+// the end, why, and delta-time=; without, nothing of it.
+func TestTimestamps(t *testing.T) {
+	cfg := conntrack.Config{Capacity: 64, Timeouts: conntrack.DefaultTimeouts(), Seed: 1, Timestamps: true, Accounting: true}
+	tr := conntrack.NewTracker(cfg)
+	epoch := time.Date(2026, 12, 1, 12, 0, 0, 0, time.Local)
+	tr.SetEpoch(epoch)
+	tr.SetNow(int64(5 * time.Second))
+	r := tr.Track(udp(t, cli, srv, 5000, 53), 0)
+	tr.Confirm(r.Conn)
+	e, _ := tr.Entry(r.Conn)
+	if !e.Start.Equal(epoch.Add(5 * time.Second)) {
+		t.Fatalf("start %v; want %v", e.Start, epoch.Add(5*time.Second))
+	}
+	e.Stamps = true
+	if line := e.String(); !strings.Contains(line, " [start=Tue Dec  1 12:00:05 2026] zone=0") || strings.Contains(line, "delta-time") {
+		t.Errorf("listing: %s", line)
+	}
+	tr.Events().Listen(true)
+	tr.SetNow(int64(95 * time.Second)) // past the 30 s UDP timeout
+	tr.Reap(64)
+	var got []conntrack.Event
+	tr.Events().Drain(func(ev *conntrack.Event) { got = append(got, *ev) })
+	if len(got) != 1 || got[0].Type != conntrack.EventDestroy || got[0].Reason != conntrack.EndTimeout ||
+		!got[0].Entry.End.Equal(epoch.Add(95*time.Second)) || !strings.Contains(string(got[0].AppendText(nil)), " delta-time=90 ") {
+		t.Fatalf("DESTROY: %+v\n%s", got, got[0].AppendText(nil))
+	}
+	plain := conntrack.NewTracker(conntrack.Config{Capacity: 64, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
+	r = plain.Track(udp(t, cli, srv, 5000, 53), 0)
+	if e, _ := plain.Entry(r.Conn); !e.Start.IsZero() {
+		t.Errorf("a start time without timestamps: %v", e.Start)
+	}
+}
+
+// TestIDs: the same connection in the same slot of two workers' tables
+// has two ids; a slot reused by another connection gets another id.
+func TestIDs(t *testing.T) {
+	id := func(worker int, sport uint16) uint32 {
+		tr := conntrack.NewTracker(conntrack.Config{Capacity: 64, Timeouts: conntrack.DefaultTimeouts(), Seed: 1, Worker: worker})
+		r := tr.Track(udp(t, cli, srv, sport, 53), 0)
+		e, _ := tr.Entry(r.Conn)
+		return e.ID
+	}
+	if id(0, 5000) == id(1, 5000) {
+		t.Error("two workers give one connection in one slot the same id")
+	}
+	if id(0, 5000) == id(0, 5001) {
+		t.Error("two connections in one slot share an id")
+	}
+	if id(0, 5000) != id(0, 5000) {
+		t.Error("ids are not a function of worker, slot and tuple")
+	}
+}

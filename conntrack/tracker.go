@@ -77,6 +77,9 @@ type Config struct {
 	// Timestamps keeps when each connection started
 	// (nf_conntrack_timestamp), at StampBytes more per connection.
 	Timestamps bool
+	// Worker is the worker the tracker belongs to: it goes into the
+	// connections' ids, so that they differ across workers.
+	Worker int
 }
 
 // InvalidReason says why a packet is INVALID. Each has a counter.

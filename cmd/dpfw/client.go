@@ -151,11 +151,19 @@ func ctListCmd() *cobra.Command {
 	var ft ctFilter
 	var limit int
 	var asJSON bool
+	var output string
 	list := &cobra.Command{
 		Use: "list", Short: "List connections, one per line as conntrack -L prints them", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := ft.query()
 			q.Set("limit", fmt.Sprint(limit))
+			switch output {
+			case "":
+			case "timestamp":
+				q.Set("timestamp", "1")
+			default:
+				return usageError{fmt.Errorf("-o %q: want timestamp", output)}
+			}
 			if !asJSON {
 				// conntrack -L lines, streamed as the workers hand them over.
 				q.Set("format", "text")
@@ -193,6 +201,7 @@ func ctListCmd() *cobra.Command {
 	ft.add(list)
 	list.Flags().IntVar(&limit, "limit", 100000, "show at most this many (all workers together)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	list.Flags().StringVarP(&output, "output", "o", "", "timestamp: show when each connection started ([start=…], with conntrack.timestamps), as conntrack -o timestamp")
 	return list
 }
 

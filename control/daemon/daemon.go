@@ -298,7 +298,9 @@ func (d *Daemon) newWorkers(infos []dataplane.PortInfo, seed uint64, plan Worker
 	cfg := d.Config
 	nw := len(cfg.Workers.CPUs)
 	for w, cpu := range cfg.Workers.CPUs {
-		tr := conntrack.NewTracker(ruleset.TrackerConfig(cfg, seed))
+		tc := ruleset.TrackerConfig(cfg, seed)
+		tc.Worker = w
+		tr := conntrack.NewTracker(tc)
 		d.trackers = append(d.trackers, tr)
 		d.events.rings = append(d.events.rings, tr.Events())
 		traceRing := dataplane.NewTraceRing()

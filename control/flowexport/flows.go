@@ -33,6 +33,9 @@ func (f *Flows) Destroyed(e *conntrack.Entry, why conntrack.EndReason, now time.
 	k := Key{e.Orig, e.Start.UnixNano()}
 	prev := f.sent[k]
 	delete(f.sent, k)
+	if !e.End.IsZero() {
+		now = e.End
+	}
 	return records(e, prev, now, endReason(e, why), EventDeleted)
 }
 
