@@ -26,11 +26,8 @@ type Entry struct {
 	HasAcct bool
 	// Start is when the connection was created, when the tracker keeps
 	// timestamps (the zero Time otherwise); End, in a DESTROY event, when
-	// it was destroyed.
-	Start, End time.Time
-	// Stamps prints [start=…] (and [stop=…]) in AppendText, as conntrack
-	// -o timestamp does with nf_conntrack_timestamp.
-	Stamps bool
+	// it was destroyed; AsOf when the entry was copied.
+	Start, End, AsOf time.Time
 }
 
 // Entry copies connection i, if it is in use.
@@ -51,7 +48,7 @@ func (tr *Tracker) Entry(i uint32) (Entry, bool) {
 		e.Acct, e.HasAcct = tr.Table.acct[i], true
 	}
 	if tr.Table.start != nil {
-		e.Start = tr.WallTime(tr.Table.start[i])
+		e.Start, e.AsOf = tr.WallTime(tr.Table.start[i]), tr.WallTime(tr.now)
 	}
 	return e, true
 }
@@ -125,31 +122,20 @@ func (e *Entry) AppendText(b []byte) []byte {
 	return b
 }
 
-// ctime is C's ctime(3) layout, as conntrack prints timestamps.
-const ctime = "Mon Jan _2 15:04:05 2006"
-
-// appendStamps appends the timestamps as libnetfilter_conntrack prints
-// them: [start=…] [stop=…] when asked (Stamps), and delta-time= (whole
-// seconds from start to stop) whenever the connection has ended.
+// appendStamps appends delta-time=, as conntrack prints it with
+// nf_conntrack_timestamp: whole seconds since the connection started (in
+// a DESTROY event, until it ended). conntrack prints it whether or not
+// -o timestamp is given.
 func (e *Entry) appendStamps(b []byte) []byte {
 	if e.Start.IsZero() {
 		return b
 	}
-	if e.Stamps {
-		b = append(b, " [start="...)
-		b = e.Start.Local().AppendFormat(b, ctime)
-		b = append(b, ']')
-		if !e.End.IsZero() {
-			b = append(b, " [stop="...)
-			b = e.End.Local().AppendFormat(b, ctime)
-			b = append(b, ']')
-		}
+	end := e.End
+	if end.IsZero() {
+		end = e.AsOf
 	}
-	if !e.End.IsZero() {
-		b = append(b, " delta-time="...)
-		b = strconv.AppendInt(b, int64(e.End.Sub(e.Start)/time.Second), 10)
-	}
-	return b
+	b = append(b, " delta-time="...)
+	return strconv.AppendInt(b, int64(max(end.Sub(e.Start), 0)/time.Second), 10)
 }
 
 // TupleJSON is one direction's tuple with its fields named: addresses as

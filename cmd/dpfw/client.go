@@ -157,11 +157,10 @@ func ctListCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := ft.query()
 			q.Set("limit", fmt.Sprint(limit))
-			switch output {
-			case "":
-			case "timestamp":
-				q.Set("timestamp", "1")
-			default:
+			// -o timestamp is accepted, as conntrack -L accepts it; as
+			// there, the lines are the same (delta-time= comes with
+			// conntrack.timestamps).
+			if output != "" && output != "timestamp" {
 				return usageError{fmt.Errorf("-o %q: want timestamp", output)}
 			}
 			if !asJSON {
@@ -201,7 +200,7 @@ func ctListCmd() *cobra.Command {
 	ft.add(list)
 	list.Flags().IntVar(&limit, "limit", 100000, "show at most this many (all workers together)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	list.Flags().StringVarP(&output, "output", "o", "", "timestamp: show when each connection started ([start=…], with conntrack.timestamps), as conntrack -o timestamp")
+	list.Flags().StringVarP(&output, "output", "o", "", "timestamp: accepted as conntrack -L accepts it (each connection's age, delta-time=, shows with conntrack.timestamps)")
 	return list
 }
 

@@ -187,9 +187,10 @@ func TestKernelTimeouts(t *testing.T) {
 	// Per-connection counters on both sides (nf_conntrack_acct), set
 	// before any connection exists.
 	sh(t, "ip", "netns", "exec", string(br), "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
+	sh(t, "ip", "netns", "exec", string(br), "sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
 	d, p := dpfwPath(t, func(c *config.Config) {
 		kdDpfwRules(c)
-		c.Conntrack.Accounting = true
+		c.Conntrack.Accounting, c.Conntrack.Timestamps = true, true
 	})
 	kev := startCapture(t, "ip", "netns", "exec", string(br), "conntrack", "-E")
 	dev := startCapture(t, dpfwBin, "conntrack", "events", "--api", p.metrics)
@@ -226,6 +227,7 @@ func TestKernelTimeouts(t *testing.T) {
 		t.Logf("kernel:\n%s\ndpfw:\n%s", kout, dout)
 	}
 	compareAccounting(t, string(kout), dout, ports)
+	compareAges(t, "listing", string(kout), dout, ports)
 	compareListFilters(t, br, p, ports)
 	// Flush both: every connection left goes, with a DESTROY event.
 	_ = exec.Command("ip", "netns", "exec", string(br), "conntrack", "-F").Run()
@@ -233,7 +235,9 @@ func TestKernelTimeouts(t *testing.T) {
 		t.Errorf("dpfw conntrack flush: %v\n%s", err, out)
 	}
 	time.Sleep(300 * time.Millisecond)
-	compareEvents(t, kev.stop(), dev.stop(), ports)
+	kevents, devents := kev.stop(), dev.stop()
+	compareEvents(t, kevents, devents, ports)
+	compareAges(t, "DESTROY events", destroys(kevents), destroys(devents), ports)
 	p.stop()
 }
 
@@ -428,4 +432,53 @@ func compareListFilters(t *testing.T, br netns, p *proc, ports []uint16) {
 		!strings.Contains(out, "0 flow entries have been deleted") {
 		t.Errorf("a flush matching nothing: conntrack -D %v, dpfw %v (%s); want exit 1 from both", kerr, derr, out)
 	}
+}
+
+// ctAge matches a conntrack line's A port and its delta-time (with
+// nf_conntrack_timestamp: the connection's age, or in a DESTROY its life).
+var ctAge = regexp.MustCompile(`(?:sport|id)=(\d+) .*? delta-time=(\d+)`)
+
+// destroys keeps the DESTROY lines of an event stream.
+func destroys(out string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "[DESTROY]") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// compareAges requires each connection's delta-time to be the kernel's,
+// within 2 s (both sides see the same packets, a moment apart).
+func compareAges(t *testing.T, what, kout, dout string, ports []uint16) {
+	t.Helper()
+	parse := func(out string) map[string]int {
+		m := map[string]int{}
+		for _, l := range strings.Split(out, "\n") {
+			if s := ctAge.FindStringSubmatch(l); s != nil {
+				m[s[1]], _ = strconv.Atoi(s[2])
+			}
+		}
+		return m
+	}
+	ka, da := parse(kout), parse(dout)
+	same, listed := 0, 0
+	for i, c := range timeoutCases {
+		port := strconv.Itoa(int(ports[i]))
+		kv, kok := ka[port]
+		dv, dok := da[port]
+		if kok {
+			listed++
+		}
+		if kok != dok || kv-dv > 2 || dv-kv > 2 {
+			t.Errorf("%s: %s delta-time: kernel %d (shown %v), dpfw %d (shown %v)", c.name, what, kv, kok, dv, dok)
+		} else {
+			same++
+		}
+	}
+	if listed == 0 {
+		t.Errorf("%s: the kernel showed no delta-time (nf_conntrack_timestamp)", what)
+	}
+	t.Logf("%s: %d of %d connections with the kernel's delta-time (%d shown)", what, same, len(timeoutCases), listed)
 }

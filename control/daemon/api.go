@@ -491,7 +491,7 @@ func (d *Daemon) apiConntrackList(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), d.listTimeout())
 	defer cancel()
 	if format == "text" {
-		d.listText(ctx, w, f, limit, r.URL.Query().Get("timestamp") == "1")
+		d.listText(ctx, w, f, limit)
 		return
 	}
 	d.listJSON(ctx, w, f, limit)
@@ -499,13 +499,12 @@ func (d *Daemon) apiConntrackList(w http.ResponseWriter, r *http.Request) {
 
 // listText streams conntrack -L lines; an error after the first chunk cuts
 // the stream short (no final newline).
-func (d *Daemon) listText(ctx context.Context, w http.ResponseWriter, f ConnFilter, limit int, stamps bool) {
+func (d *Daemon) listText(ctx context.Context, w http.ResponseWriter, f ConnFilter, limit int) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	bw := bufio.NewWriterSize(w, 64<<10)
 	line := make([]byte, 0, 256)
 	_, err := d.Conntrack(ctx, f, false, limit, func(es []conntrack.Entry) error {
 		for i := range es {
-			es[i].Stamps = stamps
 			line = append(es[i].AppendText(line[:0]), '\n')
 			bw.Write(line)
 		}

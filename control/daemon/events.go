@@ -90,7 +90,6 @@ func writeEvent(bw *bufio.Writer, e *stamped[conntrack.Event], asJSON, stamp boo
 		return line
 	}
 	b := line[:0]
-	e.v.Entry.Stamps = stamp
 	if stamp {
 		b = append(b, '[')
 		b = strconv.AppendInt(b, e.at.Unix(), 10)
