@@ -22,7 +22,7 @@ func main() {
 // number of arguments), as scripts expect.
 func execute(args []string) int {
 	root := newRoot()
-	root.SetArgs(args)
+	root.SetArgs(editAliases(args))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "dpfw:", err)
 		var u usageError

@@ -19,6 +19,10 @@ func rulesCmd() *cobra.Command {
 	list := rulesListCmd()
 	addAPIFlag(list)
 	cmd.AddCommand(rulesCheckCmd(), list, rulesImportCmd(), rulesZeroCmd(), rulesSaveCmd())
+	for _, c := range rulesEditCmds() {
+		addAPIFlag(c)
+		cmd.AddCommand(c)
+	}
 	return cmd
 }
 

@@ -267,6 +267,7 @@ func (d *Daemon) routes() []route {
 		{"GET /api/rules", d.apiRules},
 		{"GET /api/rules/save", d.apiRulesSave},
 		{"POST /api/rules/zero", d.apiRulesZero},
+		{"POST /api/rules/edit", d.apiRulesEdit},
 		{"POST /api/reload", d.apiReload},
 		{"GET /api/conntrack", d.apiConntrackList},
 		{"POST /api/conntrack/flush", d.apiConntrackFlush},

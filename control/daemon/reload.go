@@ -231,6 +231,11 @@ func (d *Daemon) reload(ctx context.Context) (ReloadResult, error) {
 		return ReloadResult{}, fmt.Errorf("rules: %w", err)
 	}
 	f := filter.Install(c, old.State.Workers(), old)
+	if c.Ruleset.Save() == old.Ruleset.Save() {
+		// The same rules (a file rewritten with what runs, e.g. by a
+		// persisted live edit): keep the running set and its counters.
+		f = old
+	}
 	res := ReloadResult{Generation: f.Gen, Rules: f.Stats.Rules, Hash: configHash(cfg)}
 	cur := d.Config
 	for _, ch := range []struct {
@@ -240,7 +245,7 @@ func (d *Daemon) reload(ctx context.Context) (ReloadResult, error) {
 		{"eal", cur.EAL, cfg.EAL}, {"mempool", cur.Mempool, cfg.Mempool}, {"ports", cur.Ports, cfg.Ports},
 		{"links", cur.Links, cfg.Links}, {"workers", cur.Workers, cfg.Workers},
 		{"dataplane", cur.Dataplane, cfg.Dataplane}, {"conntrack", cur.Conntrack, cfg.Conntrack},
-		{"metrics", cur.Metrics, cfg.Metrics}, {"log", cur.Log, cfg.Log},
+		{"metrics", cur.Metrics, cfg.Metrics}, {"log", cur.Log, cfg.Log}, {"flow_export", cur.FlowExport, cfg.FlowExport},
 	} {
 		if !reflect.DeepEqual(ch.a, ch.b) {
 			res.Restart = append(res.Restart, ch.key)

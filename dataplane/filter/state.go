@@ -119,3 +119,41 @@ func (f *Filter) LimitBytes(workers int) int {
 	}
 	return n * max(workers, 1)
 }
+
+// KeepCounters copies prev's counters into a's for the decisions both
+// have: a rule with the same chain and text (the n-th of its kind in the
+// chain keeps the n-th's) and a chain's policy; a live edit keeps the
+// counters of the rules it did not touch, as iptables -I/-D/-R do. What
+// the workers add to prev's counters meanwhile is lost. Only the control
+// side calls it, before a is installed.
+func (a *Active) KeepCounters(prev *Active) {
+	key := func(f *Filter, d int) string {
+		if d >= len(f.Rules) {
+			return "policy " + f.chains[d-len(f.Rules)].name
+		}
+		return f.Rules[d].Save()
+	}
+	ids := map[string][]int{}
+	for d := 0; d < a.NumDecisions(); d++ {
+		k := key(a.Filter, d)
+		ids[k] = append(ids[k], d)
+	}
+	seen := map[string]int{}
+	for d := 0; d < prev.NumDecisions(); d++ {
+		k := key(prev.Filter, d)
+		n := seen[k]
+		seen[k]++
+		if n >= len(ids[k]) {
+			continue
+		}
+		to := ids[k][n]
+		for w := range a.State.workers {
+			if w >= len(prev.State.workers) {
+				break
+			}
+			from := &prev.State.workers[w].counters[d]
+			a.State.workers[w].counters[to].Packets.Store(from.Packets.Load())
+			a.State.workers[w].counters[to].Bytes.Store(from.Bytes.Load())
+		}
+	}
+}
