@@ -345,9 +345,10 @@ func ctExpectCmd() *cobra.Command {
 
 // rulesListCmd prints the running rules with counters, like iptables -L -v -n.
 func rulesListCmd() *cobra.Command {
+	var habits [4]bool
 	c := &cobra.Command{
-		Use: "list", Short: "Show the running rules with packet and byte counters (like iptables -L -v -n)", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use: "list [CHAIN]", Short: "Show the running rules with packet and byte counters (like iptables -L -v -n -x --line-numbers)", Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			var res struct {
 				Generation uint32 `json:"generation"`
 				Rules      []struct {
@@ -370,6 +371,9 @@ func rulesListCmd() *cobra.Command {
 			rows := map[string][]row{}
 			policy := map[string]row{}
 			for _, r := range res.Rules {
+				if len(args) > 0 && r.Chain != args[0] {
+					continue
+				}
 				if _, ok := rows[r.Chain]; !ok {
 					order = append(order, r.Chain)
 					rows[r.Chain] = nil
@@ -379,6 +383,9 @@ func rulesListCmd() *cobra.Command {
 					continue
 				}
 				rows[r.Chain] = append(rows[r.Chain], row{r.Num, r.Target, r.Rule, r.Packets, r.Bytes})
+			}
+			if len(args) > 0 && len(order) == 0 {
+				return fmt.Errorf("chain %q: no such chain in the running rule set", args[0])
 			}
 			for i, ch := range order {
 				if i > 0 {
@@ -397,6 +404,11 @@ func rulesListCmd() *cobra.Command {
 			fmt.Fprintf(tw, "\n# rule-set generation %d\n", res.Generation)
 			return tw.Flush()
 		},
+	}
+	// iptables -L habits: dpfw always prints rule numbers and exact,
+	// numeric counters.
+	for i, f := range []struct{ name, short string }{{"line-numbers", ""}, {"exact", "x"}, {"numeric", "n"}, {"verbose", "v"}} {
+		c.Flags().BoolVarP(&habits[i], f.name, f.short, false, "accepted as iptables -L takes it; dpfw always lists that way")
 	}
 	return c
 }

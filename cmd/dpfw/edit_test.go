@@ -94,6 +94,20 @@ func TestTapRulesEdit(t *testing.T) {
 	if out, _ := p.cli("rules", "list"); !strings.Contains(out, "generation 4") {
 		t.Errorf("after the watcher's reload of the persisted file, want generation 4 still:\n%s", out)
 	}
+	// -L CHAIN --line-numbers -x and -Z CHAIN N, as iptables takes them.
+	if out, err := p.cli("rules", "list", "INPUT", "--line-numbers", "-x", "-n", "-v"); err != nil || !strings.Contains(out, "Chain INPUT") || strings.Contains(out, "Chain OUTPUT") {
+		t.Errorf("rules list INPUT: %v\n%s", err, out)
+	}
+	est0, other0 := p.metric("dpfw_rule_packets_total", `chain="INPUT"`, `rule="1"`), p.metric("dpfw_rule_packets_total", `chain="OUTPUT"`, `rule="1"`)
+	if out, err := p.cli("rules", "zero", "INPUT", "1"); err != nil {
+		t.Errorf("rules zero INPUT 1: %v\n%s", err, out)
+	}
+	if est, other := p.metric("dpfw_rule_packets_total", `chain="INPUT"`, `rule="1"`), p.metric("dpfw_rule_packets_total", `chain="OUTPUT"`, `rule="1"`); est > est0/4 || other < other0 {
+		t.Errorf("after -Z INPUT 1: INPUT 1 counts %v (was %v: want it restarted from 0), OUTPUT 1 %v (was %v: want it kept)", est, est0, other, other0)
+	}
+	if out, code := runCLI(t, "rules", "zero", "INPUT", "9", "--api", p.metrics); code != 1 || !strings.Contains(out, "out of range: want 1 to") {
+		t.Errorf("rules zero INPUT 9: exit %d\n%s", code, out)
+	}
 	select {
 	case err := <-done:
 		if err != nil || !strings.Contains(out.String(), "receiver") {

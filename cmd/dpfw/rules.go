@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/url"
 
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
@@ -155,10 +156,17 @@ rule set in the structured form, a "rules:" section to paste into a dpfw config.
 // rulesZeroCmd is "dpfw rules zero".
 func rulesZeroCmd() *cobra.Command {
 	zero := &cobra.Command{
-		Use: "zero", Short: "Zero the running rules' counters (iptables -Z)", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use: "zero [CHAIN [N]]", Short: "Zero the running rules' counters: all, a chain's, or rule N's (iptables -Z)", Args: cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if len(args) > 0 {
+				q.Set("chain", args[0])
+			}
+			if len(args) > 1 {
+				q.Set("num", args[1])
+			}
 			var res map[string]string
-			if err := call("POST", "/api/rules/zero", nil, &res); err != nil {
+			if err := call("POST", "/api/rules/zero", q, &res); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), res["result"])

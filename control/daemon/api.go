@@ -377,7 +377,19 @@ func (d *Daemon) apiRulesSave(w http.ResponseWriter, r *http.Request) {
 
 // apiRulesZero zeroes the rule counters (POST /api/rules/zero).
 func (d *Daemon) apiRulesZero(w http.ResponseWriter, r *http.Request) {
-	d.Rules.Load().State.ZeroCounters()
+	q := r.URL.Query()
+	num := 0
+	if v := q.Get("num"); v != "" {
+		var err error
+		if num, err = strconv.Atoi(v); err != nil || num < 1 {
+			failJSON(w, http.StatusBadRequest, fmt.Errorf("num %q: want a rule number from 1", v))
+			return
+		}
+	}
+	if err := d.Rules.Load().Zero(q.Get("chain"), num); err != nil {
+		failJSON(w, http.StatusBadRequest, err)
+		return
+	}
 	writeJSON(w, 200, map[string]string{"result": "counters zeroed"})
 }
 

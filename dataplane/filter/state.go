@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"unsafe"
 
@@ -156,4 +157,43 @@ func (a *Active) KeepCounters(prev *Active) {
 			a.State.workers[w].counters[to].Bytes.Store(from.Bytes.Load())
 		}
 	}
+}
+
+// Zero resets the counters of rule num (1-based) of chain, or with num 0
+// of all its rules and its policy, or with chain "" of everything
+// (iptables -Z [CHAIN [N]]).
+func (a *Active) Zero(chain string, num int) error {
+	if chain == "" {
+		a.State.ZeroCounters()
+		return nil
+	}
+	ci := -1
+	for i := range a.chains {
+		if a.chains[i].name == chain {
+			ci = i
+		}
+	}
+	if ci < 0 {
+		return fmt.Errorf("chain %q: no such chain", chain)
+	}
+	cc := &a.chains[ci]
+	if num < 0 || num > cc.n {
+		return fmt.Errorf("-Z %s %d: index of the rule out of range: want 1 to %d", chain, num, cc.n)
+	}
+	var ds []int
+	if num > 0 {
+		ds = []int{cc.first + num - 1}
+	} else {
+		for i := 0; i < cc.n; i++ {
+			ds = append(ds, cc.first+i)
+		}
+		ds = append(ds, len(a.Rules)+ci)
+	}
+	for w := range a.State.workers {
+		for _, d := range ds {
+			a.State.workers[w].counters[d].Packets.Store(0)
+			a.State.workers[w].counters[d].Bytes.Store(0)
+		}
+	}
+	return nil
 }
