@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -12,7 +14,8 @@ import (
 // a unit that runs that binary, the config with its rules file, and the
 // docs in place; the installed config parses; a second install keeps an
 // edited config; systemd-analyze finds nothing wrong with the unit but
-// the binary's absence from the real root; uninstall keeps the config.
+// the binary's absence from the real root, and rates its exposure at most
+// 5.0; uninstall keeps the config.
 func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
@@ -71,6 +74,15 @@ func TestMakeInstall(t *testing.T) {
 			if l != "" && !strings.Contains(l, "/usr/local/bin/dpfw is not executable") {
 				t.Errorf("systemd-analyze verify: %s", l)
 			}
+		}
+		// The sandboxing holds: systemd rated the unit 7.5 EXPOSED
+		// before it; it must stay at most 5.0.
+		out, _ = exec.Command("systemd-analyze", "security", "--offline=true", filepath.Join(dest, "etc/systemd/system/dpfw.service")).CombinedOutput()
+		m := regexp.MustCompile(`Overall exposure level for dpfw.service: ([0-9.]+)`).FindStringSubmatch(string(out))
+		if m == nil {
+			t.Errorf("systemd-analyze security printed no exposure level:\n%s", out)
+		} else if v, _ := strconv.ParseFloat(m[1], 64); v > 5.0 {
+			t.Errorf("systemd-analyze security rates the unit %s; want at most 5.0", m[1])
 		}
 	}
 	make("uninstall")
