@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"math/bits"
 	"sync/atomic"
 	"unsafe"
 
@@ -41,6 +42,24 @@ type Snapshot struct {
 	// FragmentsHeld is a gauge: received, neither sent nor dropped yet.
 	FragmentsHeld uint64                        `stat:"fragments_held,gauge" help:"Fragments held until their datagram is complete (at most 256 per worker)."`
 	Drops         [filter.NumDropReasons]uint64 `stat:"dropped_packets_total,counter" help:"Packets dropped, by reason." label:"reason=drop"`
+	// BusyRounds is a histogram of busy rounds by length (BusyRound):
+	// bucket i counts rounds shorter than 2^(i+8) ns, the last the rest;
+	// its sum is BusyNanos.
+	BusyRounds [NumRoundBuckets]uint64 `stat:"busy_round_seconds,histogram" help:"Busy rounds by length: from the start of a burst's processing to the next burst's arrival (processing, transmit, the next poll), in seconds." sum:"BusyNanos"`
+}
+
+// NumRoundBuckets is the number of BusyRounds buckets: 256 ns to 4.2 ms in
+// powers of two, then the rest.
+const NumRoundBuckets = 16
+
+// RoundBucketBound is the upper bound of BusyRounds bucket i (ns; the last
+// has none).
+func RoundBucketBound(i int) int64 { return 1 << (i + 8) }
+
+// BusyRound counts one busy round of d ns.
+func (s *Snapshot) BusyRound(d int64) {
+	s.BusyNanos += uint64(d)
+	s.BusyRounds[min(bits.Len64(uint64(d)>>8), NumRoundBuckets-1)]++
 }
 
 // CTSnapshot is a worker's connection-tracking counters: those the tracker,

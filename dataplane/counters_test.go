@@ -58,3 +58,21 @@ func TestCountersRoundTrip(t *testing.T) {
 		t.Fatalf("Add: %+v", s)
 	}
 }
+
+// BusyRound puts each round in its power-of-two bucket and adds it to
+// BusyNanos, the histogram's sum.
+func TestBusyRounds(t *testing.T) {
+	var s dataplane.Snapshot
+	for _, d := range []int64{100, 255, 256, 300, 1000, 4 << 20, 1e9} {
+		s.BusyRound(d)
+	}
+	want := map[int]uint64{0: 2, 1: 2, 2: 1, 15: 2}
+	for i, n := range s.BusyRounds {
+		if n != want[i] {
+			t.Errorf("bucket %d (< %d ns): %d; want %d", i, dataplane.RoundBucketBound(i), n, want[i])
+		}
+	}
+	if s.BusyNanos != 100+255+256+300+1000+4<<20+1e9 {
+		t.Errorf("BusyNanos %d", s.BusyNanos)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/internal/e2e"
 )
 
@@ -60,7 +61,13 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 			want[m] = append(want[m], "variable "+v.Name)
 		}
 	}
-	p, _, _ := tapPair(t, withRules(statefulRules))
+	// With flow export on (to a port nobody reads), so that its metrics
+	// are there too.
+	collector := freeUDP(t)
+	p, _, _ := tapPair(t, func(c *config.Config) {
+		e2e.Iptables(c, statefulRules, "")
+		c.FlowExport.Collectors = []string{collector}
+	})
 	resp, err := http.Get("http://" + p.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -69,8 +76,13 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	resp.Body.Close()
 	have := map[string]bool{}
 	for _, l := range strings.Split(string(body), "\n") {
-		if f := strings.Fields(l); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+		if f := strings.Fields(l); len(f) >= 4 && f[0] == "#" && f[1] == "TYPE" {
 			have[f[2]] = true
+			if f[3] == "histogram" {
+				for _, s := range []string{"_bucket", "_sum", "_count"} {
+					have[f[2]+s] = true
+				}
+			}
 		}
 	}
 	var names []string

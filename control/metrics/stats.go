@@ -54,6 +54,8 @@ type statFamily struct {
 	index []int  // the field, for reflect.Value.FieldByIndex
 	// names gives an array field's label values; nil for a scalar.
 	names func(int) string
+	// sum is, for a histogram, the field holding its sum (nanoseconds).
+	sum []int
 }
 
 // statFamilies reads the stat tags of t's fields (and of the structs it
@@ -85,8 +87,14 @@ func statFamilies(t reflect.Type, sub string) []statFamily {
 			}
 			labels = append(labels, label)
 		}
-		if kind != "counter" && kind != "gauge" && kind != "seconds" {
-			panic(fmt.Sprintf("metrics: %s.%s: kind %q: want counter, gauge or seconds", t, f.Name, kind))
+		if kind == "histogram" {
+			sf, ok := t.FieldByName(f.Tag.Get("sum"))
+			if !ok || f.Type.Kind() != reflect.Array {
+				panic(fmt.Sprintf("metrics: %s.%s: a histogram is an array of buckets with sum:\"FIELD\"", t, f.Name))
+			}
+			fam.sum = sf.Index
+		} else if kind != "counter" && kind != "gauge" && kind != "seconds" {
+			panic(fmt.Sprintf("metrics: %s.%s: kind %q: want counter, gauge, seconds or histogram", t, f.Name, kind))
 		}
 		fam.desc = desc(sub, name, f.Tag.Get("help"), labels)
 		out = append(out, fam)
@@ -98,6 +106,10 @@ func statFamilies(t reflect.Type, sub string) []statFamily {
 func collectStats(ch chan<- prometheus.Metric, fams []statFamily, v reflect.Value, worker string) {
 	for _, f := range fams {
 		fv := v.FieldByIndex(f.index)
+		if f.kind == "histogram" {
+			f.sendHistogram(ch, fv, v.FieldByIndex(f.sum), worker)
+			continue
+		}
 		if f.names == nil {
 			f.send(ch, fv, worker)
 			continue
@@ -125,4 +137,23 @@ func (f *statFamily) send(ch chan<- prometheus.Metric, v reflect.Value, labels .
 		x /= 1e9
 	}
 	ch <- constMetric(f.desc, t, x, labels...)
+}
+
+// sendHistogram sends an array of buckets (bucket i: below
+// dataplane.RoundBucketBound(i) ns, the last the rest) as a histogram in
+// seconds.
+func (f *statFamily) sendHistogram(ch chan<- prometheus.Metric, buckets, sum reflect.Value, labels ...string) {
+	cum := map[float64]uint64{}
+	var n uint64
+	for i := 0; i < buckets.Len(); i++ {
+		n += buckets.Index(i).Uint()
+		if i < buckets.Len()-1 {
+			cum[float64(dataplane.RoundBucketBound(i))/1e9] = n
+		}
+	}
+	m, err := prometheus.NewConstHistogram(f.desc, n, float64(sum.Uint())/1e9, cum, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(f.desc, err)
+	}
+	ch <- m
 }

@@ -177,7 +177,7 @@ func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) int {
 		// One clock read per burst: the interval since the last read was
 		// spent on the previous burst (busy) or on polling (idle).
 		if wasBusy {
-			st.BusyNanos += uint64(now - last)
+			st.BusyRound(now - last)
 		} else {
 			st.IdleNanos += uint64(now - last)
 		}
