@@ -9,7 +9,7 @@ DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-pi
 # here); or a duration/count for every target, e.g. FUZZTIME=10m.
 FUZZTIME ?=
 
-.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf perf-smoke check-format vet clean install uninstall
+.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf perf-smoke check-format vet clean install uninstall man
 
 all: build
 
@@ -122,12 +122,21 @@ install: build
 	[ -e $(DESTDIR)/etc/dpfw/tutorial.rules ] || install -m 0644 configs/tutorial.rules $(DESTDIR)/etc/dpfw/tutorial.rules
 	install -m 0644 configs/reference.yaml $(DESTDIR)$(PREFIX)/share/doc/dpfw/reference.yaml
 	install -m 0644 README.md ARCHITECTURE.md $(DESTDIR)$(PREFIX)/share/doc/dpfw/
+	rm -rf bin/man && $(BIN) man bin/man
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 bin/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	@echo "installed; edit /etc/dpfw/dpfw.yaml, check it with: dpfw check --config /etc/dpfw/dpfw.yaml; then: systemctl daemon-reload && systemctl enable --now dpfw"
 
 # Remove what install put in place, but the config (/etc/dpfw).
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/dpfw $(DESTDIR)/etc/systemd/system/dpfw.service
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/dpfw
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man1/dpfw.1 $(DESTDIR)$(PREFIX)/share/man/man1/dpfw-*.1
+
+# A man page per command (dpfw.1, dpfw-rules-insert.1, …) in bin/man,
+# from the command tree; make install installs them.
+man: build
+	rm -rf bin/man && $(BIN) man bin/man
 
 clean:
 	rm -rf bin

@@ -13,7 +13,8 @@ import (
 // TestMakeInstall: "make install" into a staging DESTDIR puts the binary,
 // a unit that runs that binary, the config with its rules file, and the
 // docs in place; the installed config parses; a second install keeps an
-// edited config; systemd-analyze finds nothing wrong with the unit but
+// edited config; a man page per command is installed; systemd-analyze
+// finds nothing wrong with the unit but
 // the binary's absence from the real root, and rates its exposure at most
 // 5.0; uninstall keeps the config.
 func TestMakeInstall(t *testing.T) {
@@ -36,7 +37,8 @@ func TestMakeInstall(t *testing.T) {
 	make("install")
 	for _, f := range []string{"usr/local/bin/dpfw", "etc/systemd/system/dpfw.service", "etc/dpfw/dpfw.yaml",
 		"etc/dpfw/dpfw.yaml.example", "etc/dpfw/tutorial.rules", "usr/local/share/doc/dpfw/README.md",
-		"usr/local/share/doc/dpfw/reference.yaml"} {
+		"usr/local/share/doc/dpfw/reference.yaml", "usr/local/share/man/man1/dpfw.1", "usr/local/share/man/man1/dpfw-rules-insert.1",
+		"usr/local/share/man/man1/dpfw-trace.1"} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
 			t.Errorf("make install did not install %s: %v", f, err)
 		}
@@ -85,9 +87,16 @@ func TestMakeInstall(t *testing.T) {
 			t.Errorf("systemd-analyze security rates the unit %s; want at most 5.0", m[1])
 		}
 	}
+	if out, err := exec.Command("man", "-l", "-P", "cat", filepath.Join(dest, "usr/local/share/man/man1/dpfw-rules-insert.1")).CombinedOutput(); err == nil &&
+		!strings.Contains(string(out), "like iptables -I") {
+		t.Errorf("man dpfw-rules-insert:\n%s", out)
+	}
 	make("uninstall")
 	if _, err := os.Stat(bin); err == nil {
 		t.Errorf("make uninstall left %s", bin)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "usr/local/share/man/man1/dpfw.1")); err == nil {
+		t.Errorf("make uninstall left the man pages")
 	}
 	if _, err := os.Stat(cfg); err != nil {
 		t.Errorf("make uninstall removed the config: %v", err)
