@@ -95,6 +95,9 @@ type Workers struct {
 	// (0: busy-poll always, the DPDK default).
 	IdlePolls int           `mapstructure:"idle_polls"`
 	IdleSleep time.Duration `mapstructure:"idle_sleep"`
+	// IdleSleepMax caps the pause, which doubles with each idle round
+	// from IdleSleep: the most a packet waits after a quiet spell.
+	IdleSleepMax time.Duration `mapstructure:"idle_sleep_max"`
 	// Steering hands each packet to the worker that owns its connection
 	// (symmetric hash of the tuple): "auto" (when several workers share a
 	// port without RSS), "on" or "off".
@@ -303,7 +306,7 @@ func Default() Config {
 	return Config{
 		EAL:       EAL{FilePrefix: "dpfw", Hugepages: "auto", MemoryMB: 512},
 		Mempool:   Mempool{Mbufs: 16383, Cache: 256, DataRoom: 2048 + 128},
-		Workers:   Workers{CPUs: []int{1}, IdlePolls: 0, IdleSleep: 50 * time.Microsecond, Steering: "auto"},
+		Workers:   Workers{CPUs: []int{1}, IdlePolls: 0, IdleSleep: 50 * time.Microsecond, IdleSleepMax: time.Millisecond, Steering: "auto"},
 		Dataplane: Dataplane{NonIP: "pass", RejectPerSecond: 1000, LogPerSecond: 100, Checksum: "full"},
 		Conntrack: Conntrack{Capacity: 1 << 20, TCPLoose: true, Timeouts: ConntrackTimeouts{
 			TCPSynSent: 2 * time.Minute, TCPSynRecv: 60 * time.Second, TCPEstablished: 5 * 24 * time.Hour,
@@ -632,6 +635,9 @@ func checkWorkers(v *validation) {
 	}
 	if c.Workers.IdleSleep < 0 || c.Workers.IdleSleep > time.Second {
 		v.add("workers.idle_sleep", "%s: want 0 to 1s", c.Workers.IdleSleep)
+	}
+	if c.Workers.IdleSleepMax < c.Workers.IdleSleep || c.Workers.IdleSleepMax > time.Second {
+		v.add("workers.idle_sleep_max", "%s: want idle_sleep (%s) to 1s", c.Workers.IdleSleepMax, c.Workers.IdleSleep)
 	}
 }
 

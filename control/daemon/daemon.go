@@ -323,7 +323,8 @@ func (d *Daemon) newWorkers(infos []dataplane.PortInfo, seed uint64, plan Worker
 		}
 		pl := dataplane.NewPipeline(opts, tr, &d.Rules, new(dataplane.Counters))
 		d.pipes = append(d.pipes, pl)
-		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep, SteerRings: rings}, pl)
+		wk := worker.New(worker.Config{ID: w, CPU: cpu, Queues: qs, IdlePolls: cfg.Workers.IdlePolls, IdleSleep: cfg.Workers.IdleSleep,
+			IdleSleepMax: cfg.Workers.IdleSleepMax, SteerRings: rings}, pl)
 		d.Workers = append(d.Workers, wk)
 	}
 }

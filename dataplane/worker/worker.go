@@ -1,7 +1,10 @@
 package worker
 
 import (
+	"unsafe"
+
 	"fmt"
+	"golang.org/x/sys/unix"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -37,9 +40,13 @@ type Config struct {
 	// Queues are polled round-robin.
 	Queues []Queue
 	// IdlePolls empty rounds in a row make the worker sleep IdleSleep before
-	// polling again (0 disables: pure busy polling, the DPDK default).
-	IdlePolls int
-	IdleSleep time.Duration
+	// polling again (0 disables: pure busy polling, the DPDK default); each
+	// further idle round doubles the pause, up to IdleSleepMax, and a
+	// packet resets it. The first packet after a quiet spell waits at most
+	// IdleSleepMax; an idle worker polls IdlePolls times per IdleSleepMax.
+	IdlePolls    int
+	IdleSleep    time.Duration
+	IdleSleepMax time.Duration
 	// SteerRings[w][p] is worker w's ring for packets that entered port
 	// index p (nil without steering).
 	SteerRings [][]*dpdk.Ring
@@ -169,6 +176,7 @@ func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) int {
 	sincePublish := 0
 	last := int64(0)
 	wasBusy := false
+	pause := w.cfg.IdleSleep
 	for !w.stop.Load() {
 		w.doIO(io, staged)
 		staged = 0
@@ -190,11 +198,12 @@ func (w *Worker) loop(io *dpdk.IO, clk dpdk.TSCClock) int {
 			w.pl.Publish()
 			sincePublish = 0
 			if w.cfg.IdlePolls > 0 {
-				time.Sleep(w.cfg.IdleSleep)
+				sleepThread(pause)
+				pause = min(2*pause, max(w.cfg.IdleSleepMax, w.cfg.IdleSleep))
 			}
 			continue
 		}
-		wasBusy = true
+		wasBusy, pause = true, w.cfg.IdleSleep
 		staged = w.process(io, &w.cfg.Queues[io.RxIndex()], rx, now)
 		if sincePublish++; sincePublish >= publishEvery {
 			st.EmptyPolls = io.EmptyPolls()
@@ -384,4 +393,15 @@ func (w *Worker) answer(m *dpdk.Mbuf, p *packet.Parsed, k reject.Kind) bool {
 	copy(m.DataRoom(), w.scratch[:n])
 	m.SetLen(n)
 	return true
+}
+
+// sleepThread sleeps the worker's own OS thread for d with nanosleep(2),
+// outside the Go scheduler: no timer, no wake-up through another thread,
+// and the P stays with the worker (RawSyscall: the runtime does not hand it
+// to another thread meanwhile), so the wake-up comes on time however busy
+// the machine, and waking costs no runtime work. A signal (the runtime's
+// preemption) may end it early, which only shortens the idle pause.
+func sleepThread(d time.Duration) {
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
