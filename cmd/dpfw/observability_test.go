@@ -101,9 +101,10 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	p.stop()
 }
 
-// TestPrometheusScrape runs Debian's Prometheus against a running dpfw and
-// checks through its query API that what it stored matches the traffic the
-// test sent.
+// TestPrometheusScrape runs Debian's Prometheus against two running dpfw
+// and checks through its query API that what it stored matches the traffic
+// the test sent, and that every query of the Grafana dashboard evaluates
+// with two instances (no "many-to-many matching" or other error).
 func TestPrometheusScrape(t *testing.T) {
 	requireDPDK(t)
 	bin, err := exec.LookPath("prometheus")
@@ -114,6 +115,7 @@ func TestPrometheusScrape(t *testing.T) {
 		t.Skip("prometheus is not installed (make deps)")
 	}
 	p, cns, _ := tapPair(t, withRules(statefulRules))
+	other := startPcap(t, nil, withRules(statefulRules))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +123,7 @@ func TestPrometheusScrape(t *testing.T) {
 	promAddr := ln.Addr().String()
 	ln.Close()
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("global: {scrape_interval: 500ms, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: dpfw\n    static_configs: [{targets: [%q]}]\n", p.metrics)
+	cfg := fmt.Sprintf("global: {scrape_interval: 500ms, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: dpfw\n    static_configs: [{targets: [%q, %q]}]\n", p.metrics, other.metrics)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -156,10 +158,10 @@ func TestPrometheusScrape(t *testing.T) {
 		s, _ := r.Data.Result[0].Value[1].(string)
 		return strconv.ParseFloat(s, 64)
 	}
-	// Wait until Prometheus has scraped dpfw once.
+	// Wait until Prometheus has scraped both once.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if v, err := query(`up{job="dpfw"}`); err == nil && v == 1 {
+		if v, err := query(`sum(up{job="dpfw"})`); err == nil && v == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -186,5 +188,55 @@ func TestPrometheusScrape(t *testing.T) {
 	if err != nil || r < 2 || r > 12 {
 		t.Errorf("peak rate of echo replies in Prometheus: %v (%v); want about 5/s", r, err)
 	}
+	for _, q := range dashboardQueries(t) {
+		if err := promEvaluates(promAddr, q); err != nil {
+			t.Errorf("dashboard query with two instances: %v\n  %s", err, q)
+		}
+	}
+	if v, err := query(`count(sum by (instance, worker) (dpfw_conntrack_entries) / on (instance, worker) dpfw_conntrack_capacity)`); err != nil || v != 2 {
+		t.Errorf("the table-fill panel's query gives %v series (%v); want one per instance", v, err)
+	}
+	other.stop()
 	p.stop()
+}
+
+// dashboardQueries returns the dashboard's queries as Grafana sends them:
+// every instance, a short rate interval.
+func dashboardQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../../configs/grafana/dpfw.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct{ Targets []struct{ Expr string } }
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	r := strings.NewReplacer("$instance", ".*", "$__rate_interval", "2s")
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			out = append(out, r.Replace(tg.Expr))
+		}
+	}
+	return out
+}
+
+// promEvaluates runs an instant query and returns Prometheus' error, if any.
+func promEvaluates(addr, q string) error {
+	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var r struct{ Status, Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return err
+	}
+	if r.Status != "success" {
+		return fmt.Errorf("%s: %s", r.Status, r.Error)
+	}
+	return nil
 }
