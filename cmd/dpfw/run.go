@@ -326,6 +326,7 @@ func portStats(d *daemon.Daemon) []metrics.PortStats {
 			Name: p.Config.Name, RxPackets: st.IPackets, TxPackets: st.OPackets,
 			RxBytes: st.IBytes, TxBytes: st.OBytes, RxMissed: st.IMissed,
 			RxErrors: st.IErrors, TxErrors: st.OErrors, RxNoMbuf: st.RxNoMbuf, LinkUp: link.Up,
+			LinkUnknown: tapElsewhere(p.Config.Device),
 		})
 	}
 	return out
@@ -346,4 +347,21 @@ func printSnapshot(w io.Writer, name string, s *dataplane.Snapshot) {
 			fmt.Fprintf(w, "    dropped %-20s %d\n", r.String(), s.Drops[r])
 		}
 	}
+}
+
+// tapElsewhere reports whether device is a net_tap whose kernel interface
+// is not in dpfw's network namespace (moved out: DPDK's net_tap looks for
+// it there by name, so it reads its link as down).
+func tapElsewhere(device string) bool {
+	name, args, _ := strings.Cut(device, ",")
+	if !strings.HasPrefix(name, "net_tap") {
+		return false
+	}
+	for _, kv := range strings.Split(args, ",") {
+		if iface, ok := strings.CutPrefix(kv, "iface="); ok {
+			_, err := net.InterfaceByName(iface)
+			return err != nil
+		}
+	}
+	return false
 }

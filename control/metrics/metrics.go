@@ -19,6 +19,10 @@ type PortStats struct {
 	RxMissed, RxErrors   uint64
 	TxErrors, RxNoMbuf   uint64
 	LinkUp               bool
+	// LinkUnknown is set when the device cannot know its link: a net_tap
+	// whose interface was moved out of dpfw's network namespace (DPDK
+	// looks for it by name in dpfw's). No link_up sample is exported then.
+	LinkUnknown bool
 }
 
 // RuleStat is one rule's (or chain policy's) counters.
@@ -55,7 +59,7 @@ var (
 	portRxErr   = desc("port", "rx_errors_total", "Erroneous received packets.", []string{"port"})
 	portTxErr   = desc("port", "tx_errors_total", "Failed transmissions.", []string{"port"})
 	portNoMbuf  = desc("port", "rx_nombuf_total", "Receive failures for lack of an mbuf.", []string{"port"})
-	portUp      = desc("port", "link_up", "1 if the port's link is up.", []string{"port"})
+	portUp      = desc("port", "link_up", "1 if the port's link is up (not exported for a net_tap whose interface left dpfw's network namespace: DPDK cannot see it).", []string{"port"})
 
 	rulePackets = desc("rule", "packets_total", "Packets decided by a rule or chain policy (like iptables -L -v).", []string{"chain", "rule", "target", "comment"})
 	ruleBytes   = desc("rule", "bytes_total", "Bytes (IP) decided by a rule or chain policy.", []string{"chain", "rule", "target", "comment"})
@@ -156,6 +160,9 @@ func collectPort(ch chan<- prometheus.Metric, p *PortStats) {
 	counter(ch, portRxErr, p.RxErrors, p.Name)
 	counter(ch, portTxErr, p.TxErrors, p.Name)
 	counter(ch, portNoMbuf, p.RxNoMbuf, p.Name)
+	if p.LinkUnknown {
+		return
+	}
 	up := 0.0
 	if p.LinkUp {
 		up = 1
