@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -256,8 +257,25 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("eal: {args: [1, 2]}\nworkers: {cpus: 3}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := config.Load("fuzz.yaml", b)
-		if err == nil && len(cfg.Validate()) != 0 {
+		if err != nil {
+			return
+		}
+		if len(cfg.Validate()) != 0 {
 			t.Fatal("Load accepted a config that does not validate")
+		}
+		// What Marshal writes (the harness starts dpfw from it) loads back
+		// to the same config.
+		text, err := config.Marshal(cfg)
+		if err != nil {
+			t.Fatalf("Marshal: %v", err)
+		}
+		again, err := config.Load("fuzz.yaml", text)
+		if err != nil {
+			t.Fatalf("Marshal's output does not load: %v\n%s", err, text)
+		}
+		again.Lines = cfg.Lines
+		if !reflect.DeepEqual(again, cfg) {
+			t.Fatalf("Marshal's output loads as another config:\n%s\ngot  %+v\nwant %+v", text, *again, *cfg)
 		}
 	})
 }
