@@ -165,6 +165,9 @@ func (o *runOpts) measure(wl string, n int) string {
 	if perConn > 0 {
 		extra = fmt.Sprintf(", %.0f connections/s", d*1e6/float64(perConn))
 	}
+	if mhz := cpuMHz(); mhz > 0 && d > 0 {
+		extra += fmt.Sprintf(", %.0f cycles/packet at %.0f MHz", mhz/d, mhz)
+	}
 	fmt.Printf("%-22s dpfw %.2f Mpps, testpmd io %.2f Mpps, ratio %.2f (median of %d rounds)%s\n", name, d, io, ratio, o.rounds, extra)
 	return fmt.Sprintf("| %s | %s | %.2f | %.2f | %.2f |%s", time.Now().Format("2006-01-02"), name, io, d, ratio, extra)
 }
@@ -209,6 +212,19 @@ func check(err error) {
 		fmt.Fprintln(os.Stderr, "perf:", err)
 		os.Exit(1)
 	}
+}
+
+// cpuMHz is the CPU's clock as /proc/cpuinfo says (0 if it does not): on
+// the VMs measured here, the TSC's.
+func cpuMHz() float64 {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "cpu MHz"); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":")), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 func cpuModel() string {
