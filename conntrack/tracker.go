@@ -619,19 +619,29 @@ func icmpRequest(proto, typ uint8) bool {
 // early_drop takes the first such entry of the bucket it scans. Taking the
 // first (not the one closest to expiry) matters under a SYN flood, when the
 // table is full of half-open entries: one or two entries are read instead
-// of every entry of both buckets, each a cache miss. It reports whether it
-// evicted one.
+// of every entry of both buckets, each a cache miss. An expired entry met
+// on the way (the sweep had not reached it) goes first, as an expiry, even
+// if assured. It reports whether it freed one.
 func (tr *Tracker) earlyDrop(h uint64) bool {
-	victim, found := uint32(0), false
+	victim, found, gone := uint32(0), false, false
 	tr.Table.candidates(h, func(i uint32) bool {
 		c := tr.Table.Conn(i)
+		if tr.expired(c) {
+			// Already over: the sweep had not reached it. It goes as
+			// an expiry, not an early drop, whatever its state.
+			victim, found, gone = i, true, true
+			return false
+		}
 		if c.Assured() && !(c.Orig.Proto == header.ProtoTCP && c.TCP.CanEarlyDrop()) {
 			return true
 		}
 		victim, found = i, true
 		return false
 	})
-	if found {
+	switch {
+	case gone:
+		tr.expire(victim)
+	case found:
 		tr.delete(victim, EndEarlyDrop)
 		tr.Stats.EarlyDrops++
 	}

@@ -572,3 +572,22 @@ func TestAdaptiveTimeouts(t *testing.T) {
 		t.Fatalf("assured flow: %+v; want ESTABLISHED, kept", r)
 	}
 }
+
+// A new connection that finds the table full takes the place of an
+// expired entry the sweep has not reached yet, as an expiry, before it
+// early-drops a live one.
+func TestFullTableTakesExpired(t *testing.T) {
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 16, Timeouts: conntrack.DefaultTimeouts(), Seed: 1})
+	for i := uint16(0); i < 64 && tr.Table.Len() < tr.Table.Cap(); i++ {
+		tr.Track(udp(t, cli, srv, 1000+i, 53), 0)
+	}
+	full := tr.Table.Len()
+	tr.SetNow(tr.Now() + int64(31*time.Second)) // past UDP's 30 s
+	before := tr.Stats.Expired
+	if r := tr.Track(udp(t, cli, srv, 9000, 53), 0); r.State != conntrack.New || r.Full {
+		t.Fatalf("a new flow into a table of %d expired entries: %+v", full, r)
+	}
+	if tr.Stats.Expired != before+1 || tr.Stats.EarlyDrops != 0 {
+		t.Errorf("expired %d (want %d), early drops %d (want 0)", tr.Stats.Expired, before+1, tr.Stats.EarlyDrops)
+	}
+}

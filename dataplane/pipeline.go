@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack"
@@ -22,13 +23,19 @@ const NoDecision = 0xffff
 // many as a conntrack.Batch stages.
 const BurstSize = conntrack.BatchSize
 
-// reapPerBurst and reapPerIdle are how many connection entries a worker
-// examines for expiry after each burst and after each empty poll round: at
-// 5 Mpps a 1 M-entry table is swept about once a second (more when idle, and
-// Reap speeds up by itself when many entries expire).
+// After each burst a worker examines as many connection entries for
+// expiry as sweep the whole table once per reapSweep of its clock (at
+// 11 Mpps, a 64 K-entry table takes one entry every few bursts instead of
+// 8 every burst), at most reapPerBurst; after each empty poll round,
+// reapPerIdle. Reap speeds up by itself when many entries expire, and a
+// new connection that finds the table full takes an expired entry's place
+// first (conntrack's early drop).
 const (
-	reapPerBurst = 8
+	reapSweep    = int64(time.Second)
+	reapPerBurst = 64
 	reapPerIdle  = 64
+	// fragsPerBurst is the fragment table's share.
+	fragsPerBurst = 8
 )
 
 // PortInfo is what the pipeline knows about an input port.
@@ -176,6 +183,9 @@ type Pipeline struct {
 
 	frags fragTable
 	trace traceState
+	// lastReap and reapAcc pace the sweep for expired entries (reapDue).
+	lastReap int64
+	reapAcc  uint64
 }
 
 type hit struct {
@@ -270,7 +280,7 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 			pl.traceFinish(f, b, n, &pi)
 		}
 	}
-	pl.end(reapPerBurst)
+	pl.end(pl.reapDue(), fragsPerBurst)
 	pl.serveControl(true)
 }
 
@@ -296,9 +306,21 @@ func (pl *Pipeline) begin(now int64) *filter.Active {
 	return f
 }
 
-// end adds the burst's rule hits to the rule set's counters and does the housekeeping
-// (reap entries, expire held fragments) of one burst, reap entries at most.
-func (pl *Pipeline) end(reap int) {
+// reapDue is how many entries a burst at pl.now examines: the table's
+// share of the clock since the last burst, a sweep per reapSweep.
+func (pl *Pipeline) reapDue() int {
+	el := min(max(pl.now-pl.lastReap, 0), reapSweep)
+	pl.lastReap = pl.now
+	pl.reapAcc += uint64(pl.Tracker.Table.Cap()) * uint64(el)
+	n := pl.reapAcc / uint64(reapSweep)
+	pl.reapAcc %= uint64(reapSweep)
+	return int(min(n, reapPerBurst))
+}
+
+// end adds the burst's rule hits to the rule set's counters and does the
+// housekeeping of one burst: examine reap connection entries and frags
+// fragment slots for expiry.
+func (pl *Pipeline) end(reap, frags int) {
 	ctr := pl.ws.Counters()
 	for k := 0; k < pl.nhits; k++ {
 		h := &pl.hits[k]
@@ -307,8 +329,10 @@ func (pl *Pipeline) end(reap int) {
 		c.Bytes.Add(h.bytes)
 	}
 	pl.nhits = 0
-	pl.Tracker.Reap(reap)
-	pl.frags.expire(pl.now, reap)
+	if reap > 0 {
+		pl.Tracker.Reap(reap)
+	}
+	pl.frags.expire(pl.now, frags)
 }
 
 // checksums validates a burst's checksums while the tracker stages its
@@ -485,7 +509,7 @@ func (pl *Pipeline) acceptAll(f *filter.Active, b *Burst, n int) {
 // Idle does housekeeping when a poll round found no packet.
 func (pl *Pipeline) Idle(now int64) {
 	pl.begin(now)
-	pl.end(reapPerIdle)
+	pl.end(reapPerIdle, reapPerIdle)
 	pl.serveControl(false)
 }
 

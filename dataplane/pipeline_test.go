@@ -755,3 +755,29 @@ func dropSummary(s *dataplane.Snapshot) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// The sweep is paced by the clock: bursts a millisecond apart examine the
+// whole table within a second, so connections past their timeout go
+// within about a second of it, however many bursts come.
+func TestReapPaced(t *testing.T) {
+	pl := newPipeline(t, true, tutorialRules)
+	frames := pcapgen.UDPFlows(100, false)
+	var b dataplane.Burst
+	for i, f := range frames {
+		b.N = 1
+		b.Decode(0, f, 0)
+		pl.Process(&b, 0, int64(time.Second)+int64(i))
+	}
+	if n := pl.Tracker.Table.Len(); n != 100 {
+		t.Fatalf("%d connections; want 100", n)
+	}
+	other := pcapgen.UDPFlows(1, false)[0] // one flow kept busy
+	for now := int64(32 * time.Second); now < int64(33*time.Second)+int64(100*time.Millisecond); now += int64(time.Millisecond) {
+		b.N = 1
+		b.Decode(0, other, 0)
+		pl.Process(&b, 0, now)
+	}
+	if n := pl.Tracker.Table.Len(); n != 1 {
+		t.Errorf("%d connections 1.1 s after 99 of them expired; want the 1 kept busy", n)
+	}
+}
