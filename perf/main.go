@@ -48,13 +48,14 @@ func main() {
 	reloadLoadFlag := flag.Duration("reload-load", 0, "also run dpfw while reloading its rules (two rule sets allowing the same traffic) at this interval, and report throughput and drops")
 	flag.StringVar(&profileDir, "profile", "", "record the forwarding CPU with Linux perf (perf record -g) during each dpfw window, into DIR/<workload>-<flows>-<n>.data (read with perf report -i)")
 	controlLoad := flag.Duration("control-load", 0, "also run dpfw while scraping /metrics and listing every connection (dpfw conntrack list) at this interval, and report the throughput change")
+	scaling := flag.Bool("scaling", false, "also run dpfw on a two-queue source (the frames split over two rx_pcap files) with one worker, two with steering and two without, and report two workers ÷ one")
 	flag.Parse()
 	if profileDir != "" {
 		check(os.MkdirAll(profileDir, 0o755))
 	}
 	o := &runOpts{dpfw: *dpfwBin, testpmd: *testpmd, cpu: *cpu, noHuge: *noHuge, rounds: *rounds,
 		warmup: time.Duration(*warmup) * time.Second, window: time.Duration(*seconds) * time.Second,
-		controlLoad: *controlLoad, reloadLoad: *reloadLoadFlag}
+		controlLoad: *controlLoad, reloadLoad: *reloadLoadFlag, scaling: *scaling}
 	dir, err := os.MkdirTemp("", "dpfw-perf-")
 	check(err)
 	defer os.RemoveAll(dir)
@@ -88,6 +89,7 @@ type runOpts struct {
 	noHuge                  bool
 	warmup, window          time.Duration
 	controlLoad, reloadLoad time.Duration
+	scaling                 bool
 }
 
 // workload builds a workload's frames for n flows and sets the globals
@@ -157,6 +159,9 @@ func (o *runOpts) measure(wl string, n int) string {
 	}
 	io, d, ratio := median(ios), median(ds), median(ratios)
 	o.loads(name, dpfwRun)
+	if o.scaling {
+		o.scale(name, frames, n, rules)
+	}
 	extra := ""
 	if wl == "flood" {
 		extra = fmt.Sprintf(", established flow: %.0f packets accepted, %.0f lost; table max %d of %d", floodEst, floodLost, lastEntries, ctCapacity)
@@ -199,6 +204,51 @@ func (o *runOpts) loads(name string, dpfwRun func() float64) {
 		fmt.Printf("%-22s reload load round %d: quiet %.2f Mpps, reloading every %v %.2f Mpps (%+.1f%%); %d reloads, %.0f packets dropped\n",
 			name, r+1, quiet, o.reloadLoad, busy, 100*(busy/quiet-1), reloadsDone, reloadDrops)
 	}
+}
+
+// The scaling runs' settings, read by perfConfig: a second rx_pcap file
+// for the source port, the worker CPUs and the steering mode.
+var (
+	secondPcap string
+	workerCPUs []int
+	steering   string
+)
+
+// scale runs dpfw on a two-queue source (frames split by index parity
+// over two rx_pcap files) with one worker, then two with steering, then
+// two without, o.rounds times, and prints the medians: two workers ÷ one,
+// and the share of packets steered.
+func (o *runOpts) scale(name string, frames [][]byte, flows int, rules string) {
+	var qa, qb [][]byte
+	for i, f := range frames {
+		if i%2 == 0 {
+			qa = append(qa, f)
+		} else {
+			qb = append(qb, f)
+		}
+	}
+	a, b := filepath.Join(o.dir, "scale-a.pcap"), filepath.Join(o.dir, "scale-b.pcap")
+	check(pcapgen.Write(a, qa))
+	check(pcapgen.Write(b, qb))
+	variants := []struct {
+		name  string
+		cpus  []int
+		steer string
+	}{{"1 worker", []int{o.cpu}, "off"}, {"2 workers, steering", []int{1 - o.cpu%2, o.cpu}, "on"}, {"2 workers, no steering", []int{1 - o.cpu%2, o.cpu}, "off"}}
+	rates := make([][]float64, len(variants))
+	for r := 0; r < o.rounds; r++ {
+		for i, v := range variants {
+			secondPcap, workerCPUs, steering = b, v.cpus, v.steer
+			d, err := runDPFW(o.dpfw, o.dir, a, len(frames), flows, rules, o.cpu, o.noHuge, o.warmup, o.window)
+			check(err)
+			rates[i] = append(rates[i], d)
+			fmt.Printf("%-22s scaling round %d: %s %.2f Mpps (steered %.0f%%)\n", name, r+1, v.name, d, 100*lastSteered)
+		}
+	}
+	secondPcap, workerCPUs, steering = "", nil, ""
+	one := median(rates[0])
+	fmt.Printf("%-22s scaling: 1 worker %.2f Mpps; 2 workers with steering %.2f (%.2f×), without %.2f (%.2f×) (medians of %d rounds)\n",
+		name, one, median(rates[1]), median(rates[1])/one, median(rates[2]), median(rates[2])/one, o.rounds)
 }
 
 func median(v []float64) float64 {
@@ -391,6 +441,10 @@ func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, n
 	}
 	rate := (b - a) / time.Since(t0).Seconds() / 1e6
 	h1, c1 := judged(p)
+	if rx, _ := p.Metric("dpfw_worker_rx_packets_total"); rx > 0 {
+		st, _ := p.Metric("dpfw_worker_steered_packets_total")
+		lastSteered = st / rx
+	}
 	lastCacheHits = -1 // no packet classified or judged from the cache
 	if n := h1 - h0 + c1 - c0; n > 0 {
 		lastCacheHits = (h1 - h0) / n
@@ -423,6 +477,10 @@ func perfConfig(pcap string, packets, flows int, rules string, cpu int, noHuge b
 	}
 	e2e.SourceSink(&cfg, pcap)
 	cfg.Workers.CPUs = []int{cpu}
+	if secondPcap != "" {
+		cfg.Ports[0].Device = "net_pcap0,rx_pcap=" + pcap + ",rx_pcap=" + secondPcap + ",infinite_rx=1"
+		cfg.Workers.CPUs, cfg.Workers.Steering = workerCPUs, steering
+	}
 	cfg.Conntrack.Capacity = max(2*flows, 1024)
 	if ctCapacity > 0 {
 		cfg.Conntrack.Capacity = ctCapacity
@@ -521,6 +579,9 @@ var controlPaths = func() []string {
 var (
 	ctlRate     time.Duration
 	lastEntries int
+	// lastSteered is the share of received packets handed to the other
+	// worker, in the last dpfw window.
+	lastSteered float64
 	// lastCacheHits is the share of judged packets whose verdict came from
 	// their connection's cache, in the last dpfw window (-1: no tracking).
 	lastCacheHits float64

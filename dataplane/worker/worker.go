@@ -222,7 +222,11 @@ func (w *Worker) doIO(io *dpdk.IO, staged int) {
 	st := &w.pl.Stats
 	st.RejectsSent += uint64(io.RepliesSent())
 	for o := range w.cfg.SteerRings {
-		st.Drops[filter.DropSteerFull] += uint64(io.SteerRefused(o))
+		// What the owner's ring refused was dropped, not handed over:
+		// Process counted it steered, so it moves to the drops.
+		n := uint64(io.SteerRefused(o))
+		st.Drops[filter.DropSteerFull] += n
+		st.Steered -= n
 	}
 	if staged == 0 {
 		return
