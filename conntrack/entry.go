@@ -67,6 +67,14 @@ func (e *Entry) String() string { return string(e.AppendText(nil)) }
 var protoNames = [256]string{header.ProtoTCP: "tcp", header.ProtoUDP: "udp", header.ProtoICMP: "icmp",
 	header.ProtoICMPv6: "icmpv6", header.ProtoSCTP: "sctp"}
 
+// ProtoName is protocol p's name as conntrack prints it, or its number.
+func ProtoName(p uint8) string {
+	if n := protoNames[p]; n != "" {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
+
 // appendAcct appends direction d's counters, as conntrack prints them with
 // nf_conntrack_acct.
 func (e *Entry) appendAcct(b []byte, d Dir) []byte {

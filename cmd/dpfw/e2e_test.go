@@ -182,6 +182,36 @@ const statefulRules = `-P INPUT DROP
 -A INPUT -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT
 `
 
+// background starts cmd with its output collected; its exit comes on the
+// channel. It is killed at cleanup if still running.
+func background(t *testing.T, cmd *exec.Cmd) (<-chan error, *e2e.Buffer) {
+	t.Helper()
+	out := new(e2e.Buffer)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return done, out
+}
+
+// startIperf runs an iperf3 server in sns (198.18.0.2) for one test and a
+// client in cns sending to it for secs seconds.
+func startIperf(t *testing.T, cns, sns netns, secs int) (*exec.Cmd, <-chan error, *e2e.Buffer) {
+	t.Helper()
+	srv := sns.Command("iperf3", "-s", "-1", "-B", "198.18.0.2")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	time.Sleep(500 * time.Millisecond)
+	cli := cns.Command("iperf3", "-c", "198.18.0.2", "-t", fmt.Sprint(secs), "--connect-timeout", "3000")
+	done, out := background(t, cli)
+	return cli, done, out
+}
+
 // startHelper runs the TCP server helper in ns on addr.
 func startHelper(t *testing.T, ns netns, addr string) { startHelperMode(t, ns, "tcp-server", addr) }
 
@@ -431,27 +461,9 @@ func TestTapReject(t *testing.T) {
 // and the rule set swap atomically) and the transfer completes.
 func TestTapReloadUnderLoad(t *testing.T) {
 	requireDPDK(t)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("iperf3 is not installed (make deps installs it)")
-		}
-		t.Skip("iperf3 is not installed (make deps)")
-	}
+	requireTool(t, "iperf3")
 	p, cns, sns := tapPair(t, withRules(statefulRules+"-A INPUT -p tcp --dport 5201 -m state --state NEW -j ACCEPT\n"))
-	srv := sns.Command("iperf3", "-s", "-1", "-B", "198.18.0.2")
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	time.Sleep(500 * time.Millisecond)
-	cli := cns.Command("iperf3", "-c", "198.18.0.2", "-t", "30", "--connect-timeout", "3000")
-	var out e2e.Buffer
-	cli.Stdout, cli.Stderr = &out, &out
-	if err := cli.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cli.Wait() }()
+	cli, done, out := startIperf(t, cns, sns, 30)
 	good, bad := p.Config, strings.Replace(p.Text(), "links:", "linkz:", 1)
 	failures := 0
 	for i := 0; i < 20; i++ {

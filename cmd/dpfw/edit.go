@@ -32,7 +32,7 @@ func editAliases(args []string) []string {
 // editSpec is what each edit takes after the chain.
 var editSpec = map[string]struct {
 	use       string
-	num, rule int // 0: never, 1: optional, 2: required
+	num, rule int // 0: never, 1: optional (delete: N or a rule), 2: required
 	short     string
 }{
 	"insert":  {"insert [-6] [--persist] CHAIN [N] RULE…", 1, 2, "Insert a rule before rule N (default 1) of the running rule set, like iptables -I"},
@@ -99,7 +99,7 @@ func runEdit(cmd *cobra.Command, op string, args []string) error {
 	if spec.num == 2 && req["num"] == nil {
 		return usageError{fmt.Errorf("missing rule number N: dpfw rules %s", spec.use)}
 	}
-	if len(args) > 0 && spec.rule == 0 || len(args) > 0 && op == "delete" && req["num"] != nil {
+	if len(args) > 0 && op == "delete" && req["num"] != nil {
 		return usageError{fmt.Errorf("%q: unexpected after the rule number", strings.Join(args, " "))}
 	}
 	if len(args) == 0 && (spec.rule == 2 || op == "delete" && req["num"] == nil) {

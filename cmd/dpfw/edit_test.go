@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/dpfw/dpfw/control/config"
-	"github.com/dpfw/dpfw/internal/e2e"
 )
 
 // TestTapRulesEdit: live edits as iptables makes them, under traffic: an
@@ -31,20 +30,7 @@ func TestTapRulesEdit(t *testing.T) {
 		c.Rules.File = rulesFile
 	})
 	ping := func() bool { return cns.Command("ping", "-c", "1", "-W", "1", "198.18.0.2").Run() == nil }
-	srv := sns.Command("iperf3", "-s", "-1", "-B", "198.18.0.2")
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	time.Sleep(500 * time.Millisecond)
-	cli := cns.Command("iperf3", "-c", "198.18.0.2", "-t", "8", "--connect-timeout", "3000")
-	var out e2e.Buffer
-	cli.Stdout, cli.Stderr = &out, &out
-	if err := cli.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cli.Wait() }()
+	cli, done, out := startIperf(t, cns, sns, 8)
 	time.Sleep(time.Second)
 
 	// edit runs "dpfw rules OP --api ADDR ARGS…".

@@ -267,6 +267,16 @@ func startPcap(t *testing.T, frames [][]byte, change func(*config.Config)) *pcap
 	return &pcapRun{proc: startDPFW(t, cfg), sent: len(frames), out: f.Out, back: f.Back}
 }
 
+// freeUDP is e2e.FreeUDP, failing the test on error.
+func freeUDP(t *testing.T) string {
+	t.Helper()
+	a, err := e2e.FreeUDP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // withRules is a config change setting an inline iptables rule set.
 func withRules(iptables string) func(*config.Config) {
 	return func(c *config.Config) { e2e.Iptables(c, iptables, "") }

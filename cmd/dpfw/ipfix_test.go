@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/internal/e2e"
 )
@@ -29,17 +30,6 @@ func requireTool(t *testing.T, name string) {
 		}
 		t.Skipf("%s is not installed (make deps)", name)
 	}
-}
-
-// freeUDP returns a loopback UDP address nobody listens on.
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
 }
 
 // nfFlow is one flow as nfdump prints it.
@@ -93,33 +83,20 @@ func TestTapIPFIX(t *testing.T) {
 	want := map[string]nfFlow{}
 	sc := bufio.NewScanner(events.Body)
 	for len(want) < 4 && sc.Scan() {
-		var ev struct {
-			Entry struct {
-				Proto string `json:"proto"`
-				Orig  struct {
-					Src     string `json:"src"`
-					Dst     string `json:"dst"`
-					Sport   int    `json:"sport"`
-					Dport   int    `json:"dport"`
-					Packets uint64 `json:"packets"`
-					Bytes   uint64 `json:"bytes"`
-				} `json:"orig"`
-				Reply struct {
-					Src     string `json:"src"`
-					Dst     string `json:"dst"`
-					Sport   int    `json:"sport"`
-					Dport   int    `json:"dport"`
-					Packets uint64 `json:"packets"`
-					Bytes   uint64 `json:"bytes"`
-				} `json:"reply"`
-			} `json:"entry"`
-		}
+		var ev struct{ Entry conntrack.EntryJSON }
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatalf("event %q: %v", sc.Text(), err)
 		}
-		o, r := ev.Entry.Orig, ev.Entry.Reply
-		want[o.Src+">"+o.Dst+"/"+ev.Entry.Proto] = nfFlow{o.Src, o.Dst, o.Sport, o.Dport, ev.Entry.Proto, o.Packets, o.Bytes}
-		want[r.Src+">"+r.Dst+"/"+ev.Entry.Proto] = nfFlow{r.Src, r.Dst, r.Sport, r.Dport, ev.Entry.Proto, r.Packets, r.Bytes}
+		for _, d := range []conntrack.TupleJSON{ev.Entry.Orig, ev.Entry.Reply} {
+			f := nfFlow{src: d.Src, dst: d.Dst, proto: ev.Entry.Proto}
+			if d.SPort != nil {
+				f.sport, f.dport = int(*d.SPort), int(*d.DPort)
+			}
+			if d.Packets != nil {
+				f.packets, f.octets = *d.Packets, *d.Bytes
+			}
+			want[d.Src+">"+d.Dst+"/"+ev.Entry.Proto] = f
+		}
 	}
 	if len(want) != 4 {
 		t.Fatalf("%d DESTROY directions; want the TCP connection's and the ping's, both ways: %v", len(want), want)

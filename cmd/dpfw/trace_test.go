@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dpfw/dpfw/internal/e2e"
 )
 
 // TestTapTrace: dpfw trace through net_tap with the tutorial's rules. A
@@ -70,13 +68,7 @@ func TestTapTrace(t *testing.T) {
 	// closed.
 	startHelper(t, sns, "198.18.0.2:5003")
 	cmd := exec.Command(dpfwBin, "trace", "-p", "tcp", "--dport", "5003", "--count", "1", "--api", p.metrics)
-	var out e2e.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done, out := background(t, cmd)
 	time.Sleep(500 * time.Millisecond)
 	// The dial retries its SYN for 3 s: one arrives after the trace is on.
 	_, _ = fetchTimeout(cns, "198.18.0.2:5003", 3*time.Second)

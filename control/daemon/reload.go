@@ -16,6 +16,7 @@ import (
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -231,7 +232,7 @@ func (d *Daemon) reload(ctx context.Context) (ReloadResult, error) {
 		return ReloadResult{}, fmt.Errorf("rules: %w", err)
 	}
 	f := filter.Install(c, old.State.Workers(), old)
-	if c.Ruleset.Save() == old.Ruleset.Save() {
+	if sameRules(c.Ruleset, old.Ruleset) {
 		// The same rules (a file rewritten with what runs, e.g. by a
 		// persisted live edit): keep the running set and its counters.
 		f = old
@@ -355,4 +356,10 @@ func (d *Daemon) watch(w *fsnotify.Watcher, files map[string]bool, reloadWrites 
 			d.log.Warn("config watcher", "err", err)
 		}
 	}
+}
+
+// sameRules reports whether two rule sets compile to the same classifier:
+// the same text and the same address sets (which the text only names).
+func sameRules(a, b *rules.Ruleset) bool {
+	return a.Save() == b.Save() && reflect.DeepEqual(a.Sets, b.Sets)
 }

@@ -141,3 +141,40 @@ func TestReloadCoalesced(t *testing.T) {
 		t.Errorf("10 concurrent requests ran %v reloads; want them coalesced (1 to 5)", n)
 	}
 }
+
+// A reload that finds the running rules keeps them (generation and
+// counters); one that changes only an address set's contents does not.
+func TestReloadUnchangedKeeps(t *testing.T) {
+	d, dir := testDaemon(t, "-A INPUT -j ACCEPT\n")
+	if err := os.WriteFile(filepath.Join(dir, "rules.v4"), []byte("-A INPUT -m set --match-set bad src -j DROP\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withSet := func(addr string) {
+		cfg := reloadBase + "  sets: [{name: bad, addresses: [" + addr + "]}]\n"
+		cfg = strings.Replace(cfg, "rules: {file: rules.v4, reload_timeout: 1s}\n", "rules:\n  file: rules.v4\n  reload_timeout: 1s\n", 1)
+		if err := os.WriteFile(filepath.Join(dir, "dpfw.yaml"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload := func() uint32 {
+		t.Helper()
+		res, err := d.Reload(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Generation
+	}
+	withSet("198.18.0.1")
+	g := reload()
+	d.Rules.Load().State.Worker(0).Counters()[0].Packets.Add(7)
+	if again := reload(); again != g {
+		t.Errorf("a reload of the same rules and sets: generation %d -> %d; want it kept", g, again)
+	}
+	if pk, _ := d.Rules.Load().State.Totals(0); pk != 7 {
+		t.Errorf("counters after an unchanged reload: %d; want 7 kept", pk)
+	}
+	withSet("198.18.0.2")
+	if next := reload(); next == g {
+		t.Errorf("a reload that changed the set's addresses kept generation %d: the old set would stay", g)
+	}
+}

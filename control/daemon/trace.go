@@ -181,7 +181,7 @@ type TraceJSON struct {
 func (d *Daemon) describe(s *stamped[dataplane.TraceRecord], names map[uint16]string) TraceJSON {
 	r := &s.v
 	t := TraceJSON{Time: s.at, Worker: int(r.Worker), In: names[r.In], Out: names[r.Out], Family: r.Kind.String(),
-		Proto: protoName(r.Proto), Src: addrString(r.Kind, r.Src), Dst: addrString(r.Kind, r.Dst), Len: int(r.Len),
+		Proto: conntrack.ProtoName(r.Proto), Src: addrString(r.Kind, r.Src), Dst: addrString(r.Kind, r.Dst), Len: int(r.Len),
 		State: r.State.String(), Verdict: r.Verdict.String(), Cached: r.Cached, Generation: r.Gen, Truncated: r.Path.Truncated}
 	if r.Kind != packet.IPv4 && r.Kind != packet.IPv6 {
 		t.Proto, t.Src, t.Dst = "", "", ""
@@ -283,16 +283,6 @@ func (t *TraceJSON) line() string {
 
 func hostPort(addr string, port uint16) string {
 	return netip.AddrPortFrom(netip.MustParseAddr(addr), port).String()
-}
-
-var protoNames = map[uint8]string{header.ProtoTCP: "tcp", header.ProtoUDP: "udp", header.ProtoICMP: "icmp",
-	header.ProtoICMPv6: "icmpv6", header.ProtoSCTP: "sctp"}
-
-func protoName(p uint8) string {
-	if n, ok := protoNames[p]; ok {
-		return n
-	}
-	return strconv.Itoa(int(p))
 }
 
 // addrString formats an address of a packet of kind k.

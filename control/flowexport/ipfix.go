@@ -38,9 +38,9 @@ const (
 	EndResources = 5 // lack of resources (evicted)
 )
 
-// firewallEvent values (IANA).
+// firewallEvent values (IANA) dpfw sends: a connection that ended, and
+// one still open (an active-timeout report).
 const (
-	EventCreated = 1
 	EventDeleted = 2
 	EventUpdated = 5
 )

@@ -125,6 +125,16 @@ func FreeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// FreeUDP returns a loopback UDP address nobody listens on.
+func FreeUDP() (string, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.LocalAddr().String(), nil
+}
+
 // StopTimeout bounds how long Stop waits for dpfw to exit.
 const StopTimeout = 20 * time.Second
 
@@ -166,11 +176,8 @@ func (p *Proc) Kill() {
 	}
 }
 
-// Done is closed when dpfw has exited; ExitErr is then its exit status.
+// Done is closed when dpfw has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
-
-// ExitErr is how dpfw exited (nil: status 0); valid once Done is closed.
-func (p *Proc) ExitErr() error { return p.exitErr }
 
 // Signal sends sig to dpfw.
 func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
