@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -616,4 +617,112 @@ func generateRule(r *rand.Rand, fam int) string {
 		}
 	}
 	return b.String()
+}
+
+// TestEditsLikeIptables makes the same edits with the real iptables (-I,
+// -A, -R, -D by number and by rule, -C) in a throwaway namespace and with
+// rules.ApplyEdit: after each, iptables-save and dpfw print the same
+// rules, and -C answers alike (found, or iptables' exit 1 and dpfw's
+// ErrNoMatch).
+func TestEditsLikeIptables(t *testing.T) {
+	kernelTools(t)
+	n := newNetns(t)
+	if out, err := n.run(diffFile(nil), "iptables-restore"); err != nil {
+		t.Fatalf("iptables-restore: %v\n%s", err, out)
+	}
+	rs, err := rules.Parse("edits", diffFile(nil), rules.ParseOptions{Family: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edits := []struct {
+		flag  string
+		e     rules.Edit
+		found bool // for -C
+	}{
+		{"-A", rules.Edit{Op: rules.Append, Chain: "INPUT", Spec: "-p tcp --dport 22 -j ACCEPT"}, false},
+		{"-I", rules.Edit{Op: rules.Insert, Chain: "INPUT", Spec: "-s 198.18.0.0/15 -m state --state NEW -j u0"}, false},
+		{"-I", rules.Edit{Op: rules.Insert, Chain: "INPUT", Num: 2, Spec: "-p udp --dport 53 -j ACCEPT"}, false},
+		{"-A", rules.Edit{Op: rules.Append, Chain: "u0", Spec: "-p icmp --icmp-type echo-request -j RETURN"}, false},
+		{"-R", rules.Edit{Op: rules.Replace, Chain: "INPUT", Num: 3, Spec: "-p tcp --dport 2222 -j DROP"}, false},
+		{"-C", rules.Edit{Op: rules.Check, Chain: "INPUT", Spec: "-p udp --dport 53 -j ACCEPT"}, true},
+		{"-C", rules.Edit{Op: rules.Check, Chain: "INPUT", Spec: "-p udp --dport 54 -j ACCEPT"}, false},
+		{"-D", rules.Edit{Op: rules.Delete, Chain: "INPUT", Spec: "-p udp --dport 53 -j ACCEPT"}, false},
+		{"-D", rules.Edit{Op: rules.Delete, Chain: "INPUT", Num: 1}, false},
+		{"-A", rules.Edit{Op: rules.Append, Chain: "INPUT", Spec: "-m limit --limit 3/min -j LOG --log-prefix \"in: \""}, false},
+	}
+	for _, ed := range edits {
+		args := []string{ed.flag, ed.e.Chain}
+		if ed.e.Num > 0 {
+			args = append(args, fmt.Sprint(ed.e.Num))
+		}
+		if ed.e.Spec != "" {
+			words, err := splitWords(ed.e.Spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, words...)
+		}
+		out, kerr := n.run("", "iptables", args...)
+		next, derr := rules.ApplyEdit(rs, ed.e)
+		if ed.flag == "-C" {
+			if (kerr == nil) != ed.found || (derr == nil) != ed.found || ed.found == false && !errors.Is(derr, rules.ErrNoMatch) {
+				t.Errorf("iptables %v: %v %s; dpfw: %v; want found %v", args, kerr, out, derr, ed.found)
+			}
+			continue
+		}
+		if kerr != nil || derr != nil {
+			t.Fatalf("iptables %v: %v %s; dpfw: %v", args, kerr, out, derr)
+		}
+		rs = next
+		save, err := n.run("", "iptables-save", "-t", "filter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, d := ruleLines(save), ruleLines(rs.Save()); k != d {
+			t.Errorf("after iptables %v:\niptables-save:\n%s\ndpfw rules save:\n%s", args, k, d)
+		}
+	}
+	if got := strings.Count(ruleLines(rs.Save()), "-A "); got != 3 {
+		t.Errorf("%d rules after the edits; want 3:\n%s", got, rs.Save())
+	}
+}
+
+// ruleLines keeps a save file's -A lines.
+func ruleLines(save string) string {
+	var out []string
+	for _, l := range strings.Split(save, "\n") {
+		if strings.HasPrefix(l, "-A ") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// splitWords splits a rule as a shell would (double quotes only).
+func splitWords(s string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	inQ, have := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQ, have = !inQ, true
+		case r == ' ' && !inQ:
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if inQ {
+		return nil, fmt.Errorf("unterminated quote in %q", s)
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out, nil
 }
