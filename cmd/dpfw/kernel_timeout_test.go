@@ -228,6 +228,15 @@ func TestKernelTimeouts(t *testing.T) {
 	}
 	compareAccounting(t, string(kout), dout, ports)
 	compareAges(t, "listing", string(kout), dout, ports)
+	// -o timestamp: conntrack accepts it for -L and prints the same lines
+	// (delta-time=, no [start=]); so does dpfw.
+	kts, _ := exec.Command("ip", "netns", "exec", string(br), "conntrack", "-L", "-o", "timestamp").Output()
+	dts, err := p.cli("conntrack", "list", "-o", "timestamp")
+	for _, o := range []struct{ who, out string }{{"conntrack -L -o timestamp", string(kts)}, {"dpfw conntrack list -o timestamp", dts}} {
+		if !strings.Contains(o.out, "delta-time=") || strings.Contains(o.out, "[start=") {
+			t.Errorf("%s (%v): want delta-time= and no [start=]:\n%s", o.who, err, o.out)
+		}
+	}
 	compareListFilters(t, br, p, ports)
 	// Flush both: every connection left goes, with a DESTROY event.
 	_ = exec.Command("ip", "netns", "exec", string(br), "conntrack", "-F").Run()
