@@ -69,12 +69,12 @@ type Conn struct {
 	// helper slot; 0 otherwise. A UDP connection is never expected nor a
 	// helper's (expectations are TCP's): its master holds streamAt.
 	master uint32
-	// ruleGen, rule and cacheState cache the rule set's decision for each
-	// direction: rule[d] is the decision id (see filter.Filter.Decision) for
-	// packets of direction d in state cacheState's nibble d − 1, valid while
-	// the rule-set generation (low 16 bits) is ruleGen.
-	ruleGen    uint16
-	rule       [2]uint16
+	// dec and cacheState cache the rule set's decision for each direction:
+	// dec packs DecisionGenBits of the rule-set generation and one
+	// DecisionBits-bit decision id (see filter.Filter.Decision) per
+	// direction, valid for packets of direction d in state cacheState's
+	// nibble d − 1 while the generation's low bits match.
+	dec        [3]uint16
 	flags      uint8
 	cacheState uint8
 	// TCP is the head of the TCP tracking state (TCP connections only).
@@ -110,26 +110,55 @@ func (c *Conn) Master() (uint32, bool) {
 	return c.master - 1, c.master != 0 && c.flags&flagRelated != 0
 }
 
-// CachedDecision returns the decision cached for packets of direction d in
-// state st under rule-set generation gen (low 16 bits), if any.
-func (c *Conn) CachedDecision(gen uint16, st State, d Dir) (uint16, bool) {
-	return c.rule[d&1], c.ruleGen == gen && (c.cacheState>>(4*(d&1)))&0xf == uint8(st)+1
+// Decision cache layout: the generation's low DecisionGenBits, then a
+// DecisionBits-bit decision id per direction, in Conn.dec's 48 bits.
+const (
+	DecisionGenBits = 8
+	DecisionBits    = 20
+	// MaxDecision is the largest decision id a connection caches.
+	MaxDecision = 1<<DecisionBits - 1
+	genMask     = 1<<DecisionGenBits - 1
+)
+
+func (c *Conn) decBits() uint64 {
+	return uint64(c.dec[0]) | uint64(c.dec[1])<<16 | uint64(c.dec[2])<<32
 }
 
-// CacheDecision caches a decision for packets of direction d in state st
-// under rule-set generation gen. A new generation clears the other
-// direction's entry.
-func (c *Conn) CacheDecision(gen uint16, st State, d Dir, decision uint16) {
-	if c.ruleGen != gen {
-		c.ruleGen, c.cacheState = gen, 0
+func (c *Conn) setDecBits(v uint64) {
+	c.dec[0], c.dec[1], c.dec[2] = uint16(v), uint16(v>>16), uint16(v>>32)
+}
+
+// CachedDecision returns the decision cached for packets of direction d in
+// state st under rule-set generation gen, if any.
+func (c *Conn) CachedDecision(gen uint32, st State, d Dir) (uint32, bool) {
+	v := c.decBits()
+	id := uint32(v>>(DecisionGenBits+DecisionBits*uint(d&1))) & MaxDecision
+	return id, uint32(v)&genMask == gen&genMask && (c.cacheState>>(4*(d&1)))&0xf == uint8(st)+1
+}
+
+// CacheDecision caches a decision (at most MaxDecision) for packets of
+// direction d in state st under rule-set generation gen. A new generation
+// clears the other direction's entry.
+func (c *Conn) CacheDecision(gen uint32, st State, d Dir, decision uint32) {
+	v := c.decBits()
+	if uint32(v)&genMask != gen&genMask {
+		v, c.cacheState = uint64(gen&genMask), 0
 	}
 	sh := 4 * (d & 1)
 	c.cacheState = c.cacheState&^(0xf<<sh) | (uint8(st)+1)<<sh
-	c.rule[d&1] = decision
+	ds := DecisionGenBits + DecisionBits*uint(d&1)
+	v = v&^(MaxDecision<<ds) | uint64(decision&MaxDecision)<<ds
+	c.setDecBits(v)
 }
 
-// ClearDecisions forgets every cached decision (needed when the 16-bit
-// generation wraps around).
+// GenerationEpoch is the part of a rule-set generation the decision cache
+// does not hold: when it changes between two rounds of a worker, cached
+// decisions of an older generation could look current, and the worker
+// clears them (ClearDecisions).
+func GenerationEpoch(gen uint32) uint32 { return gen >> DecisionGenBits }
+
+// ClearDecisions forgets every cached decision (needed when the
+// generation's cached bits wrap around: GenerationEpoch).
 func (t *Table) ClearDecisions() {
 	for i := range t.conns {
 		t.conns[i].cacheState = 0

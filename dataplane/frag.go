@@ -233,7 +233,7 @@ type Release struct {
 	Reason filter.DropReason
 	// Decision is what decided the datagram (filter decision id), or
 	// NoDecision; State its conntrack state (UNTRACKED if never judged).
-	Decision uint16
+	Decision uint32
 	State    conntrack.State
 }
 
@@ -436,7 +436,7 @@ func (ft *fragTable) hold(idx int, p *packet.Parsed) (int16, filter.DropReason) 
 // releaseAll decides entry idx's held fragments: each gets verdict v (and
 // reason r, decision d, state st), is counted so, and goes on the release
 // list.
-func (ft *fragTable) releaseAll(idx int, v filter.Verdict, r filter.DropReason, d uint16, st conntrack.State) {
+func (ft *fragTable) releaseAll(idx int, v filter.Verdict, r filter.DropReason, d uint32, st conntrack.State) {
 	e := &ft.slots[idx]
 	for s := e.head; s != noSlot; s = ft.next[s] {
 		ft.rel[ft.nrel] = Release{Slot: uint16(s), Accept: v == filter.Accept, Reason: r, Decision: d, State: st}

@@ -10,6 +10,7 @@ import (
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/dataplane/reject"
+	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/dpfw/dpfw/internal/nocopy"
 	"github.com/dpfw/dpfw/internal/rate"
 	"github.com/dpfw/dpfw/packet"
@@ -17,7 +18,11 @@ import (
 )
 
 // NoDecision is Burst.Decision for a packet the rules did not decide.
-const NoDecision = 0xffff
+const NoDecision = 0xffffffff
+
+// Every decision id of a rule set the parser accepts fits in a connection
+// entry's cache: this fails to compile if the two limits disagree.
+var _ = [1]struct{}{}[rules.MaxDecisions/(conntrack.MaxDecision+1)]
 
 // BurstSize is the most frames a burst holds (DPDK's rx burst size), as
 // many as a conntrack.Batch stages.
@@ -103,7 +108,7 @@ const (
 // LogRecord is one packet matched by a LOG rule, for the control side to
 // format. It holds no pointers into packet memory.
 type LogRecord struct {
-	Rule             uint16 // decision id of the LOG rule
+	Rule             uint32 // decision id of the LOG rule
 	Generation       uint32
 	In, Out          uint16
 	State            conntrack.State
@@ -133,7 +138,7 @@ type Burst struct {
 	// Decision is the filter decision id (rule or chain policy) that gave
 	// packet i its verdict, or NoDecision (decided before the rules:
 	// malformed, checksum, fragment handling, conntrack limits).
-	Decision [BurstSize]uint16
+	Decision [BurstSize]uint32
 	// Held is 1 + the held slot where the worker must keep frame i's
 	// mbuf (a fragment of an incomplete datagram), or 0.
 	Held [BurstSize]uint16
@@ -165,7 +170,7 @@ type Pipeline struct {
 	lastReject reject.Kind
 	// decision is what decided the packet being judged (NoDecision: not
 	// the rules).
-	decision uint16
+	decision uint32
 	// batch stages the burst's lookups (conntrack.Tracker.Stage); csums
 	// is the work done while they load.
 	batch conntrack.Batch
@@ -189,7 +194,7 @@ type Pipeline struct {
 }
 
 type hit struct {
-	decision       uint16
+	decision       uint32
 	packets, bytes uint64
 }
 
@@ -290,9 +295,9 @@ func (pl *Pipeline) begin(now int64) *filter.Active {
 	pl.Tracker.SetNow(now)
 	pl.now = now
 	if f.Gen != pl.lastGen {
-		// The cache holds 16 bits of generation: clear it on wrap-around so
-		// that a stale decision can never look current.
-		if uint16(f.Gen) < uint16(pl.lastGen) {
+		// The cache holds only the generation's low bits: clear it when the
+		// rest changes, so that a stale decision can never look current.
+		if conntrack.GenerationEpoch(f.Gen) != conntrack.GenerationEpoch(pl.lastGen) {
 			pl.Tracker.Table.ClearDecisions()
 		}
 		pl.lastGen = f.Gen
@@ -574,10 +579,10 @@ func (pl *Pipeline) judgeStateless(f *filter.Active, p *packet.Parsed, in uint16
 	pl.Stats.Classified++
 	pl.countHit(d, uint64(p.L3Len()))
 	if fwd >= 0 {
-		pl.countHit(uint16(fwd), uint64(p.L3Len()))
+		pl.countHit(uint32(fwd), uint64(p.L3Len()))
 	}
 	if r.Logged >= 0 {
-		pl.logPacket(f, p, uint16(r.Logged), conntrack.Untracked, in, pi.Out)
+		pl.logPacket(f, p, uint32(r.Logged), conntrack.Untracked, in, pi.Out)
 	}
 	if v := f.DecisionVerdict(d); v != filter.Accept {
 		if v == filter.Reject {
@@ -608,11 +613,11 @@ func (pl *Pipeline) judge(f *filter.Active, p *packet.Parsed, in uint16, pi *Por
 		!((p.Proto == header.ProtoICMP || p.Proto == header.ProtoICMPv6) && packet.IsICMPError(p.Proto, p.ICMPType)) &&
 		!(p.Proto == header.ProtoTCP && f.FlagSensitive())
 	var c *conntrack.Conn
-	var d uint16
+	var d uint32
 	cached := false
 	if cacheable {
 		c = pl.Tracker.Table.Conn(res.Conn)
-		d, cached = c.CachedDecision(uint16(f.Gen), state, res.Dir)
+		d, cached = c.CachedDecision(f.Gen, state, res.Dir)
 	}
 	if cached {
 		pl.Stats.CacheHits++
@@ -622,13 +627,13 @@ func (pl *Pipeline) judge(f *filter.Active, p *packet.Parsed, in uint16, pi *Por
 		if fwd >= 0 {
 			// Counted here only: a decision that needs two counters
 			// is not cached.
-			pl.countHit(uint16(fwd), uint64(p.L3Len()))
+			pl.countHit(uint32(fwd), uint64(p.L3Len()))
 		}
 		if cacheable && r.Logged < 0 && !r.Volatile && fwd < 0 {
-			c.CacheDecision(uint16(f.Gen), state, res.Dir, d)
+			c.CacheDecision(f.Gen, state, res.Dir, d)
 		}
 		if r.Logged >= 0 {
-			pl.logPacket(f, p, uint16(r.Logged), state, in, pi.Out)
+			pl.logPacket(f, p, uint32(r.Logged), state, in, pi.Out)
 		}
 		pl.Stats.Classified++
 	}
@@ -657,7 +662,7 @@ func (pl *Pipeline) judge(f *filter.Active, p *packet.Parsed, in uint16, pi *Por
 	}
 }
 
-func (pl *Pipeline) countHit(d uint16, bytes uint64) {
+func (pl *Pipeline) countHit(d uint32, bytes uint64) {
 	for k := 0; k < pl.nhits; k++ {
 		if pl.hits[k].decision == d {
 			pl.hits[k].packets++
@@ -674,7 +679,7 @@ func (pl *Pipeline) countHit(d uint16, bytes uint64) {
 // logPacket hands a LOG record to the control side without ever blocking:
 // over the rate limit, or with the channel full, the record is counted as
 // lost instead.
-func (pl *Pipeline) logPacket(f *filter.Active, p *packet.Parsed, rule uint16, st conntrack.State, in, out uint16) {
+func (pl *Pipeline) logPacket(f *filter.Active, p *packet.Parsed, rule uint32, st conntrack.State, in, out uint16) {
 	if pl.opts.Log == nil {
 		return
 	}

@@ -576,7 +576,7 @@ func TestForwardThenInputCounters(t *testing.T) {
 		}
 	}
 	for id := range f.Rules {
-		if pk, _ := f.State.Totals(uint16(id)); pk != 3 {
+		if pk, _ := f.State.Totals(uint32(id)); pk != 3 {
 			t.Errorf("%s counted %d packets; want 3", f.Rules[id].String(), pk)
 		}
 	}

@@ -120,7 +120,7 @@ type TraceRecord struct {
 	Verdict  filter.Verdict
 	Reason   filter.DropReason
 	Cached   bool
-	Decision uint16
+	Decision uint32
 	Gen      uint32
 	// Path is every rule the packet matched, in order, and the policy
 	// that decided (empty when Cached: the rules did not run).

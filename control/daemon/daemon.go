@@ -562,8 +562,8 @@ func (d *Daemon) RuleStats() []metrics.RuleStat {
 	evictions := f.LimitEvictions()
 	var out []metrics.RuleStat
 	for id := 0; id < f.NumDecisions(); id++ {
-		pk, by := f.State.Totals(uint16(id))
-		name := f.DecisionName(uint16(id))
+		pk, by := f.State.Totals(uint32(id))
+		name := f.DecisionName(uint32(id))
 		chain, rule, _ := strings.Cut(name, "#")
 		st := metrics.RuleStat{Chain: chain, Rule: rule, Packets: pk, Bytes: by}
 		if id < len(f.Rules) {
@@ -571,7 +571,7 @@ func (d *Daemon) RuleStats() []metrics.RuleStat {
 			st.Limited, st.LimitEvictions = f.Rules[id].Limit != nil, evictions[id]
 		} else {
 			st.Chain, st.Rule = strings.TrimSuffix(name, " policy"), "policy"
-			st.Target = f.DecisionVerdict(uint16(id)).String()
+			st.Target = f.DecisionVerdict(uint32(id)).String()
 		}
 		out = append(out, st)
 	}

@@ -289,7 +289,7 @@ func (e *engine) fate(n int, ts time.Time, in uint16, i int) *Fate {
 }
 
 // decision names decision d in fa.
-func (e *engine) decision(fa *Fate, d uint16) {
+func (e *engine) decision(fa *Fate, d uint32) {
 	if d == dataplane.NoDecision || int(d) >= e.f.NumDecisions() {
 		return
 	}

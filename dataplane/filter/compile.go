@@ -70,11 +70,11 @@ func PolicyStep(ci int32) int32 { return ^ci }
 
 // StepDecision is the decision id a Path step stands for (DecisionName
 // names it: "web#2", "FORWARD policy").
-func (f *Filter) StepDecision(step int32) uint16 {
+func (f *Filter) StepDecision(step int32) uint32 {
 	if step < 0 {
-		return uint16(len(f.Rules) + int(^step))
+		return uint32(len(f.Rules) + int(^step))
 	}
-	return uint16(step)
+	return uint32(step)
 }
 
 func (p *Path) add(step int32) {

@@ -12,15 +12,15 @@ import (
 // rules.MaxDecisions rules plus chains.
 
 // Decision returns the decision id of a Run result.
-func (f *Filter) Decision(r Result) uint16 {
+func (f *Filter) Decision(r Result) uint32 {
 	if r.Rule >= 0 {
-		return uint16(r.Rule)
+		return uint32(r.Rule)
 	}
-	return uint16(len(f.Rules) + int(r.Chain))
+	return uint32(len(f.Rules) + int(r.Chain))
 }
 
 // DecisionVerdict returns the verdict a decision stands for.
-func (f *Filter) DecisionVerdict(d uint16) Verdict {
+func (f *Filter) DecisionVerdict(d uint32) Verdict {
 	if int(d) < len(f.Rules) {
 		return f.ruleVerdict[d]
 	}
@@ -31,7 +31,7 @@ func (f *Filter) DecisionVerdict(d uint16) Verdict {
 func (f *Filter) NumDecisions() int { return len(f.Rules) + len(f.chains) }
 
 // DecisionName describes a decision for humans: "INPUT#2" or "INPUT policy".
-func (f *Filter) DecisionName(d uint16) string {
+func (f *Filter) DecisionName(d uint32) string {
 	if int(d) < len(f.Rules) {
 		ch := f.Rules[d].Chain
 		return ch + "#" + itoa(int(d)-f.chains[f.ChainOf[d]].first+1)
@@ -84,16 +84,16 @@ func (f *Filter) AcceptsAll() bool { return f.acceptsAll }
 
 // ForwardPolicyDecision is the decision id of the FORWARD chain's policy
 // (of the IPv6 rule set's FORWARD chain for v6, in a merged rule set).
-func (f *Filter) ForwardPolicyDecision(v6 bool) uint16 {
+func (f *Filter) ForwardPolicyDecision(v6 bool) uint32 {
 	i := 0
 	if v6 {
 		i = 1
 	}
-	return uint16(len(f.Rules) + int(f.hooks[i][HookForward]))
+	return uint32(len(f.Rules) + int(f.hooks[i][HookForward]))
 }
 
 // RejectKind returns how a REJECT decision answers (its --reject-with).
-func (f *Filter) RejectKind(d uint16) reject.Kind {
+func (f *Filter) RejectKind(d uint32) reject.Kind {
 	if int(d) < len(f.rejectKind) {
 		return f.rejectKind[d]
 	}

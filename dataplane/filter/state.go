@@ -80,7 +80,7 @@ func (s *State) Worker(w int) *WorkerState { return &s.workers[w] }
 func (ws *WorkerState) Counters() []Counter { return ws.counters }
 
 // Totals sums the counters of every worker for decision d.
-func (s *State) Totals(d uint16) (packets, bytes uint64) {
+func (s *State) Totals(d uint32) (packets, bytes uint64) {
 	for w := range s.workers {
 		packets += s.workers[w].counters[d].Packets.Load()
 		bytes += s.workers[w].counters[d].Bytes.Load()

@@ -47,7 +47,7 @@ func quoteToken(t string) string {
 // while parsing, before any compile work.
 type Limits struct {
 	// MaxDecisions bounds rules plus chains (the compiled rule set names
-	// each by a 16-bit id).
+	// each by a decision id, which connection entries cache in 20 bits).
 	MaxDecisions int
 	// MaxLine bounds one line in bytes.
 	MaxLine int
@@ -56,8 +56,11 @@ type Limits struct {
 }
 
 // MaxDecisions bounds a rule set's rules plus chains: the compiled rule set
-// names each with a 16-bit decision id, which connection entries cache.
-const MaxDecisions = 0xffff
+// names each with a decision id, which connection entries cache in 20 bits
+// (conntrack.MaxDecision; dataplane checks the two agree at compile time).
+// That is ten times the largest generated rule sets in use (Kubernetes'
+// iptables mode at its scale limits writes about 100,000 rules).
+const MaxDecisions = 1<<20 - 1
 
 // DefaultLimits are the parser's bounds: the rule set's structural limit,
 // lines far longer than any real rule (iptables-save prints rules of a few
@@ -129,6 +132,9 @@ func ParseIptablesLimits(file, text string, sets map[string][]netip.Prefix, lim 
 }
 
 func (rs *Ruleset) parseText(file, text string, lim Limits) (*Ruleset, error) {
+	if err := checkSize(file, text, len(rs.Chains), lim); err != nil {
+		return nil, err
+	}
 	var errs []error
 	st := saveState{isSave: hasTableHeader(text)}
 	rs.save = st.isSave
@@ -158,7 +164,7 @@ func (rs *Ruleset) parseText(file, text string, lim Limits) (*Ruleset, error) {
 			}
 		}
 		if n := rs.nrules + len(rs.Chains); n > lim.MaxDecisions {
-			errs = append(errs, &ParseError{Pos: pos, Msg: fmt.Sprintf("more than %d rules and chains: dpfw's limit (each has a 16-bit id in the compiled rule set), checked before compiling; split the rule set, or match many addresses with one rule and -m set", lim.MaxDecisions)})
+			errs = append(errs, tooBig(pos, lim))
 			break
 		}
 	}
@@ -865,3 +871,52 @@ func (rs *Ruleset) SetPolicy(pos Pos, chain, policy string) error {
 
 // Check validates jump targets and loops once every rule is in.
 func (rs *Ruleset) Check() error { return rs.check() }
+
+// tooBig is the error of a rule set past lim.MaxDecisions, at pos.
+func tooBig(pos Pos, lim Limits) error {
+	return &ParseError{Pos: pos, Msg: fmt.Sprintf("more than %d rules and chains: dpfw's limit (each has a 20-bit id that connection entries cache), checked before any other work; split the rule set between firewalls, or match many addresses with one rule and -m set", lim.MaxDecisions)}
+}
+
+// checkSize counts the lines that add a rule or a chain, without parsing
+// them, and refuses a text with more than lim.MaxDecisions (chains: the
+// rule set's chains so far) at the line that crosses the limit: an
+// impossible file fails in a fraction of the time parsing it would take.
+// The parser counts exactly as it goes; this count is an upper bound only
+// for lines it would accept.
+func checkSize(file, text string, chains int, lim Limits) error {
+	n, lineNo := chains, 0
+	for len(text) > 0 {
+		lineNo++
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		line = strings.TrimLeft(line, " \t")
+		if addsDecision(line) {
+			if n++; n > lim.MaxDecisions {
+				return tooBig(Pos{File: file, Line: lineNo}, lim)
+			}
+		}
+	}
+	return nil
+}
+
+// addsDecision reports whether a (left-trimmed) line appends, inserts or
+// declares something with a decision id: a rule or a chain.
+func addsDecision(line string) bool {
+	if line == "" {
+		return false
+	}
+	if line[0] == ':' {
+		name, _, _ := strings.Cut(line[1:], " ")
+		return !IsBuiltin(name) // built-in chains are counted already
+	}
+	for _, p := range [...]string{"-A ", "-I ", "-N ", "--append ", "--insert ", "--new-chain ", "--new "} {
+		if strings.HasPrefix(line, p) {
+			return true
+		}
+	}
+	return false
+}
