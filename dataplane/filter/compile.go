@@ -38,6 +38,8 @@ type Env struct {
 	// Context, if set, abandons the compilation when it is done (a reload
 	// past its deadline): Compile then returns its error.
 	Context context.Context
+	// Index chooses each chain's classifier (IndexAuto: by its length).
+	Index IndexMode
 }
 
 // Ctx is who classifies a packet, and when.
@@ -120,7 +122,8 @@ type CompileStats struct {
 	Rules    int
 	Bitsets  int // distinct interned bitsets
 	Bytes    int // approximate memory of the classifier
-	MaxWords int // bitset words of the largest chain
+	MaxWords int // bitset words of the largest bitset-classified chain
+	Indexed  int // chains classified by the index (index.go)
 }
 
 type u128 struct{ hi, lo uint64 }
@@ -202,6 +205,9 @@ type cchain struct {
 	hasLimits bool
 	// action per rule: verdict or jump (chain index) or log/return.
 	action []action
+	// index, if set, classifies the chain instead of the bitsets above
+	// (a long chain: index.go).
+	index *chainIndex
 }
 
 type actionKind uint8
@@ -303,7 +309,13 @@ func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int
 		f.ChainOf = append(f.ChainOf, index[name])
 	}
 	b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names, ctx: env.Context}
-	b.build(ch.Rules)
+	if indexed(env.Index, cc.n) {
+		cc.index = buildIndex(ch.Rules, b, func(name string) int32 { return int32(env.Ports[name]) })
+		f.Stats.Indexed++
+		f.Stats.Bytes += cc.index.bytes()
+	} else {
+		b.build(ch.Rules)
+	}
 	if b.ctx != nil && b.ctx.Err() != nil {
 		return fmt.Errorf("compiling chain %s: %w", name, context.Cause(b.ctx))
 	}
@@ -329,6 +341,17 @@ func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int
 	f.Stats.MaxWords = max(f.Stats.MaxWords, cc.words)
 	f.chains = append(f.chains, cc)
 	return nil
+}
+
+// indexed reports whether a chain of n rules gets the indexed classifier.
+func indexed(m IndexMode, n int) bool {
+	switch m {
+	case IndexNever:
+		return false
+	case IndexAlways:
+		return n > 0
+	}
+	return n > IndexAbove
 }
 
 // ruleVerdicts sets each rule's terminal verdict and REJECT answer, and
@@ -622,71 +645,14 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 	cc := &f.chains[ci]
 	res := Result{Verdict: cc.policy, Rule: -1, Chain: ci, Logged: -1}
 	if cc.n > 0 && depth < maxDepth {
-		var ids [11]int32
-		ids[0], ids[1], ids[2] = cc.fields(p, state, in, out, ids[3:])
-		sets := [11][]uint64{}
-		sums := [11][]uint64{}
-		for k, id := range ids {
-			sets[k], sums[k] = cc.sets[id], cc.summaries[id]
+		decided := false
+		if cc.index != nil {
+			decided = f.runIndexed(ctx, ci, p, state, in, out, depth, &res)
+		} else {
+			decided = f.runBitsets(ctx, ci, p, state, in, out, depth, &res)
 		}
-		for sw := 0; sw < len(sums[0]); sw++ {
-			s := sums[0][sw]
-			for k := 1; k < len(sums) && s != 0; k++ {
-				s &= sums[k][sw]
-			}
-			for s != 0 {
-				w := sw*64 + bits.TrailingZeros64(s)
-				s &= s - 1
-				c := sets[0][w]
-				for k := 1; k < len(sets) && c != 0; k++ {
-					c &= sets[k][w]
-				}
-				for c != 0 {
-					ri := w*64 + bits.TrailingZeros64(c)
-					c &= c - 1
-					if !cc.residual(ri, f, p) {
-						continue
-					}
-					if cc.hasLimits && cc.limit[ri] >= 0 {
-						li := cc.limit[ri]
-						// The outcome depends on time and on other
-						// packets: never cache it.
-						res.Volatile = true
-						if ctx.State.limiters[li].conform(p, ctx.Now) == f.limits[li].Above {
-							continue
-						}
-					}
-					rid := int32(cc.first + ri)
-					ctx.Path.add(rid)
-					switch a := cc.action[ri]; a.kind {
-					case actAccept:
-						return Result{Verdict: Accept, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
-					case actDrop:
-						return Result{Verdict: Drop, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
-					case actReject:
-						return Result{Verdict: Reject, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
-					case actLog:
-						res.Logged = rid
-					case actReturn:
-						if cc.builtin {
-							ctx.Path.add(PolicyStep(ci))
-							res.Rule = -1
-							return res
-						}
-						return Result{Verdict: verdictContinue, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
-					case actJump:
-						sub := f.runChain(ctx, a.chain, p, state, in, out, depth+1)
-						if sub.Logged >= 0 {
-							res.Logged = sub.Logged
-						}
-						res.Volatile = res.Volatile || sub.Volatile
-						if sub.Verdict != verdictContinue {
-							sub.Logged, sub.Volatile = res.Logged, res.Volatile
-							return sub
-						}
-					}
-				}
-			}
+		if decided {
+			return res
 		}
 	}
 	if !cc.builtin {
@@ -695,6 +661,102 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 		ctx.Path.add(PolicyStep(ci))
 	}
 	return res
+}
+
+// runBitsets walks the rules of chain ci whose bitsets all hold, in order,
+// applying each (act) until one decides; it reports whether one did.
+func (f *Filter) runBitsets(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int, res *Result) bool {
+	cc := &f.chains[ci]
+	var ids [11]int32
+	ids[0], ids[1], ids[2] = cc.fields(p, state, in, out, ids[3:])
+	sets := [11][]uint64{}
+	sums := [11][]uint64{}
+	for k, id := range ids {
+		sets[k], sums[k] = cc.sets[id], cc.summaries[id]
+	}
+	for sw := 0; sw < len(sums[0]); sw++ {
+		s := sums[0][sw]
+		for k := 1; k < len(sums) && s != 0; k++ {
+			s &= sums[k][sw]
+		}
+		for s != 0 {
+			w := sw*64 + bits.TrailingZeros64(s)
+			s &= s - 1
+			c := sets[0][w]
+			for k := 1; k < len(sets) && c != 0; k++ {
+				c &= sets[k][w]
+			}
+			for c != 0 {
+				ri := w*64 + bits.TrailingZeros64(c)
+				c &= c - 1
+				if cc.residual(ri, f, p) && f.act(ctx, ci, ri, p, state, in, out, depth, res) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// runIndexed is runBitsets for an indexed chain.
+func (f *Filter) runIndexed(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int, res *Result) bool {
+	ix := f.chains[ci].index
+	var cur indexCursor
+	ix.start(&cur, p, state, in, out)
+	for ri := ix.next(&cur, -1, p, state, in, out); ri >= 0; ri = ix.next(&cur, ri, p, state, in, out) {
+		if f.act(ctx, ci, int(ri), p, state, in, out, depth, res) {
+			return true
+		}
+	}
+	return false
+}
+
+// actVerdicts are the verdicts of the terminal actions.
+var actVerdicts = [...]Verdict{actAccept: Accept, actDrop: Drop, actReject: Reject}
+
+// act applies rule ri of chain ci, whose matches held: its rate limit, then
+// its target. It reports whether that decided the chain, with the outcome
+// in res; otherwise (LOG, a limit over its rate, a jump that came back)
+// the chain goes on, and res keeps what the rule left (Logged, Volatile).
+func (f *Filter) act(ctx Ctx, ci int32, ri int, p *packet.Parsed, state uint8, in, out uint16, depth int, res *Result) bool {
+	cc := &f.chains[ci]
+	if cc.hasLimits && cc.limit[ri] >= 0 {
+		li := cc.limit[ri]
+		// The outcome depends on time and on other packets: never cache it.
+		res.Volatile = true
+		if ctx.State.limiters[li].conform(p, ctx.Now) == f.limits[li].Above {
+			return false
+		}
+	}
+	rid := int32(cc.first + ri)
+	ctx.Path.add(rid)
+	switch a := cc.action[ri]; a.kind {
+	case actAccept, actDrop, actReject:
+		*res = Result{Verdict: actVerdicts[a.kind], Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
+		return true
+	case actLog:
+		res.Logged = rid
+	case actReturn:
+		if cc.builtin {
+			ctx.Path.add(PolicyStep(ci))
+			res.Rule = -1
+			return true
+		}
+		*res = Result{Verdict: verdictContinue, Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
+		return true
+	case actJump:
+		sub := f.runChain(ctx, a.chain, p, state, in, out, depth+1)
+		if sub.Logged >= 0 {
+			res.Logged = sub.Logged
+		}
+		res.Volatile = res.Volatile || sub.Volatile
+		if sub.Verdict != verdictContinue {
+			sub.Logged, sub.Volatile = res.Logged, res.Volatile
+			*res = sub
+			return true
+		}
+	}
+	return false
 }
 
 // verdictContinue is an internal sentinel: a user chain ended (or RETURNed)

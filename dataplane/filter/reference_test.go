@@ -11,6 +11,7 @@ import (
 	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/dpfw/dpfw/packet"
 	"github.com/dpfw/dpfw/perf/pcapgen"
+	"github.com/dpfw/dpfw/perf/rulegen"
 )
 
 // refRun is a deliberately slow classifier written straight from iptables'
@@ -231,15 +232,25 @@ func randomPacket(r *rand.Rand) (*packet.Parsed, uint8) {
 }
 
 // TestDifferential compares the compiled classifier with refRun on random
-// rule sets and random packets, with a fixed seed.
+// rule sets and random packets, with a fixed seed, with each chain
+// classified by bitsets and then by the index.
 func TestDifferential(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		m    filter.IndexMode
+	}{{"bitsets", filter.IndexNever}, {"indexed", filter.IndexAlways}} {
+		t.Run(mode.name, func(t *testing.T) { differential(t, mode.m) })
+	}
+}
+
+func differential(t *testing.T, mode filter.IndexMode) {
 	sets, packets := 300, 4000
 	if testing.Short() {
 		sets = 50
 	}
 	r := rand.New(rand.NewPCG(2026, 11))
 	names := []string{"a", "b"}
-	env := filter.Env{Ports: map[string]uint16{"a": 0, "b": 1}}
+	env := filter.Env{Ports: map[string]uint16{"a": 0, "b": 1}, Index: mode}
 	cases := 0
 	for s := 0; s < sets; s++ {
 		text := randomRuleset(r, 1+r.IntN(200))
@@ -250,6 +261,9 @@ func TestDifferential(t *testing.T) {
 		f, err := filter.Compile(rs, env, 1)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if mode == filter.IndexAlways && f.Stats.Indexed != nonEmptyChains(rs) {
+			t.Fatalf("%d chains indexed; want all %d with rules", f.Stats.Indexed, nonEmptyChains(rs))
 		}
 		for i := 0; i < packets; i++ {
 			p, st := randomPacket(r)
@@ -274,6 +288,16 @@ func TestDifferential(t *testing.T) {
 		}
 	}
 	t.Logf("%d cases agree", cases)
+}
+
+func nonEmptyChains(rs *rules.Ruleset) int {
+	n := 0
+	for _, c := range rs.Chains {
+		if len(c.Rules) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func firstRule(f *filter.Filter, chain string) int {
@@ -301,16 +325,12 @@ func TestRunNoAllocs(t *testing.T) {
 }
 
 // BenchmarkClassify classifies a NEW packet that matches no rule (the worst
-// case: every candidate word is examined) with 10 and 10,000 rules of
-// distinct ports and sources, like a large allow-list.
+// case: every candidate is examined) and one that matches the last rule,
+// with 10, 10,000 and 100,000 rules of distinct sources and ports, like a
+// large allow-list (rulegen.Flat), and compiles the rule set.
 func BenchmarkClassify(b *testing.B) {
-	for _, n := range []int{10, 10_000} {
-		var sb strings.Builder
-		sb.WriteString("-P INPUT DROP\n-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT\n")
-		for i := 0; i < n; i++ {
-			fmt.Fprintf(&sb, "-A INPUT -p tcp -s 198.18.%d.%d --dport %d -m state --state NEW -j ACCEPT\n", (i>>8)&255, i&255, 1000+i%50000)
-		}
-		rs, err := rules.ParseIptables("bench", sb.String())
+	for _, n := range []int{10, 10_000, 100_000} {
+		rs, err := rules.ParseIptables("bench", rulegen.Flat(n))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -318,7 +338,7 @@ func BenchmarkClassify(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p := &packet.Parsed{Kind: packet.IPv4, Proto: 6, Src: [16]byte{198, 19, 1, 1}, Dst: [16]byte{198, 18, 1, 1}, SrcPort: 40000, DstPort: 22, TCPFlags: 2}
+		p := &packet.Parsed{Kind: packet.IPv4, Proto: 6, Src: [16]byte{198, 18, 0, 0}, Dst: [16]byte{198, 18, 1, 1}, SrcPort: 40000, DstPort: 22, TCPFlags: 2}
 		b.Run(fmt.Sprintf("rule_miss_%d_rules", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -328,8 +348,9 @@ func BenchmarkClassify(b *testing.B) {
 			}
 		})
 		hit := *p
-		hit.Src = [16]byte{198, 18, byte(((n - 1) >> 8) & 255), byte((n - 1) & 255)}
-		hit.DstPort = uint16(1000 + (n-1)%50000)
+		a := netip.MustParseAddr(rulegen.FlatSource(n - 1)).As4()
+		copy(hit.Src[:], a[:])
+		hit.DstPort = uint16(rulegen.FlatPort(n - 1))
 		b.Run(fmt.Sprintf("rule_hit_last_of_%d_rules", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
