@@ -89,6 +89,7 @@ var importRules = map[string][]string{
 	"cmd/dpfw": {"configs", "control/config", "control/daemon", "control/metrics", "control/replay", "control/ruleset",
 		"dataplane", "dataplane/filter", "dataplane/rules"},
 	"perf/pcapgen": {"packet", "packet/header"},
+	"perf/rulegen": {},
 	"internal/e2e": {"control/config", "perf/pcapgen"},
 	"perf":         {"control/config", "internal/e2e", "perf/pcapgen"},
 }

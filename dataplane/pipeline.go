@@ -10,7 +10,6 @@ import (
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/dataplane/reject"
-	"github.com/dpfw/dpfw/dataplane/rules"
 	"github.com/dpfw/dpfw/internal/nocopy"
 	"github.com/dpfw/dpfw/internal/rate"
 	"github.com/dpfw/dpfw/packet"
@@ -22,7 +21,7 @@ const NoDecision = 0xffffffff
 
 // Every decision id of a rule set the parser accepts fits in a connection
 // entry's cache: this fails to compile if the two limits disagree.
-var _ = [1]struct{}{}[rules.MaxDecisions/(conntrack.MaxDecision+1)]
+var _ = [1]struct{}{}[filter.MaxDecisions/(conntrack.MaxDecision+1)]
 
 // BurstSize is the most frames a burst holds (DPDK's rx burst size), as
 // many as a conntrack.Batch stages.

@@ -73,7 +73,7 @@ func checkRules(out io.Writer, rs *rules.Ruleset, ports []string) error {
 	}
 	f, err := filter.Compile(rs, env, 1)
 	if err != nil {
-		return fmt.Errorf("%w (name the ports with --ports)", err)
+		return err
 	}
 	for _, name := range rs.Order {
 		ch := rs.Chains[name]
@@ -88,8 +88,8 @@ func checkRules(out io.Writer, rs *rules.Ruleset, ports []string) error {
 			fmt.Fprintln(out, r.String())
 		}
 	}
-	fmt.Fprintf(out, "# %d rules in %d chains; classifier %d bitsets, %d bytes\n",
-		f.Stats.Rules, len(rs.Order), f.Stats.Bitsets, f.Stats.Bytes)
+	fmt.Fprintf(out, "# %d rules in %d chains; classifier %d bitsets, %d indexed chains, %d bytes\n",
+		f.Stats.Rules, len(rs.Order), f.Stats.Bitsets, f.Stats.Indexed, f.Stats.Bytes)
 	return nil
 }
 

@@ -33,7 +33,7 @@ func bigRules(n int) string {
 	var b strings.Builder
 	b.WriteString("*filter\n:INPUT DROP [0:0]\n")
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "-A INPUT -s 198.18.%d.%d/32 -p tcp --dport %d -j ACCEPT\n", i/250%256, i%250+1, 1024+i)
+		fmt.Fprintf(&b, "-A INPUT -s 198.%d.%d.%d/32 -p tcp --dport %d -j ACCEPT\n", 18+i/64000%2, i/250%256, i%250+1, 1024+i%60000)
 	}
 	b.WriteString("COMMIT\n")
 	return b.String()
@@ -82,7 +82,7 @@ func writeRules(t *testing.T, dir, text string) {
 func TestReloadDeadline(t *testing.T) {
 	d, dir := testDaemon(t, bigRules(10))
 	old := d.Rules.Load()
-	writeRules(t, dir, bigRules(40000))
+	writeRules(t, dir, bigRules(600_000))
 	timeouts := testutil.ToFloat64(reloads.WithLabelValues("timeout"))
 	start := time.Now()
 	_, err := d.Reload(context.Background())

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
@@ -24,19 +25,24 @@ import (
 // rules.allow_empty is set: it would accept everything, and a file that is
 // being written or was truncated must never open the firewall.
 func Parse(cfg *config.Config) (*rules.Ruleset, error) {
+	return ParseContext(context.Background(), cfg)
+}
+
+// ParseContext is Parse, abandoned (with ctx's cause) when ctx is done.
+func ParseContext(ctx context.Context, cfg *config.Config) (*rules.Ruleset, error) {
 	setMap, err := sets(cfg)
 	if err != nil {
 		return nil, err
 	}
 	name, text := cfg.RulesText()
 	if name6, text6 := cfg.RulesText6(); name6 != "" {
-		return parseFamilies(cfg, setMap, name, text, name6, text6)
+		return parseFamilies(ctx, cfg, setMap, name, text, name6, text6)
 	}
 	if name != "" {
 		if rules.IsEmptyText(text) {
 			return emptyRuleset(cfg, name)
 		}
-		return rules.ParseIptablesSets(name, text, setMap)
+		return rules.Parse(name, text, rules.ParseOptions{Sets: setMap, Context: ctx})
 	}
 	if len(cfg.Rules.List) == 0 && len(cfg.Rules.Chains) == 0 && cfg.Rules.Policies == (config.Policies{}) {
 		return emptyRuleset(cfg, "")
@@ -46,14 +52,14 @@ func Parse(cfg *config.Config) (*rules.Ruleset, error) {
 
 // parseFamilies parses an iptables rule set and an ip6tables one and
 // merges them: each family keeps its own chains and policies.
-func parseFamilies(cfg *config.Config, setMap map[string][]netip.Prefix, name, text, name6, text6 string) (*rules.Ruleset, error) {
+func parseFamilies(ctx context.Context, cfg *config.Config, setMap map[string][]netip.Prefix, name, text, name6, text6 string) (*rules.Ruleset, error) {
 	var rs [2]*rules.Ruleset
 	for i, src := range [2][2]string{{name, text}, {name6, text6}} {
 		var err error
 		if rules.IsEmptyText(src[1]) {
 			rs[i], err = emptyRuleset(cfg, src[0])
 		} else {
-			rs[i], err = rules.Parse(src[0], src[1], rules.ParseOptions{Family: rules.Family(4 + 2*i), Sets: setMap})
+			rs[i], err = rules.Parse(src[0], src[1], rules.ParseOptions{Family: rules.Family(4 + 2*i), Sets: setMap, Context: ctx})
 		}
 		if err != nil {
 			return nil, err
@@ -91,7 +97,7 @@ func Compile(cfg *config.Config, portIDs map[string]uint16, gen uint32) (*filter
 
 // CompileContext is Compile, abandoned (with ctx's cause) when ctx is done.
 func CompileContext(ctx context.Context, cfg *config.Config, portIDs map[string]uint16, gen uint32) (*filter.Filter, error) {
-	rs, err := Parse(cfg)
+	rs, err := ParseContext(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +198,11 @@ type Memory struct {
 	PerConn    int   // bytes per tracked connection, all in
 	Workers    int64 // pipelines (fragment tables, bursts, trace rings), FTP helpers and event rings
 	RateLimits int64 // -m limit / -m hashlimit buckets (f may be nil)
+	// Rules is the compiled rule set (its classifier) and its counters,
+	// one pair per rule and chain and worker. A reload builds the new
+	// rule set beside the running one, so this much again is needed
+	// briefly, and returned when the old one is released.
+	Rules int64
 }
 
 // MemoryPlan computes the start-up memory of cfg with compiled rules f.
@@ -213,12 +224,13 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 	}
 	if f != nil {
 		m.RateLimits = int64(f.LimitBytes(len(cfg.Workers.CPUs)))
+		m.Rules = int64(f.Stats.Bytes) + int64(f.NumDecisions())*int64(unsafe.Sizeof(filter.Counter{}))*nw
 	}
 	return m
 }
 
 // Total is the sum.
-func (m Memory) Total() int64 { return m.Mbufs + m.Conntrack + m.Workers + m.RateLimits }
+func (m Memory) Total() int64 { return m.Mbufs + m.Conntrack + m.Workers + m.RateLimits + m.Rules }
 
 // Fits checks the plan against the machine's memory (MemTotal of
 // /proc/meminfo, or the value given, for tests): a plan larger than the
@@ -250,8 +262,8 @@ func MachineMemory() int64 {
 
 func (m Memory) String() string {
 	mb := func(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
-	return fmt.Sprintf("%s: mbufs %s, connection tables %s (%d bytes per connection), per-worker state %s, rate limits %s",
-		mb(m.Total()), mb(m.Mbufs), mb(m.Conntrack), m.PerConn, mb(m.Workers), mb(m.RateLimits))
+	return fmt.Sprintf("%s: mbufs %s, connection tables %s (%d bytes per connection), per-worker state %s, rate limits %s, rules %s",
+		mb(m.Total()), mb(m.Mbufs), mb(m.Conntrack), m.PerConn, mb(m.Workers), mb(m.RateLimits), mb(m.Rules))
 }
 
 // ChecksumMode is the pipeline's checksum validation mode for the config.

@@ -228,6 +228,10 @@ type action struct {
 
 // Compile turns a parsed rule set into a Filter.
 func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
+	if n := rs.NumRules() + len(rs.Chains); n > rules.MaxDecisions {
+		// Checked before any work (the parser checks it too, as it reads).
+		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d (each has a 20-bit id that connection entries cache): split it between firewalls, or match many addresses with one rule and -m set", n, rules.MaxDecisions)
+	}
 	f := &Filter{Gen: gen, Ruleset: rs}
 	index := map[string]int32{}
 	for _, name := range rs.Order {
@@ -249,9 +253,6 @@ func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
 		if err := f.compileChain(name, rs.Chains[name], index, names, seed, env); err != nil {
 			return nil, err
 		}
-	}
-	if f.NumDecisions() > rules.MaxDecisions {
-		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d", f.NumDecisions(), rules.MaxDecisions)
 	}
 	f.ruleVerdicts()
 	f.acceptsAll = len(f.Rules) == 0
@@ -395,6 +396,11 @@ type builder struct {
 	interned map[uint64][]int32
 	names    []string // port names by id
 	ctx      context.Context
+	// anyL34, for an indexed chain's rest rules, leaves addresses and
+	// ports out of the bitsets (each is then one all-rules set): they
+	// are checked whole anyway, and those fields' distinct values are
+	// what makes bitsets cost rules × values.
+	anyL34 bool
 }
 
 // cancelled reports whether the compilation was abandoned. Each bitset
@@ -476,6 +482,13 @@ func (b *builder) build(rl []rules.Rule) {
 			// negated type+code is decided entirely in the residual.
 			return r.ICMPType < 0 || (r.ICMPNeg && r.ICMPCode >= 0) || (r.ICMPType == t) != r.ICMPNeg
 		})
+	}
+	if b.anyL34 {
+		all := b.set(rl, func(*rules.Rule) bool { return true })
+		cc.src4, cc.dst4, cc.src6, cc.dst6 = rangeIndex{bounds: []u128{{}}, sets: []int32{all}}, rangeIndex{bounds: []u128{{}}, sets: []int32{all}},
+			rangeIndex{bounds: []u128{{}}, sets: []int32{all}}, rangeIndex{bounds: []u128{{}}, sets: []int32{all}}
+		cc.sport, cc.dport = portIndex{bounds: []uint16{0}, sets: []int32{all}}, portIndex{bounds: []uint16{0}, sets: []int32{all}}
+		return
 	}
 	cc.src4 = b.addrIndex(rl, false, func(r *rules.Rule) ([]netip.Prefix, bool) { return r.Src, r.SrcNeg })
 	cc.dst4 = b.addrIndex(rl, false, func(r *rules.Rule) ([]netip.Prefix, bool) { return r.Dst, r.DstNeg })

@@ -4,12 +4,16 @@ import (
 	"sync/atomic"
 
 	"github.com/dpfw/dpfw/dataplane/reject"
+	"github.com/dpfw/dpfw/dataplane/rules"
 )
 
 // A decision id names what decided a packet's verdict: rule ids
 // 0 … len(Rules)−1, then len(Rules)+c for the policy of chain c. Connection
 // entries cache decision ids (16 bits), so a rule set holds at most
 // rules.MaxDecisions rules plus chains.
+
+// MaxDecisions bounds a rule set's decision ids (rules.MaxDecisions).
+const MaxDecisions = rules.MaxDecisions
 
 // Decision returns the decision id of a Run result.
 func (f *Filter) Decision(r Result) uint32 {

@@ -18,8 +18,9 @@ import (
 // other rules share), in a tree of nested prefixes over that field; a
 // lookup finds the packet's deepest prefix and walks up, and each
 // candidate rule there is checked whole (flatRules). Rules that constrain
-// none of those fields keep a bitset classifier of their own, which is
-// linear in their number: every field it still indexes has a small domain.
+// none of those fields keep a bitset classifier of their own, over the
+// small-domain fields only (protocol, state, interfaces, TCP flags, ICMP
+// type), which makes it linear in their number.
 // The first rule that matches, across all of them, is the first rule of
 // the chain that matches.
 
@@ -122,7 +123,7 @@ func buildIndex(rl []rules.Rule, b *builder, portID func(string) int32) *chainIn
 		ix.keys[k] = buildKeyIndex(items[k])
 	}
 	ix.rest = cchain{n: len(rest), words: max(1, (len(rest)+63)/64)}
-	rb := &builder{cc: &ix.rest, seed: b.seed, interned: map[uint64][]int32{}, names: b.names, ctx: b.ctx}
+	rb := &builder{cc: &ix.rest, seed: b.seed, interned: map[uint64][]int32{}, names: b.names, ctx: b.ctx, anyL34: true}
 	rb.build(rest)
 	return ix
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -114,6 +115,9 @@ type ParseOptions struct {
 	Sets map[string][]netip.Prefix
 	// Limits bound the input (zero: DefaultLimits).
 	Limits Limits
+	// Context, if set, abandons the parse when it is done (a reload past
+	// its deadline): Parse then returns its cause.
+	Context context.Context
 }
 
 // Parse parses iptables syntax with opt.
@@ -123,7 +127,7 @@ func Parse(file, text string, opt ParseOptions) (*Ruleset, error) {
 	}
 	rs := NewRuleset()
 	rs.Sets, rs.Family = opt.Sets, opt.Family
-	return rs.parseText(file, text, opt.Limits)
+	return rs.parseText(file, text, opt.Limits, opt.Context)
 }
 
 // ParseIptablesLimits is ParseIptablesSets with explicit bounds.
@@ -131,7 +135,7 @@ func ParseIptablesLimits(file, text string, sets map[string][]netip.Prefix, lim 
 	return Parse(file, text, ParseOptions{Sets: sets, Limits: lim})
 }
 
-func (rs *Ruleset) parseText(file, text string, lim Limits) (*Ruleset, error) {
+func (rs *Ruleset) parseText(file, text string, lim Limits, ctx context.Context) (*Ruleset, error) {
 	if err := checkSize(file, text, len(rs.Chains), lim); err != nil {
 		return nil, err
 	}
@@ -141,6 +145,9 @@ func (rs *Ruleset) parseText(file, text string, lim Limits) (*Ruleset, error) {
 	lineNo := 0
 	for line := range strings.SplitSeq(text, "\n") {
 		lineNo++
+		if ctx != nil && lineNo%4096 == 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: parsing: %w", Pos{File: file, Line: lineNo}, context.Cause(ctx))
+		}
 		if len(errs) >= lim.MaxErrors {
 			errs = append(errs, fmt.Errorf("%s: stopped after %d errors", Pos{File: file, Line: lineNo}, lim.MaxErrors))
 			break

@@ -38,7 +38,7 @@ const TenantSize = 100
 
 // Tenants is a multi-tenant edge of about n rules: FORWARD accepts
 // established traffic, drops INVALID, sends every source in a shared
-// blocklist chain (a fifth of the rules: CIDRs of mixed lengths), then
+// blocklist chain (a fifth of the rules: /30 to /32 prefixes), then
 // jumps to one chain per tenant by the tenant's destination /25. Each
 // tenant's chain mixes sources of mixed prefix lengths, single ports,
 // port ranges and multiport lists, TCP and UDP, ICMP types, states, a LOG
@@ -58,7 +58,7 @@ func Tenants(n int, seed uint64) string {
 		fmt.Fprintf(&b, "-A FORWARD -d %s -j tenant%d\n", TenantPrefix(t), t)
 	}
 	for i := 0; i < block; i++ {
-		fmt.Fprintf(&b, "-A blocklist -s %s -j DROP\n", cidr(r, 20+r.IntN(13)))
+		fmt.Fprintf(&b, "-A blocklist -s %s -j DROP\n", cidr(r, 30+r.IntN(3)))
 	}
 	for t := 0; t < tenants; t++ {
 		writeTenant(&b, r, t)
