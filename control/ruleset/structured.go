@@ -293,7 +293,7 @@ func Import(rs *rules.Ruleset) ([]byte, error) {
 // familyImplied reports whether a rule's family follows from its
 // addresses or protocol (so the structured form need not say it).
 func familyImplied(r *rules.Rule) bool {
-	if len(r.Src) > 0 || len(r.Dst) > 0 {
+	if len(r.Src) > 0 || len(r.Dst) > 0 || r.SrcSet != "" || r.DstSet != "" {
 		return true
 	}
 	return !r.ProtoNeg && (r.Proto == 1 && r.Family == 4 || r.Proto == 58 && r.Family == 6)
@@ -314,22 +314,16 @@ func toStructured(r *rules.Rule) config.Rule {
 		c.Proto = rules.ProtoName(r.Proto)
 		neg(r.ProtoNeg, "proto")
 	}
-	if r.SrcSet == "" {
-		for _, p := range r.Src {
-			c.Src = append(c.Src, p.String())
-		}
+	for _, p := range r.Src {
+		c.Src = append(c.Src, p.String())
 	}
-	if len(r.Src) > 0 {
-		neg(r.SrcNeg, map[bool]string{true: "src_set", false: "src"}[r.SrcSet != ""])
+	for _, p := range r.Dst {
+		c.Dst = append(c.Dst, p.String())
 	}
-	if r.DstSet == "" {
-		for _, p := range r.Dst {
-			c.Dst = append(c.Dst, p.String())
-		}
-	}
-	if len(r.Dst) > 0 {
-		neg(r.DstNeg, map[bool]string{true: "dst_set", false: "dst"}[r.DstSet != ""])
-	}
+	neg(len(r.Src) > 0 && r.SrcNeg, "src")
+	neg(len(r.Dst) > 0 && r.DstNeg, "dst")
+	neg(r.SrcSet != "" && r.SrcSetNeg, "src_set")
+	neg(r.DstSet != "" && r.DstSetNeg, "dst_set")
 	ports := func(ps []rules.PortRange) string {
 		var s []string
 		for _, p := range ps {

@@ -108,6 +108,11 @@ type Filter struct {
 	// Stats of the compilation.
 	Stats CompileStats
 
+	// sets are the address sets the rules use, by index; setIndex gives
+	// a name's index.
+	sets     []*AddrSet
+	setIndex map[string]int32
+
 	ruleVerdict   []Verdict // by rule id: the verdict of terminal targets
 	rejectKind    []reject.Kind
 	limits        []*rules.RateLimit
@@ -197,8 +202,11 @@ type cchain struct {
 	in, out                []int32  // by port id; last entry: unknown port
 	tcpflags               [256]int32
 	icmptype               [256]int32
-	// Residual per rule: ICMP code (-1 any) and whether it is negated with the type.
-	icmpCode []int16
+	// Residual per rule: ICMP code (-1 any) and whether it is negated with
+	// the type; the sets of -m set (-1: none), if hasSets.
+	icmpCode       []int16
+	srcSet, dstSet []int32
+	hasSets        bool
 	// limit per rule: index into Filter.limits, or -1; hasLimits is set
 	// when any is not.
 	limit     []int32
@@ -249,6 +257,7 @@ func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
 		names[id] = n
 	}
 	seed := maphash.MakeSeed()
+	f.compileSets(rs)
 	for _, name := range rs.Order {
 		if err := f.compileChain(name, rs.Chains[name], index, names, seed, env); err != nil {
 			return nil, err
@@ -311,7 +320,7 @@ func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int
 	}
 	b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names, ctx: env.Context}
 	if indexed(env.Index, cc.n) {
-		cc.index = buildIndex(ch.Rules, b, func(name string) int32 { return int32(env.Ports[name]) })
+		cc.index = buildIndex(ch.Rules, b, func(name string) int32 { return int32(env.Ports[name]) }, f.setID)
 		f.Stats.Indexed++
 		f.Stats.Bytes += cc.index.bytes()
 	} else {
@@ -328,6 +337,8 @@ func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int
 		}
 		cc.action = append(cc.action, a)
 		cc.icmpCode = append(cc.icmpCode, int16(r.ICMPCode))
+		cc.srcSet, cc.dstSet = append(cc.srcSet, f.setID(r.SrcSet)), append(cc.dstSet, f.setID(r.DstSet))
+		cc.hasSets = cc.hasSets || r.SrcSet != "" || r.DstSet != ""
 		li := int32(-1)
 		if r.Limit != nil {
 			li = int32(len(f.limits))
@@ -715,8 +726,8 @@ func (f *Filter) runBitsets(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in
 func (f *Filter) runIndexed(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int, res *Result) bool {
 	ix := f.chains[ci].index
 	var cur indexCursor
-	ix.start(&cur, p, state, in, out)
-	for ri := ix.next(&cur, -1, p, state, in, out); ri >= 0; ri = ix.next(&cur, ri, p, state, in, out) {
+	ix.start(&cur, p, state, in, out, f.sets)
+	for ri := ix.next(&cur, -1); ri >= 0; ri = ix.next(&cur, ri) {
 		if f.act(ctx, ci, int(ri), p, state, in, out, depth, res) {
 			return true
 		}
@@ -800,8 +811,12 @@ func (cc *cchain) fields(p *packet.Parsed, state uint8, in, out uint16, rest []i
 	return fam, cc.proto[p.Proto], cc.state[bits.TrailingZeros8(state)&7]
 }
 
-// residual checks what the bitsets do not decide: the ICMP code.
+// residual checks what the bitsets do not decide: the ICMP code, and
+// the sets.
 func (cc *cchain) residual(ri int, f *Filter, p *packet.Parsed) bool {
+	if cc.hasSets && !cc.inSets(ri, f, p) {
+		return false
+	}
 	code := cc.icmpCode[ri]
 	if code < 0 {
 		return true
@@ -809,4 +824,14 @@ func (cc *cchain) residual(ri int, f *Filter, p *packet.Parsed) bool {
 	r := &f.Rules[cc.first+ri]
 	match := int(p.ICMPType) == r.ICMPType && int(p.ICMPCode) == int(code)
 	return match != r.ICMPNeg
+}
+
+// inSets checks rule ri's -m set matches.
+func (cc *cchain) inSets(ri int, f *Filter, p *packet.Parsed) bool {
+	v6 := p.Kind == packet.IPv6
+	if s := cc.srcSet[ri]; s >= 0 && f.sets[s].Contains(&p.Src, v6) == f.Rules[cc.first+ri].SrcSetNeg {
+		return false
+	}
+	s := cc.dstSet[ri]
+	return s < 0 || f.sets[s].Contains(&p.Dst, v6) != f.Rules[cc.first+ri].DstSetNeg
 }

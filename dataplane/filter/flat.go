@@ -31,6 +31,7 @@ type flatRule struct {
 	src4, src6, dst4, dst6 span
 	sports, dports         span
 	in, out                int32 // port id, or -1: any
+	srcSet, dstSet         int32 // set index (Filter.sets), or -1: none
 	proto                  int16 // -1: any
 	icmpType, icmpCode     int16 // -1: any
 	fam, states            uint8
@@ -38,7 +39,7 @@ type flatRule struct {
 	flags                  flatFlag
 }
 
-type flatFlag uint16
+type flatFlag uint32
 
 const (
 	ffSrcAny flatFlag = 1 << iota
@@ -56,13 +57,15 @@ const (
 	ffTCPFlags
 	ffTCPFlagsNeg
 	ffICMPNeg
+	ffSrcSetNeg
+	ffDstSetNeg
 )
 
 func (f flatFlag) has(b flatFlag) bool { return f&b != 0 }
 
 // add appends r in flat form; portID gives an -i/-o name's port id.
-func (fr *flatRules) add(r *rules.Rule, portID func(string) int32) {
-	x := flatRule{in: -1, out: -1, proto: int16(r.Proto), icmpType: int16(r.ICMPType), icmpCode: int16(r.ICMPCode),
+func (fr *flatRules) add(r *rules.Rule, portID func(string) int32, setID func(string) int32) {
+	x := flatRule{in: -1, out: -1, srcSet: setID(r.SrcSet), dstSet: setID(r.DstSet), proto: int16(r.Proto), icmpType: int16(r.ICMPType), icmpCode: int16(r.ICMPCode),
 		fam: uint8(r.Family), states: r.States, mask: r.TCPFlagsMask, comp: r.TCPFlagsComp}
 	for _, b := range [...]struct {
 		on   bool
@@ -72,6 +75,7 @@ func (fr *flatRules) add(r *rules.Rule, portID func(string) int32) {
 		{len(r.DPorts) == 0, ffDPortAny}, {r.SrcNeg, ffSrcNeg}, {r.DstNeg, ffDstNeg}, {r.SPortNeg, ffSPortNeg},
 		{r.DPortNeg, ffDPortNeg}, {r.ProtoNeg, ffProtoNeg}, {r.StateNeg, ffStateNeg}, {r.InNeg, ffInNeg},
 		{r.OutNeg, ffOutNeg}, {r.TCPFlags, ffTCPFlags}, {r.TCPFlagsNeg, ffTCPFlagsNeg}, {r.ICMPNeg, ffICMPNeg},
+		{r.SrcSetNeg, ffSrcSetNeg}, {r.DstSetNeg, ffDstSetNeg},
 	} {
 		if b.on {
 			x.flags |= b.flag
@@ -157,11 +161,30 @@ func mergedPorts(ps []rules.PortRange) []rules.PortRange {
 	return m
 }
 
+// probe is what a packet is matched with: the packet, its state bit, its
+// ports, and the rule set's address sets.
+type probe struct {
+	p       *packet.Parsed
+	state   uint8
+	in, out uint16
+	sets    []*AddrSet
+}
+
 // match reports whether rule i of the chain matches the packet, as
 // iptables would test every match of it.
-func (fr *flatRules) match(i int32, p *packet.Parsed, state uint8, in, out uint16) bool {
+func (fr *flatRules) match(i int32, pr *probe) bool {
 	x := &fr.rules[i]
-	return x.matchHead(p, state, in, out) && x.matchL4(fr, p) && x.matchAddrs(fr, p)
+	return x.matchHead(pr.p, pr.state, pr.in, pr.out) && x.matchL4(fr, pr.p) && x.matchAddrs(fr, pr.p) &&
+		(x.srcSet < 0 && x.dstSet < 0 || x.matchSets(pr))
+}
+
+// matchSets checks -m set matches.
+func (x *flatRule) matchSets(pr *probe) bool {
+	v6 := pr.p.Kind == packet.IPv6
+	if x.srcSet >= 0 && pr.sets[x.srcSet].Contains(&pr.p.Src, v6) == x.flags.has(ffSrcSetNeg) {
+		return false
+	}
+	return x.dstSet < 0 || pr.sets[x.dstSet].Contains(&pr.p.Dst, v6) != x.flags.has(ffDstSetNeg)
 }
 
 // matchHead checks family, protocol, state and interfaces.

@@ -17,8 +17,9 @@ import (
 // addresses, or its destination or source ports: whichever value the fewest
 // other rules share), in a tree of nested prefixes over that field; a
 // lookup finds the packet's deepest prefix and walks up, and each
-// candidate rule there is checked whole (flatRules). Rules that constrain
-// none of those fields keep a bitset classifier of their own, over the
+// candidate rule there is checked whole (flatRules). No rule is indexed
+// by a set (-m set): a set's contents change without a compile. Rules
+// that constrain none of those fields keep a bitset classifier of their own, over the
 // small-domain fields only (protocol, state, interfaces, TCP flags, ICMP
 // type), which makes it linear in their number.
 // The first rule that matches, across all of them, is the first rule of
@@ -94,15 +95,16 @@ type indexCursor struct {
 	node [4]int32
 	ids  [11]int32
 	fam  uint8
+	pr   probe
 }
 
-func buildIndex(rl []rules.Rule, b *builder, portID func(string) int32) *chainIndex {
+func buildIndex(rl []rules.Rule, b *builder, portID, setID func(string) int32) *chainIndex {
 	ix := &chainIndex{n: int32(len(rl))}
 	var items [numKeys][]keyItem
 	var rest []rules.Rule
 	for i, key := range chooseKeys(rl) {
 		r := &rl[i]
-		ix.flat.add(r, portID)
+		ix.flat.add(r, portID, setID)
 		switch key {
 		case keySrc4:
 			addPrefixItems(&items, keySrc4, r.Src, int32(i))
@@ -138,8 +140,8 @@ func chooseKeys(rl []rules.Rule) []int8 {
 		of  func(*rules.Rule) (string, bool)
 	}
 	fields := [...]field{
-		{keySrc4, func(r *rules.Rule) (string, bool) { return addrKeyText(r.Src, r.SrcSet), len(r.Src) > 0 && !r.SrcNeg }},
-		{keyDst4, func(r *rules.Rule) (string, bool) { return addrKeyText(r.Dst, r.DstSet), len(r.Dst) > 0 && !r.DstNeg }},
+		{keySrc4, func(r *rules.Rule) (string, bool) { return addrKeyText(r.Src), len(r.Src) > 0 && !r.SrcNeg }},
+		{keyDst4, func(r *rules.Rule) (string, bool) { return addrKeyText(r.Dst), len(r.Dst) > 0 && !r.DstNeg }},
 		{keyDport, func(r *rules.Rule) (string, bool) { return portKeyText(r.DPorts), len(r.DPorts) > 0 && !r.DPortNeg }},
 		{keySport, func(r *rules.Rule) (string, bool) { return portKeyText(r.SPorts), len(r.SPorts) > 0 && !r.SPortNeg }},
 	}
@@ -165,10 +167,7 @@ func chooseKeys(rl []rules.Rule) []int8 {
 	return out
 }
 
-func addrKeyText(ps []netip.Prefix, set string) string {
-	if set != "" {
-		return "set " + set
-	}
+func addrKeyText(ps []netip.Prefix) string {
 	var b strings.Builder
 	for _, p := range ps {
 		b.WriteString(p.String())
@@ -323,12 +322,12 @@ func (ki *keyIndex) lookup(v u128) int32 {
 
 // scan returns the first rule after after and before best, among node n's
 // and its ancestors' rules, that matches whole; best if none does.
-func (ki *keyIndex) scan(n, after, best int32, fr *flatRules, p *packet.Parsed, state uint8, in, out uint16) int32 {
+func (ki *keyIndex) scan(n, after, best int32, fr *flatRules, pr *probe) int32 {
 	for ; n >= 0; n = ki.nodes[n].parent {
 		nd := ki.nodes[n]
 		ids := ki.rules[nd.lo:nd.hi]
 		for k := firstAbove(ids, after); k < len(ids) && ids[k] < best; k++ {
-			if fr.match(ids[k], p, state, in, out) {
+			if fr.match(ids[k], pr) {
 				best = ids[k]
 				break
 			}
@@ -352,7 +351,8 @@ func firstAbove(ids []int32, after int32) int {
 }
 
 // start looks the packet up in every index of its family.
-func (ix *chainIndex) start(cur *indexCursor, p *packet.Parsed, state uint8, in, out uint16) {
+func (ix *chainIndex) start(cur *indexCursor, p *packet.Parsed, state uint8, in, out uint16, sets []*AddrSet) {
+	cur.pr = probe{p: p, state: state, in: in, out: out, sets: sets}
 	v6 := p.Kind == packet.IPv6
 	cur.fam = 0
 	if v6 {
@@ -373,15 +373,15 @@ func (ix *chainIndex) start(cur *indexCursor, p *packet.Parsed, state uint8, in,
 
 // next returns the chain's first rule after after that matches the packet
 // whole, or -1.
-func (ix *chainIndex) next(cur *indexCursor, after int32, p *packet.Parsed, state uint8, in, out uint16) int32 {
+func (ix *chainIndex) next(cur *indexCursor, after int32) int32 {
 	best := ix.n
 	for k, key := range familyKeys[cur.fam] {
 		if n := cur.node[k]; n >= 0 {
-			best = ix.keys[key].scan(n, after, best, &ix.flat, p, state, in, out)
+			best = ix.keys[key].scan(n, after, best, &ix.flat, &cur.pr)
 		}
 	}
 	if len(ix.restIDs) > 0 {
-		best = ix.scanRest(cur, after, best, p, state, in, out)
+		best = ix.scanRest(cur, after, best)
 	}
 	if best == ix.n {
 		return -1
@@ -391,7 +391,7 @@ func (ix *chainIndex) next(cur *indexCursor, after int32, p *packet.Parsed, stat
 
 // scanRest is scan for the rules no key indexes: their bitsets give the
 // candidates, each checked whole (the bitsets leave ICMP codes open).
-func (ix *chainIndex) scanRest(cur *indexCursor, after, best int32, p *packet.Parsed, state uint8, in, out uint16) int32 {
+func (ix *chainIndex) scanRest(cur *indexCursor, after, best int32) int32 {
 	rc := &ix.rest
 	k0 := firstAbove(ix.restIDs, after)
 	for w := k0 / 64; w < rc.words; w++ {
@@ -407,7 +407,7 @@ func (ix *chainIndex) scanRest(cur *indexCursor, after, best int32, p *packet.Pa
 			if ri >= best {
 				return best
 			}
-			if ix.flat.match(ri, p, state, in, out) {
+			if ix.flat.match(ri, &cur.pr) {
 				return ri
 			}
 		}

@@ -31,7 +31,7 @@ func refRun(rs *rules.Ruleset, names []string, p *packet.Parsed, state uint8, ho
 func refChain(rs *rules.Ruleset, names []string, chain string, p *packet.Parsed, state uint8, in, out uint16, depth int) (filter.Verdict, string, bool) {
 	for i := range rs.Chains[chain].Rules {
 		r := &rs.Chains[chain].Rules[i]
-		if !refMatch(r, names, p, state, in, out) {
+		if !refMatch(r, rs.Sets, names, p, state, in, out) {
 			continue
 		}
 		id := fmt.Sprintf("%s#%d", chain, i)
@@ -55,7 +55,7 @@ func refChain(rs *rules.Ruleset, names []string, chain string, p *packet.Parsed,
 	return 0, "", false
 }
 
-func refMatch(r *rules.Rule, names []string, p *packet.Parsed, state uint8, in, out uint16) bool {
+func refMatch(r *rules.Rule, sets map[string][]netip.Prefix, names []string, p *packet.Parsed, state uint8, in, out uint16) bool {
 	v6 := p.Kind == packet.IPv6
 	if (r.Family == 4 && v6) || (r.Family == 6 && !v6) {
 		return false
@@ -81,6 +81,12 @@ func refMatch(r *rules.Rule, names []string, p *packet.Parsed, state uint8, in, 
 		return false
 	}
 	if len(r.Dst) > 0 && inPrefixes(r.Dst, addr(p.Dst)) == r.DstNeg {
+		return false
+	}
+	if r.SrcSet != "" && inPrefixes(sets[r.SrcSet], addr(p.Src)) == r.SrcSetNeg {
+		return false
+	}
+	if r.DstSet != "" && inPrefixes(sets[r.DstSet], addr(p.Dst)) == r.DstSetNeg {
 		return false
 	}
 	sp, dp := p.SrcPort, p.DstPort
@@ -179,6 +185,9 @@ func randomRuleset(r *rand.Rand, nrules int) string {
 				fmt.Fprintf(&b, " -d %s,%s", addr(), addr())
 			}
 		}
+		if r.IntN(6) == 0 {
+			fmt.Fprintf(&b, " -m set %s--match-set s%d %s", neg(), r.IntN(2), []string{"src", "dst"}[r.IntN(2)])
+		}
 		if r.IntN(4) == 0 {
 			iface := "-i"
 			if chain == "OUTPUT" {
@@ -220,6 +229,21 @@ func randomRuleset(r *rand.Rand, nrules int) string {
 	return b.String()
 }
 
+// randomSets are the sets s0 and s1 of random prefixes near the random
+// rule sets' addresses.
+func randomSets(r *rand.Rand) map[string][]netip.Prefix {
+	out := map[string][]netip.Prefix{}
+	for _, name := range []string{"s0", "s1"} {
+		var ps []netip.Prefix
+		for range 1 + r.IntN(30) {
+			a := netip.AddrFrom4([4]byte{198, 18, byte(r.IntN(4)), byte(r.IntN(256))})
+			ps = append(ps, netip.PrefixFrom(a, 22+r.IntN(11)).Masked())
+		}
+		out[name] = ps
+	}
+	return out
+}
+
 func randomPacket(r *rand.Rand) (*packet.Parsed, uint8) {
 	p := &packet.Parsed{Kind: packet.IPv4}
 	p.Proto = []uint8{6, 17, 1, 47}[r.IntN(4)]
@@ -254,7 +278,7 @@ func differential(t *testing.T, mode filter.IndexMode) {
 	cases := 0
 	for s := 0; s < sets; s++ {
 		text := randomRuleset(r, 1+r.IntN(200))
-		rs, err := rules.ParseIptables("random", text)
+		rs, err := rules.ParseIptablesSets("random", text, randomSets(r))
 		if err != nil {
 			t.Fatalf("random rule set did not parse: %v\n%s", err, text)
 		}

@@ -668,12 +668,12 @@ func (p *ruleParser) expand() []Rule {
 		// Checked by finish: unreachable.
 		panic("filter: negated address with several addresses")
 	}
-	if r.SrcSet != "" || r.DstSet != "" || (len(p.srcs) <= 1 && len(p.dsts) <= 1) {
-		r.Src, r.Dst = nonEmpty(r.Src, p.srcs), nonEmpty(r.Dst, p.dsts)
-		if len(r.Src) == 1 && r.Src[0].Bits() == 0 && r.SrcSet == "" {
+	if len(p.srcs) <= 1 && len(p.dsts) <= 1 {
+		r.Src, r.Dst = p.srcs, p.dsts
+		if len(r.Src) == 1 && r.Src[0].Bits() == 0 {
 			r.Src = nil // 0.0.0.0/0: every address, no match at all
 		}
-		if len(r.Dst) == 1 && r.Dst[0].Bits() == 0 && r.DstSet == "" {
+		if len(r.Dst) == 1 && r.Dst[0].Bits() == 0 {
 			r.Dst = nil
 		}
 		return []Rule{r}
@@ -949,9 +949,9 @@ func setOpt(p *ruleParser, neg bool, v []token) error {
 	r := p.r
 	switch dir.s {
 	case "src":
-		r.Src, r.SrcNeg, r.SrcSet = ps, neg, name.s
+		r.SrcSet, r.SrcSetNeg = name.s, neg
 	case "dst":
-		r.Dst, r.DstNeg, r.DstSet = ps, neg, name.s
+		r.DstSet, r.DstSetNeg = name.s, neg
 	default:
 		return p.fail(dir, "want src or dst (dpfw sets hold addresses)")
 	}

@@ -66,8 +66,12 @@ type Rule struct {
 
 	Src, Dst       []netip.Prefix
 	SrcNeg, DstNeg bool
-	// SrcSet, DstSet name the sets Src/Dst were expanded from (-m set).
-	SrcSet, DstSet string
+	// SrcSet, DstSet name the sets the addresses must be in (-m set
+	// --match-set NAME src|dst, or negated), a match of its own beside
+	// -s/-d. The compiled rule set refers to the set, whose contents can
+	// be replaced without compiling the rules again (filter.WithSets).
+	SrcSet, DstSet       string
+	SrcSetNeg, DstSetNeg bool
 
 	SPorts, DPorts     []PortRange
 	SPortNeg, DPortNeg bool

@@ -40,11 +40,11 @@ func (r *Rule) Save() string {
 			b.WriteString(" !")
 		}
 	}
-	if len(r.Src) > 0 && r.SrcSet == "" {
+	if len(r.Src) > 0 {
 		neg(r.SrcNeg)
 		b.WriteString(" -s " + joinPrefixes(r.Src))
 	}
-	if len(r.Dst) > 0 && r.DstSet == "" {
+	if len(r.Dst) > 0 {
 		neg(r.DstNeg)
 		b.WriteString(" -d " + joinPrefixes(r.Dst))
 	}
@@ -219,10 +219,10 @@ func saveComment(b *strings.Builder, r *Rule) {
 
 func saveSet(b *strings.Builder, r *Rule) {
 	if r.SrcSet != "" {
-		negOpt(b, r.SrcNeg, "--match-set "+r.SrcSet+" src")
+		negOpt(b, r.SrcSetNeg, "--match-set "+r.SrcSet+" src")
 	}
 	if r.DstSet != "" {
-		negOpt(b, r.DstNeg, "--match-set "+r.DstSet+" dst")
+		negOpt(b, r.DstSetNeg, "--match-set "+r.DstSet+" dst")
 	}
 }
 
