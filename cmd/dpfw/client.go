@@ -71,11 +71,13 @@ func reloadCmd() *cobra.Command {
 				Rules      int      `json:"rules"`
 				Hash       string   `json:"hash"`
 				Restart    []string `json:"needs_restart"`
+				Rebuilt    string   `json:"rebuilt"`
 			}
 			if err := call("POST", "/api/reload", nil, &res); err != nil {
 				return fmt.Errorf("reload failed, the running configuration is unchanged: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "reloaded: rule-set generation %d, %d rules, config %s\n", res.Generation, res.Rules, res.Hash)
+			how := map[string]string{"compiled": "rules compiled", "sets": "only sets changed: rules and counters kept", "unchanged": "rules unchanged"}[res.Rebuilt]
+			fmt.Fprintf(cmd.OutOrStdout(), "reloaded: rule-set generation %d, %d rules (%s), config %s\n", res.Generation, res.Rules, how, res.Hash)
 			if len(res.Restart) > 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "changed but applied only after a restart: %s\n", strings.Join(res.Restart, ", "))
 			}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -40,6 +41,9 @@ type Config struct {
 	// reported.
 	rulesName, rulesText   string
 	rulesName6, rulesText6 string
+	// setTexts are the contents of the sets' files (rules.sets[i].file),
+	// by set index, read with the rules.
+	setTexts []string
 }
 
 // EAL configures DPDK's environment abstraction layer.
@@ -254,10 +258,50 @@ type Policies struct {
 	Output  string `mapstructure:"output"`
 }
 
-// Set is a named address set.
+// Set is a named address set: its addresses and prefixes listed, or in a
+// file (relative to the config's directory) with one address, CIDR or
+// range per line, or as ipset save writes them.
 type Set struct {
 	Name      string   `mapstructure:"name"`
 	Addresses []string `mapstructure:"addresses"`
+	File      string   `mapstructure:"file"`
+}
+
+// SetPath is rules.sets[i].file resolved against the config's directory
+// ("" if the set lists its addresses).
+func (c *Config) SetPath(i int) string {
+	p := c.Rules.Sets[i].File
+	if p != "" && !filepath.IsAbs(p) {
+		p = filepath.Join(c.Dir, p)
+	}
+	return p
+}
+
+// SetText is the contents of rules.sets[i].file as read with the config.
+func (c *Config) SetText(i int) string {
+	if i < len(c.setTexts) {
+		return c.setTexts[i]
+	}
+	return ""
+}
+
+// SameRuleText reports whether c and o have the same rule set apart from
+// the sets' contents: the same rules text (files as read) or structured
+// rules, and the same set names in the same order.
+func (c *Config) SameRuleText(o *Config) bool {
+	if c.rulesName != o.rulesName || c.rulesText != o.rulesText || c.rulesName6 != o.rulesName6 || c.rulesText6 != o.rulesText6 {
+		return false
+	}
+	a, b := c.Rules, o.Rules
+	if a.Policies != b.Policies || a.AllowEmpty != b.AllowEmpty || !slices.Equal(a.Chains, b.Chains) || !reflect.DeepEqual(a.List, b.List) || len(a.Sets) != len(b.Sets) {
+		return false
+	}
+	for i := range a.Sets {
+		if a.Sets[i].Name != b.Sets[i].Name {
+			return false
+		}
+	}
+	return true
 }
 
 // Rule is one rule in the structured form; each field is the iptables
@@ -403,6 +447,17 @@ func (c *Config) readRules() error {
 		c.rulesName6, c.rulesText6 = p, string(b)
 	case c.Rules.Iptables6 != "":
 		c.rulesName6, c.rulesText6 = "rules.iptables6", c.Rules.Iptables6
+	}
+	c.setTexts = make([]string, len(c.Rules.Sets))
+	for i, s := range c.Rules.Sets {
+		if s.File == "" {
+			continue
+		}
+		b, err := ReadStable(fmt.Sprintf("rules.sets[%d].file", i), c.SetPath(i), c.Rules.MaxFileSize)
+		if err != nil {
+			return err
+		}
+		c.setTexts[i] = string(b)
 	}
 	return nil
 }

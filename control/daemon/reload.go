@@ -71,6 +71,10 @@ type ReloadResult struct {
 	Rules      int      `json:"rules"`
 	Hash       string   `json:"hash"`
 	Restart    []string `json:"needs_restart,omitempty"` // changed settings that apply only after a restart
+	// Rebuilt says what the reload did to the rules: "compiled" (a new
+	// rule set), "sets" (only sets' contents changed: the compiled rules
+	// were kept, and their counters), or "unchanged".
+	Rebuilt string `json:"rebuilt"`
 }
 
 // reloadAnswer is one reload's outcome, for every request it served.
@@ -227,17 +231,11 @@ func (d *Daemon) reload(ctx context.Context) (ReloadResult, error) {
 	for _, p := range d.Ports {
 		portIDs[p.Config.Name] = uint16(p.ID)
 	}
-	c, err := ruleset.CompileContext(ctx, cfg, portIDs, old.Gen+1)
+	f, rebuilt, err := d.newRules(ctx, cfg, old, portIDs)
 	if err != nil {
 		return ReloadResult{}, fmt.Errorf("rules: %w", err)
 	}
-	f := filter.Install(c, old.State.Workers(), old)
-	if sameRules(c.Ruleset, old.Ruleset) {
-		// The same rules (a file rewritten with what runs, e.g. by a
-		// persisted live edit): keep the running set and its counters.
-		f = old
-	}
-	res := ReloadResult{Generation: f.Gen, Rules: f.Stats.Rules, Hash: configHash(cfg)}
+	res := ReloadResult{Generation: f.Gen, Rules: f.Stats.Rules, Hash: configHash(cfg), Rebuilt: rebuilt}
 	cur := d.Config
 	for _, ch := range []struct {
 		key  string
@@ -265,7 +263,8 @@ func (d *Daemon) reload(ctx context.Context) (ReloadResult, error) {
 	return res, nil
 }
 
-// Watch reloads when the config file or the rules file is replaced. It
+// Watch reloads when the config file, the rules file or a set's file is
+// replaced. It
 // watches their directories, so a file renamed into place (the safe way
 // to deploy: write a temporary, rename it over) and symlinked configs are
 // followed. With rules.watch: rename (the default) writes into the file
@@ -301,6 +300,9 @@ func (d *Daemon) Watch(stop <-chan struct{}) error {
 	add(d.ConfigPath)
 	add(cfg.RulesPath())
 	add(cfg.RulesPath6())
+	for i := range cfg.Rules.Sets {
+		add(cfg.SetPath(i))
+	}
 	go d.watch(w, files, cfg.Rules.Watch == "write", stop)
 	return nil
 }
@@ -360,6 +362,37 @@ func (d *Daemon) watch(w *fsnotify.Watcher, files map[string]bool, reloadWrites 
 
 // sameRules reports whether two rule sets compile to the same classifier:
 // the same text and the same address sets (which the text only names).
+// newRules makes the rule set of cfg, replacing old: when only sets'
+// contents changed (the same rules text, the same set names), the compiled
+// rules are kept with new sets and old's counters (filter.WithSets: no
+// compile, as ipset changes a set under iptables' rules); otherwise the
+// rules are compiled, and if they turn out the same as old's, old stays.
+func (d *Daemon) newRules(ctx context.Context, cfg *config.Config, old *filter.Active, portIDs map[string]uint16) (*filter.Active, string, error) {
+	if cur := d.active.Load(); cur != nil && cur.SameRuleText(cfg) {
+		setMap, err := ruleset.Sets(cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		if reflect.DeepEqual(setMap, old.Ruleset.Sets) {
+			return old, "unchanged", nil
+		}
+		if nf, err := old.WithSets(setMap, old.Gen+1); err == nil {
+			return &filter.Active{Filter: nf, State: old.State}, "sets", nil
+		}
+		// A set changed family: the rules must be parsed again.
+	}
+	c, err := ruleset.CompileContext(ctx, cfg, portIDs, old.Gen+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if sameRules(c.Ruleset, old.Ruleset) {
+		// The same rules (a file rewritten with what runs, e.g. by a
+		// persisted live edit): keep the running set and its counters.
+		return old, "unchanged", nil
+	}
+	return filter.Install(c, old.State.Workers(), old), "compiled", nil
+}
+
 func sameRules(a, b *rules.Ruleset) bool {
 	return a.Save() == b.Save() && reflect.DeepEqual(a.Sets, b.Sets)
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
 	"github.com/dpfw/dpfw/dataplane/filter"
+	"github.com/dpfw/dpfw/dataplane/rules"
+	"github.com/dpfw/dpfw/packet"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -27,8 +29,7 @@ links: [{name: w, ports: [outside, inside], inside: inside}]
 rules: {file: rules.v4, reload_timeout: 1s}
 `
 
-// bigRules is a save file of n distinct rules (slow to compile: the
-// classifier's bitsets cost n² / 64 words).
+// bigRules is a save file of n distinct rules.
 func bigRules(n int) string {
 	var b strings.Builder
 	b.WriteString("*filter\n:INPUT DROP [0:0]\n")
@@ -41,10 +42,21 @@ func bigRules(n int) string {
 
 // testDaemon is a Daemon without DPDK: its rule set and reloader only.
 func testDaemon(t *testing.T, rules string) (*Daemon, string) {
+	return testDaemonConfig(t, reloadBase, rules, nil)
+}
+
+// testDaemonConfig is testDaemon with its config and more files in its
+// directory.
+func testDaemonConfig(t *testing.T, base, rules string, files map[string]string) (*Daemon, string) {
 	t.Helper()
 	dir := t.TempDir()
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	path := filepath.Join(dir, "dpfw.yaml")
-	if err := os.WriteFile(path, []byte(reloadBase), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(base), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	writeRules(t, dir, rules)
@@ -176,5 +188,65 @@ func TestReloadUnchangedKeeps(t *testing.T) {
 	withSet("198.18.0.2")
 	if next := reload(); next == g {
 		t.Errorf("a reload that changed the set's addresses kept generation %d: the old set would stay", g)
+	}
+}
+
+// TestReloadSetsOnly: a reload that changes only a set file's contents
+// keeps the compiled rules and their counters, with the new set in force
+// (ipset's model); a set that changes family, or new rules, compile again;
+// an empty set file is refused and the running rules stay.
+func TestReloadSetsOnly(t *testing.T) {
+	base := reloadBase + "  sets: [{name: blk, file: blk.txt}]\n"
+	base = strings.Replace(base, "rules: {file: rules.v4, reload_timeout: 1s}\n  sets:", "rules:\n  file: rules.v4\n  reload_timeout: 1s\n  sets:", 1)
+	d, dir := testDaemonConfig(t, base, "*filter\n-A INPUT -m set --match-set blk src -j DROP\nCOMMIT\n",
+		map[string]string{"blk.txt": "198.18.0.1\n"})
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name+".tmp"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, name+".tmp"), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verdict := func(src [4]byte) filter.Verdict {
+		f := d.Rules.Load()
+		p := &packet.Parsed{Kind: packet.IPv4, Proto: 17}
+		copy(p.Src[:], src[:])
+		return f.Run(filter.Ctx{}, p, rules.StateNew, filter.HookInput, 0, 1).Verdict
+	}
+	old := d.Rules.Load()
+	if verdict([4]byte{198, 18, 0, 2}) != filter.Accept || verdict([4]byte{198, 18, 0, 1}) != filter.Drop {
+		t.Fatal("the set does not match as written")
+	}
+	write("blk.txt", "# now a /24\n198.18.0.0/24\n")
+	res, err := d.Reload(context.Background())
+	if err != nil || res.Rebuilt != "sets" {
+		t.Fatalf("set-only reload: %+v %v", res, err)
+	}
+	now := d.Rules.Load()
+	if now.State != old.State || now.Gen != old.Gen+1 {
+		t.Errorf("the set-only reload replaced the counters (%v) or kept the generation (%d)", now.State != old.State, now.Gen)
+	}
+	if verdict([4]byte{198, 18, 0, 2}) != filter.Drop {
+		t.Error("the new set is not in force")
+	}
+	write("blk.txt", "")
+	if _, err := d.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "blk.txt: the set \"blk\" is empty") {
+		t.Errorf("empty set file: %v", err)
+	}
+	if d.Rules.Load() != now {
+		t.Error("a refused set file replaced the rules")
+	}
+	write("blk.txt", "198.18.0.0/24\n2001:2::1\n")
+	if res, err := d.Reload(context.Background()); err != nil || res.Rebuilt != "compiled" {
+		t.Errorf("a set changing family: %+v %v; want the rules compiled again", res, err)
+	}
+	writeRules(t, dir, "*filter\n-A INPUT -m set --match-set blk src -j REJECT\nCOMMIT\n")
+	if res, err := d.Reload(context.Background()); err != nil || res.Rebuilt != "compiled" {
+		t.Errorf("new rules: %+v %v", res, err)
+	}
+	if res, err := d.Reload(context.Background()); err != nil || res.Rebuilt != "unchanged" {
+		t.Errorf("nothing changed: %+v %v", res, err)
 	}
 }

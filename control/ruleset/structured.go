@@ -12,6 +12,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// Sets parses rules.sets: each set's addresses, or its file's entries.
+func Sets(cfg *config.Config) (map[string][]netip.Prefix, error) { return sets(cfg) }
+
 // sets parses rules.sets.
 func sets(cfg *config.Config) (map[string][]netip.Prefix, error) {
 	out := map[string][]netip.Prefix{}
@@ -27,17 +30,9 @@ func sets(cfg *config.Config) (map[string][]netip.Prefix, error) {
 			errs = append(errs, fmt.Errorf("%s.name: set %q is defined twice", pos, s.Name))
 			continue
 		}
-		var ps []netip.Prefix
-		for j, a := range s.Addresses {
-			p, err := parsePrefix(a)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s.addresses[%d]: %q: want an address or CIDR, e.g. 198.18.0.0/15", pos, j, a))
-				continue
-			}
-			ps = append(ps, p)
-		}
-		if len(s.Addresses) == 0 {
-			errs = append(errs, fmt.Errorf("%s.addresses: the set %q is empty", pos, s.Name))
+		ps, err := setEntries(cfg, i, pos)
+		if err != nil {
+			errs = append(errs, err)
 		}
 		out[s.Name] = ps
 	}
