@@ -1,11 +1,12 @@
 package ruleset
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dpfw/dpfw/perf/rulegen"
 )
 
 func TestParseSetFile(t *testing.T) {
@@ -74,7 +75,7 @@ func TestRangePrefixes(t *testing.T) {
 // BenchmarkParseSetFile reads a 1,000,000-entry set file, IPv4 and IPv6
 // addresses and prefixes mixed.
 func BenchmarkParseSetFile(b *testing.B) {
-	text := setFileForTest(1_000_000)
+	text := rulegen.SetFile(1_000_000, 1)
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
 		ps, err := ParseSetFile("big", "big", text)
@@ -84,21 +85,3 @@ func BenchmarkParseSetFile(b *testing.B) {
 	}
 }
 
-// setFileForTest is a set file of n entries: IPv4 /32s and /28s in
-// 198.18.0.0/15 and IPv6 /128s and /64s in 2001:2::/48, a quarter each.
-func setFileForTest(n int) string {
-	var sb strings.Builder
-	for i := 0; i < n; i++ {
-		switch i % 4 {
-		case 0:
-			fmt.Fprintf(&sb, "198.%d.%d.%d\n", 18+(i>>16)&1, (i>>8)&255, i&255)
-		case 1:
-			fmt.Fprintf(&sb, "198.%d.%d.%d/28\n", 18+(i>>16)&1, (i>>8)&255, i&240)
-		case 2:
-			fmt.Fprintf(&sb, "2001:2:0:%x::%x\n", i>>16, i&0xffff)
-		default:
-			fmt.Fprintf(&sb, "2001:2:0:%x::/64\n", i&0xffff)
-		}
-	}
-	return sb.String()
-}

@@ -107,3 +107,36 @@ func writeTenant(b *strings.Builder, r *rand.Rand, t int) {
 		fmt.Fprintf(b, "-A %s -j RETURN\n", c)
 	}
 }
+
+// SetEntries is n distinct set entries (addresses and prefixes), none
+// adjacent to another, so a set keeps them all: IPv4 /32s in 198.18.0.0/15
+// (one entry in eight, at most 60,000), the rest IPv6 /128s and /96s in
+// 2001:2::/48. The order is shuffled by the seed.
+func SetEntries(n int, seed uint64) []string {
+	out := make([]string, n)
+	v4 := 0
+	for i := range out {
+		switch {
+		case i%8 == 0 && v4 < 60000:
+			a := 2 * v4
+			out[i] = fmt.Sprintf("198.%d.%d.%d", 18+a>>16, a>>8&255, a&255)
+			v4++
+		case i%2 == 0:
+			out[i] = fmt.Sprintf("2001:2::1:0:%x:%x", (2*i)>>16, (2*i)&0xffff)
+		default:
+			out[i] = fmt.Sprintf("2001:2::%x:%x:0:0/96", (2*i)>>16, (2*i)&0xffff)
+		}
+	}
+	rand.New(rand.NewPCG(seed, 1)).Shuffle(n, func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// SetFile is SetEntries as a set file, one entry per line.
+func SetFile(n int, seed uint64) string {
+	var b strings.Builder
+	for _, e := range SetEntries(n, seed) {
+		b.WriteString(e)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
