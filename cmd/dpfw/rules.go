@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/url"
@@ -30,7 +31,7 @@ func rulesCmd() *cobra.Command {
 // rulesCheckCmd is "dpfw rules check".
 func rulesCheckCmd() *cobra.Command {
 	var ports []string
-	var v6 bool
+	var v6, quiet bool
 	check := &cobra.Command{
 		Use:   "check FILE",
 		Short: "Validate a rules file and print the rules as dpfw understood them",
@@ -44,9 +45,14 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 			if err != nil {
 				return err
 			}
-			return checkRules(cmd.OutOrStdout(), rs, ports)
+			out := cmd.OutOrStdout()
+			if quiet {
+				out = summaryOnly{out}
+			}
+			return checkRules(out, rs, ports)
 		},
 	}
+	check.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the summary line (rules, chains, classifier size), not every rule")
 	check.Flags().StringSliceVar(&ports, "ports", nil, "port names that -i/-o may use (default: any name used is accepted)")
 	check.Flags().BoolVarP(&v6, "ipv6", "6", false, "the file is an ip6tables rule set (default: iptables, or both families when the file does not say)")
 	return check
@@ -91,6 +97,19 @@ func checkRules(out io.Writer, rs *rules.Ruleset, ports []string) error {
 	fmt.Fprintf(out, "# %d rules in %d chains; classifier %d bitsets, %d indexed chains, %d bytes\n",
 		f.Stats.Rules, len(rs.Order), f.Stats.Bitsets, f.Stats.Indexed, f.Stats.Bytes)
 	return nil
+}
+
+// summaryOnly passes on only the lines that start with "#": checkRules'
+// summary, for --quiet.
+type summaryOnly struct{ w io.Writer }
+
+func (s summaryOnly) Write(b []byte) (int, error) {
+	if bytes.HasPrefix(b, []byte("#")) {
+		if _, err := s.w.Write(b); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
 }
 
 // rulesSaveCmd is "dpfw rules save".

@@ -240,7 +240,7 @@ func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
 		// Checked before any work (the parser checks it too, as it reads).
 		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d (each has a 20-bit id that connection entries cache): split it between firewalls, or match many addresses with one rule and -m set", n, rules.MaxDecisions)
 	}
-	f := &Filter{Gen: gen, Ruleset: rs}
+	f := &Filter{Gen: gen, Ruleset: rs, Rules: make([]rules.Rule, 0, rs.NumRules()), ChainOf: make([]int32, 0, rs.NumRules())}
 	index := map[string]int32{}
 	for _, name := range rs.Order {
 		index[name] = int32(len(index))

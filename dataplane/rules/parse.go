@@ -136,9 +136,12 @@ func ParseIptablesLimits(file, text string, sets map[string][]netip.Prefix, lim 
 }
 
 func (rs *Ruleset) parseText(file, text string, lim Limits, ctx context.Context) (*Ruleset, error) {
-	if err := checkSize(file, text, len(rs.Chains), lim); err != nil {
+	hint, err := checkSize(file, text, len(rs.Chains), lim)
+	if err != nil {
 		return nil, err
 	}
+	rs.sizeHint = hint
+	defer func() { rs.sizeHint = nil }()
 	var errs []error
 	st := saveState{isSave: hasTableHeader(text)}
 	rs.save = st.isSave
@@ -580,6 +583,9 @@ func (c *cmdLine) addRule(ch *Chain, insertAt int, cmd token, rest []token) erro
 			return &ParseError{Pos: r.Pos, Token: r.Target, Msg: rs.unknownTarget(r.Target) + " (a jump needs its chain created first, with -N, earlier in the file)"}
 		}
 	}
+	if ch.Rules == nil && rs.sizeHint[ch.Name] > 1 {
+		ch.Rules = make([]Rule, 0, rs.sizeHint[ch.Name])
+	}
 	if insertAt >= 0 {
 		ch.Rules = slices.Insert(ch.Rules, insertAt, rules...)
 	} else {
@@ -889,9 +895,11 @@ func tooBig(pos Pos, lim Limits) error {
 // rule set's chains so far) at the line that crosses the limit: an
 // impossible file fails in a fraction of the time parsing it would take.
 // The parser counts exactly as it goes; this count is an upper bound only
-// for lines it would accept.
-func checkSize(file, text string, chains int, lim Limits) error {
+// for lines it would accept. It returns the number of -A/-I lines per
+// chain name, which the parser sizes chains with.
+func checkSize(file, text string, chains int, lim Limits) (map[string]int, error) {
 	n, lineNo := chains, 0
+	hint := map[string]int{}
 	for len(text) > 0 {
 		lineNo++
 		line := text
@@ -901,13 +909,18 @@ func checkSize(file, text string, chains int, lim Limits) error {
 			text = ""
 		}
 		line = strings.TrimLeft(line, " \t")
-		if addsDecision(line) {
-			if n++; n > lim.MaxDecisions {
-				return tooBig(Pos{File: file, Line: lineNo}, lim)
-			}
+		if !addsDecision(line) {
+			continue
+		}
+		if n++; n > lim.MaxDecisions {
+			return nil, tooBig(Pos{File: file, Line: lineNo}, lim)
+		}
+		if cmd, rest, ok := strings.Cut(line, " "); ok && (cmd == "-A" || cmd == "-I") {
+			name, _, _ := strings.Cut(strings.TrimLeft(rest, " "), " ")
+			hint[name]++
 		}
 	}
-	return nil
+	return hint, nil
 }
 
 // addsDecision reports whether a (left-trimmed) line appends, inserts or

@@ -140,6 +140,9 @@ type Ruleset struct {
 	// nrules counts the rules the parser added (for its limit check,
 	// which must not walk every chain on every line).
 	nrules int
+	// sizeHint is how many rules the text adds to each chain, by name, as
+	// a pre-scan counted them: the parser sizes each chain once.
+	sizeHint map[string]int
 }
 
 // BuiltinChains are the chains every rule set has.
