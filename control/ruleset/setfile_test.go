@@ -84,4 +84,3 @@ func BenchmarkParseSetFile(b *testing.B) {
 		}
 	}
 }
-
