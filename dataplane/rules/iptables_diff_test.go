@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/dpfw/dpfw/dataplane/rules"
+	"github.com/dpfw/dpfw/perf/rulegen"
 )
 
 // The parser differential: rules applied with the real iptables-restore in
@@ -725,4 +726,60 @@ func splitWords(s string) ([]string, error) {
 		out = append(out, cur.String())
 	}
 	return out, nil
+}
+
+// TestLargeRuleSetsLikeIptables: the generated 100,000-rule files of the
+// scale benchmarks load into the real iptables, and dpfw reads them as
+// iptables does: iptables-save prints the same rules, chain by chain, as
+// dpfw's save of its parse.
+func TestLargeRuleSetsLikeIptables(t *testing.T) {
+	kernelTools(t)
+	n := newNetns(t)
+	for _, tc := range []struct{ name, text string }{
+		{"flat", rulegen.Flat(100_000)}, {"tenants", rulegen.Tenants(100_000, 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if out, err := n.run(tc.text, "iptables-restore"); err != nil {
+				t.Fatalf("iptables-restore: %v\n%.2000s", err, out)
+			}
+			save, err := n.run("", "iptables-save", "-t", "filter")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, err := rules.Parse(tc.name, tc.text, rules.ParseOptions{Family: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rs.NumRules() < 100_000 {
+				t.Fatalf("%d rules parsed", rs.NumRules())
+			}
+			k, d := byChain(save), byChain(rs.Save())
+			if len(k) == 0 || len(k) != len(d) {
+				t.Fatalf("iptables has %d chains with rules, dpfw %d", len(k), len(d))
+			}
+			for chain, kl := range k {
+				if dl := d[chain]; kl != dl {
+					t.Fatalf("chain %s differs:\niptables-save: %.600s\ndpfw save:     %.600s", chain, kl, dl)
+				}
+			}
+		})
+	}
+}
+
+// byChain groups a save file's -A lines by chain, in order.
+func byChain(save string) map[string]string {
+	bs := map[string]*strings.Builder{}
+	for _, l := range strings.Split(save, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "-A" {
+			if bs[f[1]] == nil {
+				bs[f[1]] = &strings.Builder{}
+			}
+			bs[f[1]].WriteString(l + "\n")
+		}
+	}
+	out := map[string]string{}
+	for c, b := range bs {
+		out[c] = b.String()
+	}
+	return out
 }
