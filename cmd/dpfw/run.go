@@ -288,6 +288,8 @@ func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http
 		MbufsTotal: uint64(cfg.Mempool.Mbufs),
 		Conntrack:  d.CTCounters,
 		Rules:      d.RuleStats,
+
+		MaxRuleSeries: cfg.Metrics.RuleSeries,
 	}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))

@@ -337,6 +337,12 @@ type Metrics struct {
 	Listen string `mapstructure:"listen"`
 	// StatsInterval logs a counter summary this often (0: never).
 	StatsInterval time.Duration `mapstructure:"stats_interval"`
+	// RuleSeries bounds the per-rule series (dpfw_rule_packets_total and
+	// _bytes_total): a generated rule set of 100,000 rules would otherwise
+	// make every scrape 200,000 series. Past it, chain policies and the
+	// rules that have counted packets are exported, in rule order, up to
+	// the bound; dpfw_rule_series_omitted says how many were left out.
+	RuleSeries int `mapstructure:"rule_series"`
 }
 
 // Log configures structured logging.
@@ -361,7 +367,7 @@ func Default() Config {
 		}, FTP: FTP{Enabled: true, Ports: []int{21}, ExpectTimeout: 300 * time.Second, MaxExpectations: 1024, MaxPerConnection: 4},
 			NewBurst: 1000, Adaptive: Adaptive{Start: 60, End: 100, Floor: 2 * time.Second}},
 		Rules:      Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
-		Metrics:    Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0},
+		Metrics:    Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0, RuleSeries: 10000},
 		FlowExport: FlowExport{ActiveTimeout: 60 * time.Second, TemplateRefresh: 10 * time.Minute, ObservationDomain: 1},
 		Log:        Log{Level: "info", Format: "text"},
 	}
@@ -809,6 +815,9 @@ func checkRules(v *validation) {
 	if n := c.Rules.MaxFileSize; n < 1024 || n > 1<<32 {
 		v.add("rules.max_file_size", "%d: want 1024 to 4294967296 bytes (default %d)", n, DefaultMaxFileSize)
 	}
+	if n := c.Metrics.RuleSeries; n < 1 || n > maxRuleSeries {
+		v.add("metrics.rule_series", "%d: want 1 to %d", n, maxRuleSeries)
+	}
 	if c.Metrics.StatsInterval < 0 {
 		v.add("metrics.stats_interval", "%s: want 0 (off) or a positive duration", c.Metrics.StatsInterval)
 	}
@@ -903,3 +912,7 @@ func Nearest(s string, candidates []string) string {
 	}
 	return ""
 }
+
+// maxRuleSeries bounds metrics.rule_series: the most decisions a rule set
+// has (rules.MaxDecisions).
+const maxRuleSeries = 1 << 20

@@ -48,6 +48,9 @@ type Source struct {
 	Conntrack func() []dataplane.CTSnapshot
 	// Rules returns per-rule counters of the active rule set.
 	Rules func() []RuleStat
+	// MaxRuleSeries bounds the rules exported (0: all; see
+	// config.Metrics.RuleSeries).
+	MaxRuleSeries int
 }
 
 var (
@@ -64,6 +67,8 @@ var (
 	rulePackets = desc("rule", "packets_total", "Packets decided by a rule or chain policy (like iptables -L -v).", []string{"chain", "rule", "target", "comment"})
 	ruleBytes   = desc("rule", "bytes_total", "Bytes (IP) decided by a rule or chain policy.", []string{"chain", "rule", "target", "comment"})
 	ruleLimitEv = desc("rule", "limit_evictions_total", "Rate-limit buckets of a -m limit/-m hashlimit rule reused before they refilled (raise --hashlimit-htable-size).", []string{"chain", "rule", "comment"})
+
+	ruleOmitted = desc("rule", "series_omitted", "Rules whose counters are not exported, past metrics.rule_series (they have counted nothing, or are past the bound).", nil)
 
 	mbufInUse = desc("mempool", "mbufs_in_use", "Mbufs taken from the pool (rings, in flight, lcore caches).", nil)
 	mbufTotal = desc("mempool", "mbufs", "Mbufs in the pool.", nil)
@@ -86,7 +91,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 			ch <- f.desc
 		}
 	}
-	for _, d := range []*prometheus.Desc{rulePackets, ruleBytes, ruleLimitEv,
+	for _, d := range []*prometheus.Desc{rulePackets, ruleBytes, ruleLimitEv, ruleOmitted,
 		portRx, portTx, portRxBytes, portTxBytes, portMissed, portRxErr, portTxErr, portNoMbuf, portUp, mbufInUse, mbufTotal} {
 		ch <- d
 	}
@@ -124,7 +129,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if c.src.Rules != nil {
-		for _, r := range c.src.Rules() {
+		rs, omitted := boundRules(c.src.Rules(), c.src.MaxRuleSeries)
+		gauge(ch, ruleOmitted, uint64(omitted))
+		for _, r := range rs {
 			counter(ch, rulePackets, r.Packets, r.Chain, r.Rule, r.Target, r.Comment)
 			counter(ch, ruleBytes, r.Bytes, r.Chain, r.Rule, r.Target, r.Comment)
 			if r.Limited {
@@ -141,6 +148,30 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- constMetric(mbufInUse, prometheus.GaugeValue, float64(c.src.MbufsInUse()))
 		ch <- constMetric(mbufTotal, prometheus.GaugeValue, float64(c.src.MbufsTotal))
 	}
+}
+
+// boundRules keeps at most max of rs (0: all): the chain policies, then
+// the rules that have counted packets, in order. It returns how many it
+// left out.
+func boundRules(rs []RuleStat, max int) ([]RuleStat, int) {
+	if max <= 0 || len(rs) <= max {
+		return rs, 0
+	}
+	out := make([]RuleStat, 0, max)
+	for _, r := range rs {
+		if r.Rule == "policy" {
+			out = append(out, r)
+		}
+	}
+	for _, r := range rs {
+		if len(out) == max {
+			break
+		}
+		if r.Rule != "policy" && r.Packets > 0 {
+			out = append(out, r)
+		}
+	}
+	return out, len(rs) - len(out)
 }
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, l ...string) {
