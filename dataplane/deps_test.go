@@ -91,7 +91,7 @@ var importRules = map[string][]string{
 	"perf/pcapgen": {"packet", "packet/header"},
 	"perf/rulegen": {},
 	"internal/e2e": {"control/config", "perf/pcapgen"},
-	"perf":         {"control/config", "internal/e2e", "perf/pcapgen"},
+	"perf":         {"control/config", "internal/e2e", "perf/pcapgen", "perf/rulegen"},
 }
 
 // TestLayers checks every package's project imports against importRules.

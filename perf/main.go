@@ -48,6 +48,8 @@ func main() {
 	reloadLoadFlag := flag.Duration("reload-load", 0, "also run dpfw while reloading its rules (two rule sets allowing the same traffic) at this interval, and report throughput and drops")
 	flag.StringVar(&profileDir, "profile", "", "record the forwarding CPU with Linux perf (perf record -g) during each dpfw window, into DIR/<workload>-<flows>-<n>.data (read with perf report -i)")
 	controlLoad := flag.Duration("control-load", 0, "also run dpfw while scraping /metrics and listing every connection (dpfw conntrack list) at this interval, and report the throughput change")
+	ruleSizes := flag.String("rulesets", "", "instead of traffic: compare dpfw rules check with iptables-restore (in a throwaway network namespace) on generated rule sets of these sizes, comma-separated (e.g. 10000,100000)")
+	reloadPadN := flag.Int("reload-rules", 0, "with -reload-load: put this many non-matching rules first in INPUT of both reloaded rule sets (a reload at rule-set scale)")
 	scaling := flag.Bool("scaling", false, "also run dpfw on a two-queue source (the frames split over two rx_pcap files) with one worker, two with steering and two without, and report two workers ÷ one")
 	flag.Parse()
 	if profileDir != "" {
@@ -64,6 +66,23 @@ func main() {
 	fmt.Printf("machine: %s, %d CPUs, %s; forwarding lcore on CPU %d; hugepages: %v\n",
 		host, runtime.NumCPU(), cpuModel(), *cpu, !*noHuge)
 	var rows []string
+	if *ruleSizes != "" {
+		var sizes []int
+		for _, f := range strings.Split(*ruleSizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			check(err)
+			sizes = append(sizes, n)
+		}
+		rows = ruleScale(*dpfwBin, dir, sizes, *rounds)
+		writeRows(*out, rows)
+		return
+	}
+	if *reloadPadN > 0 {
+		pad := padRules(*reloadPadN)
+		for i := range reloadRules {
+			reloadRules[i] = pad + reloadRules[i]
+		}
+	}
 	for _, wl := range strings.Split(*workloads, ",") {
 		for _, f := range strings.Split(*flows, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -72,14 +91,20 @@ func main() {
 		}
 	}
 	fmt.Println("(ratio: dpfw / testpmd io, each round measured back to back)")
-	if *out != "" {
-		f, err := os.OpenFile(*out, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
-		check(err)
-		for _, r := range rows {
-			fmt.Fprintln(f, r)
-		}
-		check(f.Close())
+	writeRows(*out, rows)
+}
+
+// writeRows appends Markdown rows to the file out ("": none).
+func writeRows(out string, rows []string) {
+	if out == "" {
+		return
 	}
+	f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	check(err)
+	for _, r := range rows {
+		fmt.Fprintln(f, r)
+	}
+	check(f.Close())
 }
 
 // runOpts are the command line's settings for every measurement.

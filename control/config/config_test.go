@@ -227,7 +227,9 @@ func TestReadmeSnippets(t *testing.T) {
 			continue
 		}
 		n++
-		cfg, err := config.Load("README.md snippet", []byte(body))
+		// As if the snippet were a file in configs/: relative paths
+		// (a set's file) resolve there.
+		cfg, err := config.Load("../../configs/README.md snippet", []byte(body))
 		if err != nil {
 			t.Errorf("README snippet %d: %v", n, err)
 			continue

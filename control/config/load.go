@@ -147,6 +147,11 @@ func Load(name string, data []byte) (*Config, error) {
 		if strings.HasPrefix(err.Error(), "reading rules.file6") || strings.HasPrefix(err.Error(), "rules.file6") {
 			key = "rules.file6"
 		}
+		if _, rest, ok := strings.Cut(err.Error(), "rules.sets["); ok {
+			if n, _, ok := strings.Cut(rest, "]"); ok {
+				key = "rules.sets[" + n + "].file"
+			}
+		}
 		cerr.Problems = append(cerr.Problems, Problem{Line: LineOf(lines, key), Msg: err.Error()})
 		return nil, cerr
 	}
