@@ -58,6 +58,7 @@ test: build hugepages check-format vet
 # shares the end-to-end harness (internal/e2e) with the tests.
 perf-smoke: build
 	$(GO) run ./perf -workloads pass,ct -flows 256 -seconds 1 -warmup 1 -rounds 1
+	$(GO) run ./perf -rulesets 1000 -rounds 1
 
 test-unit:
 	CGO_ENABLED=0 $(GO) test ./packet/... ./dataplane/filter/... ./dataplane/rules/... ./conntrack/... ./control/config/...

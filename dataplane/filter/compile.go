@@ -668,15 +668,50 @@ func (f *Filter) Run(ctx Ctx, p *packet.Parsed, state uint8, hook Hook, in, out 
 func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int) Result {
 	cc := &f.chains[ci]
 	res := Result{Verdict: cc.policy, Rule: -1, Chain: ci, Logged: -1}
-	if cc.n > 0 && depth < maxDepth {
-		decided := false
-		if cc.index != nil {
-			decided = f.runIndexed(ctx, ci, p, state, in, out, depth, &res)
-		} else {
-			decided = f.runBitsets(ctx, ci, p, state, in, out, depth, &res)
-		}
-		if decided {
+	switch {
+	case cc.n == 0 || depth >= maxDepth:
+	case cc.index != nil:
+		if f.runIndexed(ctx, ci, p, state, in, out, depth, &res) {
 			return res
+		}
+	default:
+		// The bitsets, inline: the common path of every classification.
+		var ids [11]int32
+		ids[0], ids[1], ids[2] = cc.fields(p, state, in, out, ids[3:])
+		sets := [11][]uint64{}
+		sums := [11][]uint64{}
+		for k, id := range ids {
+			sets[k], sums[k] = cc.sets[id], cc.summaries[id]
+		}
+		for sw := 0; sw < len(sums[0]); sw++ {
+			s := sums[0][sw]
+			for k := 1; k < len(sums) && s != 0; k++ {
+				s &= sums[k][sw]
+			}
+			for s != 0 {
+				w := sw*64 + bits.TrailingZeros64(s)
+				s &= s - 1
+				c := sets[0][w]
+				for k := 1; k < len(sets) && c != 0; k++ {
+					c &= sets[k][w]
+				}
+				for c != 0 {
+					ri := w*64 + bits.TrailingZeros64(c)
+					c &= c - 1
+					if (cc.hasSets || cc.icmpCode[ri] >= 0) && !cc.residual(ri, f, p) {
+						continue
+					}
+					if a := cc.action[ri]; a.kind <= actReject && (!cc.hasLimits || cc.limit[ri] < 0) {
+						// A verdict, without a call.
+						rid := int32(cc.first + ri)
+						ctx.Path.add(rid)
+						return Result{Verdict: actVerdicts[a.kind], Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
+					}
+					if f.act(ctx, ci, ri, p, state, in, out, depth, &res) {
+						return res
+					}
+				}
+			}
 		}
 	}
 	if !cc.builtin {
@@ -687,42 +722,8 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 	return res
 }
 
-// runBitsets walks the rules of chain ci whose bitsets all hold, in order,
+// runIndexed walks the rules of indexed chain ci that match, in order,
 // applying each (act) until one decides; it reports whether one did.
-func (f *Filter) runBitsets(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int, res *Result) bool {
-	cc := &f.chains[ci]
-	var ids [11]int32
-	ids[0], ids[1], ids[2] = cc.fields(p, state, in, out, ids[3:])
-	sets := [11][]uint64{}
-	sums := [11][]uint64{}
-	for k, id := range ids {
-		sets[k], sums[k] = cc.sets[id], cc.summaries[id]
-	}
-	for sw := 0; sw < len(sums[0]); sw++ {
-		s := sums[0][sw]
-		for k := 1; k < len(sums) && s != 0; k++ {
-			s &= sums[k][sw]
-		}
-		for s != 0 {
-			w := sw*64 + bits.TrailingZeros64(s)
-			s &= s - 1
-			c := sets[0][w]
-			for k := 1; k < len(sets) && c != 0; k++ {
-				c &= sets[k][w]
-			}
-			for c != 0 {
-				ri := w*64 + bits.TrailingZeros64(c)
-				c &= c - 1
-				if cc.residual(ri, f, p) && f.act(ctx, ci, ri, p, state, in, out, depth, res) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// runIndexed is runBitsets for an indexed chain.
 func (f *Filter) runIndexed(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int, res *Result) bool {
 	ix := f.chains[ci].index
 	var cur indexCursor
