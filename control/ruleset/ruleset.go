@@ -203,6 +203,9 @@ type Memory struct {
 	// rule set beside the running one, so this much again is needed
 	// briefly, and returned when the old one is released.
 	Rules int64
+	// Sets is the part of Rules the address sets take (SetEntries
+	// entries).
+	Sets, SetEntries int64
 }
 
 // MemoryPlan computes the start-up memory of cfg with compiled rules f.
@@ -225,6 +228,7 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 	if f != nil {
 		m.RateLimits = int64(f.LimitBytes(len(cfg.Workers.CPUs)))
 		m.Rules = int64(f.Stats.Bytes) + int64(f.NumDecisions())*int64(unsafe.Sizeof(filter.Counter{}))*nw
+		m.Sets, m.SetEntries = int64(f.Stats.SetBytes), int64(f.Stats.SetEntries)
 	}
 	return m
 }
@@ -262,8 +266,12 @@ func MachineMemory() int64 {
 
 func (m Memory) String() string {
 	mb := func(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
-	return fmt.Sprintf("%s: mbufs %s, connection tables %s (%d bytes per connection), per-worker state %s, rate limits %s, rules %s",
+	s := fmt.Sprintf("%s: mbufs %s, connection tables %s (%d bytes per connection), per-worker state %s, rate limits %s, rules %s",
 		mb(m.Total()), mb(m.Mbufs), mb(m.Conntrack), m.PerConn, mb(m.Workers), mb(m.RateLimits), mb(m.Rules))
+	if m.SetEntries > 0 {
+		s += fmt.Sprintf(" (sets %s: %d entries, %.1f bytes each)", mb(m.Sets), m.SetEntries, float64(m.Sets)/float64(m.SetEntries))
+	}
+	return s
 }
 
 // ChecksumMode is the pipeline's checksum validation mode for the config.

@@ -129,6 +129,9 @@ type CompileStats struct {
 	Bytes    int // approximate memory of the classifier
 	MaxWords int // bitset words of the largest bitset-classified chain
 	Indexed  int // chains classified by the index (index.go)
+	// Sets, SetEntries and SetBytes describe the address sets the rules
+	// use (in Bytes too).
+	Sets, SetEntries, SetBytes int
 }
 
 type u128 struct{ hi, lo uint64 }
@@ -258,6 +261,10 @@ func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
 	}
 	seed := maphash.MakeSeed()
 	f.compileSets(rs)
+	for _, st := range f.sets {
+		f.Stats.Sets, f.Stats.SetEntries, f.Stats.SetBytes = f.Stats.Sets+1, f.Stats.SetEntries+st.Entries, f.Stats.SetBytes+st.Bytes()
+	}
+	f.Stats.Bytes += f.Stats.SetBytes
 	for _, name := range rs.Order {
 		if err := f.compileChain(name, rs.Chains[name], index, names, seed, env); err != nil {
 			return nil, err

@@ -166,6 +166,12 @@ func (f *Filter) WithSets(sets map[string][]netip.Prefix, gen uint32) (*Filter, 
 	rs := *f.Ruleset
 	rs.Sets = sets
 	g.Ruleset = &rs
+	g.Stats.Bytes -= f.Stats.SetBytes
+	g.Stats.SetEntries, g.Stats.SetBytes = 0, 0
+	for _, st := range g.sets {
+		g.Stats.SetEntries, g.Stats.SetBytes = g.Stats.SetEntries+st.Entries, g.Stats.SetBytes+st.Bytes()
+	}
+	g.Stats.Bytes += g.Stats.SetBytes
 	return &g, nil
 }
 
