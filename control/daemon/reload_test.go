@@ -250,3 +250,39 @@ func TestReloadSetsOnly(t *testing.T) {
 		t.Errorf("nothing changed: %+v %v", res, err)
 	}
 }
+
+// TestWatchSetFile: a set file renamed into place is reloaded by the
+// watcher, as the rules file is, and only the sets change.
+func TestWatchSetFile(t *testing.T) {
+	base := strings.Replace(reloadBase, "rules: {file: rules.v4, reload_timeout: 1s}\n",
+		"rules:\n  file: rules.v4\n  reload_timeout: 1s\n  sets: [{name: blk, file: blk.txt}]\n", 1)
+	d, dir := testDaemonConfig(t, base, "*filter\n-A INPUT -m set --match-set blk src -j DROP\nCOMMIT\n",
+		map[string]string{"blk.txt": "198.18.0.1\n"})
+	stop := make(chan struct{})
+	defer close(stop)
+	if err := d.Watch(stop); err != nil {
+		t.Fatal(err)
+	}
+	old := d.Rules.Load()
+	tmp := filepath.Join(dir, "blk.new")
+	if err := os.WriteFile(tmp, []byte("198.18.0.0/24\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "blk.txt")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for d.Rules.Load() == old && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	now := d.Rules.Load()
+	if now == old {
+		t.Fatal("the watcher did not reload the renamed set file within 5 s")
+	}
+	if now.State != old.State {
+		t.Error("a set file change compiled the rules again (new counters)")
+	}
+	if a := [16]byte{198, 18, 0, 2}; !now.Sets()[0].Contains(&a, false) || old.Sets()[0].Contains(&a, false) {
+		t.Error("198.18.0.2 should be in the new set only")
+	}
+}
