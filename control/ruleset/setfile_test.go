@@ -84,3 +84,30 @@ func BenchmarkParseSetFile(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseSetFile: any text is read or refused without a panic; what is
+// read is masked prefixes, and printing them one per line reads back the
+// same.
+func FuzzParseSetFile(f *testing.F) {
+	for _, s := range []string{"198.18.0.1\n198.18.0.0/15\n", "# c\n\n2001:2::/48\r\n", "198.18.0.1-198.18.0.9\n",
+		"create s hash:net family inet\nadd s 198.18.0.0/24 timeout 5\n", "add s 1.2.3.4 nomatch\n", "a b c\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		ps, err := ParseSetFile("s", "f", text)
+		if err != nil {
+			return
+		}
+		var b strings.Builder
+		for _, p := range ps {
+			if p != p.Masked() {
+				t.Fatalf("%v is not masked", p)
+			}
+			b.WriteString(p.String() + "\n")
+		}
+		again, err := ParseSetFile("s", "f", b.String())
+		if err != nil || !slices.Equal(again, ps) {
+			t.Fatalf("printed set reads back as %v, %v; want %v", again, err, ps)
+		}
+	})
+}

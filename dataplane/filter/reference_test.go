@@ -504,3 +504,40 @@ func nearPackets(rs *rules.Ruleset) func(*rand.Rand) (*packet.Parsed, uint8) {
 		return p, st
 	}
 }
+
+// FuzzIndexed: on any rule set the parser accepts, the indexed classifier
+// decides every packet as the bitset classifier does.
+func FuzzIndexed(f *testing.F) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 8 {
+		f.Add(randomRuleset(r, 1+r.IntN(30)), r.Uint64())
+	}
+	f.Fuzz(func(t *testing.T, text string, seed uint64) {
+		sets := randomSets(rand.New(rand.NewPCG(seed, 0)))
+		rs, err := rules.ParseIptablesSets("fuzz", text, sets)
+		if err != nil {
+			return
+		}
+		env := filter.Env{Ports: map[string]uint16{"a": 0, "b": 1}}
+		bits, err1 := filter.Compile(rs, env, 1)
+		env.Index = filter.IndexAlways
+		ix, err2 := filter.Compile(rs, env, 1)
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("bitsets: %v; indexed: %v", err1, err2)
+		}
+		if err1 != nil {
+			return
+		}
+		pr := rand.New(rand.NewPCG(seed, 1))
+		for range 200 {
+			p, st := randomPacket(pr)
+			hook := filter.Hook(pr.IntN(3))
+			in, out := uint16(pr.IntN(2)), uint16(pr.IntN(2))
+			a := bits.Run(filter.Ctx{}, p, st, hook, in, out)
+			b := ix.Run(filter.Ctx{}, p, st, hook, in, out)
+			if a.Verdict != b.Verdict || a.Rule != b.Rule || a.Chain != b.Chain {
+				t.Fatalf("%v state %b hook %d: bitsets %+v, indexed %+v\n%s", p, st, hook, a, b, text)
+			}
+		}
+	})
+}
