@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	dprules "github.com/dpfw/dpfw/dataplane/rules"
 	"net"
 	"os"
 	"path/filepath"
@@ -203,27 +204,27 @@ func TestTapReloadTorture(t *testing.T) {
 	}
 	expect("good rules renamed into place", 5002)
 
-	// A refused 100,000-chain file: refused while parsing, and the memory
-	// it took is given back.
+	// A refused file of more chains than dpfw's limit: refused before it is
+	// parsed, and the memory it took is given back.
 	rssBefore := rssMB(t, p.Pid())
 	var chains strings.Builder
 	chains.WriteString("*filter\n:INPUT DROP [0:0]\n")
-	for i := 0; i < 100000; i++ {
-		fmt.Fprintf(&chains, ":tenant%d - [0:0]\n", i)
+	for i := 0; i <= dprules.MaxDecisions; i++ {
+		fmt.Fprintf(&chains, ":t%d - [0:0]\n", i)
 	}
 	chains.WriteString("COMMIT\n")
 	bigger := p.Config
-	bigger.Rules.MaxFileSize = 16 << 20
+	bigger.Rules.MaxFileSize = 64 << 20
 	p.reconfigure(bigger)
 	replace(chains.String())
 	start = time.Now()
 	out, err = p.cli("reload")
-	if err == nil || !strings.Contains(out, "more than 65535 rules and chains") {
-		t.Errorf("reload of 100,000 chains: %v after %v:\n%s", err, time.Since(start), out)
+	if err == nil || !strings.Contains(out, fmt.Sprintf("more than %d rules and chains", dprules.MaxDecisions)) {
+		t.Errorf("reload of %d chains: %v after %v:\n%s", dprules.MaxDecisions+1, err, time.Since(start), out)
 	}
 	time.Sleep(1500 * time.Millisecond)
 	rssAfter := rssMB(t, p.Pid())
-	t.Logf("RSS: %d MB before the 100,000-chain reload, %d MB after it was refused (refused in %v)", rssBefore, rssAfter, time.Since(start))
+	t.Logf("RSS: %d MB before the %d-chain reload, %d MB after it was refused (refused in %v)", rssBefore, rssAfter, dprules.MaxDecisions+1, time.Since(start))
 	if rssAfter > rssBefore+64 {
 		t.Errorf("RSS grew from %d MB to %d MB after a refused reload", rssBefore, rssAfter)
 	}
@@ -246,12 +247,12 @@ func TestTapReloadTorture(t *testing.T) {
 	}
 	t.Logf("ping series: %d sent, %d received", sent, got)
 
-	// SIGTERM while a reload is compiling 60,000 rules (tens of seconds):
+	// SIGTERM while a reload is parsing and compiling 600,000 rules (seconds):
 	// dpfw stops within 2 s.
 	var big strings.Builder
 	big.WriteString("*filter\n:INPUT DROP [0:0]\n-A INPUT -m state --state ESTABLISHED -j ACCEPT\n")
-	for i := 0; i < 60000; i++ {
-		fmt.Fprintf(&big, "-A INPUT -s 198.18.%d.%d/32 -p tcp --dport %d -j ACCEPT\n", i/250, i%250+1, 1024+i%50000)
+	for i := 0; i < 600_000; i++ {
+		fmt.Fprintf(&big, "-A INPUT -s 198.%d.%d.%d/32 -p tcp --dport %d -j ACCEPT\n", 18+(i>>16)&1, (i>>8)&255, i&255, 1024+i%50000)
 	}
 	big.WriteString("COMMIT\n")
 	time.Sleep(500 * time.Millisecond)
@@ -264,7 +265,7 @@ func TestTapReloadTorture(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // parsed by now, compiling
 	logNow := p.errOut.String()
 	if tail := logNow[strings.LastIndex(logNow, "msg=reloading"):]; strings.Contains(tail, "msg=reloaded") || strings.Contains(tail, "reload failed") {
-		t.Fatalf("the 60,000-rule reload was over before SIGTERM; the test needs it running:\n%s", tail)
+		t.Fatalf("the 600,000-rule reload was over before SIGTERM; the test needs it running:\n%s", tail)
 	}
 	start = time.Now()
 	_ = p.Signal(syscall.SIGTERM)

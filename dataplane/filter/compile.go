@@ -198,13 +198,13 @@ type cchain struct {
 	summaries [][]uint64
 	// Field indexes (bitset ids).
 	family                 [2]int32 // [0] IPv4, [1] IPv6
-	proto                  [256]int32
+	// bt holds the 256-entry tables (protocol, TCP flags, ICMP type):
+	// 3 KB, allocated only for a chain with rules.
+	bt *byteTables
 	src4, dst4, src6, dst6 rangeIndex
 	sport, dport           portIndex
 	state                  [8]int32 // by state bit index
 	in, out                []int32  // by port id; last entry: unknown port
-	tcpflags               [256]int32
-	icmptype               [256]int32
 	// Residual per rule: ICMP code (-1 any) and whether it is negated with
 	// the type; the sets of -m set (-1: none), if hasSets.
 	icmpCode       []int16
@@ -243,7 +243,8 @@ func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
 		// Checked before any work (the parser checks it too, as it reads).
 		return nil, fmt.Errorf("the rule set has %d rules and chains; dpfw supports at most %d (each has a 20-bit id that connection entries cache): split it between firewalls, or match many addresses with one rule and -m set", n, rules.MaxDecisions)
 	}
-	f := &Filter{Gen: gen, Ruleset: rs, Rules: make([]rules.Rule, 0, rs.NumRules()), ChainOf: make([]int32, 0, rs.NumRules())}
+	f := &Filter{Gen: gen, Ruleset: rs, Rules: make([]rules.Rule, 0, rs.NumRules()), ChainOf: make([]int32, 0, rs.NumRules()),
+		chains: make([]cchain, 0, len(rs.Order))}
 	index := map[string]int32{}
 	for _, name := range rs.Order {
 		index[name] = int32(len(index))
@@ -326,11 +327,14 @@ func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int
 		f.ChainOf = append(f.ChainOf, index[name])
 	}
 	b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names, ctx: env.Context}
-	if indexed(env.Index, cc.n) {
+	switch {
+	case cc.n == 0:
+		// Nothing to classify: Run goes straight to the policy.
+	case indexed(env.Index, cc.n):
 		cc.index = buildIndex(ch.Rules, b, func(name string) int32 { return int32(env.Ports[name]) }, f.setID)
 		f.Stats.Indexed++
 		f.Stats.Bytes += cc.index.bytes()
-	} else {
+	default:
 		b.build(ch.Rules)
 	}
 	if b.ctx != nil && b.ctx.Err() != nil {
@@ -471,13 +475,18 @@ func (b *builder) set(rl []rules.Rule, match func(*rules.Rule) bool) int32 {
 	return b.intern(w)
 }
 
+// byteTables are a chain's field tables indexed by a byte.
+type byteTables struct{ proto, tcpflags, icmptype [256]int32 }
+
 func (b *builder) build(rl []rules.Rule) {
 	cc := b.cc
+	cc.bt = &byteTables{}
 	cc.family[0] = b.set(rl, func(r *rules.Rule) bool { return r.Family != 6 })
 	cc.family[1] = b.set(rl, func(r *rules.Rule) bool { return r.Family != 4 })
-	for p := 0; p < 256; p++ {
-		cc.proto[p] = b.set(rl, func(r *rules.Rule) bool { return r.Proto < 0 || (r.Proto == p) != r.ProtoNeg })
-	}
+	protos, types, flagMask := mentioned(rl)
+	b.table(cc.bt.proto[:], func(p int) int { return protos.class(p) }, func(p int) int32 {
+		return b.set(rl, func(r *rules.Rule) bool { return r.Proto < 0 || (r.Proto == p) != r.ProtoNeg })
+	})
 	for s := 0; s < 5; s++ {
 		bit := uint8(1) << s
 		cc.state[s] = b.set(rl, func(r *rules.Rule) bool { return r.States == 0 || (r.States&bit != 0) != r.StateNeg })
@@ -489,18 +498,18 @@ func (b *builder) build(rl []rules.Rule) {
 		cc.in[id] = b.set(rl, func(r *rules.Rule) bool { return r.In == "" || (r.In == name) != r.InNeg })
 		cc.out[id] = b.set(rl, func(r *rules.Rule) bool { return r.Out == "" || (r.Out == name) != r.OutNeg })
 	}
-	for fl := 0; fl < 256; fl++ {
-		cc.tcpflags[fl] = b.set(rl, func(r *rules.Rule) bool {
+	b.table(cc.bt.tcpflags[:], func(fl int) int { return fl & int(flagMask) }, func(fl int) int32 {
+		return b.set(rl, func(r *rules.Rule) bool {
 			return !r.TCPFlags || (uint8(fl)&r.TCPFlagsMask == r.TCPFlagsComp) != r.TCPFlagsNeg
 		})
-	}
-	for t := 0; t < 256; t++ {
-		cc.icmptype[t] = b.set(rl, func(r *rules.Rule) bool {
+	})
+	b.table(cc.bt.icmptype[:], func(t int) int { return types.class(t) }, func(t int) int32 {
+		return b.set(rl, func(r *rules.Rule) bool {
 			// The code is checked as a residual when the type matches; a
 			// negated type+code is decided entirely in the residual.
 			return r.ICMPType < 0 || (r.ICMPNeg && r.ICMPCode >= 0) || (r.ICMPType == t) != r.ICMPNeg
 		})
-	}
+	})
 	if b.anyL34 {
 		all := b.set(rl, func(*rules.Rule) bool { return true })
 		cc.src4, cc.dst4, cc.src6, cc.dst6 = rangeIndex{bounds: []u128{{}}, sets: []int32{all}}, rangeIndex{bounds: []u128{{}}, sets: []int32{all}},
@@ -514,6 +523,56 @@ func (b *builder) build(rl []rules.Rule) {
 	cc.dst6 = b.addrIndex(rl, true, func(r *rules.Rule) ([]netip.Prefix, bool) { return r.Dst, r.DstNeg })
 	cc.sport = b.portIndex(rl, func(r *rules.Rule) ([]rules.PortRange, bool) { return r.SPorts, r.SPortNeg })
 	cc.dport = b.portIndex(rl, func(r *rules.Rule) ([]rules.PortRange, bool) { return r.DPorts, r.DPortNeg })
+}
+
+// byteSet is a set of byte values (protocols, ICMP types) some rule names.
+type byteSet [4]uint64
+
+func (s *byteSet) add(v int) { s[v>>6] |= 1 << (v & 63) }
+
+// class is v's equivalence class for a field: v itself if a rule names
+// it; otherwise 256, the class of every value no rule names (all of them
+// match the same rules).
+func (s *byteSet) class(v int) int {
+	if s[v>>6]&(1<<(v&63)) != 0 {
+		return v
+	}
+	return 256
+}
+
+// mentioned returns the protocols and ICMP types the rules name, and the
+// union of their --tcp-flags masks (flags outside it match alike).
+func mentioned(rl []rules.Rule) (protos, types byteSet, flagMask uint8) {
+	for i := range rl {
+		r := &rl[i]
+		if r.Proto >= 0 {
+			protos.add(r.Proto & 255)
+		}
+		if r.ICMPType >= 0 {
+			types.add(r.ICMPType & 255)
+		}
+		if r.TCPFlags {
+			flagMask |= r.TCPFlagsMask
+		}
+	}
+	return protos, types, flagMask
+}
+
+// table fills a 256-entry field table, computing one bitset per class of
+// values (class(v), 0-256) rather than per value: a chain that names two
+// protocols builds three bitsets, not 256.
+func (b *builder) table(dst []int32, class func(int) int, set func(int) int32) {
+	var done [257]int32
+	for i := range done {
+		done[i] = -1
+	}
+	for v := range dst {
+		k := class(v)
+		if done[k] < 0 {
+			done[k] = set(v)
+		}
+		dst[v] = done[k]
+	}
 }
 
 // addrIndex builds the interval index of one address field for one family,
@@ -814,9 +873,9 @@ func (cc *cchain) fields(p *packet.Parsed, state uint8, in, out uint16, rest []i
 	rest[3] = cc.dport.lookup(dp)
 	rest[4] = cc.in[min(int(in), len(cc.in)-1)]
 	rest[5] = cc.out[min(int(out), len(cc.out)-1)]
-	rest[6] = cc.tcpflags[p.TCPFlags]
-	rest[7] = cc.icmptype[p.ICMPType]
-	return fam, cc.proto[p.Proto], cc.state[bits.TrailingZeros8(state)&7]
+	rest[6] = cc.bt.tcpflags[p.TCPFlags]
+	rest[7] = cc.bt.icmptype[p.ICMPType]
+	return fam, cc.bt.proto[p.Proto], cc.state[bits.TrailingZeros8(state)&7]
 }
 
 // residual checks what the bitsets do not decide: the ICMP code, and
