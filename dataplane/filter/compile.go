@@ -197,10 +197,10 @@ type cchain struct {
 	sets      [][]uint64
 	summaries [][]uint64
 	// Field indexes (bitset ids).
-	family                 [2]int32 // [0] IPv4, [1] IPv6
+	family [2]int32 // [0] IPv4, [1] IPv6
 	// bt holds the 256-entry tables (protocol, TCP flags, ICMP type):
 	// 3 KB, allocated only for a chain with rules.
-	bt *byteTables
+	bt                     *byteTables
 	src4, dst4, src6, dst6 rangeIndex
 	sport, dport           portIndex
 	state                  [8]int32 // by state bit index
