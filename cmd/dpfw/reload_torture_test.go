@@ -224,7 +224,7 @@ func TestTapReloadTorture(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond)
 	rssAfter := rssMB(t, p.Pid())
-	t.Logf("RSS: %d MB before the %d-chain reload, %d MB after it was refused (refused in %v)", rssBefore, rssAfter, dprules.MaxDecisions+1, time.Since(start))
+	t.Logf("RSS: %d MB before the %d-chain reload, %d MB after it was refused (refused in %v)", rssBefore, dprules.MaxDecisions+1, rssAfter, time.Since(start))
 	if rssAfter > rssBefore+64 {
 		t.Errorf("RSS grew from %d MB to %d MB after a refused reload", rssBefore, rssAfter)
 	}
