@@ -30,7 +30,8 @@ type IndexMode uint8
 
 // Index modes.
 const (
-	// IndexAuto indexes chains longer than IndexAbove rules.
+	// IndexAuto indexes chains longer than IndexAbove rules, and checks
+	// those of up to LinearUpTo rules one by one.
 	IndexAuto IndexMode = iota
 	// IndexNever uses bitsets everywhere (tests, comparisons).
 	IndexNever

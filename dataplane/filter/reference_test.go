@@ -262,7 +262,7 @@ func TestDifferential(t *testing.T) {
 	for _, mode := range []struct {
 		name string
 		m    filter.IndexMode
-	}{{"bitsets", filter.IndexNever}, {"indexed", filter.IndexAlways}} {
+	}{{"bitsets", filter.IndexNever}, {"indexed", filter.IndexAlways}, {"auto", filter.IndexAuto}} {
 		t.Run(mode.name, func(t *testing.T) { differential(t, mode.m) })
 	}
 }
@@ -506,7 +506,8 @@ func nearPackets(rs *rules.Ruleset) func(*rand.Rand) (*packet.Parsed, uint8) {
 }
 
 // FuzzIndexed: on any rule set the parser accepts, the indexed classifier
-// decides every packet as the bitset classifier does.
+// and the automatic choice (linear for short chains) decide every packet as
+// the bitset classifier does.
 func FuzzIndexed(f *testing.F) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 8 {
@@ -520,10 +521,17 @@ func FuzzIndexed(f *testing.F) {
 		}
 		env := filter.Env{Ports: map[string]uint16{"a": 0, "b": 1}}
 		bits, err1 := filter.Compile(rs, env, 1)
+		env.Index = filter.IndexNever
+		bits, err1 = filter.Compile(rs, env, 1)
 		env.Index = filter.IndexAlways
 		ix, err2 := filter.Compile(rs, env, 1)
 		if (err1 == nil) != (err2 == nil) {
 			t.Fatalf("bitsets: %v; indexed: %v", err1, err2)
+		}
+		env.Index = filter.IndexAuto
+		auto, err3 := filter.Compile(rs, env, 1)
+		if (err1 == nil) != (err3 == nil) {
+			t.Fatalf("bitsets: %v; auto: %v", err1, err3)
 		}
 		if err1 != nil {
 			return
@@ -535,8 +543,9 @@ func FuzzIndexed(f *testing.F) {
 			in, out := uint16(pr.IntN(2)), uint16(pr.IntN(2))
 			a := bits.Run(filter.Ctx{}, p, st, hook, in, out)
 			b := ix.Run(filter.Ctx{}, p, st, hook, in, out)
-			if a.Verdict != b.Verdict || a.Rule != b.Rule || a.Chain != b.Chain {
-				t.Fatalf("%v state %b hook %d: bitsets %+v, indexed %+v\n%s", p, st, hook, a, b, text)
+			c := auto.Run(filter.Ctx{}, p, st, hook, in, out)
+			if a.Verdict != b.Verdict || a.Rule != b.Rule || a.Chain != b.Chain || c != a {
+				t.Fatalf("%v state %b hook %d: bitsets %+v, indexed %+v, auto %+v\n%s", p, st, hook, a, b, c, text)
 			}
 		}
 	})
