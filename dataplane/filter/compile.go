@@ -755,43 +755,8 @@ func (f *Filter) runChain(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, 
 			return res
 		}
 	default:
-		// The bitsets, inline: the common path of every classification.
-		var ids [11]int32
-		ids[0], ids[1], ids[2] = cc.fields(p, state, in, out, ids[3:])
-		sets := [11][]uint64{}
-		sums := [11][]uint64{}
-		for k, id := range ids {
-			sets[k], sums[k] = cc.sets[id], cc.summaries[id]
-		}
-		for sw := 0; sw < len(sums[0]); sw++ {
-			s := sums[0][sw]
-			for k := 1; k < len(sums) && s != 0; k++ {
-				s &= sums[k][sw]
-			}
-			for s != 0 {
-				w := sw*64 + bits.TrailingZeros64(s)
-				s &= s - 1
-				c := sets[0][w]
-				for k := 1; k < len(sets) && c != 0; k++ {
-					c &= sets[k][w]
-				}
-				for c != 0 {
-					ri := w*64 + bits.TrailingZeros64(c)
-					c &= c - 1
-					if (cc.hasSets || cc.icmpCode[ri] >= 0) && !cc.residual(ri, f, p) {
-						continue
-					}
-					if a := cc.action[ri]; a.kind <= actReject && (!cc.hasLimits || cc.limit[ri] < 0) {
-						// A verdict, without a call.
-						rid := int32(cc.first + ri)
-						ctx.Path.add(rid)
-						return Result{Verdict: actVerdicts[a.kind], Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
-					}
-					if f.act(ctx, ci, ri, p, state, in, out, depth, &res) {
-						return res
-					}
-				}
-			}
+		if f.runBitsets(ctx, ci, p, state, in, out, depth, &res) {
+			return res
 		}
 	}
 	if !cc.builtin {
@@ -811,6 +776,53 @@ func (f *Filter) runIndexed(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in
 	for ri := ix.next(&cur, -1); ri >= 0; ri = ix.next(&cur, ri) {
 		if f.act(ctx, ci, int(ri), p, state, in, out, depth, res) {
 			return true
+		}
+	}
+	return false
+}
+
+// runBitsets walks the rules of chain ci whose bitsets all hold, in order,
+// applying each until one decides; it reports whether one did. Its arrays
+// of slices are zeroed on every call, so it is apart from runChain, which
+// the other classifiers take without them.
+func (f *Filter) runBitsets(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in, out uint16, depth int, res *Result) bool {
+	cc := &f.chains[ci]
+	var ids [11]int32
+	ids[0], ids[1], ids[2] = cc.fields(p, state, in, out, ids[3:])
+	sets := [11][]uint64{}
+	sums := [11][]uint64{}
+	for k, id := range ids {
+		sets[k], sums[k] = cc.sets[id], cc.summaries[id]
+	}
+	for sw := 0; sw < len(sums[0]); sw++ {
+		s := sums[0][sw]
+		for k := 1; k < len(sums) && s != 0; k++ {
+			s &= sums[k][sw]
+		}
+		for s != 0 {
+			w := sw*64 + bits.TrailingZeros64(s)
+			s &= s - 1
+			c := sets[0][w]
+			for k := 1; k < len(sets) && c != 0; k++ {
+				c &= sets[k][w]
+			}
+			for c != 0 {
+				ri := w*64 + bits.TrailingZeros64(c)
+				c &= c - 1
+				if (cc.hasSets || cc.icmpCode[ri] >= 0) && !cc.residual(ri, f, p) {
+					continue
+				}
+				if a := cc.action[ri]; a.kind <= actReject && (!cc.hasLimits || cc.limit[ri] < 0) {
+					// A verdict, without a call.
+					rid := int32(cc.first + ri)
+					ctx.Path.add(rid)
+					*res = Result{Verdict: actVerdicts[a.kind], Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
+					return true
+				}
+				if f.act(ctx, ci, ri, p, state, in, out, depth, res) {
+					return true
+				}
+			}
 		}
 	}
 	return false
