@@ -141,6 +141,9 @@ func workload(wl string, n int) (frames [][]byte, rules string, perConn int) {
 		frames = pcapgen.TCPChurn(n)
 		rules = statefulRules
 		perConn = 8
+		// 8 frames a connection: past 32 K connections the pcap needs the
+		// small mbufs (and memory sized to them) as ct does.
+		smallMbufs = len(frames) > 262144
 	case "flood":
 		frames, _ = pcapgen.SYNFlood(n, 64)
 		rules = pcapgen.FloodRules
