@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
+	"strings"
 
 	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/ruleset"
@@ -30,7 +32,7 @@ func rulesCmd() *cobra.Command {
 
 // rulesCheckCmd is "dpfw rules check".
 func rulesCheckCmd() *cobra.Command {
-	var ports []string
+	var ports, setFiles []string
 	var v6, quiet bool
 	check := &cobra.Command{
 		Use:   "check FILE",
@@ -41,7 +43,11 @@ prints every chain and rule in iptables -S form. Errors name file:line:column,
 the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rs, err := parseRulesFile(args[0], family(v6))
+			sets, err := readSetFlags(setFiles)
+			if err != nil {
+				return err
+			}
+			rs, err := parseRulesFileSets(args[0], family(v6), sets)
 			if err != nil {
 				return err
 			}
@@ -52,6 +58,7 @@ the bad token, and a fix; nothing is printed then and the exit status is 1.`,
 			return checkRules(out, rs, ports)
 		},
 	}
+	check.Flags().StringArrayVar(&setFiles, "set", nil, "NAME=FILE: a set for -m set --match-set NAME, from a set file (as rules.sets[].file: addresses, CIDRs, ranges, or ipset save output); repeatable")
 	check.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the summary line (rules, chains, classifier size), not every rule")
 	check.Flags().StringSliceVar(&ports, "ports", nil, "port names that -i/-o may use (default: any name used is accepted)")
 	check.Flags().BoolVarP(&v6, "ipv6", "6", false, "the file is an ip6tables rule set (default: iptables, or both families when the file does not say)")
@@ -203,11 +210,40 @@ func rulesZeroCmd() *cobra.Command {
 // parseRulesFile reads (bounded, as a reload does) and parses a file in
 // iptables syntax of family fam (0: as the file says).
 func parseRulesFile(path string, fam rules.Family) (*rules.Ruleset, error) {
+	return parseRulesFileSets(path, fam, nil)
+}
+
+// parseRulesFileSets is parseRulesFile with sets for -m set.
+func parseRulesFileSets(path string, fam rules.Family, sets map[string][]netip.Prefix) (*rules.Ruleset, error) {
 	b, err := config.ReadStable("rules file", path, config.DefaultMaxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	return rules.Parse(path, string(b), rules.ParseOptions{Family: fam})
+	return rules.Parse(path, string(b), rules.ParseOptions{Family: fam, Sets: sets})
+}
+
+// readSetFlags reads --set NAME=FILE flags into sets.
+func readSetFlags(flags []string) (map[string][]netip.Prefix, error) {
+	sets := map[string][]netip.Prefix{}
+	for _, f := range flags {
+		name, path, ok := strings.Cut(f, "=")
+		if !ok || name == "" || path == "" {
+			return nil, usageError{fmt.Errorf("--set %q: want NAME=FILE, e.g. --set blocklist=blocklist.txt", f)}
+		}
+		if _, dup := sets[name]; dup {
+			return nil, usageError{fmt.Errorf("--set %s: the set is given twice", name)}
+		}
+		b, err := config.ReadStable("set file", path, config.DefaultMaxFileSize)
+		if err != nil {
+			return nil, err
+		}
+		ps, err := ruleset.ParseSetFile(name, path, string(b))
+		if err != nil {
+			return nil, err
+		}
+		sets[name] = ps
+	}
+	return sets, nil
 }
 
 func family(v6 bool) rules.Family {

@@ -645,6 +645,11 @@ func (p *ruleParser) finish() error {
 	case r.Family == 0 && r.Proto == 58 && !r.ProtoNeg:
 		r.Family = 6
 	}
+	for _, set := range [2]string{r.SrcSet, r.DstSet} {
+		if fam := setFamily(p.sets[set]); set != "" && fam != 0 && r.Family != 0 && fam != r.Family {
+			return &ParseError{Pos: r.Pos, Token: set, Msg: fmt.Sprintf("set %q holds only IPv%d addresses and this rule is IPv%d, so it could never match (iptables and ip6tables refuse a set of the other family too); use a set of this family, or one of both", set, fam, r.Family)}
+		}
+	}
 	if r.ICMPType >= 0 || slices.Contains(r.Modules, "icmp") || slices.Contains(r.Modules, "icmp6") {
 		want := Family(4)
 		if r.Proto == 58 {

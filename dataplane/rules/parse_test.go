@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -216,4 +217,33 @@ func FuzzParseIptables(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSetFamily: a set of one family in a rule of the other is refused,
+// as iptables and ip6tables refuse it; a mixed set serves both, and -m set
+// is a match beside -s, not instead of it.
+func TestSetFamily(t *testing.T) {
+	sets := map[string][]netip.Prefix{
+		"v4":  {netip.MustParsePrefix("198.18.0.0/15")},
+		"mix": {netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("2001:2::/48")},
+	}
+	if _, err := rules.Parse("f", "-A INPUT -m set --match-set v4 src -j DROP\n", rules.ParseOptions{Family: 6, Sets: sets}); err == nil ||
+		!strings.Contains(err.Error(), `set "v4" holds only IPv4 addresses and this rule is IPv6`) {
+		t.Errorf("an IPv4 set in an ip6tables rule: %v", err)
+	}
+	rs, err := rules.Parse("f", "-A INPUT -m set --match-set mix src -j DROP\n", rules.ParseOptions{Family: 6, Sets: sets})
+	if err != nil {
+		t.Fatalf("a mixed set in an ip6tables rule: %v", err)
+	}
+	rs, err = rules.Parse("f", "-A INPUT -s 198.18.0.1 -m set --match-set v4 src -j DROP\n", rules.ParseOptions{Sets: sets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rs.Chains["INPUT"].Rules[0]
+	if len(r.Src) != 1 || r.SrcSet != "v4" || r.Family != 4 {
+		t.Errorf("-s with -m set: src %v set %q family %d", r.Src, r.SrcSet, r.Family)
+	}
+	if got := r.Save(); got != "-A INPUT -s 198.18.0.1/32 -m set --match-set v4 src -j DROP" {
+		t.Errorf("saved as %q", got)
+	}
 }
