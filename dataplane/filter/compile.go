@@ -812,14 +812,7 @@ func (f *Filter) runBitsets(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in
 				if (cc.hasSets || cc.icmpCode[ri] >= 0) && !cc.residual(ri, f, p) {
 					continue
 				}
-				if a := cc.action[ri]; a.kind <= actReject && (!cc.hasLimits || cc.limit[ri] < 0) {
-					// A verdict, without a call.
-					rid := int32(cc.first + ri)
-					ctx.Path.add(rid)
-					*res = Result{Verdict: actVerdicts[a.kind], Rule: rid, Logged: res.Logged, Volatile: res.Volatile}
-					return true
-				}
-				if f.act(ctx, ci, ri, p, state, in, out, depth, res) {
+				if cc.terminal(ctx, ri, res) || f.act(ctx, ci, ri, p, state, in, out, depth, res) {
 					return true
 				}
 			}
@@ -834,7 +827,10 @@ func (f *Filter) runLinear(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in,
 	cc := &f.chains[ci]
 	pr := probe{p: p, state: state, in: in, out: out, sets: f.sets}
 	for ri := range cc.n {
-		if cc.linear.match(int32(ri), &pr) && f.act(ctx, ci, ri, p, state, in, out, depth, res) {
+		if !cc.linear.match(int32(ri), &pr) {
+			continue
+		}
+		if cc.terminal(ctx, ri, res) || f.act(ctx, ci, ri, p, state, in, out, depth, res) {
 			return true
 		}
 	}
@@ -844,6 +840,20 @@ func (f *Filter) runLinear(ctx Ctx, ci int32, p *packet.Parsed, state uint8, in,
 // LinearUpTo is the chain length up to which IndexAuto checks each rule in
 // turn rather than building bitsets.
 const LinearUpTo = 8
+
+// terminal applies rule ri's target when it is a verdict and the rule has
+// no rate limit (the common case, inlined: act is a call), and reports
+// whether it was.
+func (cc *cchain) terminal(ctx Ctx, ri int, res *Result) bool {
+	a := cc.action[ri].kind
+	if a > actReject || cc.hasLimits && cc.limit[ri] >= 0 {
+		return false
+	}
+	rid := int32(cc.first + ri)
+	ctx.Path.add(rid)
+	res.Verdict, res.Rule, res.Chain = actVerdicts[a], rid, 0
+	return true
+}
 
 // actVerdicts are the verdicts of the terminal actions.
 var actVerdicts = [...]Verdict{actAccept: Accept, actDrop: Drop, actReject: Reject}
