@@ -101,8 +101,8 @@ func checkRules(out io.Writer, rs *rules.Ruleset, ports []string) error {
 			fmt.Fprintln(out, r.String())
 		}
 	}
-	fmt.Fprintf(out, "# %d rules in %d chains; classifier %d bitsets, %d indexed chains, %d bytes\n",
-		f.Stats.Rules, len(rs.Order), f.Stats.Bitsets, f.Stats.Indexed, f.Stats.Bytes)
+	fmt.Fprintf(out, "# %d rules in %d chains; classifier %d bitsets, %d indexed chains, %d short chains, %d bytes\n",
+		f.Stats.Rules, len(rs.Order), f.Stats.Bitsets, f.Stats.Indexed, f.Stats.Linear, f.Stats.Bytes)
 	if f.Stats.Sets > 0 {
 		fmt.Fprintf(out, "# %d sets: %d entries in %d bytes (%.1f bytes per entry)\n",
 			f.Stats.Sets, f.Stats.SetEntries, f.Stats.SetBytes, float64(f.Stats.SetBytes)/float64(max(1, f.Stats.SetEntries)))

@@ -129,6 +129,7 @@ type CompileStats struct {
 	Bytes    int // approximate memory of the classifier
 	MaxWords int // bitset words of the largest bitset-classified chain
 	Indexed  int // chains classified by the index (index.go)
+	Linear   int // short chains checked rule by rule
 	// Sets, SetEntries and SetBytes describe the address sets the rules
 	// use (in Bytes too).
 	Sets, SetEntries, SetBytes int
@@ -343,6 +344,7 @@ func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int
 		for i := range ch.Rules {
 			cc.linear.add(&ch.Rules[i], func(name string) int32 { return int32(env.Ports[name]) }, f.setID)
 		}
+		f.Stats.Linear++
 		f.Stats.Bytes += cc.linear.bytes()
 	default:
 		b.build(ch.Rules)
