@@ -926,6 +926,10 @@ func checkSize(file, text string, chains int, lim Limits) (map[string]int, error
 // addsDecision reports whether a (left-trimmed) line appends, inserts or
 // declares something with a decision id: a rule or a chain.
 func addsDecision(line string) bool {
+	// Commands as typed: "$ sudo iptables -A INPUT …".
+	for _, w := range [...]string{"$ ", "sudo ", "iptables ", "ip6tables "} {
+		line = strings.TrimLeft(strings.TrimPrefix(line, w), " \t")
+	}
 	if line == "" {
 		return false
 	}

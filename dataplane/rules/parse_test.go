@@ -181,6 +181,11 @@ func TestParseLimits(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("chains:%d: more than", rules.MaxDecisions-3+3)) {
 		t.Errorf("%d chains: %v", rules.MaxDecisions, err)
 	}
+	// Commands as typed are counted too, before parsing.
+	_, err = rules.ParseIptablesLimits("typed", strings.Repeat("$ sudo iptables -A INPUT -j ACCEPT\n", 20), nil, rules.Limits{MaxDecisions: 10, MaxLine: 1 << 10, MaxErrors: 5})
+	if err == nil || !strings.Contains(err.Error(), "typed:8: more than 10 rules and chains") {
+		t.Errorf("typed commands past a limit of 10: %v", err)
+	}
 	bad := strings.Repeat("-A INPUT -p tpc -j ACCEPT\n", 1000)
 	_, err = rules.ParseIptables("bad", bad)
 	if n := strings.Count(err.Error(), "unknown protocol"); n != rules.DefaultLimits.MaxErrors {
