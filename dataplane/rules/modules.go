@@ -645,6 +645,13 @@ func (p *ruleParser) finish() error {
 	case r.Family == 0 && r.Proto == 58 && !r.ProtoNeg:
 		r.Family = 6
 	}
+	return p.checkFamily()
+}
+
+// checkFamily refuses matches of the other family than the rule's: a set
+// of only the other family's addresses, an ICMP match of the other ICMP.
+func (p *ruleParser) checkFamily() error {
+	r := p.r
 	for _, set := range [2]string{r.SrcSet, r.DstSet} {
 		if fam := setFamily(p.sets[set]); set != "" && fam != 0 && r.Family != 0 && fam != r.Family {
 			return &ParseError{Pos: r.Pos, Token: set, Msg: fmt.Sprintf("set %q holds only IPv%d addresses and this rule is IPv%d, so it could never match (iptables and ip6tables refuse a set of the other family too); use a set of this family, or one of both", set, fam, r.Family)}
