@@ -120,6 +120,7 @@ type Filter struct {
 	flagSensitive bool
 	usesState     bool
 	acceptsAll    bool
+	consts        constants
 }
 
 // CompileStats describe a compiled filter.
@@ -289,6 +290,7 @@ func Compile(rs *rules.Ruleset, env Env, gen uint32) (*Filter, error) {
 		}
 	}
 	f.Stats.Rules = len(f.Rules)
+	f.computeConstants()
 	return f, nil
 }
 
@@ -739,6 +741,9 @@ func (f *Filter) Run(ctx Ctx, p *packet.Parsed, state uint8, hook Hook, in, out 
 	v6 := 0
 	if p.Kind == packet.IPv6 {
 		v6 = 1
+	}
+	if r, ok := f.constant(ctx, v6, hook, state); ok {
+		return r
 	}
 	return f.runChain(ctx, f.hooks[v6][hook], p, state, in, out, 0)
 }
