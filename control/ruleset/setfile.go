@@ -52,14 +52,11 @@ func ParseSetFile(name, path, text string) ([]netip.Prefix, error) {
 	var errs []error
 	ipsetSave, found := false, false
 	lineNo := 0
-	for len(text) > 0 && len(errs) < maxSetErrors {
-		lineNo++
-		line := text
-		if i := strings.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			text = ""
+	for line := range strings.SplitSeq(text, "\n") {
+		if len(errs) >= maxSetErrors {
+			break
 		}
+		lineNo++
 		at := func(col int, tok, msg string) error {
 			return fmt.Errorf("%s:%d:%d: %q: %s", path, lineNo, col, tok, msg)
 		}

@@ -154,18 +154,22 @@ type rangeIndex struct {
 	sets   []int32
 }
 
-func (ri *rangeIndex) lookup(v u128) int32 {
-	// Binary search for the last bound ≤ v (bounds[0] is always 0).
-	lo, hi := 0, len(ri.bounds)
+func (ri *rangeIndex) lookup(v u128) int32 { return ri.sets[lastAtMost(ri.bounds, v)] }
+
+// lastAtMost returns the index of the last of the sorted bounds that is at
+// most v (bounds[0] is always 0), by bisection. The bitset and the indexed
+// classifiers share it.
+func lastAtMost(bounds []u128, v u128) int {
+	lo, hi := 0, len(bounds)
 	for hi-lo > 1 {
 		m := int(uint(lo+hi) >> 1)
-		if less128(v, ri.bounds[m]) {
+		if less128(v, bounds[m]) {
 			hi = m
 		} else {
 			lo = m
 		}
 	}
-	return ri.sets[lo]
+	return lo
 }
 
 type portIndex struct {
@@ -332,11 +336,12 @@ func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int
 		f.ChainOf = append(f.ChainOf, index[name])
 	}
 	b := &builder{cc: &cc, seed: seed, interned: map[uint64][]int32{}, names: names, ctx: env.Context}
+	portID := func(name string) int32 { return int32(env.Ports[name]) }
 	switch {
 	case cc.n == 0:
 		// Nothing to classify: Run goes straight to the policy.
 	case indexed(env.Index, cc.n):
-		cc.index = buildIndex(ch.Rules, b, func(name string) int32 { return int32(env.Ports[name]) }, f.setID)
+		cc.index = buildIndex(ch.Rules, b, portID, f.setID)
 		f.Stats.Indexed++
 		f.Stats.Bytes += cc.index.bytes()
 	case env.Index == IndexAuto && cc.n <= LinearUpTo:
@@ -344,7 +349,7 @@ func (f *Filter) compileChain(name string, ch *rules.Chain, index map[string]int
 		// field lookups.
 		cc.linear = &flatRules{}
 		for i := range ch.Rules {
-			cc.linear.add(&ch.Rules[i], func(name string) int32 { return int32(env.Ports[name]) }, f.setID)
+			cc.linear.add(&ch.Rules[i], portID, f.setID)
 		}
 		f.Stats.Linear++
 		f.Stats.Bytes += cc.linear.bytes()

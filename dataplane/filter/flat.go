@@ -253,8 +253,11 @@ func (fr *flatRules) inPorts(s span, v uint16) bool {
 	return lo < len(rs) && rs[lo].Lo <= v
 }
 
-func (fr *flatRules) inAddrs(s span, v u128) bool {
-	rs := fr.addrs[s.off : s.off+s.n]
+func (fr *flatRules) inAddrs(s span, v u128) bool { return inRanges(fr.addrs[s.off:s.off+s.n], v) }
+
+// inRanges reports whether v is in one of rs (sorted, disjoint ranges),
+// by bisection. Flat rules and address sets share it.
+func inRanges(rs []addrRange, v u128) bool {
 	lo, hi := 0, len(rs)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)

@@ -308,18 +308,7 @@ func (ki *keyIndex) mark(at u128, n int32) {
 }
 
 // lookup returns the deepest node holding v, or -1.
-func (ki *keyIndex) lookup(v u128) int32 {
-	lo, hi := 0, len(ki.bounds)
-	for hi-lo > 1 {
-		m := int(uint(lo+hi) >> 1)
-		if less128(v, ki.bounds[m]) {
-			hi = m
-		} else {
-			lo = m
-		}
-	}
-	return ki.node[lo]
-}
+func (ki *keyIndex) lookup(v u128) int32 { return ki.node[lastAtMost(ki.bounds, v)] }
 
 // scan returns the first rule after after and before best, among node n's
 // and its ancestors' rules, that matches whole; best if none does.

@@ -91,18 +91,7 @@ func (s *AddrSet) Contains(a *[16]byte, v6 bool) bool {
 		}
 		return lo < len(rs) && rs[lo].lo <= v
 	}
-	v := addrKey(*a, true)
-	rs := s.v6
-	lo, hi := 0, len(rs)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if less128(rs[m].hi, v) {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo < len(rs) && !less128(v, rs[lo].lo)
+	return inRanges(s.v6, addrKey(*a, true))
 }
 
 // Bytes is the set's memory.

@@ -900,14 +900,8 @@ func tooBig(pos Pos, lim Limits) error {
 func checkSize(file, text string, chains int, lim Limits) (map[string]int, error) {
 	n, lineNo := chains, 0
 	hint := map[string]int{}
-	for len(text) > 0 {
+	for line := range strings.SplitSeq(text, "\n") {
 		lineNo++
-		line := text
-		if i := strings.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			text = ""
-		}
 		line = strings.TrimLeft(line, " \t")
 		if !addsDecision(line) {
 			continue
