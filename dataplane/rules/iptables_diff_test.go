@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
@@ -782,4 +783,56 @@ func byChain(save string) map[string]string {
 		out[c] = b.String()
 	}
 	return out
+}
+
+// TestSetsLikeIptables: -m set with the real ipset and iptables in a
+// namespace. iptables keeps -s beside --match-set and prints a negated set
+// as dpfw does; a set of the other family is refused by both ip6tables and
+// iptables, and by dpfw.
+func TestSetsLikeIptables(t *testing.T) {
+	kernelTools(t)
+	if _, err := exec.LookPath("ipset"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ipset is not installed (make deps)")
+		}
+		t.Skip("ipset is not installed (make deps)")
+	}
+	n := newNetns(t)
+	for _, c := range [][]string{
+		{"create", "v4", "hash:net", "family", "inet"}, {"add", "v4", "198.18.0.0/16"},
+		{"create", "v6", "hash:net", "family", "inet6"}, {"add", "v6", "2001:2::/48"},
+	} {
+		if out, err := n.run("", "ipset", c...); err != nil {
+			t.Fatalf("ipset %v: %v\n%s", c, err, out)
+		}
+	}
+	sets := map[string][]netip.Prefix{"v4": {netip.MustParsePrefix("198.18.0.0/16")}, "v6": {netip.MustParsePrefix("2001:2::/48")}}
+	specs := []string{"-A INPUT -s 198.18.0.1 -m set --match-set v4 src -j DROP", "-A INPUT -m set ! --match-set v4 dst -j ACCEPT"}
+	for _, spec := range specs {
+		words, _ := splitWords(spec)
+		if out, err := n.run("", "iptables", words...); err != nil {
+			t.Fatalf("iptables %s: %v\n%s", spec, err, out)
+		}
+	}
+	save, err := n.run("", "iptables-save", "-t", "filter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Parse("sets", strings.Join(specs, "\n")+"\n", rules.ParseOptions{Family: 4, Sets: sets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, d := ruleLines(save), ruleLines(rs.Save()); k != d {
+		t.Errorf("iptables-save:\n%s\ndpfw save:\n%s", k, d)
+	}
+	for _, tc := range []struct {
+		prog, set string
+		fam       rules.Family
+	}{{"ip6tables", "v4", 6}, {"iptables", "v6", 4}} {
+		out, kerr := n.run("", tc.prog, "-A", "INPUT", "-m", "set", "--match-set", tc.set, "src", "-j", "DROP")
+		_, derr := rules.Parse("f", "-A INPUT -m set --match-set "+tc.set+" src -j DROP\n", rules.ParseOptions{Family: tc.fam, Sets: sets})
+		if kerr == nil || !strings.Contains(out, "is not applicable") || derr == nil || !strings.Contains(derr.Error(), "could never match") {
+			t.Errorf("%s with set %s: kernel tools %v %q; dpfw %v", tc.prog, tc.set, kerr, out, derr)
+		}
+	}
 }
