@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // A rule's options are parsed the way iptables parses them: a short loop
@@ -400,6 +401,11 @@ func (p *ruleParser) addrOpt(g string, val token, neg bool) error {
 	return nil
 }
 
+// badIfaceRune is a character no dpfw port name (ports[].name) has.
+func badIfaceRune(c rune) bool {
+	return !(c == '_' || c == '.' || c == '-' || c < unicode.MaxASCII && (unicode.IsLetter(c) || unicode.IsDigit(c)))
+}
+
 // ifaceOpt is -i or -o PORT.
 func (p *ruleParser) ifaceOpt(g string, t, val token, neg bool) error {
 	r := p.r
@@ -408,6 +414,9 @@ func (p *ruleParser) ifaceOpt(g string, t, val token, neg bool) error {
 	}
 	if strings.HasSuffix(val.s, "+") {
 		return p.fail(val, "interface wildcards (+) are not supported: name a dpfw port")
+	}
+	if i := strings.IndexFunc(val.s, badIfaceRune); i >= 0 {
+		return p.fail(val, "%q in an interface name: no port can have it (dpfw port names are letters, digits, '_', '.' and '-'), so the rule could never match", val.s[i:i+1])
 	}
 	if g == "-i" && r.Chain == "OUTPUT" || g == "-o" && r.Chain == "INPUT" {
 		return p.fail(t, "can't use %s with %s (iptables refuses it too): OUTPUT packets are matched by where they leave, INPUT packets by where they enter; use FORWARD", g, r.Chain)
