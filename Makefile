@@ -77,7 +77,8 @@ FUZZ_TARGETS = packet:FuzzDecode:250000 dataplane:FuzzTrack:15000 \
 	conntrack/ftp:FuzzParse:300000 control/ruleset:FuzzStructuredRules:40000 \
 	packet/header:FuzzSum:500000 control/daemon:FuzzRuleLabels:80000 \
 	dataplane:FuzzFragments:20000 dataplane/rules:FuzzApplyEdit:200000 \
-	control/ruleset:FuzzParseSetFile:200000 dataplane/filter:FuzzIndexed:20000
+	control/ruleset:FuzzParseSetFile:200000 dataplane/filter:FuzzIndexed:20000 \
+	control/hasync/wire:FuzzParse:300000
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
