@@ -162,3 +162,32 @@ func hasPorts(proto uint8) bool {
 	}
 	return false
 }
+
+// MakeTuple builds the tuple of one direction from its addresses (one
+// family; IPv4-mapped IPv6 addresses are IPv4), protocol and ports. For
+// ICMP and ICMPv6, sport is the identifier and dport the type<<8|code;
+// protocols without ports ignore them. It reports false for addresses
+// that are invalid or of two families.
+func MakeTuple(src, dst netip.Addr, proto uint8, sport, dport uint16, zone uint16) (Tuple, bool) {
+	src, dst = src.Unmap(), dst.Unmap()
+	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
+		return Tuple{}, false
+	}
+	t := Tuple{Proto: proto, Zone: zone, Family: 6}
+	if src.Is4() {
+		t.Family = 4
+		s, d := src.As4(), dst.As4()
+		copy(t.Src[:], s[:])
+		copy(t.Dst[:], d[:])
+	} else {
+		t.Src, t.Dst = src.As16(), dst.As16()
+	}
+	if !hasPorts(proto) {
+		return t, true
+	}
+	t.SrcPort, t.DstPort = sport, dport
+	if isICMP(proto) {
+		t.DstPort = icmpTypeCode(proto, uint8(dport>>8), uint8(dport))
+	}
+	return t, true
+}

@@ -85,6 +85,7 @@ var importRules = map[string][]string{
 	"control/daemon": {"cgo/dpdk", "conntrack", "conntrack/tcpstate", "control/config", "control/metrics", "control/ruleset",
 		"control/flowexport", "dataplane", "dataplane/filter", "dataplane/rules", "dataplane/worker", "internal/ring", "packet", "packet/header"},
 	"control/hasync/wire": {},
+	"control/hasync":      {"conntrack", "conntrack/tcpstate", "control/hasync/wire", "packet/header"},
 	"control/flowexport":  {"conntrack", "conntrack/tcpstate", "packet/header"},
 	"control/replay":      {"conntrack", "control/config", "control/ruleset", "dataplane", "dataplane/filter"},
 	"cmd/dpfw": {"configs", "control/config", "control/daemon", "control/metrics", "control/replay", "control/ruleset",

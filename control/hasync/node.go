@@ -1,0 +1,342 @@
+package hasync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/control/hasync/wire"
+)
+
+// Config is one node's side of a sync link.
+type Config struct {
+	// Local is the address:port messages are received on (and sent
+	// from); Peer the address:port they are sent to. Only datagrams
+	// from Peer's address are taken.
+	Local, Peer netip.AddrPort
+	// Interface, if set, binds the socket to that kernel interface (the
+	// dedicated sync link, conntrackd's Interface).
+	Interface string
+	// Zone is the zone the peer's connections belong to here.
+	Zone uint16
+	// MaxEntries bounds the external cache.
+	MaxEntries int
+	// Datagram is the most a datagram carries (the link's MTU less the
+	// IP and UDP headers).
+	Datagram int
+	// Alive is how often a heartbeat goes out when nothing else did.
+	Alive time.Duration
+	Log   *slog.Logger
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+// Node is one end of a sync link: a socket, the sender's state (driven by
+// one goroutine: Offer, Flush, Tick), the receiver (Receive, its own
+// goroutine) and the external cache.
+type Node struct {
+	cfg  Config
+	conn *net.UDPConn
+	peer *net.UDPAddr
+
+	// The sender's state, owned by the sending goroutine.
+	seq      uint32
+	out      []byte
+	msgs     int // messages in out
+	lastSend time.Time
+	scratch  []byte
+
+	External *Cache
+	Stats    Stats
+
+	// resync is signalled when the peer asks for everything.
+	resync chan struct{}
+
+	// The receiver's sequence tracking (Receive's goroutine).
+	seqSet  bool
+	lastSeq uint32
+	// peerSeen is when the last message from the peer arrived (unix ns).
+	peerSeen atomic.Int64
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// Stats are a node's counters, for dpfw ha status and the metrics.
+type Stats struct {
+	MsgsSent, BytesSent, Datagrams, SendErrors atomic.Uint64
+	MsgsRecv, BytesRecv, Foreign               atomic.Uint64
+	// SeqLost counts messages the peer sent that never arrived (gaps in
+	// its sequence numbers), SeqBefore ones that came late or twice.
+	SeqLost, SeqBefore atomic.Uint64
+	// Malformed counts messages conntrackd would count as malformed, by
+	// reason; Refused, connections dpfw cannot take, by reason.
+	Malformed [numMalformed]atomic.Uint64
+	Refused   [numRefused]atomic.Uint64
+	// ResyncsAsked: resyncs this node asked for; ResyncsServed: dumps it
+	// sent; EventsLost: connection events the sync could not send (a
+	// ring or its queue full), each of which starts a dump.
+	ResyncsAsked, ResyncsServed, EventsLost atomic.Uint64
+}
+
+// Malformed and refused reasons, as the metrics label them.
+const (
+	malTruncated = iota
+	malVersion
+	malSize
+	malAttr
+	malType
+	numMalformed
+)
+
+// MalformedNames label Stats.Malformed.
+var MalformedNames = [numMalformed]string{"truncated", "version", "size", "attribute", "type"}
+
+// RefusedNames label Stats.Refused.
+var RefusedNames = [...]string{"nat", "tuple", "tcp_state", "cache_full"}
+
+const numRefused = len(RefusedNames)
+
+// New opens the node's socket.
+func New(cfg Config) (*Node, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Datagram <= wire.AckLen || cfg.Datagram > 65507 {
+		cfg.Datagram = 1472
+	}
+	if cfg.Alive <= 0 {
+		cfg.Alive = time.Second
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+			if serr == nil && cfg.Interface != "" {
+				serr = syscall.BindToDevice(int(fd), cfg.Interface)
+			}
+		})
+		return errors.Join(err, serr)
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp", cfg.Local.String())
+	if err != nil {
+		return nil, fmt.Errorf("sync: listening on %s: %w", cfg.Local, err)
+	}
+	n := &Node{cfg: cfg, conn: pc.(*net.UDPConn), peer: net.UDPAddrFromAddrPort(cfg.Peer),
+		External: NewCache(cfg.MaxEntries), resync: make(chan struct{}, 1),
+		seq: uint32(cfg.Now().Unix()), out: make([]byte, 0, cfg.Datagram)}
+	return n, nil
+}
+
+// Close closes the socket (Receive returns).
+func (n *Node) Close() error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	return n.conn.Close()
+}
+
+// ResyncRequests is signalled when the peer asks for a dump of this
+// node's connections.
+func (n *Node) ResyncRequests() <-chan struct{} { return n.resync }
+
+// PeerSeen is when the last message from the peer arrived (zero: never).
+func (n *Node) PeerSeen() time.Time {
+	if ns := n.peerSeen.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// Offer queues the message for a connection event (NEW, UPDATE or
+// DESTROY), sending the datagram it fills.
+func (n *Node) Offer(ev *conntrack.Event) {
+	t := wire.CTUpdate
+	switch ev.Type {
+	case conntrack.EventNew:
+		t = wire.CTNew
+	case conntrack.EventDestroy:
+		t = wire.CTDelete
+	}
+	n.OfferEntry(t, &ev.Entry)
+}
+
+// OfferEntry queues a CT message of type t for entry e.
+func (n *Node) OfferEntry(t wire.Type, e *conntrack.Entry) {
+	c := FromEntry(e)
+	body, err := wire.AppendConn(n.scratch[:0], &c)
+	if err != nil { // FromEntry builds only what encodes
+		panic(fmt.Sprintf("hasync: %v", err))
+	}
+	n.scratch = body
+	n.queue(wire.Header{Type: t}, body)
+}
+
+// RequestResync asks the peer for all its connections.
+func (n *Node) RequestResync() {
+	n.Stats.ResyncsAsked.Add(1)
+	n.queue(wire.Header{Type: wire.Control, Flags: wire.FlagResync}, nil)
+	n.Flush()
+}
+
+// queue appends one message to the datagram being filled, sending it
+// first if the message does not fit.
+func (n *Node) queue(h wire.Header, body []byte) {
+	size := wire.HeaderLen + len(body)
+	if h.HasRange() {
+		size = wire.AckLen + len(body)
+	}
+	if len(n.out)+size > n.cfg.Datagram {
+		n.Flush()
+	}
+	h.Seq = n.seq
+	n.seq++
+	n.out = wire.AppendHeader(n.out, h, body)
+	n.msgs++
+}
+
+// Flush sends the datagram being filled, if any.
+func (n *Node) Flush() {
+	if len(n.out) == 0 {
+		return
+	}
+	if _, err := n.conn.WriteToUDP(n.out, n.peer); err != nil {
+		n.Stats.SendErrors.Add(1)
+	} else {
+		n.Stats.Datagrams.Add(1)
+		n.Stats.MsgsSent.Add(uint64(n.msgs))
+		n.Stats.BytesSent.Add(uint64(len(n.out)))
+	}
+	n.out, n.msgs = n.out[:0], 0
+	n.lastSend = n.cfg.Now()
+}
+
+// Tick sends what is queued, or a heartbeat when nothing went out for
+// the Alive interval.
+func (n *Node) Tick() {
+	if len(n.out) == 0 && n.cfg.Now().Sub(n.lastSend) >= n.cfg.Alive {
+		n.queue(wire.Header{Type: wire.Control, Flags: wire.FlagAlive}, nil)
+	}
+	n.Flush()
+}
+
+// Receive reads the peer's datagrams into the external cache until the
+// node is closed.
+func (n *Node) Receive() {
+	buf := make([]byte, 65536)
+	for {
+		k, from, err := n.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			n.cfg.Log.Warn("sync: receiving", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if from.Addr().Unmap() != n.cfg.Peer.Addr().Unmap() {
+			n.Stats.Foreign.Add(1)
+			continue
+		}
+		n.Stats.BytesRecv.Add(uint64(k))
+		n.datagram(buf[:k])
+	}
+}
+
+// datagram takes each message of one datagram.
+func (n *Node) datagram(b []byte) {
+	now := n.cfg.Now()
+	n.peerSeen.Store(now.UnixNano())
+	for len(b) > 0 {
+		h, body, rest, err := wire.Next(b)
+		if err != nil {
+			n.Stats.Malformed[nextReason(err)].Add(1)
+			return
+		}
+		b = rest
+		n.Stats.MsgsRecv.Add(1)
+		n.trackSeq(h.Seq)
+		n.message(&h, body, now)
+	}
+}
+
+func nextReason(err error) int {
+	switch {
+	case errors.Is(err, wire.ErrBadVersion):
+		return malVersion
+	case errors.Is(err, wire.ErrBadSize):
+		return malSize
+	}
+	return malTruncated
+}
+
+// trackSeq counts gaps and replays in the peer's sequence numbers, as
+// conntrackd's nethdr_track_seq does.
+func (n *Node) trackSeq(seq uint32) {
+	if n.seqSet {
+		switch d := int32(seq - (n.lastSeq + 1)); {
+		case d > 0:
+			n.Stats.SeqLost.Add(uint64(d))
+		case d < 0:
+			n.Stats.SeqBefore.Add(1)
+		}
+	}
+	n.seqSet, n.lastSeq = true, seq
+}
+
+// message takes one message.
+func (n *Node) message(h *wire.Header, body []byte, now time.Time) {
+	switch {
+	case h.Type == wire.Control:
+		if h.Flags&wire.FlagResync != 0 {
+			select {
+			case n.resync <- struct{}{}:
+			default:
+			}
+		}
+	case !h.IsData():
+		n.Stats.Malformed[malType].Add(1)
+	case h.Type.IsConn():
+		c, err := wire.ParseConn(body)
+		if err != nil {
+			n.Stats.Malformed[malAttr].Add(1)
+			return
+		}
+		n.take(h.Type, &c, now)
+	case h.Type.IsExpect():
+		if _, err := wire.ParseExpect(body); err != nil {
+			n.Stats.Malformed[malAttr].Add(1)
+		}
+	default:
+		n.Stats.Malformed[malType].Add(1)
+	}
+}
+
+// take puts one connection in the external cache, or counts why not.
+func (n *Node) take(t wire.Type, c *wire.Conn, now time.Time) {
+	e, err := ToEntry(c, n.cfg.Zone)
+	if err == nil {
+		err = n.External.apply(t, &e, now)
+	}
+	var r *refused
+	if errors.As(err, &r) {
+		for i, name := range RefusedNames {
+			if name == r.name {
+				n.Stats.Refused[i].Add(1)
+			}
+		}
+	}
+}

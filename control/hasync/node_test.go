@@ -1,0 +1,138 @@
+package hasync
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/conntrack/tcpstate"
+	"github.com/dpfw/dpfw/control/hasync/wire"
+	"github.com/dpfw/dpfw/packet/header"
+)
+
+// pair opens two nodes on loopback, each the other's peer.
+func pair(t *testing.T) (a, b *Node) {
+	t.Helper()
+	ports := make([]netip.AddrPort, 2)
+	for i := range ports {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		c.Close()
+	}
+	var err error
+	if a, err = New(Config{Local: ports[0], Peer: ports[1], MaxEntries: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = New(Config{Local: ports[1], Peer: ports[0], MaxEntries: 100, Zone: 2}); err != nil {
+		t.Fatal(err)
+	}
+	go a.Receive()
+	go b.Receive()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func entry(t *testing.T, src, dst string, proto uint8, sp, dp uint16) conntrack.Entry {
+	tu, ok := conntrack.MakeTuple(netip.MustParseAddr(src), netip.MustParseAddr(dst), proto, sp, dp, 0)
+	if !ok {
+		t.Fatal(src, dst)
+	}
+	return conntrack.Entry{Orig: tu, Master: -1, ExpiresIn: 30 * time.Second}
+}
+
+// waitFor polls until cond holds, for at most 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestSyncEvents: a node's NEW, UPDATE and DESTROY events reach the
+// peer's external cache as the connections they describe (TCP state,
+// flags, timeout, ICMP type and id, both families), in the peer's zone.
+func TestSyncEvents(t *testing.T) {
+	a, b := pair(t)
+	tcp := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoTCP, 40000, 22)
+	tcp.TCPState, tcp.ExpiresIn = tcpstate.SynSent, 120*time.Second
+	udp := entry(t, "2001:2::1", "2001:2::2", header.ProtoUDP, 5353, 53)
+	icmp := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoICMP, 77, uint16(header.ICMPv4Echo)<<8)
+	for _, e := range []conntrack.Entry{tcp, udp, icmp} {
+		a.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: e})
+	}
+	a.Flush()
+	waitFor(t, "three connections", func() bool { return b.External.Len() == 3 })
+	tcp.TCPState, tcp.SeenReply, tcp.Assured, tcp.ExpiresIn = tcpstate.Established, true, true, 432000*time.Second
+	a.Offer(&conntrack.Event{Type: conntrack.EventUpdate, Entry: tcp})
+	a.Offer(&conntrack.Event{Type: conntrack.EventDestroy, Entry: udp})
+	a.Flush()
+	waitFor(t, "the update and the destroy", func() bool { return b.External.Len() == 2 })
+	got := map[string]conntrack.Entry{}
+	for _, s := range b.External.List() {
+		if s.Entry.Orig.Zone != 2 {
+			t.Errorf("%v: zone %d, want the receiver's 2", s.Entry.Orig, s.Entry.Orig.Zone)
+		}
+		s.Entry.Orig.Zone = 0
+		got[s.Entry.Orig.String()] = s.Entry
+	}
+	for _, want := range []conntrack.Entry{tcp, icmp} {
+		g, ok := got[want.Orig.String()]
+		if !ok || g.String() != want.String() {
+			t.Errorf("cached\n%s\nwant\n%s", g.String(), want.String())
+		}
+	}
+	if n := a.Stats.MsgsSent.Load(); n != 5 || a.Stats.Datagrams.Load() != 2 || b.Stats.MsgsRecv.Load() != 5 {
+		t.Errorf("sent %d messages in %d datagrams, received %d", n, a.Stats.Datagrams.Load(), b.Stats.MsgsRecv.Load())
+	}
+	if b.Stats.SeqLost.Load() != 0 || b.Stats.SeqBefore.Load() != 0 {
+		t.Errorf("sequence: %d lost, %d before", b.Stats.SeqLost.Load(), b.Stats.SeqBefore.Load())
+	}
+}
+
+// TestSyncControl: a RESYNC request is signalled; heartbeats go out only
+// when the link is idle; a sequence gap, malformed and NAT messages, and
+// datagrams from elsewhere are counted, not taken.
+func TestSyncControl(t *testing.T) {
+	a, b := pair(t)
+	a.RequestResync()
+	select {
+	case <-b.ResyncRequests():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no resync request")
+	}
+	a.Tick() // the resync just went out: no heartbeat yet
+	if a.Stats.MsgsSent.Load() != 1 {
+		t.Errorf("a heartbeat right after a message: %d sent", a.Stats.MsgsSent.Load())
+	}
+	a.lastSend = time.Now().Add(-2 * time.Second)
+	a.Tick()
+	waitFor(t, "the heartbeat", func() bool { return b.Stats.MsgsRecv.Load() == 2 })
+
+	a.seq += 5 // five messages "lost"
+	nat := FromEntry(&conntrack.Entry{Orig: entry(t, "198.18.0.1", "198.19.0.1", header.ProtoUDP, 1, 2).Orig})
+	nat.SNAT = 1
+	nat.Set(wire.AttrSNATIPv4)
+	body, _ := wire.AppendConn(nil, &nat)
+	a.queue(wire.Header{Type: wire.CTNew}, body)
+	a.queue(wire.Header{Type: wire.CTNew}, []byte{0, 9, 0, 5, 1, 2, 3, 4, 5, 0, 0, 0})
+	a.Flush()
+	waitFor(t, "the bad messages", func() bool { return b.Stats.MsgsRecv.Load() == 4 })
+	if b.Stats.SeqLost.Load() != 5 || b.Stats.Refused[0].Load() != 1 || b.Stats.Malformed[malAttr].Load() != 1 || b.External.Len() != 0 {
+		t.Errorf("lost %d, nat %d, malformed %d, cached %d", b.Stats.SeqLost.Load(), b.Stats.Refused[0].Load(),
+			b.Stats.Malformed[malAttr].Load(), b.External.Len())
+	}
+	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)}, net.UDPAddrFromAddrPort(b.cfg.Local))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(wire.AppendHeader(nil, wire.Header{Type: wire.Control, Flags: wire.FlagAlive}, nil))
+	waitFor(t, "the foreign datagram", func() bool { return b.Stats.Foreign.Load() == 1 })
+}
