@@ -83,7 +83,7 @@ var importRules = map[string][]string{
 	"control/metrics":    {"conntrack", "conntrack/tcpstate", "dataplane", "dataplane/filter"},
 	"control/ruleset":    {"conntrack", "conntrack/tcpstate", "control/config", "dataplane", "dataplane/filter", "dataplane/rules"},
 	"control/daemon": {"cgo/dpdk", "conntrack", "conntrack/tcpstate", "control/config", "control/metrics", "control/ruleset",
-		"control/flowexport", "dataplane", "dataplane/filter", "dataplane/rules", "dataplane/worker", "internal/ring", "packet", "packet/header"},
+		"control/flowexport", "control/hasync", "control/hasync/wire", "dataplane", "dataplane/filter", "dataplane/rules", "dataplane/worker", "internal/ring", "packet", "packet/header"},
 	"control/hasync/wire": {},
 	"control/hasync":      {"conntrack", "conntrack/tcpstate", "control/hasync/wire", "packet/header"},
 	"control/flowexport":  {"conntrack", "conntrack/tcpstate", "packet/header"},

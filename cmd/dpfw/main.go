@@ -46,7 +46,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
-	root.AddCommand(runCmd(), checkCmd(), rulesCmd(), versionCmd(), reloadCmd(), conntrackCmd(), statsCmd(), replayCmd(), traceCmd(), manCmd())
+	root.AddCommand(runCmd(), checkCmd(), rulesCmd(), versionCmd(), reloadCmd(), conntrackCmd(), haCmd(), statsCmd(), replayCmd(), traceCmd(), manCmd())
 	for _, c := range root.Commands() {
 		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
 			c.SuggestionsMinimumDistance = 2

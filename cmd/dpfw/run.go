@@ -277,6 +277,7 @@ func serveMetrics(cfg *config.Config, d *daemon.Daemon, log *slog.Logger) (*http
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(daemon.Collectors()...)
 	reg.MustRegister(d.FlowExportCollectors()...)
+	reg.MustRegister(d.SyncCollectors()...)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "dpfw", Name: "build_info", Help: "dpfw's version (label) and DPDK version.",
 		ConstLabels: prometheus.Labels{"version": version, "dpdk": dpdkVersion()},

@@ -28,7 +28,10 @@ type Config struct {
 	Metrics   Metrics   `mapstructure:"metrics"`
 	// FlowExport sends IPFIX flow records to collectors.
 	FlowExport FlowExport `mapstructure:"flow_export"`
-	Log        Log        `mapstructure:"log"`
+	// Sync keeps connection state in sync with a peer (conntrackd's
+	// protocol).
+	Sync Sync `mapstructure:"sync"`
+	Log  Log  `mapstructure:"log"`
 
 	// Dir is the directory of the config file (for relative paths); not a key.
 	Dir string `mapstructure:"-" json:"-"`
@@ -167,6 +170,39 @@ type FlowExport struct {
 
 // Enabled reports whether flows are exported.
 func (f *FlowExport) Enabled() bool { return len(f.Collectors) > 0 }
+
+// Sync keeps connection state in sync with a peer firewall on
+// conntrackd's protocol (conntrack-tools 1.4), over UDP on a dedicated
+// link: this node's connections go to the peer, the peer's fill this
+// node's external cache.
+type Sync struct {
+	// Mode is "" (off) or notrack (conntrackd's NOTRACK: best effort).
+	Mode string `mapstructure:"mode"`
+	// Local is the address:port messages are received on; Peer where
+	// they are sent (conntrackd's UDP IPv4_address, and
+	// IPv4_Destination_Address with Port).
+	Local string `mapstructure:"local"`
+	Peer  string `mapstructure:"peer"`
+	// Interface, if set, binds the socket to that kernel interface.
+	Interface string `mapstructure:"interface"`
+	// Netns, if set, is the network namespace (ip netns) the socket is
+	// opened in: a management namespace that keeps the sync link apart.
+	Netns string `mapstructure:"netns"`
+	// Link names the link whose connections are synced ("": the first).
+	Link string `mapstructure:"link"`
+	// MaxEntries bounds the external cache (0: conntrack.capacity for
+	// each worker).
+	MaxEntries int `mapstructure:"max_entries"`
+	// DumpRate bounds a dump (the answer to the peer's resync request),
+	// in connections per second.
+	DumpRate int `mapstructure:"dump_rate"`
+	// MTU is the sync link's MTU: a datagram carries up to MTU-28 bytes
+	// of messages.
+	MTU int `mapstructure:"mtu"`
+}
+
+// Enabled reports whether connection state is synced.
+func (s *Sync) Enabled() bool { return s.Mode != "" }
 
 // Adaptive shrinks the timeouts of unassured connections (half-open TCP,
 // unanswered UDP/ICMP) as the table fills, like pf's adaptive.start/end.
@@ -369,6 +405,7 @@ func Default() Config {
 		Rules:      Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
 		Metrics:    Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0, RuleSeries: 10000},
 		FlowExport: FlowExport{ActiveTimeout: 60 * time.Second, TemplateRefresh: 10 * time.Minute, ObservationDomain: 1},
+		Sync:       Sync{DumpRate: 100000, MTU: 1500},
 		Log:        Log{Level: "info", Format: "text"},
 	}
 }
@@ -536,7 +573,55 @@ func (v *validation) add(key, format string, a ...any) {
 // are reported.
 var checks = []func(*validation){
 	checkEAL, checkMempool, checkPorts, checkLinks, checkWorkers,
-	checkDataplane, checkConntrack, checkFTP, checkRules, checkFlowExport,
+	checkDataplane, checkConntrack, checkFTP, checkRules, checkFlowExport, checkSync,
+}
+
+// checkSync checks the sync link.
+func checkSync(v *validation) {
+	s := &v.c.Sync
+	switch s.Mode {
+	case "":
+		return
+	case "notrack":
+	case "ftfw", "alarm":
+		v.add("sync.mode", "%q is not supported yet: use notrack (best effort, as conntrackd's NOTRACK)", s.Mode)
+	default:
+		v.add("sync.mode", "%q: want notrack, or leave it empty for no sync", s.Mode)
+	}
+	var addrs [2]netip.AddrPort
+	for i, k := range []string{"local", "peer"} {
+		val := []string{s.Local, s.Peer}[i]
+		ap, err := netip.ParseAddrPort(val)
+		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+			v.add("sync."+k, "%q: want address:port, e.g. 198.18.9.1:3780 (conntrackd's default port is 3780)", val)
+		}
+		addrs[i] = ap
+	}
+	if addrs[0].IsValid() && addrs[1].IsValid() && addrs[0].Addr().Unmap().Is4() != addrs[1].Addr().Unmap().Is4() {
+		v.add("sync.peer", "%s and sync.local %s are of two families", s.Peer, s.Local)
+	}
+	if s.Interface != "" && (len(s.Interface) > 15 || strings.ContainsAny(s.Interface, "/ :")) {
+		v.add("sync.interface", "%q: want a kernel interface name", s.Interface)
+	}
+	if s.Netns != "" && !netnsRE.MatchString(s.Netns) {
+		v.add("sync.netns", "%q: want a network namespace name (ip netns list)", s.Netns)
+	}
+	if s.Link != "" && !slices.ContainsFunc(v.c.Links, func(l Link) bool { return l.Name == s.Link }) {
+		names := make([]string, len(v.c.Links))
+		for i, l := range v.c.Links {
+			names[i] = l.Name
+		}
+		v.add("sync.link", "no link named %q%s", s.Link, suggest(s.Link, names))
+	}
+	if s.MaxEntries < 0 || s.MaxEntries > 1<<28 {
+		v.add("sync.max_entries", "%d: want 0 (conntrack.capacity for each worker) to 268435456", s.MaxEntries)
+	}
+	if s.DumpRate < 100 || s.DumpRate > 10_000_000 {
+		v.add("sync.dump_rate", "%d: want 100 to 10000000 connections per second", s.DumpRate)
+	}
+	if s.MTU < 576 || s.MTU > 65535 {
+		v.add("sync.mtu", "%d: want 576 to 65535", s.MTU)
+	}
 }
 
 // checkFlowExport checks the IPFIX collectors and intervals.
@@ -555,6 +640,8 @@ func checkFlowExport(v *validation) {
 		v.add("flow_export.template_refresh", "%s: want 1s to 24h", f.TemplateRefresh)
 	}
 }
+
+var netnsRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 var filePrefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 

@@ -275,6 +275,8 @@ func (d *Daemon) routes() []route {
 		{"GET /api/conntrack/stats", d.apiConntrackStats},
 		{"GET /api/conntrack/events", d.apiEvents},
 		{"GET /api/trace", d.apiTrace},
+		{"GET /api/ha/status", d.apiSyncStatus},
+		{"GET /api/ha/external", d.apiSyncExternal},
 	}
 }
 

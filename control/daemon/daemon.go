@@ -70,7 +70,9 @@ type Daemon struct {
 	traceHub hub[dataplane.TraceRecord]
 	// exporter sends IPFIX flow records (nil: flow_export is off).
 	exporter *flowexport.Exporter
-	log      *slog.Logger
+	// sync is the connection-state sync (nil: sync is off).
+	sync *syncState
+	log  *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
 	ConfigPath string
 
@@ -135,6 +137,9 @@ func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err er
 	}
 	d.newWorkers(infos, seed, wplan, rings)
 	if err := d.startFlowExport(); err != nil {
+		return nil, err
+	}
+	if err := d.startSync(); err != nil {
 		return nil, err
 	}
 	if err := d.runWorkers(); err != nil {

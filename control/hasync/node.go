@@ -25,6 +25,8 @@ type Config struct {
 	// Interface, if set, binds the socket to that kernel interface (the
 	// dedicated sync link, conntrackd's Interface).
 	Interface string
+	// Netns, if set, is the network namespace the socket lives in.
+	Netns string
 	// Zone is the zone the peer's connections belong to here.
 	Zone uint16
 	// MaxEntries bounds the external cache.
@@ -128,7 +130,17 @@ func New(cfg Config) (*Node, error) {
 		})
 		return errors.Join(err, serr)
 	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp", cfg.Local.String())
+	var pc net.PacketConn
+	listen := func() (err error) {
+		pc, err = lc.ListenPacket(context.Background(), "udp", cfg.Local.String())
+		return err
+	}
+	var err error
+	if cfg.Netns != "" {
+		err = inNetns(cfg.Netns, listen)
+	} else {
+		err = listen()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sync: listening on %s: %w", cfg.Local, err)
 	}

@@ -40,6 +40,42 @@ func u32[T any](f func(*T) *uint32) codec[T] {
 		put: func(b []byte, m *T) []byte { return binary.BigEndian.AppendUint32(b, *f(m)) }}
 }
 
+// u16le is a 16-bit value conntrackd puts on the wire in the wrong
+// order: the ICMP identifier and the NAT ports, which
+// libnetfilter_conntrack holds in network order and conntrackd converts
+// to network order once more (htons), so that on the little-endian hosts
+// it runs on (x86-64, arm64) they travel little-endian. dpfw matches what
+// those hosts send.
+func u16le[T any](f func(*T) *uint16) codec[T] {
+	return codec[T]{size: 2, parse: func(m *T, v []byte) { *f(m) = binary.LittleEndian.Uint16(v) },
+		put: func(b []byte, m *T) []byte { return binary.LittleEndian.AppendUint16(b, *f(m)) }}
+}
+
+// u32s is a fixed array of 32-bit values.
+func u32s[T any](f func(*T) []uint32) codec[T] {
+	var zero T
+	n := len(f(&zero))
+	return codec[T]{size: 4 * n,
+		parse: func(m *T, v []byte) {
+			for i, dst := 0, f(m); i < n; i++ {
+				dst[i] = be32(v[4*i:])
+			}
+		},
+		put: func(b []byte, m *T) []byte {
+			for _, x := range f(m) {
+				b = binary.BigEndian.AppendUint32(b, x)
+			}
+			return b
+		}}
+}
+
+// bytesN is a fixed array of bytes (an IPv6 address).
+func bytesN[T any](f func(*T) []byte) codec[T] {
+	var zero T
+	return codec[T]{size: len(f(&zero)), parse: func(m *T, v []byte) { copy(f(m), v) },
+		put: func(b []byte, m *T) []byte { return append(b, f(m)...) }}
+}
+
 // addrPair is a tuple's source and destination (nfct_attr_grp_ipv4, 8
 // bytes, or _ipv6, 32).
 func addrPair[T any](size int, f func(*T) *Tuple) codec[T] {

@@ -41,7 +41,10 @@ const (
 	AttrWScaleRepl    Attr = 26 // uint8
 	AttrHelperName    Attr = 27 // string, NUL-terminated
 	AttrLabels        Attr = 28 // uint32 words
-	numConnAttrs           = 29
+	AttrSNATIPv6      Attr = 29 // 16 bytes (conntrack-tools 1.4.6 on)
+	AttrDNATIPv6      Attr = 30 // 16 bytes
+	AttrSynproxy      Attr = 31 // its, isn, tsoff: three uint32 (1.4.6 on)
+	numConnAttrs           = 32
 )
 
 // Status bits (enum ip_conntrack_status) a sync message carries.
@@ -91,6 +94,9 @@ type Conn struct {
 	SPAT      uint16
 	DPAT      uint16
 	SeqAdj    [6]uint32
+	SNAT6     [16]byte
+	DNAT6     [16]byte
+	Synproxy  [3]uint32 // its, isn, tsoff
 	Helper    string
 	Labels    []uint32
 }
@@ -122,31 +128,23 @@ var connAttrs = [numConnAttrs]codec[Conn]{
 	AttrMasterPort:    portPair[Conn](master),
 	AttrSNATIPv4:      u32[Conn](func(c *Conn) *uint32 { return &c.SNAT }),
 	AttrDNATIPv4:      u32[Conn](func(c *Conn) *uint32 { return &c.DNAT }),
-	AttrSPATPort:      u16[Conn](func(c *Conn) *uint16 { return &c.SPAT }),
-	AttrDPATPort:      u16[Conn](func(c *Conn) *uint16 { return &c.DPAT }),
-	AttrNATSeqAdj: {size: 24,
-		parse: func(c *Conn, v []byte) {
-			for i := range c.SeqAdj {
-				c.SeqAdj[i] = be32(v[4*i:])
-			}
-		},
-		put: func(b []byte, c *Conn) []byte {
-			for _, x := range c.SeqAdj {
-				b = binary.BigEndian.AppendUint32(b, x)
-			}
-			return b
-		}},
-	AttrSCTPState:    u8[Conn](func(c *Conn) *uint8 { return &c.SCTPState }),
-	AttrSCTPVTagOrig: u32[Conn](func(c *Conn) *uint32 { return &c.SCTPVTag[0] }),
-	AttrSCTPVTagRepl: u32[Conn](func(c *Conn) *uint32 { return &c.SCTPVTag[1] }),
-	AttrDCCPState:    u8[Conn](func(c *Conn) *uint8 { return &c.DCCPState }),
-	AttrDCCPRole:     u8[Conn](func(c *Conn) *uint8 { return &c.DCCPRole }),
-	AttrICMPType:     u8[Conn](func(c *Conn) *uint8 { return &c.ICMPType }),
-	AttrICMPCode:     u8[Conn](func(c *Conn) *uint8 { return &c.ICMPCode }),
-	AttrICMPID:       u16[Conn](func(c *Conn) *uint16 { return &c.ICMPID }),
-	AttrWScaleOrig:   u8[Conn](func(c *Conn) *uint8 { return &c.WScale[0] }),
-	AttrWScaleRepl:   u8[Conn](func(c *Conn) *uint8 { return &c.WScale[1] }),
-	AttrHelperName:   str[Conn](16, func(c *Conn) *string { return &c.Helper }),
+	AttrSPATPort:      u16le[Conn](func(c *Conn) *uint16 { return &c.SPAT }),
+	AttrDPATPort:      u16le[Conn](func(c *Conn) *uint16 { return &c.DPAT }),
+	AttrNATSeqAdj:     u32s[Conn](func(c *Conn) []uint32 { return c.SeqAdj[:] }),
+	AttrSCTPState:     u8[Conn](func(c *Conn) *uint8 { return &c.SCTPState }),
+	AttrSCTPVTagOrig:  u32[Conn](func(c *Conn) *uint32 { return &c.SCTPVTag[0] }),
+	AttrSCTPVTagRepl:  u32[Conn](func(c *Conn) *uint32 { return &c.SCTPVTag[1] }),
+	AttrDCCPState:     u8[Conn](func(c *Conn) *uint8 { return &c.DCCPState }),
+	AttrDCCPRole:      u8[Conn](func(c *Conn) *uint8 { return &c.DCCPRole }),
+	AttrICMPType:      u8[Conn](func(c *Conn) *uint8 { return &c.ICMPType }),
+	AttrICMPCode:      u8[Conn](func(c *Conn) *uint8 { return &c.ICMPCode }),
+	AttrICMPID:        u16le[Conn](func(c *Conn) *uint16 { return &c.ICMPID }),
+	AttrWScaleOrig:    u8[Conn](func(c *Conn) *uint8 { return &c.WScale[0] }),
+	AttrWScaleRepl:    u8[Conn](func(c *Conn) *uint8 { return &c.WScale[1] }),
+	AttrHelperName:    str[Conn](16, func(c *Conn) *string { return &c.Helper }),
+	AttrSNATIPv6:      bytesN[Conn](func(c *Conn) []byte { return c.SNAT6[:] }),
+	AttrDNATIPv6:      bytesN[Conn](func(c *Conn) []byte { return c.DNAT6[:] }),
+	AttrSynproxy:      u32s[Conn](func(c *Conn) []uint32 { return c.Synproxy[:] }),
 	AttrLabels: {size: -1, maxTotal: attrHdr + 4096, words: true,
 		parse: func(c *Conn, v []byte) {
 			c.Labels = make([]uint32, len(v)/4)
@@ -206,9 +204,10 @@ func (c *Conn) check() error {
 }
 
 // connOrder is ct2msg's order: addresses, status, protocol and its
-// attributes, timeout, mark, the master, NAT, helper, labels.
+// attributes, timeout, mark, the master, NAT, helper, labels, synproxy.
 var connOrder = []Attr{AttrIPv4, AttrIPv6, AttrStatus, AttrL4Proto, AttrPort, AttrTCPState, AttrWScaleOrig, AttrWScaleRepl,
 	AttrSCTPState, AttrSCTPVTagOrig, AttrSCTPVTagRepl, AttrDCCPState, AttrDCCPRole,
 	AttrICMPType, AttrICMPCode, AttrICMPID, AttrTimeout, AttrMark,
 	AttrMasterIPv4, AttrMasterIPv6, AttrMasterL4Proto, AttrMasterPort,
-	AttrSNATIPv4, AttrDNATIPv4, AttrSPATPort, AttrDPATPort, AttrNATSeqAdj, AttrHelperName, AttrLabels}
+	AttrSNATIPv4, AttrDNATIPv4, AttrSNATIPv6, AttrDNATIPv6, AttrSPATPort, AttrDPATPort, AttrNATSeqAdj,
+	AttrHelperName, AttrLabels, AttrSynproxy}

@@ -58,6 +58,17 @@ func TestConnBytes(t *testing.T) {
 	}
 }
 
+// TestICMPID: the ICMP identifier travels little-endian, as conntrackd on
+// x86-64 sends it (it swaps a value already in network order).
+func TestICMPID(t *testing.T) {
+	c := Conn{ICMPID: 99}
+	c.Set(AttrICMPID)
+	body, _ := AppendConn(nil, &c)
+	if got := hex.EncodeToString(body); got != "0006001863000000" {
+		t.Errorf("ICMP id 99: %s", got)
+	}
+}
+
 // TestControl: ACK, NACK and RESYNC carry a sequence range, ALIVE does not.
 func TestControl(t *testing.T) {
 	for _, tt := range []struct {
@@ -105,7 +116,7 @@ func TestParseConnErrors(t *testing.T) {
 		{"short value", "0007 0005 000000 00", "3 bytes, want 4"},
 		{"overrun", "0010 0005 00000000", "length 16 with 8 bytes left"},
 		{"under a header", "0002 0005 00000000", "length 2"},
-		{"unknown", "0008 001d 00000000", "unknown type"},
+		{"unknown", "0008 0020 00000000", "unknown type"},
 		{"twice", "0005 0002 06000000 0005 0002 11000000", "given twice"},
 		{"both families", "000c 0000 c6120001 c6130002 0024 0001" + strings.Repeat("00", 32), "both families"},
 		{"long helper", "0011 001b 61626364 65666768 696a6b6c 6d000000", "at most 12"},

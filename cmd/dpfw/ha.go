@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// haCmd is "dpfw ha": the connection-state sync with the peer.
+func haCmd() *cobra.Command {
+	c := &cobra.Command{Use: "ha", Short: "Connection-state sync with the peer firewall (like conntrackd -s / -e)"}
+	addAPIFlag(c)
+	c.AddCommand(haStatusCmd(), haExternalCmd())
+	return c
+}
+
+// haStatusCmd is "dpfw ha status".
+func haStatusCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use: "status", Short: "The sync link: peer, last message, cache, counters (like conntrackd -s)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var s struct {
+				Mode      string            `json:"mode"`
+				Local     string            `json:"local"`
+				Peer      string            `json:"peer"`
+				Link      string            `json:"link"`
+				PeerAgo   string            `json:"peer_last_message_ago"`
+				External  int               `json:"external_entries"`
+				Dumping   bool              `json:"dumping"`
+				Counters  map[string]uint64 `json:"counters"`
+				Malformed map[string]uint64 `json:"malformed"`
+				Refused   map[string]uint64 `json:"refused"`
+			}
+			resp, err := do("GET", "/api/ha/status", nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			raw, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err := cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			last := "never"
+			if s.PeerAgo != "" {
+				last = s.PeerAgo + " ago"
+			}
+			fmt.Fprintf(w, "mode %s, link %s: %s <-> peer %s, last message from the peer %s\n", s.Mode, s.Link, s.Local, s.Peer, last)
+			fmt.Fprintf(w, "external cache: %d connections%s\n", s.External, map[bool]string{true: " (dumping ours to the peer)"}[s.Dumping])
+			fmt.Fprintf(w, "counters: %s\nmalformed: %s\nrefused: %s\n", kv(s.Counters), kv(s.Malformed), kv(s.Refused))
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+// kv formats counters as sorted name=value pairs.
+func kv(m map[string]uint64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	return b.String()
+}
+
+// haExternalCmd is "dpfw ha external".
+func haExternalCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "external", Short: "The peer's connections this node holds (like conntrackd -e)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := do("GET", "/api/ha/external", nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
+			return err
+		},
+	}
+}

@@ -1,0 +1,310 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/control/hasync"
+	"github.com/dpfw/dpfw/control/hasync/wire"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Connection-state sync (sync:): one goroutine sends the sync link's
+// connection events from the events hub to the peer, batched into
+// datagrams, and answers the peer's resync requests with a dump of the
+// tables; another receives the peer's messages into the external cache.
+// The workers never wait for either: an event that finds the hub's rings
+// or this listener's queue full is lost, counted, and starts a dump.
+
+// syncTick is how often queued messages go out, and heartbeats are due.
+const syncTick = 10 * time.Millisecond
+
+// minDumpGap spaces the dumps that lost events start: under a load that
+// loses events, a dump at most this often.
+const minDumpGap = 5 * time.Second
+
+// syncState is the sync's, for the API and metrics (nil: sync is off).
+type syncState struct {
+	node    *hasync.Node
+	zone    uint16
+	link    string
+	started time.Time
+	// lastDump is when the last dump ended (unix ns), dumping whether one
+	// runs.
+	lastDump atomic.Int64
+	dumping  atomic.Bool
+}
+
+// startSync starts the sync when sync.mode is set.
+func (d *Daemon) startSync() error {
+	s := &d.Config.Sync
+	if !s.Enabled() {
+		return nil
+	}
+	zone, link := d.syncLink()
+	maxEntries := s.MaxEntries
+	if maxEntries == 0 {
+		maxEntries = d.Config.Conntrack.Capacity * len(d.Config.Workers.CPUs)
+	}
+	n, err := hasync.New(hasync.Config{Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer),
+		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log})
+	if err != nil {
+		return err
+	}
+	st := &syncState{node: n, zone: zone, link: link, started: time.Now()}
+	d.sync = st
+	l := d.events.listen(func(e *conntrack.Event) bool { return e.Entry.Orig.Zone == zone })
+	go n.Receive()
+	go d.runSync(st, l)
+	d.log.Info("connection-state sync (conntrackd protocol, NOTRACK)", "local", s.Local, "peer", s.Peer, "link", link,
+		"interface", s.Interface, "netns", s.Netns, "max_entries", maxEntries)
+	return nil
+}
+
+// syncLink is the zone and name of the link whose connections sync.
+func (d *Daemon) syncLink() (uint16, string) {
+	for i, l := range d.Config.Links {
+		if l.Name == d.Config.Sync.Link {
+			return uint16(i), l.Name
+		}
+	}
+	if len(d.Config.Links) == 0 {
+		return 0, ""
+	}
+	return 0, d.Config.Links[0].Name
+}
+
+// runSync sends events, heartbeats and dumps until dpfw stops.
+func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
+	n := st.node
+	defer func() {
+		d.events.unlisten(l)
+		n.Flush()
+		n.Close()
+	}()
+	tick := time.NewTicker(syncTick)
+	defer tick.Stop()
+	n.RequestResync()
+	seen := d.events.ringsLost()
+	wantDump := false
+	for {
+		select {
+		case <-d.quit:
+			return
+		case e := <-l.ch:
+			n.Offer(&e.v)
+		case <-n.ResyncRequests():
+			wantDump = true
+		case <-tick.C:
+			n.Tick()
+			now := d.events.ringsLost()
+			if lost := now - seen + uint64(d.events.takeLost(l)); lost > 0 {
+				n.Stats.EventsLost.Add(lost)
+				wantDump = true
+			}
+			seen = now
+		}
+		if wantDump && time.Since(time.Unix(0, st.lastDump.Load())) >= minDumpGap {
+			wantDump = false
+			d.syncDump(st, l)
+		}
+	}
+}
+
+// syncDump sends every connection of the sync link to the peer, at most
+// sync.dump_rate a second, serving events between chunks.
+func (d *Daemon) syncDump(st *syncState, l *listener[conntrack.Event]) {
+	n := st.node
+	st.dumping.Store(true)
+	defer func() {
+		st.dumping.Store(false)
+		st.lastDump.Store(time.Now().UnixNano())
+	}()
+	n.Stats.ResyncsServed.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), d.listTimeout())
+	defer cancel()
+	rate := float64(d.Config.Sync.DumpRate)
+	start, sent := time.Now(), 0
+	all := ConnFilter{Proto: -1, Orig: TupleFilter{SPort: -1, DPort: -1}, Reply: TupleFilter{SPort: -1, DPort: -1}}
+	_, err := d.Conntrack(ctx, all, false, math.MaxInt, func(es []conntrack.Entry) error {
+		for i := range es {
+			if es[i].Orig.Zone == st.zone {
+				n.OfferEntry(wire.CTNew, &es[i])
+				sent++
+			}
+		}
+		n.Flush()
+		due := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
+		d.syncServe(n, l, time.Until(due))
+		return ctx.Err()
+	})
+	n.Flush()
+	if err != nil {
+		d.log.Warn("sync: dumping the connections to the peer", "err", err, "sent", sent)
+		return
+	}
+	d.log.Info("sync: dumped the connections to the peer", "connections", sent, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// syncServe sends the events that arrive for dur (at least once).
+func (d *Daemon) syncServe(n *hasync.Node, l *listener[conntrack.Event], dur time.Duration) {
+	end := time.After(max(dur, 0))
+	for {
+		select {
+		case e := <-l.ch:
+			n.Offer(&e.v)
+		case <-end:
+			n.Tick()
+			return
+		case <-d.quit:
+			return
+		}
+	}
+}
+
+// SyncStatus is what dpfw ha status shows.
+type SyncStatus struct {
+	Mode        string            `json:"mode"`
+	Local       string            `json:"local"`
+	Peer        string            `json:"peer"`
+	Link        string            `json:"link"`
+	PeerSeen    *time.Time        `json:"peer_last_message,omitempty"`
+	PeerAgo     string            `json:"peer_last_message_ago,omitempty"`
+	External    int               `json:"external_entries"`
+	Dumping     bool              `json:"dumping"`
+	Counters    map[string]uint64 `json:"counters"`
+	Malformed   map[string]uint64 `json:"malformed"`
+	Refused     map[string]uint64 `json:"refused"`
+	UptimeSince time.Time         `json:"since"`
+}
+
+// SyncStatus reports the sync, or false when it is off.
+func (d *Daemon) SyncStatus() (SyncStatus, bool) {
+	st := d.sync
+	if st == nil {
+		return SyncStatus{}, false
+	}
+	n, s := st.node, &d.Config.Sync
+	out := SyncStatus{Mode: s.Mode, Local: s.Local, Peer: s.Peer, Link: st.link, External: n.External.Len(),
+		Dumping: st.dumping.Load(), UptimeSince: st.started, Counters: map[string]uint64{},
+		Malformed: map[string]uint64{}, Refused: map[string]uint64{}}
+	if t := n.PeerSeen(); !t.IsZero() {
+		out.PeerSeen, out.PeerAgo = &t, time.Since(t).Round(time.Millisecond).String()
+	}
+	for _, c := range syncCounters(n) {
+		out.Counters[c.name] = c.v.Load()
+	}
+	for i, name := range hasync.MalformedNames {
+		out.Malformed[name] = n.Stats.Malformed[i].Load()
+	}
+	for i, name := range hasync.RefusedNames {
+		out.Refused[name] = n.Stats.Refused[i].Load()
+	}
+	return out, true
+}
+
+// syncCounter is one of the sync's counters, defined once for the status
+// and the metrics.
+type syncCounter struct {
+	name, help string
+	v          *atomic.Uint64
+}
+
+func syncCounters(n *hasync.Node) []syncCounter {
+	s := &n.Stats
+	return []syncCounter{
+		{"messages_sent", "Sync messages sent to the peer.", &s.MsgsSent},
+		{"bytes_sent", "Bytes of sync messages sent (UDP payload).", &s.BytesSent},
+		{"datagrams_sent", "Sync datagrams sent.", &s.Datagrams},
+		{"send_errors", "Sync datagrams the socket refused (is the sync link up?).", &s.SendErrors},
+		{"messages_received", "Sync messages received from the peer.", &s.MsgsRecv},
+		{"bytes_received", "Bytes of sync datagrams received from the peer.", &s.BytesRecv},
+		{"foreign_datagrams", "Datagrams on the sync port from an address other than the peer's (dropped).", &s.Foreign},
+		{"messages_lost", "Messages the peer sent that never arrived (gaps in its sequence numbers).", &s.SeqLost},
+		{"messages_late", "Messages that arrived late or twice.", &s.SeqBefore},
+		{"resyncs_requested", "Dumps this node asked its peer for (at start).", &s.ResyncsAsked},
+		{"dumps_sent", "Dumps of this node's connections sent to the peer (its resync requests, lost events).", &s.ResyncsServed},
+		{"events_lost", "Connection events the sync could not send (a ring or its queue full); each starts a dump.", &s.EventsLost},
+	}
+}
+
+// SyncCollectors are the sync's metrics (none when it is off).
+func (d *Daemon) SyncCollectors() []prometheus.Collector {
+	st := d.sync
+	if st == nil {
+		return nil
+	}
+	n := st.node
+	var out []prometheus.Collector
+	for _, c := range syncCounters(n) {
+		v := c.v
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "dpfw", Subsystem: "sync", Name: c.name + "_total", Help: c.help},
+			func() float64 { return float64(v.Load()) }))
+	}
+	for i, name := range hasync.MalformedNames {
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "dpfw", Subsystem: "sync", Name: "malformed_total",
+			Help: "Sync messages conntrackd would count as malformed, by reason.", ConstLabels: prometheus.Labels{"reason": name}},
+			func() float64 { return float64(n.Stats.Malformed[i].Load()) }))
+	}
+	for i, name := range hasync.RefusedNames {
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "dpfw", Subsystem: "sync", Name: "refused_total",
+			Help: "The peer's connections not taken, by reason (nat, tuple, tcp_state, cache_full).", ConstLabels: prometheus.Labels{"reason": name}},
+			func() float64 { return float64(n.Stats.Refused[i].Load()) }))
+	}
+	out = append(out,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dpfw", Subsystem: "sync", Name: "external_entries",
+			Help: "The peer's connections in the external cache."}, func() float64 { return float64(n.External.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dpfw", Subsystem: "sync", Name: "peer_last_message_seconds",
+			Help: "Seconds since the last message from the peer (-1: none yet)."}, func() float64 {
+			if t := n.PeerSeen(); !t.IsZero() {
+				return time.Since(t).Seconds()
+			}
+			return -1
+		}))
+	return out
+}
+
+// apiSyncStatus is GET /api/ha/status.
+func (d *Daemon) apiSyncStatus(w http.ResponseWriter, r *http.Request) {
+	s, ok := d.SyncStatus()
+	if !ok {
+		failJSON(w, http.StatusNotFound, errSyncOff)
+		return
+	}
+	writeJSON(w, 200, s)
+}
+
+// apiSyncExternal is GET /api/ha/external: the external cache, as
+// conntrack -L prints entries, each with how long ago the peer first
+// told of it (conntrackd -e's "[active since …]").
+func (d *Daemon) apiSyncExternal(w http.ResponseWriter, r *http.Request) {
+	st := d.sync
+	if st == nil {
+		failJSON(w, http.StatusNotFound, errSyncOff)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	bw := bufio.NewWriter(w)
+	now, line := time.Now(), []byte(nil)
+	for _, s := range st.node.External.List() {
+		line = s.Entry.AppendText(line[:0])
+		line = append(line, " [active since "...)
+		line = strconv.AppendInt(line, int64(now.Sub(s.First)/time.Second), 10)
+		line = append(line, "s]\n"...)
+		_, _ = bw.Write(line)
+	}
+	_ = bw.Flush()
+}
+
+var errSyncOff = errorString("sync is off: set sync.mode (README \"High availability\")")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
