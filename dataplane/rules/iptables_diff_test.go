@@ -347,6 +347,7 @@ var edgeRules = []string{
 	"-A INPUT -j LOG --log-level 4",
 	"-A INPUT -j LOG --log-level warning",
 	"-A INPUT -j LOG --log-level debug --log-prefix \"a b\"",
+	`-A INPUT -j LOG --log-prefix "it\'s \"q\" \\ \x"`, // in quotes a backslash escapes any character
 	"-A INPUT -j LOG --log-level 8",
 	"-A INPUT -j LOG --log-level bogus",
 	"-A INPUT -j LOG --log-prefix \"" + strings.Repeat("p", 29) + "\"",

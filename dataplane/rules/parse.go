@@ -316,8 +316,8 @@ type token struct {
 
 // tokenize splits a line into words as iptables-restore does: blanks
 // separate words, '…' and "…" quote (the quotes are removed), and inside
-// double quotes a backslash escapes a double quote or a backslash
-// ("say \"hi\" now").
+// double quotes a backslash escapes the character after it, whatever it
+// is ("say \"hi\" now", and iptables-save's "it\'s").
 func tokenize(line string) ([]token, error) {
 	var out []token
 	i := 0
@@ -339,7 +339,7 @@ func tokenize(line string) ([]token, error) {
 			}
 			j := i + 1
 			for ; j < len(line) && line[j] != c; j++ {
-				if c == '"' && line[j] == '\\' && j+1 < len(line) && (line[j+1] == '"' || line[j+1] == '\\') {
+				if c == '"' && line[j] == '\\' && j+1 < len(line) {
 					j++
 				}
 				b.WriteByte(line[j])
