@@ -24,6 +24,12 @@ type Request struct {
 	Expectations []conntrack.Expectation
 	// Match selects entries (nil: all).
 	Match func(*conntrack.Entry) bool
+	// Inject installs these connections (from the HA peer) instead;
+	// Injected counts those installed, InjectFailed those refused (table
+	// full, no TCP state).
+	Inject       []conntrack.Entry
+	Injected     int
+	InjectFailed int
 
 	// Results, filled by the worker. Entries is preallocated by NewRequest
 	// so that the worker never allocates.
@@ -43,6 +49,12 @@ func NewRequest(flush bool, match func(*conntrack.Entry) bool, chunk int) *Reque
 		r.Entries = make([]conntrack.Entry, 0, max(chunk, 1))
 	}
 	return r
+}
+
+// NewInjectRequest returns a request that installs es into the worker's
+// table (conntrack.Tracker.Inject).
+func NewInjectRequest(es []conntrack.Entry) *Request {
+	return &Request{Inject: es, done: make(chan struct{})}
 }
 
 // NewExpectRequest returns a request for up to n pending expectations.
@@ -98,15 +110,18 @@ func (pl *Pipeline) serveControl(busy bool) {
 	tr := pl.Tracker
 	if r.Expect {
 		r.Expectations, _ = tr.AppendExpectations(r.Expectations[:0])
-		pl.mailbox.req.Store(nil)
-		close(r.done)
+		pl.finish(r)
 		return
 	}
-	n := uint32(tr.Table.Cap())
 	step := uint32(entriesPerIdle)
 	if busy {
 		step = entriesPerRound
 	}
+	if r.Inject != nil {
+		pl.serveInject(r, step)
+		return
+	}
+	n := uint32(tr.Table.Cap())
 	end := min(r.cursor+step, n)
 	for i := r.cursor; i < end; i++ {
 		e, ok := tr.Entry(i)
@@ -126,7 +141,40 @@ func (pl *Pipeline) serveControl(busy bool) {
 	}
 	r.cursor = end
 	if end >= n || r.More {
-		pl.mailbox.req.Store(nil)
-		close(r.done)
+		pl.finish(r)
 	}
+}
+
+// serveInject installs up to step of an Inject request's connections.
+func (pl *Pipeline) serveInject(r *Request, step uint32) {
+	end := min(r.cursor+step, uint32(len(r.Inject)))
+	for i := r.cursor; i < end; i++ {
+		if _, err := pl.Tracker.Inject(&r.Inject[i]); err != nil {
+			r.InjectFailed++
+		} else {
+			r.Injected++
+		}
+	}
+	r.cursor = end
+	if end == uint32(len(r.Inject)) {
+		pl.finish(r)
+	}
+}
+
+// finish hands a served request back.
+func (pl *Pipeline) finish(r *Request) {
+	pl.mailbox.req.Store(nil)
+	close(r.done)
+}
+
+// Owner is the worker that owns connections of tuple t, or -1 when any
+// may see them (several workers without steering: the NIC's RSS picks).
+func (pl *Pipeline) Owner(t *conntrack.Tuple) int {
+	switch {
+	case pl.opts.Workers <= 1:
+		return 0
+	case pl.opts.Steer:
+		return int(conntrack.PairHash(pl.opts.SteerSeed, t) % uint64(pl.opts.Workers))
+	}
+	return -1
 }

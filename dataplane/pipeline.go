@@ -81,6 +81,9 @@ type Options struct {
 	// and TraceRing receives the traced packets' records (trace.go).
 	Trace     *atomic.Pointer[TraceSet]
 	TraceRing *TraceRing
+	// Standby, when set and true, drops every frame (reason standby): an
+	// HA backup forwards nothing until it is promoted.
+	Standby *atomic.Bool
 }
 
 // Checksum is a checksum validation mode.
@@ -253,6 +256,12 @@ func (pl *Pipeline) checksumOK(b *Burst, i int) bool {
 func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	n := min(b.N, BurstSize)
 	f := pl.begin(now)
+	if pl.opts.Standby != nil && pl.opts.Standby.Load() {
+		pl.dropAll(b, n, filter.DropStandby)
+		pl.end(pl.reapDue(), fragsPerBurst)
+		pl.serveControl(true)
+		return
+	}
 	var pi PortInfo
 	if int(in) < len(pl.opts.Ports) {
 		pi = pl.opts.Ports[in]
@@ -286,6 +295,13 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 	}
 	pl.end(pl.reapDue(), fragsPerBurst)
 	pl.serveControl(true)
+}
+
+// dropAll drops frames [0, n) of b for reason why.
+func (pl *Pipeline) dropAll(b *Burst, n int, why filter.DropReason) {
+	for i := 0; i < n; i++ {
+		b.Owner[i], b.Verdict[i], b.Reason[i] = -1, filter.Drop, why
+	}
 }
 
 // begin starts a burst or an idle round at now and returns the rule set.

@@ -669,3 +669,21 @@ func (t *Head) CanEarlyDrop() bool {
 	}
 	return false
 }
+
+// Synced is the tracking state of a connection installed from another
+// node's state (a synced or committed entry) in state st: as conntrackd
+// commits one to the kernel, both directions are tracked liberally with
+// SACK permitted, and each direction's window is taken from its first
+// segment here (nothing has been seen yet); a closing state keeps
+// netfilter's CLOSE_INIT, as conntrackd sets it from TIME_WAIT on.
+func Synced(st State) TCB {
+	var t TCB
+	t.State, t.lastIx = st, idxNone
+	for d := range t.Seen {
+		t.Seen[d].Flags = flagSackPerm | flagBeLiberal
+		if st >= TimeWait && st < numStates {
+			t.Seen[d].Flags |= flagCloseInit
+		}
+	}
+	return t
+}

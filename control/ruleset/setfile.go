@@ -132,7 +132,8 @@ func parseEntry(s string) ([]netip.Prefix, error) {
 	if lo, hi, ok := strings.Cut(s, "-"); ok {
 		a, err1 := netip.ParseAddr(lo)
 		b, err2 := netip.ParseAddr(hi)
-		if err1 != nil || err2 != nil || a.Is4() != b.Is4() || b.Less(a) {
+		a, b = a.Unmap(), b.Unmap()
+		if err1 != nil || err2 != nil || a.Zone() != "" || b.Zone() != "" || a.Is4() != b.Is4() || b.Less(a) {
 			return nil, errors.New("want a range of one family, low-high, e.g. 198.18.0.1-198.18.0.9")
 		}
 		return rangePrefixes(a, b), nil
@@ -165,7 +166,7 @@ func rangePrefixes(a, b netip.Addr) []netip.Prefix {
 		p := netip.PrefixFrom(a, bits)
 		out = append(out, p)
 		last := lastAddr(p)
-		if last == b {
+		if !last.Less(b) {
 			return out
 		}
 		a = last.Next()

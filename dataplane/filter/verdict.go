@@ -84,6 +84,9 @@ const (
 	// worker's or its datagram's bound), or of a datagram pushed out of
 	// the fragment table; its datagram is dropped.
 	DropFragmentMemory
+	// DropStandby: an HA backup (sync.role backup, not promoted) forwards
+	// nothing.
+	DropStandby
 	// NumDropReasons is the number of reasons; not a reason.
 	NumDropReasons
 )
@@ -93,7 +96,7 @@ var dropNames = [...]string{
 	"truncated_l4", "bad_tcp_offset", "bad_udp_length", "tiny_fragment", "too_many_vlan_tags",
 	"oversize", "non_ip", "rule", "ct_invalid", "table_full", "tx_full", "steer_full", "no_route",
 	"fragment", "shutdown", "bad_checksum", "ct_new_rate", "ftp_malformed",
-	"fragment_overlap", "fragment_duplicate", "fragment_timeout", "fragment_memory",
+	"fragment_overlap", "fragment_duplicate", "fragment_timeout", "fragment_memory", "standby",
 }
 
 func (r DropReason) String() string {
