@@ -301,7 +301,9 @@ func (pl *Pipeline) Process(b *Burst, in uint16, now int64) {
 func (pl *Pipeline) dropAll(b *Burst, n int, why filter.DropReason) {
 	for i := 0; i < n; i++ {
 		b.Owner[i], b.Verdict[i], b.Reason[i] = -1, filter.Drop, why
+		b.State[i], b.Held[i], b.Answer[i] = conntrack.Untracked, 0, 0
 	}
+	pl.Stats.Drops[why] += uint64(n)
 }
 
 // begin starts a burst or an idle round at now and returns the rule set.

@@ -14,7 +14,7 @@ import (
 func haCmd() *cobra.Command {
 	c := &cobra.Command{Use: "ha", Short: "Connection-state sync with the peer firewall (like conntrackd -s / -e)"}
 	addAPIFlag(c)
-	c.AddCommand(haStatusCmd(), haExternalCmd())
+	c.AddCommand(haStatusCmd(), haExternalCmd(), haPromoteCmd(), haDemoteCmd())
 	return c
 }
 
@@ -26,6 +26,8 @@ func haStatusCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var s struct {
 				Mode      string            `json:"mode"`
+				Role      string            `json:"role"`
+				Standby   bool              `json:"standby"`
 				Local     string            `json:"local"`
 				Peer      string            `json:"peer"`
 				Link      string            `json:"link"`
@@ -57,6 +59,11 @@ func haStatusCmd() *cobra.Command {
 			if s.PeerAgo != "" {
 				last = s.PeerAgo + " ago"
 			}
+			fwd := "forwarding"
+			if s.Standby {
+				fwd = "forwarding nothing (dpfw ha promote)"
+			}
+			fmt.Fprintf(w, "role %s, %s\n", s.Role, fwd)
 			fmt.Fprintf(w, "mode %s, link %s: %s <-> peer %s, last message from the peer %s\n", s.Mode, s.Link, s.Local, s.Peer, last)
 			fmt.Fprintf(w, "external cache: %d connections%s\n", s.External, map[bool]string{true: " (dumping ours to the peer)"}[s.Dumping])
 			fmt.Fprintf(w, "counters: %s\nmalformed: %s\nrefused: %s\n", kv(s.Counters), kv(s.Malformed), kv(s.Refused))
@@ -96,6 +103,40 @@ func haExternalCmd() *cobra.Command {
 			defer resp.Body.Close()
 			_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
 			return err
+		},
+	}
+}
+
+// haPromoteCmd is "dpfw ha promote".
+func haPromoteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "promote", Short: "Make this backup active: install the peer's connections, then forward (like conntrackd -c)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var p struct {
+				Installed int    `json:"installed"`
+				Failed    int    `json:"failed"`
+				Took      string `json:"took"`
+			}
+			if err := call("POST", "/api/ha/promote", nil, &p); err != nil {
+				return fmt.Errorf("not promoted: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "promoted: active, forwarding; %d of the peer's connections installed, %d refused, in %s\n", p.Installed, p.Failed, p.Took)
+			return nil
+		},
+	}
+}
+
+// haDemoteCmd is "dpfw ha demote".
+func haDemoteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "demote", Short: "Make this active node a backup: forward nothing, keep the tables", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var r map[string]string
+			if err := call("POST", "/api/ha/demote", nil, &r); err != nil {
+				return fmt.Errorf("not demoted: %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "demoted: backup, forwarding nothing")
+			return nil
 		},
 	}
 }

@@ -298,3 +298,185 @@ func checkTimeouts(t *testing.T, what, got, want string) {
 		}
 	}
 }
+
+// haPair is two dpfw nodes side by side between a client and a server:
+// each side's namespace bridges both nodes' taps (198.18.0.1 on the
+// client's bridge, 198.18.0.2 on the server's), and the nodes' sync
+// sockets face each other on a sync link. Only the active node forwards
+// (the backup drops every frame), so the bridges see one path at a time.
+type haPair struct {
+	a, b     *proc
+	cns, sns netns
+	link     *syncLink
+}
+
+// startHAPair starts node a (active) and b (backup), each with the
+// stateful rules, tcp_loose off, and its own changes.
+func startHAPair(t *testing.T, l *syncLink, changeA, changeB func(*config.Config)) *haPair {
+	t.Helper()
+	id := os.Getpid() % 100000
+	h := &haPair{link: l, cns: newNetns(t, fmt.Sprintf("dpfwt-c%d", id)), sns: newNetns(t, fmt.Sprintf("dpfwt-s%d", id))}
+	// Each bridge gets an address of its own: by default a bridge takes
+	// its ports' lowest, and would change it when a node's port goes,
+	// leaving the other side's ARP cache pointing nowhere.
+	for _, s := range []struct {
+		ns        netns
+		addr, mac string
+	}{{h.cns, "198.18.0.1/24", "02:18:00:00:00:01"}, {h.sns, "198.18.0.2/24", "02:18:00:00:00:02"}} {
+		mustRun(t, "ip", "-n", string(s.ns), "link", "add", "br0", "address", s.mac, "type", "bridge")
+		mustRun(t, "ip", "-n", string(s.ns), "addr", "add", s.addr, "dev", "br0")
+		mustRun(t, "ip", "-n", string(s.ns), "link", "set", "br0", "up")
+		mustRun(t, "ip", "-n", string(s.ns), "link", "set", "lo", "up")
+	}
+	for i, change := range []func(*config.Config){changeA, changeB} {
+		node := string(rune('a' + i))
+		out, in := fmt.Sprintf("ha%d%so", id, node), fmt.Sprintf("ha%d%si", id, node)
+		cfg := e2e.Base()
+		e2e.TapPair(&cfg, out, in)
+		e2e.Iptables(&cfg, statefulRules, "")
+		cfg.Conntrack.TCPLoose = false
+		change(&cfg)
+		p := startDPFW(t, cfg)
+		for _, s := range []struct {
+			ns    netns
+			iface string
+		}{{h.cns, out}, {h.sns, in}} {
+			mustRun(t, "ip", "link", "set", s.iface, "netns", string(s.ns))
+			mustRun(t, "ip", "-n", string(s.ns), "link", "set", s.iface, "master", "br0")
+			mustRun(t, "ip", "-n", string(s.ns), "link", "set", s.iface, "up")
+		}
+		if i == 0 {
+			h.a = p
+		} else {
+			h.b = p
+		}
+	}
+	return h
+}
+
+// syncNode configures a node of the pair: its side of the sync link, its
+// role.
+func (l *syncLink) syncNode(c *config.Config, first bool, role string) {
+	ns, iface, local, peer := l.dpfw, l.dpfwIf, l.dpfwAddr, l.peerIP
+	if !first {
+		ns, iface, local, peer = l.peer, l.peerIf, l.peerIP, l.dpfwAddr
+	}
+	c.Sync.Mode, c.Sync.Role, c.Sync.Netns, c.Sync.Interface = "notrack", role, string(ns), iface
+	c.Sync.Local, c.Sync.Peer = local+":3780", peer+":3780"
+}
+
+// download starts a paced 10 MB download from the server (sent over
+// about pace) and returns what the client ends with.
+func (h *haPair) download(t *testing.T, pace time.Duration) <-chan string {
+	t.Helper()
+	srv := h.sns.Command(os.Args[0])
+	srv.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-server", "DPFW_E2E_ADDR=198.18.0.2:5001", "DPFW_E2E_PACE="+pace.String())
+	var out e2e.Buffer
+	srv.Stdout, srv.Stderr = &out, &out
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	for i := 0; i < 100 && !strings.Contains(out.String(), "listening"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cli := h.cns.Command(os.Args[0])
+	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-client", "DPFW_E2E_ADDR=198.18.0.2:5001")
+	var cout e2e.Buffer
+	cli.Stdout, cli.Stderr = &cout, &cout
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 1)
+	go func() { _ = cli.Wait(); done <- strings.TrimSpace(cout.String()) }()
+	t.Cleanup(func() { _ = cli.Process.Kill() })
+	return done
+}
+
+// TestHAFailover: a download through node a, with tcp_loose off on both
+// nodes; a is killed (SIGKILL) mid-transfer; b, a backup that has been
+// forwarding nothing, promotes itself when a's heartbeats stop
+// (sync.failover_after) and installs the connection a synced, and the
+// download completes with the right sha256. Without the sync (a does not
+// sync, b is promoted by hand after the kill), the same download stalls:
+// b sees the server's mid-stream segments as INVALID.
+func TestHAFailover(t *testing.T) {
+	requireDPDK(t)
+	t.Run("synced", func(t *testing.T) {
+		l := newSyncLink(t)
+		h := startHAPair(t, l, func(c *config.Config) { l.syncNode(c, true, "active") },
+			func(c *config.Config) { l.syncNode(c, false, "backup"); c.Sync.FailoverAfter = 2 * time.Second })
+		failover(t, h, true)
+	})
+	t.Run("unsynced", func(t *testing.T) {
+		l := newSyncLink(t)
+		h := startHAPair(t, l, func(c *config.Config) {},
+			func(c *config.Config) { l.syncNode(c, false, "backup"); c.Sync.FailoverAfter = 0 })
+		failover(t, h, false)
+	})
+}
+
+// failover runs the download, kills node a once it is under way, and
+// checks how node b carries on.
+func failover(t *testing.T, h *haPair, synced bool) {
+	t.Helper()
+	if got := h.b.metric("dpfw_sync_standby"); got != 1 {
+		t.Fatalf("backup b: dpfw_sync_standby %v", got)
+	}
+	done := h.download(t, 6*time.Second)
+	if got := h.a.waitMetric("dpfw_worker_tx_packets_total", "", 300, 10*time.Second); got < 300 {
+		t.Fatalf("the download does not go through a: %v packets\n%s", got, h.a.dump())
+	}
+	if synced {
+		re := regexp.MustCompile(`^tcp .* ESTABLISHED src=198\.18\.0\.1 dst=198\.18\.0\.2 sport=\d+ dport=5001 .*\[ASSURED\]`)
+		for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			out, _ := h.b.cli("ha", "external")
+			if slices.ContainsFunc(strings.Split(out, "\n"), re.MatchString) {
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatalf("b's external cache has no ESTABLISHED download:\n%s", out)
+			}
+		}
+	}
+	h.a.Kill() // SIGKILL: its taps go, and with them the bridges' path through a
+	killed := time.Now()
+	if !synced {
+		time.Sleep(500 * time.Millisecond)
+		if out, err := h.b.cli("ha", "promote"); err != nil {
+			t.Fatalf("dpfw ha promote: %v\n%s", err, out)
+		}
+		select {
+		case got := <-done:
+			t.Fatalf("the download ended without sync: %q", got)
+		case <-time.After(6 * time.Second):
+		}
+		if n := h.b.metric("dpfw_worker_dropped_packets_total", `reason="ct_invalid"`); n < 1 {
+			t.Errorf("b dropped %v packets as INVALID; want the server's mid-stream segments", n)
+		}
+		return
+	}
+	select {
+	case got := <-done:
+		if got != expectedDigest() {
+			t.Fatalf("the download after the failover: %q; want %q\n%s", got, expectedDigest(), h.b.dump())
+		}
+	case <-time.After(25 * time.Second):
+		list, _ := h.b.cli("conntrack", "list")
+		var links []string
+		for _, ns := range []netns{h.cns, h.sns} {
+			out, _ := exec.Command("ip", "-n", string(ns), "-br", "link").CombinedOutput()
+			fdb, _ := exec.Command("bridge", "-n", string(ns), "fdb", "show", "br", "br0").CombinedOutput()
+			links = append(links, string(out)+string(fdb))
+		}
+		t.Fatalf("the download did not finish after the failover; b's connections:\n%s\nlinks:\n%s\n%s", list, strings.Join(links, "\n"), h.b.dump())
+	}
+	t.Logf("the download completed %s after a was killed", time.Since(killed).Round(time.Millisecond))
+	if p := h.b.metric("dpfw_sync_promotions_total"); p != 1 || h.b.metric("dpfw_sync_installed_total") < 1 {
+		t.Errorf("b: %v promotions, %v connections installed", p, h.b.metric("dpfw_sync_installed_total"))
+	}
+	if n := h.b.metric("dpfw_worker_dropped_packets_total", `reason="ct_invalid"`); n != 0 {
+		t.Errorf("b dropped %v packets as INVALID after taking over", n)
+	}
+	h.b.stop()
+}

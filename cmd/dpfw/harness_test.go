@@ -198,11 +198,40 @@ func tcpServer() int {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.Copy(c, io.LimitReader(newDataSource(), helperBytes)); err != nil {
+	src := io.LimitReader(newDataSource(), helperBytes)
+	if pace, err := time.ParseDuration(os.Getenv("DPFW_E2E_PACE")); err == nil {
+		src = paced(src, pace)
+	}
+	if _, err := io.Copy(c, src); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// paced spreads helperBytes of r over about d (DPFW_E2E_PACE), for
+// transfers long enough to fail over in the middle of.
+func paced(r io.Reader, d time.Duration) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		const chunk = 64 << 10
+		start, buf := time.Now(), make([]byte, chunk)
+		for sent := 0; ; {
+			n, err := io.ReadFull(r, buf)
+			if n > 0 {
+				if _, werr := pw.Write(buf[:n]); werr != nil {
+					return
+				}
+				sent += n
+				time.Sleep(time.Until(start.Add(time.Duration(float64(d) * float64(sent) / helperBytes))))
+			}
+			if err != nil {
+				pw.Close()
+				return
+			}
+		}
+	}()
+	return pr
 }
 
 // tcpClient connects to DPFW_E2E_ADDR and prints the sha256 of what it reads.

@@ -178,6 +178,14 @@ func (f *FlowExport) Enabled() bool { return len(f.Collectors) > 0 }
 type Sync struct {
 	// Mode is "" (off) or notrack (conntrackd's NOTRACK: best effort).
 	Mode string `mapstructure:"mode"`
+	// Role is active (forwards; the peer's connections wait in the
+	// external cache), backup (forwards nothing until promoted: dpfw ha
+	// promote, or FailoverAfter) or active-active (both forward; the
+	// peer's connections are installed as they come).
+	Role string `mapstructure:"role"`
+	// FailoverAfter: a backup promotes itself when the peer has sent
+	// nothing for this long (0: only dpfw ha promote).
+	FailoverAfter time.Duration `mapstructure:"failover_after"`
 	// Local is the address:port messages are received on; Peer where
 	// they are sent (conntrackd's UDP IPv4_address, and
 	// IPv4_Destination_Address with Port).
@@ -405,7 +413,7 @@ func Default() Config {
 		Rules:      Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
 		Metrics:    Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0, RuleSeries: 10000},
 		FlowExport: FlowExport{ActiveTimeout: 60 * time.Second, TemplateRefresh: 10 * time.Minute, ObservationDomain: 1},
-		Sync:       Sync{DumpRate: 100000, MTU: 1500},
+		Sync:       Sync{Role: "active", FailoverAfter: 3 * time.Second, DumpRate: 100000, MTU: 1500},
 		Log:        Log{Level: "info", Format: "text"},
 	}
 }
@@ -587,6 +595,12 @@ func checkSync(v *validation) {
 		v.add("sync.mode", "%q is not supported yet: use notrack (best effort, as conntrackd's NOTRACK)", s.Mode)
 	default:
 		v.add("sync.mode", "%q: want notrack, or leave it empty for no sync", s.Mode)
+	}
+	if !slices.Contains([]string{"active", "backup", "active-active"}, s.Role) {
+		v.add("sync.role", "%q: want active, backup or active-active", s.Role)
+	}
+	if s.FailoverAfter != 0 && (s.FailoverAfter < 2*time.Second || s.FailoverAfter > time.Hour) {
+		v.add("sync.failover_after", "%s: want 0 (only dpfw ha promote) or 2s to 1h: the peer's heartbeats come every second", s.FailoverAfter)
 	}
 	var addrs [2]netip.AddrPort
 	for i, k := range []string{"local", "peer"} {

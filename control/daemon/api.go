@@ -277,6 +277,8 @@ func (d *Daemon) routes() []route {
 		{"GET /api/trace", d.apiTrace},
 		{"GET /api/ha/status", d.apiSyncStatus},
 		{"GET /api/ha/external", d.apiSyncExternal},
+		{"POST /api/ha/promote", d.apiPromote},
+		{"POST /api/ha/demote", d.apiDemote},
 	}
 }
 

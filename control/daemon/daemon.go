@@ -70,9 +70,11 @@ type Daemon struct {
 	traceHub hub[dataplane.TraceRecord]
 	// exporter sends IPFIX flow records (nil: flow_export is off).
 	exporter *flowexport.Exporter
-	// sync is the connection-state sync (nil: sync is off).
-	sync *syncState
-	log  *slog.Logger
+	// sync is the connection-state sync (nil: sync is off); standby,
+	// while set, makes the workers forward nothing (an HA backup).
+	sync    *syncState
+	standby atomic.Bool
+	log     *slog.Logger
 	// ConfigPath is the file Reload reads ("" for the embedded default).
 	ConfigPath string
 
@@ -313,7 +315,7 @@ func (d *Daemon) newWorkers(infos []dataplane.PortInfo, seed uint64, plan Worker
 		opts := dataplane.Options{PassNonIP: cfg.Dataplane.NonIP == "pass", Ports: infos, Worker: w,
 			Workers: nw, Steer: plan.Steer, SteerSeed: seed ^ 0x5bd1e995,
 			RejectPerSecond: cfg.Dataplane.RejectPerSecond, Log: d.logs, LogPerSecond: cfg.Dataplane.LogPerSecond,
-			Checksum: ruleset.ChecksumMode(cfg), Trace: &d.traces, TraceRing: traceRing}
+			Checksum: ruleset.ChecksumMode(cfg), Trace: &d.traces, TraceRing: traceRing, Standby: &d.standby}
 		var qs []worker.Queue
 		for _, qp := range plan.Queues[w] {
 			p := d.Ports[qp.Port]

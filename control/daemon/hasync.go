@@ -40,6 +40,7 @@ type syncState struct {
 	// runs.
 	lastDump atomic.Int64
 	dumping  atomic.Bool
+	roles    roles
 }
 
 // startSync starts the sync when sync.mode is set.
@@ -53,17 +54,20 @@ func (d *Daemon) startSync() error {
 	if maxEntries == 0 {
 		maxEntries = d.Config.Conntrack.Capacity * len(d.Config.Workers.CPUs)
 	}
+	st := &syncState{zone: zone, link: link, started: time.Now()}
 	n, err := hasync.New(hasync.Config{Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer),
-		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log})
+		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log,
+		OnConn: st.onPeerConn})
 	if err != nil {
 		return err
 	}
-	st := &syncState{node: n, zone: zone, link: link, started: time.Now()}
+	st.node = n
+	d.initRoles(st)
 	d.sync = st
 	l := d.events.listen(func(e *conntrack.Event) bool { return e.Entry.Orig.Zone == zone })
 	go n.Receive()
 	go d.runSync(st, l)
-	d.log.Info("connection-state sync (conntrackd protocol, NOTRACK)", "local", s.Local, "peer", s.Peer, "link", link,
+	d.log.Info("connection-state sync (conntrackd protocol, NOTRACK)", "role", s.Role, "local", s.Local, "peer", s.Peer, "link", link,
 		"interface", s.Interface, "netns", s.Netns, "max_entries", maxEntries)
 	return nil
 }
@@ -104,6 +108,7 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 			wantDump = true
 		case <-tick.C:
 			n.Tick()
+			d.watchPeer(st, n)
 			now := d.events.ringsLost()
 			if lost := now - seen + uint64(d.events.takeLost(l)); lost > 0 {
 				n.Stats.EventsLost.Add(lost)
@@ -172,6 +177,9 @@ func (d *Daemon) syncServe(n *hasync.Node, l *listener[conntrack.Event], dur tim
 // SyncStatus is what dpfw ha status shows.
 type SyncStatus struct {
 	Mode        string            `json:"mode"`
+	Role        string            `json:"role"`
+	Standby     bool              `json:"standby"`
+	Promoting   bool              `json:"promoting"`
 	Local       string            `json:"local"`
 	Peer        string            `json:"peer"`
 	Link        string            `json:"link"`
@@ -192,13 +200,13 @@ func (d *Daemon) SyncStatus() (SyncStatus, bool) {
 		return SyncStatus{}, false
 	}
 	n, s := st.node, &d.Config.Sync
-	out := SyncStatus{Mode: s.Mode, Local: s.Local, Peer: s.Peer, Link: st.link, External: n.External.Len(),
+	out := SyncStatus{Mode: s.Mode, Role: st.roles.get(), Standby: d.standby.Load(), Promoting: st.roles.promoting.Load(), Local: s.Local, Peer: s.Peer, Link: st.link, External: n.External.Len(),
 		Dumping: st.dumping.Load(), UptimeSince: st.started, Counters: map[string]uint64{},
 		Malformed: map[string]uint64{}, Refused: map[string]uint64{}}
 	if t := n.PeerSeen(); !t.IsZero() {
 		out.PeerSeen, out.PeerAgo = &t, time.Since(t).Round(time.Millisecond).String()
 	}
-	for _, c := range syncCounters(n) {
+	for _, c := range syncCounters(st) {
 		out.Counters[c.name] = c.v.Load()
 	}
 	for i, name := range hasync.MalformedNames {
@@ -217,9 +225,13 @@ type syncCounter struct {
 	v          *atomic.Uint64
 }
 
-func syncCounters(n *hasync.Node) []syncCounter {
-	s := &n.Stats
+func syncCounters(st *syncState) []syncCounter {
+	s, r := &st.node.Stats, &st.roles
 	return []syncCounter{
+		{"promotions", "Promotions of this node from backup to active.", &r.promotions},
+		{"installed", "The peer's connections installed into the tables (promotion, active-active).", &r.installed},
+		{"install_failed", "The peer's connections the tables refused (full, no TCP state).", &r.installFailed},
+		{"install_lost", "The peer's connections active-active had no room to queue for installing.", &r.installLost},
 		{"messages_sent", "Sync messages sent to the peer.", &s.MsgsSent},
 		{"bytes_sent", "Bytes of sync messages sent (UDP payload).", &s.BytesSent},
 		{"datagrams_sent", "Sync datagrams sent.", &s.Datagrams},
@@ -243,7 +255,7 @@ func (d *Daemon) SyncCollectors() []prometheus.Collector {
 	}
 	n := st.node
 	var out []prometheus.Collector
-	for _, c := range syncCounters(n) {
+	for _, c := range syncCounters(st) {
 		v := c.v
 		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "dpfw", Subsystem: "sync", Name: c.name + "_total", Help: c.help},
 			func() float64 { return float64(v.Load()) }))
@@ -259,6 +271,13 @@ func (d *Daemon) SyncCollectors() []prometheus.Collector {
 			func() float64 { return float64(n.Stats.Refused[i].Load()) }))
 	}
 	out = append(out,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dpfw", Subsystem: "sync", Name: "standby",
+			Help: "1 while this node is a backup that forwards nothing."}, func() float64 {
+			if d.standby.Load() {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dpfw", Subsystem: "sync", Name: "external_entries",
 			Help: "The peer's connections in the external cache."}, func() float64 { return float64(n.External.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dpfw", Subsystem: "sync", Name: "peer_last_message_seconds",
@@ -279,6 +298,25 @@ func (d *Daemon) apiSyncStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 200, s)
+}
+
+// apiPromote is POST /api/ha/promote.
+func (d *Daemon) apiPromote(w http.ResponseWriter, r *http.Request) {
+	p, err := d.Promote("dpfw ha promote")
+	if err != nil {
+		failJSON(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, 200, p)
+}
+
+// apiDemote is POST /api/ha/demote.
+func (d *Daemon) apiDemote(w http.ResponseWriter, r *http.Request) {
+	if err := d.Demote(); err != nil {
+		failJSON(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, 200, map[string]string{"role": "backup"})
 }
 
 // apiSyncExternal is GET /api/ha/external: the external cache, as

@@ -37,6 +37,10 @@ type Config struct {
 	// Alive is how often a heartbeat goes out when nothing else did.
 	Alive time.Duration
 	Log   *slog.Logger
+	// OnConn, if set, is called (on the receiving goroutine) with each of
+	// the peer's connections the external cache took or dropped
+	// (active-active installs them at once).
+	OnConn func(t wire.Type, e *conntrack.Entry)
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }
@@ -342,6 +346,9 @@ func (n *Node) take(t wire.Type, c *wire.Conn, now time.Time) {
 	e, err := ToEntry(c, n.cfg.Zone)
 	if err == nil {
 		err = n.External.apply(t, &e, now)
+	}
+	if err == nil && n.cfg.OnConn != nil {
+		n.cfg.OnConn(t, &e)
 	}
 	var r *refused
 	if errors.As(err, &r) {
