@@ -34,6 +34,8 @@ func haStatusCmd() *cobra.Command {
 				PeerAgo   string            `json:"peer_last_message_ago"`
 				External  int               `json:"external_entries"`
 				Dumping   bool              `json:"dumping"`
+				Resend    int               `json:"resend_queue"`
+				Handshake string            `json:"handshake"`
 				Counters  map[string]uint64 `json:"counters"`
 				Malformed map[string]uint64 `json:"malformed"`
 				Refused   map[string]uint64 `json:"refused"`
@@ -65,7 +67,8 @@ func haStatusCmd() *cobra.Command {
 			}
 			fmt.Fprintf(w, "role %s, %s\n", s.Role, fwd)
 			fmt.Fprintf(w, "mode %s, link %s: %s <-> peer %s, last message from the peer %s\n", s.Mode, s.Link, s.Local, s.Peer, last)
-			fmt.Fprintf(w, "external cache: %d connections%s\n", s.External, map[bool]string{true: " (dumping ours to the peer)"}[s.Dumping])
+			fmt.Fprintf(w, "external cache: %d connections%s; resend queue: %d; FTFW handshake: %s\n", s.External,
+				map[bool]string{true: " (dumping ours to the peer)"}[s.Dumping], s.Resend, s.Handshake)
 			fmt.Fprintf(w, "counters: %s\nmalformed: %s\nrefused: %s\n", kv(s.Counters), kv(s.Malformed), kv(s.Refused))
 			return nil
 		},

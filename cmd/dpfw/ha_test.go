@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,55 @@ func newSyncLink(t *testing.T) *syncLink {
 	return l
 }
 
+// udpFlows sends one datagram from each of DPFW_E2E_COUNT source ports
+// (30000 on: distinct, where the kernel's ephemeral ones could repeat)
+// to DPFW_E2E_ADDR: as many UDP connections.
+func udpFlows() int {
+	n, _ := strconv.Atoi(os.Getenv("DPFW_E2E_COUNT"))
+	to, err := net.ResolveUDPAddr("udp", os.Getenv("DPFW_E2E_ADDR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for i := range n {
+		c, err := net.DialUDP("udp", &net.UDPAddr{Port: 30000 + i}, to)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		_, _ = c.Write([]byte{byte(i)})
+		c.Close()
+	}
+	return 0
+}
+
+// lossy makes both ends of the sync link drop one in every `every` of
+// the sync datagrams they send, at random (an nftables numgen rule in
+// each namespace: this kernel has no netem).
+func (l *syncLink) lossy(t *testing.T, every int) {
+	t.Helper()
+	rule := fmt.Sprintf("table inet loss {\n chain out {\n  type filter hook output priority 0;\n  udp dport 3780 numgen random mod %d == 0 counter drop\n }\n}\n", every)
+	for _, ns := range []netns{l.dpfw, l.peer} {
+		cmd := ns.Command("nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(rule)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft in %s: %v\n%s", ns, err, out)
+		}
+	}
+}
+
+// dropped is how many sync datagrams lossy dropped in ns.
+func (l *syncLink) dropped(t *testing.T, ns netns) int {
+	t.Helper()
+	out, _ := ns.Command("nft", "list", "table", "inet", "loss").CombinedOutput()
+	m := regexp.MustCompile(`counter packets (\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("nft list in %s:\n%s", ns, out)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
 // configure points dpfw's sync at the link.
 func (l *syncLink) configure(c *config.Config) {
 	c.Sync.Mode, c.Sync.Netns, c.Sync.Interface = "notrack", string(l.dpfw), l.dpfwIf
@@ -59,10 +109,14 @@ type conntrackd struct {
 
 func startConntrackd(t *testing.T, l *syncLink, dir string) *conntrackd {
 	t.Helper()
+	return startConntrackdMode(t, l, dir, "NOTRACK {\n\t\tStartupResync on\n\t}")
+}
+
+// startConntrackdMode starts conntrackd with the given Mode block.
+func startConntrackdMode(t *testing.T, l *syncLink, dir, mode string) *conntrackd {
+	t.Helper()
 	conf := fmt.Sprintf(`Sync {
-	Mode NOTRACK {
-		StartupResync on
-	}
+	Mode %s
 	UDP {
 		IPv4_address %s
 		IPv4_Destination_Address %s
@@ -83,7 +137,7 @@ General {
 	NetlinkBufferSize 2097152
 	NetlinkBufferSizeMaxGrowth 8388608
 }
-`, l.peerIP, l.dpfwAddr, l.peerIf, dir, dir, dir)
+`, mode, l.peerIP, l.dpfwAddr, l.peerIf, dir, dir, dir)
 	if err := os.WriteFile(filepath.Join(dir, "conntrackd.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -479,4 +533,70 @@ func failover(t *testing.T, h *haPair, synced bool) {
 		t.Errorf("b dropped %v packets as INVALID after taking over", n)
 	}
 	h.b.stop()
+}
+
+// TestSyncFTFWLossy pairs dpfw and conntrackd in FTFW mode over a sync
+// link that loses one in five of the datagrams each side sends: 300 connections
+// made in conntrackd's kernel all reach dpfw's external cache, and 300 UDP
+// connections through dpfw all reach conntrackd's (counted on both
+// sides), FTFW's NACKs and resends making up for the losses.
+func TestSyncFTFWLossy(t *testing.T) {
+	requireDPDK(t)
+	requireTool(t, "conntrackd")
+	requireTool(t, "conntrack")
+	requireTool(t, "nft")
+	l := newSyncLink(t)
+	l.lossy(t, 5)
+	dir := t.TempDir()
+	ctd := startConntrackdMode(t, l, dir, "FTFW {\n\t}")
+	p, cns, _ := tapPair(t, func(c *config.Config) {
+		e2e.Iptables(c, "-P INPUT DROP\n-A INPUT -m state --state NEW,ESTABLISHED,RELATED -j ACCEPT\n", "")
+		l.configure(c)
+		c.Sync.Mode = "ftfw"
+	})
+	// FTFW is reliable once both HELLO handshakes are done (until then a
+	// receiver takes the sender's numbers afresh, and conntrackd forgets
+	// its resend queue).
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if status, _ := p.cli("ha", "status"); strings.Contains(status, "FTFW handshake: done") {
+			break
+		} else if time.Now().After(end) {
+			t.Fatalf("no FTFW handshake:\n%s", status)
+		}
+	}
+	const n = 300
+	for i := range n {
+		mustRun(t, "ip", "netns", "exec", string(l.peer), "conntrack", "-I", "-p", "tcp", "-s", "198.18.3.1", "-d", "198.18.4.1",
+			"--sport", strconv.Itoa(20000+i), "--dport", "443", "--state", "ESTABLISHED", "-t", "3000", "-u", "SEEN_REPLY,ASSURED")
+	}
+	count := func(out, match string) int { return strings.Count(out, match) }
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, _ := p.cli("ha", "external")
+		if got := count(out, "dport=443"); got == n {
+			break
+		} else if time.Now().After(end) {
+			status, _ := p.cli("ha", "status")
+			t.Fatalf("dpfw's external cache has %d of the %d connections made in the peer's kernel\n%s", got, n, status)
+		}
+	}
+	flows := cns.Command(os.Args[0])
+	flows.Env = append(os.Environ(), "DPFW_E2E_HELPER=udp-flows", "DPFW_E2E_ADDR=198.18.0.2:9", fmt.Sprintf("DPFW_E2E_COUNT=%d", n))
+	if out, err := flows.CombinedOutput(); err != nil {
+		t.Fatalf("udp flows: %v\n%s", err, out)
+	}
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, _ := ctd.ctl("-e")
+		if got := count(out, "dport=9 "); got == n {
+			break
+		} else if time.Now().After(end) {
+			status, _ := p.cli("ha", "status")
+			t.Fatalf("conntrackd's external cache has %d of the %d connections through dpfw\n%s", got, n, status)
+		}
+	}
+	status, _ := p.cli("ha", "status")
+	t.Logf("datagrams dropped: %d from dpfw, %d from conntrackd; dpfw ha status:\n%s", l.dropped(t, l.dpfw), l.dropped(t, l.peer), status)
+	if m := p.metric("dpfw_sync_nacks_sent_total") + p.metric("dpfw_sync_messages_resent_total"); m == 0 || l.dropped(t, l.dpfw) == 0 || l.dropped(t, l.peer) == 0 {
+		t.Errorf("no NACKs or resends over a lossy link: the test did not exercise FTFW\n%s", status)
+	}
+	p.stop()
 }

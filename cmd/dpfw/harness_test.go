@@ -33,6 +33,8 @@ func TestMain(m *testing.M) {
 		os.Exit(tcpAcceptor())
 	case "tcp-dial":
 		os.Exit(tcpDialer())
+	case "udp-flows":
+		os.Exit(udpFlows())
 	}
 	dir, err := os.MkdirTemp("", "dpfw-e2e-")
 	if err != nil {

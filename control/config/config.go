@@ -176,8 +176,14 @@ func (f *FlowExport) Enabled() bool { return len(f.Collectors) > 0 }
 // link: this node's connections go to the peer, the peer's fill this
 // node's external cache.
 type Sync struct {
-	// Mode is "" (off) or notrack (conntrackd's NOTRACK: best effort).
+	// Mode is "" (off), notrack (conntrackd's NOTRACK: best effort) or
+	// ftfw (FTFW: acknowledged, lost messages sent again).
 	Mode string `mapstructure:"mode"`
+	// Window and ResendQueue tune FTFW: acknowledge every Window
+	// messages (conntrackd's ACKWindowSize), keep up to ResendQueue
+	// unacknowledged ones (ResendQueueSize).
+	Window      int `mapstructure:"window"`
+	ResendQueue int `mapstructure:"resend_queue"`
 	// Role is active (forwards; the peer's connections wait in the
 	// external cache), backup (forwards nothing until promoted: dpfw ha
 	// promote, or FailoverAfter) or active-active (both forward; the
@@ -413,7 +419,7 @@ func Default() Config {
 		Rules:      Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
 		Metrics:    Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0, RuleSeries: 10000},
 		FlowExport: FlowExport{ActiveTimeout: 60 * time.Second, TemplateRefresh: 10 * time.Minute, ObservationDomain: 1},
-		Sync:       Sync{Role: "active", FailoverAfter: 3 * time.Second, DumpRate: 100000, MTU: 1500},
+		Sync:       Sync{Role: "active", FailoverAfter: 3 * time.Second, Window: 300, ResendQueue: 131072, DumpRate: 100000, MTU: 1500},
 		Log:        Log{Level: "info", Format: "text"},
 	}
 }
@@ -590,11 +596,17 @@ func checkSync(v *validation) {
 	switch s.Mode {
 	case "":
 		return
-	case "notrack":
-	case "ftfw", "alarm":
-		v.add("sync.mode", "%q is not supported yet: use notrack (best effort, as conntrackd's NOTRACK)", s.Mode)
+	case "notrack", "ftfw":
+	case "alarm":
+		v.add("sync.mode", "%q is not supported: use ftfw (reliable) or notrack (best effort)", s.Mode)
 	default:
-		v.add("sync.mode", "%q: want notrack, or leave it empty for no sync", s.Mode)
+		v.add("sync.mode", "%q: want notrack or ftfw, or leave it empty for no sync", s.Mode)
+	}
+	if s.Window < 1 || s.Window > 100000 {
+		v.add("sync.window", "%d: want 1 to 100000 messages per acknowledgement", s.Window)
+	}
+	if s.ResendQueue < 1024 || s.ResendQueue > 1<<24 {
+		v.add("sync.resend_queue", "%d: want 1024 to 16777216 messages", s.ResendQueue)
 	}
 	if !slices.Contains([]string{"active", "backup", "active-active"}, s.Role) {
 		v.add("sync.role", "%q: want active, backup or active-active", s.Role)

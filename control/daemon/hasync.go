@@ -55,7 +55,7 @@ func (d *Daemon) startSync() error {
 		maxEntries = d.Config.Conntrack.Capacity * len(d.Config.Workers.CPUs)
 	}
 	st := &syncState{zone: zone, link: link, started: time.Now()}
-	n, err := hasync.New(hasync.Config{Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer),
+	n, err := hasync.New(hasync.Config{Mode: s.Mode, Window: s.Window, ResendQueue: s.ResendQueue, Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer),
 		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log,
 		OnConn: st.onPeerConn})
 	if err != nil {
@@ -67,7 +67,7 @@ func (d *Daemon) startSync() error {
 	l := d.events.listen(func(e *conntrack.Event) bool { return e.Entry.Orig.Zone == zone })
 	go n.Receive()
 	go d.runSync(st, l)
-	d.log.Info("connection-state sync (conntrackd protocol, NOTRACK)", "role", s.Role, "local", s.Local, "peer", s.Peer, "link", link,
+	d.log.Info("connection-state sync (conntrackd's protocol)", "mode", s.Mode, "role", s.Role, "local", s.Local, "peer", s.Peer, "link", link,
 		"interface", s.Interface, "netns", s.Netns, "max_entries", maxEntries)
 	return nil
 }
@@ -96,7 +96,7 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 	tick := time.NewTicker(syncTick)
 	defer tick.Stop()
 	n.RequestResync()
-	seen := d.events.ringsLost()
+	seen, overflow := d.events.ringsLost(), uint64(0)
 	wantDump := false
 	for {
 		select {
@@ -115,6 +115,9 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 				wantDump = true
 			}
 			seen = now
+			if o := n.Stats.ResendOverflow.Load(); o != overflow {
+				overflow, wantDump = o, true // FTFW can no longer resend what it forgot
+			}
 		}
 		if wantDump && time.Since(time.Unix(0, st.lastDump.Load())) >= minDumpGap {
 			wantDump = false
@@ -187,6 +190,8 @@ type SyncStatus struct {
 	PeerAgo     string            `json:"peer_last_message_ago,omitempty"`
 	External    int               `json:"external_entries"`
 	Dumping     bool              `json:"dumping"`
+	ResendQueue int               `json:"resend_queue"`
+	Handshake   string            `json:"handshake"`
 	Counters    map[string]uint64 `json:"counters"`
 	Malformed   map[string]uint64 `json:"malformed"`
 	Refused     map[string]uint64 `json:"refused"`
@@ -205,6 +210,17 @@ func (d *Daemon) SyncStatus() (SyncStatus, bool) {
 		Malformed: map[string]uint64{}, Refused: map[string]uint64{}}
 	if t := n.PeerSeen(); !t.IsZero() {
 		out.PeerSeen, out.PeerAgo = &t, time.Since(t).Round(time.Millisecond).String()
+	}
+	out.ResendQueue = n.ResendQueueLen()
+	switch ours, peers := n.Handshaken(); {
+	case s.Mode != "ftfw":
+		out.Handshake = "none (notrack)"
+	case ours && peers:
+		out.Handshake = "done"
+	case ours:
+		out.Handshake = "waiting for the peer's"
+	default:
+		out.Handshake = "waiting for the peer's answer"
 	}
 	for _, c := range syncCounters(st) {
 		out.Counters[c.name] = c.v.Load()
@@ -244,6 +260,11 @@ func syncCounters(st *syncState) []syncCounter {
 		{"resyncs_requested", "Dumps this node asked its peer for (at start).", &s.ResyncsAsked},
 		{"dumps_sent", "Dumps of this node's connections sent to the peer (its resync requests, lost events).", &s.ResyncsServed},
 		{"events_lost", "Connection events the sync could not send (a ring or its queue full); each starts a dump.", &s.EventsLost},
+		{"acks_sent", "FTFW acknowledgements sent to the peer.", &s.AcksSent},
+		{"nacks_sent", "FTFW NACKs sent: gaps in the peer's sequence numbers.", &s.NacksSent},
+		{"messages_resent", "FTFW messages sent again (the peer NACKed them, or restarted).", &s.Resent},
+		{"resend_overflow", "FTFW messages forgotten unacknowledged for room in sync.resend_queue (each starts a dump).", &s.ResendOverflow},
+		{"peer_restarts", "FTFW HELLOs from the peer that started its sequence numbers afresh.", &s.PeerRestarts},
 	}
 }
 
@@ -278,6 +299,8 @@ func (d *Daemon) SyncCollectors() []prometheus.Collector {
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dpfw", Subsystem: "sync", Name: "resend_queue",
+			Help: "FTFW messages waiting for the peer's acknowledgement."}, func() float64 { return float64(n.ResendQueueLen()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dpfw", Subsystem: "sync", Name: "external_entries",
 			Help: "The peer's connections in the external cache."}, func() float64 { return float64(n.External.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dpfw", Subsystem: "sync", Name: "peer_last_message_seconds",

@@ -16,8 +16,23 @@ import (
 	"github.com/dpfw/dpfw/control/hasync/wire"
 )
 
+// Modes: conntrackd's NOTRACK (best effort) and FTFW (reliable: the
+// receiver acknowledges windows of messages and asks for the ones a gap
+// in the sequence numbers says it missed; the sender keeps what is not
+// acknowledged and sends it again).
+const (
+	NoTrack = "notrack"
+	FTFW    = "ftfw"
+)
+
 // Config is one node's side of a sync link.
 type Config struct {
+	// Mode is NoTrack or FTFW.
+	Mode string
+	// Window is how many messages FTFW acknowledges at a time (conntrackd's
+	// ACKWindowSize, 300); ResendQueue how many unacknowledged messages
+	// it keeps (ResendQueueSize, 131072).
+	Window, ResendQueue int
 	// Local is the address:port messages are received on (and sent
 	// from); Peer the address:port they are sent to. Only datagrams
 	// from Peer's address are taken.
@@ -53,12 +68,17 @@ type Node struct {
 	conn *net.UDPConn
 	peer *net.UDPAddr
 
-	// The sender's state, owned by the sending goroutine.
+	// The sender's state (mu): the next sequence number, the datagram
+	// being filled, and FTFW's resend queue and HELLO handshake. Both
+	// goroutines send: the daemon's (events, dumps, heartbeats) and the
+	// receiver (FTFW's acknowledgements, resends).
+	mu       sync.Mutex
 	seq      uint32
 	out      []byte
 	msgs     int // messages in out
 	lastSend time.Time
 	scratch  []byte
+	ftfw     *ftfwState
 
 	External *Cache
 	Stats    Stats
@@ -66,7 +86,8 @@ type Node struct {
 	// resync is signalled when the peer asks for everything.
 	resync chan struct{}
 
-	// The receiver's sequence tracking (Receive's goroutine).
+	// The receiver's sequence tracking (under mu: FTFW's heartbeat
+	// acknowledges up to lastSeq).
 	seqSet  bool
 	lastSeq uint32
 	// peerSeen is when the last message from the peer arrived (unix ns).
@@ -90,6 +111,12 @@ type Stats struct {
 	// sent; EventsLost: connection events the sync could not send (a
 	// ring or its queue full), each of which starts a dump.
 	ResyncsAsked, ResyncsServed, EventsLost atomic.Uint64
+	// FTFW: acknowledgements and NACKs sent, messages sent again, and
+	// messages the resend queue had no room for.
+	AcksSent, NacksSent, Resent, ResendOverflow atomic.Uint64
+	// PeerRestarts counts the peer's HELLOs that started its sequence
+	// numbers afresh.
+	PeerRestarts atomic.Uint64
 }
 
 // Malformed and refused reasons, as the metrics label them.
@@ -151,6 +178,9 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, conn: pc.(*net.UDPConn), peer: net.UDPAddrFromAddrPort(cfg.Peer),
 		External: NewCache(cfg.MaxEntries), resync: make(chan struct{}, 1),
 		seq: uint32(cfg.Now().Unix()), out: make([]byte, 0, cfg.Datagram)}
+	if cfg.Mode == FTFW {
+		n.ftfw = newFTFW(cfg.Window, cfg.ResendQueue)
+	}
 	return n, nil
 }
 
@@ -193,6 +223,8 @@ func (n *Node) Offer(ev *conntrack.Event) {
 // OfferEntry queues a CT message of type t for entry e.
 func (n *Node) OfferEntry(t wire.Type, e *conntrack.Entry) {
 	c := FromEntry(e)
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	body, err := wire.AppendConn(n.scratch[:0], &c)
 	if err != nil { // FromEntry builds only what encodes
 		panic(fmt.Sprintf("hasync: %v", err))
@@ -204,28 +236,45 @@ func (n *Node) OfferEntry(t wire.Type, e *conntrack.Entry) {
 // RequestResync asks the peer for all its connections.
 func (n *Node) RequestResync() {
 	n.Stats.ResyncsAsked.Add(1)
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.queue(wire.Header{Type: wire.Control, Flags: wire.FlagResync}, nil)
-	n.Flush()
+	n.flush()
 }
 
 // queue appends one message to the datagram being filled, sending it
-// first if the message does not fit.
+// first if the message does not fit; FTFW keeps it (but heartbeats) for
+// resending, and marks it with the HELLO handshake's flags. Called with
+// mu held.
 func (n *Node) queue(h wire.Header, body []byte) {
+	if n.ftfw != nil {
+		h.Flags |= n.ftfw.helloFlags()
+	}
 	size := wire.HeaderLen + len(body)
 	if h.HasRange() {
 		size = wire.AckLen + len(body)
 	}
 	if len(n.out)+size > n.cfg.Datagram {
-		n.Flush()
+		n.flush()
 	}
 	h.Seq = n.seq
 	n.seq++
 	n.out = wire.AppendHeader(n.out, h, body)
 	n.msgs++
+	if n.ftfw != nil && h.Flags&wire.FlagAlive == 0 && !n.ftfw.rsq.push(h, body) {
+		n.Stats.ResendOverflow.Add(1)
+	}
 }
 
 // Flush sends the datagram being filled, if any.
 func (n *Node) Flush() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.flush()
+}
+
+// flush is Flush with mu held.
+func (n *Node) flush() {
 	if len(n.out) == 0 {
 		return
 	}
@@ -240,13 +289,21 @@ func (n *Node) Flush() {
 	n.lastSend = n.cfg.Now()
 }
 
-// Tick sends what is queued, or a heartbeat when nothing went out for
-// the Alive interval.
+// Tick sends what is queued, or, when nothing went out for the Alive
+// interval, a heartbeat: with FTFW, an acknowledgement of what arrived
+// since the last one if there is any (conntrackd's alive alarm).
 func (n *Node) Tick() {
-	if len(n.out) == 0 && n.cfg.Now().Sub(n.lastSend) >= n.cfg.Alive {
-		n.queue(wire.Header{Type: wire.Control, Flags: wire.FlagAlive}, nil)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.out) == 0 && n.cfg.Now().Sub(n.lastSend) >= n.aliveEvery() {
+		if f := n.ftfw; f != nil && f.ackFromSet && n.seqSet {
+			n.control(wire.FlagAck, f.ackFrom, n.lastSeq)
+			f.ackFromSet = false
+		} else {
+			n.queue(wire.Header{Type: wire.Control, Flags: wire.FlagAlive}, nil)
+		}
 	}
-	n.Flush()
+	n.flush()
 }
 
 // Receive reads the peer's datagrams into the external cache until the
@@ -272,10 +329,14 @@ func (n *Node) Receive() {
 	}
 }
 
-// datagram takes each message of one datagram.
+// datagram takes each message of one datagram; FTFW's answers
+// (acknowledgements, resends) go out at its end.
 func (n *Node) datagram(b []byte) {
 	now := n.cfg.Now()
 	n.peerSeen.Store(now.UnixNano())
+	if n.ftfw != nil {
+		defer n.Flush()
+	}
 	for len(b) > 0 {
 		h, body, rest, err := wire.Next(b)
 		if err != nil {
@@ -284,6 +345,9 @@ func (n *Node) datagram(b []byte) {
 		}
 		b = rest
 		n.Stats.MsgsRecv.Add(1)
+		if n.ftfw != nil && !n.ftfwReceive(&h) {
+			continue // late: FTFW does not take it
+		}
 		n.trackSeq(h.Seq)
 		n.message(&h, body, now)
 	}
@@ -302,6 +366,8 @@ func nextReason(err error) int {
 // trackSeq counts gaps and replays in the peer's sequence numbers, as
 // conntrackd's nethdr_track_seq does.
 func (n *Node) trackSeq(seq uint32) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.seqSet {
 		switch d := int32(seq - (n.lastSeq + 1)); {
 		case d > 0:
@@ -322,6 +388,9 @@ func (n *Node) message(h *wire.Header, body []byte, now time.Time) {
 			case n.resync <- struct{}{}:
 			default:
 			}
+		}
+		if n.ftfw != nil {
+			n.ftfwControl(h)
 		}
 	case !h.IsData():
 		n.Stats.Malformed[malType].Add(1)

@@ -3,6 +3,7 @@ package hasync
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,4 +136,105 @@ func TestSyncControl(t *testing.T) {
 	defer c.Close()
 	c.Write(wire.AppendHeader(nil, wire.Header{Type: wire.Control, Flags: wire.FlagAlive}, nil))
 	waitFor(t, "the foreign datagram", func() bool { return b.Stats.Foreign.Load() == 1 })
+}
+
+// lossy forwards datagrams from one address to another, dropping every
+// drop-th one: a sync link that loses messages.
+func lossy(t *testing.T, to netip.AddrPort, drop int) (netip.AddrPort, *atomic.Int64) {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	dropped := new(atomic.Int64)
+	go func() {
+		buf := make([]byte, 65536)
+		dst := net.UDPAddrFromAddrPort(to)
+		for i := 1; ; i++ {
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if i%drop == 0 {
+				dropped.Add(1)
+				continue
+			}
+			_, _ = c.WriteToUDP(buf[:n], dst)
+		}
+	}()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort(), dropped
+}
+
+// TestFTFWRecovers: over a link that loses one datagram in five, FTFW
+// gets every one of 2,000 connections to the peer (NACKs for the gaps,
+// resends, heartbeats that reveal a lost tail), and the sender's resend
+// queue empties as the peer acknowledges; NOTRACK over the same link
+// loses some.
+func TestFTFWRecovers(t *testing.T) {
+	for _, mode := range []string{FTFW, NoTrack} {
+		t.Run(mode, func(t *testing.T) {
+			ports := make([]netip.AddrPort, 2)
+			for i := range ports {
+				c, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				ports[i] = c.LocalAddr().(*net.UDPAddr).AddrPort()
+				c.Close()
+			}
+			shim, dropped := lossy(t, ports[1], 5)
+			a, err := New(Config{Mode: mode, Window: 20, Local: ports[0], Peer: shim, MaxEntries: 10000, Alive: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := New(Config{Mode: mode, Window: 20, Local: ports[1], Peer: ports[0], MaxEntries: 10000, Alive: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go a.Receive()
+			go b.Receive()
+			stop := make(chan struct{})
+			go func() {
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(5 * time.Millisecond):
+						a.Tick()
+						b.Tick()
+					}
+				}
+			}()
+			t.Cleanup(func() { close(stop); a.Close(); b.Close() })
+			const conns = 2000
+			for i := range conns {
+				e := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoUDP, uint16(1000+i), 53)
+				a.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: e})
+				if i%50 == 49 {
+					a.Flush()
+				}
+			}
+			a.Flush()
+			if mode == NoTrack {
+				time.Sleep(300 * time.Millisecond)
+				if got := b.External.Len(); got == conns || b.Stats.SeqLost.Load() == 0 {
+					t.Errorf("NOTRACK over a lossy link: %d of %d connections, %d messages lost", got, conns, b.Stats.SeqLost.Load())
+				}
+				return
+			}
+			for end := time.Now().Add(5 * time.Second); b.External.Len() != conns; time.Sleep(time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatalf("%d of %d connections at the peer: dropped %d datagrams, %d NACKs, %d resent, %d ACKs, %d late, %d lost, resend queue %d, overflow %d, restarts %d, malformed %v %v %v %v %v, msgs %d/%d",
+						b.External.Len(), conns, dropped.Load(), b.Stats.NacksSent.Load(), a.Stats.Resent.Load(), b.Stats.AcksSent.Load(),
+						b.Stats.SeqBefore.Load(), b.Stats.SeqLost.Load(), a.ResendQueueLen(), a.Stats.ResendOverflow.Load(), b.Stats.PeerRestarts.Load(),
+						b.Stats.Malformed[0].Load(), b.Stats.Malformed[1].Load(), b.Stats.Malformed[2].Load(), b.Stats.Malformed[3].Load(), b.Stats.Malformed[4].Load(),
+						b.Stats.MsgsRecv.Load(), a.Stats.MsgsSent.Load())
+				}
+			}
+			waitFor(t, "the resend queue to empty", func() bool { return a.ResendQueueLen() == 0 })
+			if dropped.Load() == 0 || b.Stats.NacksSent.Load() == 0 || a.Stats.Resent.Load() == 0 || b.Stats.AcksSent.Load() == 0 {
+				t.Errorf("dropped %d datagrams, %d NACKs, %d resent, %d ACKs", dropped.Load(), b.Stats.NacksSent.Load(),
+					a.Stats.Resent.Load(), b.Stats.AcksSent.Load())
+			}
+			t.Logf("%d datagrams dropped, %d NACKs, %d messages resent, %d ACKs", dropped.Load(), b.Stats.NacksSent.Load(), a.Stats.Resent.Load(), b.Stats.AcksSent.Load())
+		})
+	}
 }
