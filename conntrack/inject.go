@@ -94,3 +94,40 @@ func (tr *Tracker) install(idx uint32, e *Entry) {
 	}
 	c.cacheState = 0 // the rule set decides this connection's packets afresh
 }
+
+// Errors of InjectExpect.
+var (
+	ErrNoMaster     = errors.New("the expectation's control connection is not in the table")
+	ErrExpectFull   = errors.New("no room for another expectation (conntrack.ftp.max_expectations)")
+	ErrNoFTPHelpers = errors.New("the FTP helper is off")
+)
+
+// InjectExpect installs an expectation from the peer (an FTP data
+// connection announced there): its control connection (x.Master, in
+// this table already: install connections first) becomes its master,
+// and it expires after x.Timeout. An expectation already here for the
+// same master and tuple has its timeout renewed.
+func (tr *Tracker) InjectExpect(x *Expectation) error {
+	if tr.helpers == nil {
+		return ErrNoFTPHelpers
+	}
+	idx, dir, ok := tr.Table.Lookup(&x.Master)
+	if !ok || dir != Original {
+		return ErrNoMaster
+	}
+	e := expectation{src: x.Src, dst: x.Dst, dport: x.DstPort, zone: x.Zone, family: x.Family, master: idx,
+		expires: tr.nowMs + min(x.Timeout, uint32(MaxInjectTimeout/time.Millisecond))}
+	for i := range tr.expects {
+		if y := &tr.expects[i]; y.master == idx && y.src == e.src && y.dst == e.dst && y.dport == e.dport {
+			y.expires = e.expires
+			return nil
+		}
+	}
+	if len(tr.expects) == cap(tr.expects) {
+		tr.FTP.Refused[RefusedFull]++
+		return ErrExpectFull
+	}
+	tr.expects = append(tr.expects, e) // within the preallocated capacity
+	tr.FTP.Created++
+	return nil
+}

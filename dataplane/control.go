@@ -28,6 +28,7 @@ type Request struct {
 	// Injected counts those installed, InjectFailed those refused (table
 	// full, no TCP state).
 	Inject       []conntrack.Entry
+	InjectExpect []conntrack.Expectation
 	Injected     int
 	InjectFailed int
 
@@ -52,9 +53,12 @@ func NewRequest(flush bool, match func(*conntrack.Entry) bool, chunk int) *Reque
 }
 
 // NewInjectRequest returns a request that installs es into the worker's
-// table (conntrack.Tracker.Inject).
-func NewInjectRequest(es []conntrack.Entry) *Request {
-	return &Request{Inject: es, done: make(chan struct{})}
+// table (conntrack.Tracker.Inject), then xs (Tracker.InjectExpect).
+func NewInjectRequest(es []conntrack.Entry, xs []conntrack.Expectation) *Request {
+	if es == nil {
+		es = []conntrack.Entry{}
+	}
+	return &Request{Inject: es, InjectExpect: xs, done: make(chan struct{})}
 }
 
 // NewExpectRequest returns a request for up to n pending expectations.
@@ -156,9 +160,17 @@ func (pl *Pipeline) serveInject(r *Request, step uint32) {
 		}
 	}
 	r.cursor = end
-	if end == uint32(len(r.Inject)) {
-		pl.finish(r)
+	if end < uint32(len(r.Inject)) {
+		return
 	}
+	for i := range r.InjectExpect { // few: at most conntrack.ftp.max_expectations
+		if pl.Tracker.InjectExpect(&r.InjectExpect[i]) != nil {
+			r.InjectFailed++
+		} else {
+			r.Injected++
+		}
+	}
+	pl.finish(r)
 }
 
 // finish hands a served request back.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -96,10 +97,15 @@ func kv(m map[string]uint64) string {
 
 // haExternalCmd is "dpfw ha external".
 func haExternalCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "external", Short: "The peer's connections this node holds (like conntrackd -e)", Args: cobra.NoArgs,
+	var expect bool
+	c := &cobra.Command{
+		Use: "external", Short: "The peer's connections this node holds (like conntrackd -e; --expect: its expectations)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := do("GET", "/api/ha/external", nil)
+			var q url.Values
+			if expect {
+				q = url.Values{"expect": {"1"}}
+			}
+			resp, err := do("GET", "/api/ha/external", q)
 			if err != nil {
 				return err
 			}
@@ -108,6 +114,8 @@ func haExternalCmd() *cobra.Command {
 			return err
 		},
 	}
+	c.Flags().BoolVar(&expect, "expect", false, "list the peer's FTP expectations (like conntrackd -e expect)")
+	return c
 }
 
 // haPromoteCmd is "dpfw ha promote".

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +65,77 @@ func udpFlows() int {
 		_, _ = c.Write([]byte{byte(i)})
 		c.Close()
 	}
+	return 0
+}
+
+// ftpPasv logs in to the FTP server DPFW_E2E_ADDR anonymously, asks for
+// a passive data connection, prints "pasv PORT", waits for the file
+// DPFW_E2E_GO to exist, then opens the data connection, fetches
+// DPFW_E2E_FILE and prints its length and sha256. Bounded: 40 s.
+func ftpPasv() int {
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, err); return 1 }
+	c, err := net.DialTimeout("tcp", os.Getenv("DPFW_E2E_ADDR"), 5*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(40 * time.Second))
+	tc := textproto.NewConn(c)
+	if _, _, err := tc.ReadResponse(220); err != nil {
+		return fail(err)
+	}
+	for _, step := range []struct {
+		cmd  string
+		code int
+	}{{"USER anonymous", 230}, {"TYPE I", 200}} {
+		if _, err := tc.Cmd("%s", step.cmd); err != nil {
+			return fail(err)
+		}
+		if _, _, err := tc.ReadResponse(step.code); err != nil {
+			return fail(fmt.Errorf("%s: %w", step.cmd, err))
+		}
+	}
+	if _, err := tc.Cmd("PASV"); err != nil {
+		return fail(err)
+	}
+	_, msg, err := tc.ReadResponse(227)
+	if err != nil {
+		return fail(err)
+	}
+	var h [6]int
+	if _, err := fmt.Sscanf(msg[strings.Index(msg, "(")+1:], "%d,%d,%d,%d,%d,%d", &h[0], &h[1], &h[2], &h[3], &h[4], &h[5]); err != nil {
+		return fail(fmt.Errorf("PASV answer %q: %w", msg, err))
+	}
+	port := h[4]<<8 | h[5]
+	fmt.Printf("pasv %d\n", port)
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(os.Getenv("DPFW_E2E_GO")); err == nil {
+			break
+		} else if time.Now().After(end) {
+			return fail(errors.New("never told to go on"))
+		}
+	}
+	data, err := net.DialTimeout("tcp", fmt.Sprintf("%d.%d.%d.%d:%d", h[0], h[1], h[2], h[3], port), 20*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	defer data.Close()
+	_ = data.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := tc.Cmd("RETR %s", os.Getenv("DPFW_E2E_FILE")); err != nil {
+		return fail(err)
+	}
+	if _, _, err := tc.ReadResponse(150); err != nil {
+		return fail(err)
+	}
+	sum := sha256.New()
+	nb, err := io.Copy(sum, data)
+	if err != nil {
+		return fail(err)
+	}
+	if _, _, err := tc.ReadResponse(226); err != nil {
+		return fail(err)
+	}
+	fmt.Printf("%d %x\n", nb, sum.Sum(nil))
 	return 0
 }
 
@@ -462,6 +537,16 @@ func TestHAFailover(t *testing.T) {
 			func(c *config.Config) { l.syncNode(c, false, "backup"); c.Sync.FailoverAfter = 2 * time.Second })
 		failover(t, h, true)
 	})
+	t.Run("ftp", func(t *testing.T) {
+		l := newSyncLink(t)
+		h := startHAPair(t, l, func(c *config.Config) { e2e.Iptables(c, ftpHARules, ""); l.syncNode(c, true, "active") },
+			func(c *config.Config) {
+				e2e.Iptables(c, ftpHARules, "")
+				l.syncNode(c, false, "backup")
+				c.Sync.FailoverAfter = 2 * time.Second
+			})
+		ftpFailover(t, h)
+	})
 	t.Run("unsynced", func(t *testing.T) {
 		l := newSyncLink(t)
 		h := startHAPair(t, l, func(c *config.Config) {},
@@ -599,4 +684,80 @@ func TestSyncFTFWLossy(t *testing.T) {
 		t.Errorf("no NACKs or resends over a lossy link: the test did not exercise FTFW\n%s", status)
 	}
 	p.stop()
+}
+
+// ftpHARules let the client open FTP control connections to the server,
+// and everything else only as ESTABLISHED or RELATED: a passive data
+// connection passes only as the expectation it was announced as.
+const ftpHARules = `-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p tcp --dport 21 -s 198.18.0.1 -m state --state NEW -j ACCEPT
+`
+
+// ftpFailover: an FTP client logs in through node a and asks for a
+// passive data connection (an expectation on a, synced to b); a is killed;
+// once b has taken over, the client opens the data connection, which b
+// lets through as RELATED, and the file arrives whole.
+func ftpFailover(t *testing.T, h *haPair) {
+	t.Helper()
+	dir := t.TempDir()
+	content := make([]byte, 1<<20)
+	_, _ = io.ReadFull(newDataSource(), content)
+	if err := os.WriteFile(filepath.Join(dir, "file.bin"), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%d %x", len(content), sha256.Sum256(content))
+	startVsftpd(t, h.sns, dir)
+	goFile := filepath.Join(t.TempDir(), "go")
+	cli := h.cns.Command(os.Args[0])
+	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=ftp-pasv", "DPFW_E2E_ADDR=198.18.0.2:21", "DPFW_E2E_FILE=file.bin", "DPFW_E2E_GO="+goFile)
+	var out e2e.Buffer
+	cli.Stdout, cli.Stderr = &out, &out
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cli.Wait() }()
+	t.Cleanup(func() { _ = cli.Process.Kill() })
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "pasv "); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no PASV answer through a: %s\n%s", out.String(), h.a.dump())
+		}
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		x, _ := h.b.cli("ha", "external", "--expect")
+		if strings.Contains(x, "dst=198.18.0.2") && strings.Contains(x, "master-dst=198.18.0.2 sport=") && strings.Contains(x, "dport=21") {
+			break
+		} else if time.Now().After(end) {
+			t.Fatalf("b has no expectation for the data connection:\n%s", x)
+		}
+	}
+	aStatus, _ := h.a.cli("ha", "status")
+	aList, _ := h.a.cli("conntrack", "list")
+	bExt, _ := h.b.cli("ha", "external")
+	before := "a before the kill:\n" + aStatus + aList + "b's external cache:\n" + bExt
+	h.a.Kill()
+	for end := time.Now().Add(10 * time.Second); h.b.metric("dpfw_sync_promotions_total") < 1; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("b did not take over\n%s", h.b.dump())
+		}
+	}
+	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if got := strings.TrimSpace(out.String()[strings.LastIndex(strings.TrimSpace(out.String()), "\n")+1:]); err != nil || got != want {
+			t.Fatalf("the FTP transfer after the failover: %v %q; want %q\n%s", err, got, want, h.b.dump())
+		}
+	case <-time.After(30 * time.Second):
+		list, _ := h.b.cli("conntrack", "list")
+		t.Fatalf("the FTP transfer did not finish after the failover\n%s\n%s\nb's connections:\n%s\n%s", out.String(), before, list, h.b.dump())
+	}
+	if n := h.b.metric("dpfw_conntrack_expectations_matched_total"); n < 1 {
+		t.Errorf("b matched %v expectations; want the data connection's", n)
+	}
+	h.b.stop()
 }

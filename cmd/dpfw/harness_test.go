@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 		os.Exit(tcpDialer())
 	case "udp-flows":
 		os.Exit(udpFlows())
+	case "ftp-pasv":
+		os.Exit(ftpPasv())
 	}
 	dir, err := os.MkdirTemp("", "dpfw-e2e-")
 	if err != nil {

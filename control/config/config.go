@@ -602,18 +602,33 @@ func checkSync(v *validation) {
 	default:
 		v.add("sync.mode", "%q: want notrack or ftfw, or leave it empty for no sync", s.Mode)
 	}
-	if s.Window < 1 || s.Window > 100000 {
-		v.add("sync.window", "%d: want 1 to 100000 messages per acknowledgement", s.Window)
-	}
-	if s.ResendQueue < 1024 || s.ResendQueue > 1<<24 {
-		v.add("sync.resend_queue", "%d: want 1024 to 16777216 messages", s.ResendQueue)
-	}
 	if !slices.Contains([]string{"active", "backup", "active-active"}, s.Role) {
 		v.add("sync.role", "%q: want active, backup or active-active", s.Role)
 	}
 	if s.FailoverAfter != 0 && (s.FailoverAfter < 2*time.Second || s.FailoverAfter > time.Hour) {
 		v.add("sync.failover_after", "%s: want 0 (only dpfw ha promote) or 2s to 1h: the peer's heartbeats come every second", s.FailoverAfter)
 	}
+	for _, b := range []struct {
+		key       string
+		val, l, h int
+		what      string
+	}{
+		{"window", s.Window, 1, 100000, "messages per acknowledgement"},
+		{"resend_queue", s.ResendQueue, 1024, 1 << 24, "messages"},
+		{"max_entries", s.MaxEntries, 0, 1 << 28, "connections (0: conntrack.capacity for each worker)"},
+		{"dump_rate", s.DumpRate, 100, 10_000_000, "connections per second"},
+		{"mtu", s.MTU, 576, 65535, "bytes"},
+	} {
+		if b.val < b.l || b.val > b.h {
+			v.add("sync."+b.key, "%d: want %d to %d %s", b.val, b.l, b.h, b.what)
+		}
+	}
+	checkSyncLink(v, s)
+}
+
+// checkSyncLink checks where the sync link is: its addresses, interface,
+// namespace and the dpfw link whose connections it carries.
+func checkSyncLink(v *validation, s *Sync) {
 	var addrs [2]netip.AddrPort
 	for i, k := range []string{"local", "peer"} {
 		val := []string{s.Local, s.Peer}[i]
@@ -638,15 +653,6 @@ func checkSync(v *validation) {
 			names[i] = l.Name
 		}
 		v.add("sync.link", "no link named %q%s", s.Link, suggest(s.Link, names))
-	}
-	if s.MaxEntries < 0 || s.MaxEntries > 1<<28 {
-		v.add("sync.max_entries", "%d: want 0 (conntrack.capacity for each worker) to 268435456", s.MaxEntries)
-	}
-	if s.DumpRate < 100 || s.DumpRate > 10_000_000 {
-		v.add("sync.dump_rate", "%d: want 100 to 10000000 connections per second", s.DumpRate)
-	}
-	if s.MTU < 576 || s.MTU > 65535 {
-		v.add("sync.mtu", "%d: want 576 to 65535", s.MTU)
 	}
 }
 

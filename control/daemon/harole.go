@@ -35,8 +35,10 @@ type roles struct {
 	// (or refused by) the tables; installLost those active-active had
 	// no room to queue.
 	installed, installFailed, installLost atomic.Uint64
-	// queue carries active-active's connections to the installer.
+	// queue carries active-active's connections to the installer; kick
+	// wakes it for the peer's expectations.
 	queue chan conntrack.Entry
+	kick  chan struct{}
 }
 
 // installQueue bounds active-active's connections waiting to be installed.
@@ -52,7 +54,7 @@ func (d *Daemon) initRoles(st *syncState) {
 	st.roles.set(role)
 	d.standby.Store(role == "backup")
 	if role == "active-active" {
-		st.roles.queue = make(chan conntrack.Entry, installQueue)
+		st.roles.queue, st.roles.kick = make(chan conntrack.Entry, installQueue), make(chan struct{}, 1)
 		go d.runInstaller(st)
 	}
 }
@@ -70,16 +72,30 @@ func (st *syncState) onPeerConn(t wire.Type, e *conntrack.Entry) {
 	}
 }
 
+// onPeerExpect is the node's OnExpect: active-active installs the
+// peer's expectations too.
+func (st *syncState) onPeerExpect(t wire.Type, x *conntrack.Expectation) {
+	if st.roles.kick == nil || t == wire.ExpDelete {
+		return
+	}
+	select {
+	case st.roles.kick <- struct{}{}:
+	default:
+	}
+}
+
 // runInstaller installs active-active's queued connections, a batch at a
-// time, until dpfw stops.
+// time, and the peer's expectations with each, until dpfw stops.
 func (d *Daemon) runInstaller(st *syncState) {
 	var batch []conntrack.Entry
 	for {
+		batch = batch[:0]
 		select {
 		case <-d.quit:
 			return
 		case e := <-st.roles.queue:
-			batch = append(batch[:0], e)
+			batch = append(batch, e)
+		case <-st.roles.kick:
 		}
 		for more := true; more && len(batch) < listChunk; {
 			select {
@@ -90,7 +106,7 @@ func (d *Daemon) runInstaller(st *syncState) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), d.listTimeout())
-		n, failed, err := d.install(ctx, batch)
+		n, failed, err := d.install(ctx, batch, st.node.Expects.List(time.Now()))
 		cancel()
 		st.roles.installed.Add(uint64(n))
 		st.roles.installFailed.Add(uint64(failed))
@@ -100,27 +116,29 @@ func (d *Daemon) runInstaller(st *syncState) {
 	}
 }
 
-// install puts connections into the tables of the workers that own them
-// (every worker when the owner is the NIC's choice), and says how many
-// went in and how many were refused.
-func (d *Daemon) install(ctx context.Context, es []conntrack.Entry) (n, failed int, err error) {
+// install puts connections, then expectations, into the tables of the
+// workers that own them (every worker when the owner is the NIC's
+// choice), and says how many went in and how many were refused.
+func (d *Daemon) install(ctx context.Context, es []conntrack.Entry, xs []conntrack.Expectation) (n, failed int, err error) {
 	per := make([][]conntrack.Entry, len(d.pipes))
-	for i := range es {
-		o := -1
-		if len(d.pipes) > 0 {
-			o = d.pipes[0].Owner(&es[i].Orig)
-		}
-		for w := range per {
-			if o < 0 || o == w {
+	perX := make([][]conntrack.Expectation, len(d.pipes))
+	for w := range d.pipes {
+		for i := range es {
+			if o := d.pipes[0].Owner(&es[i].Orig); o < 0 || o == w {
 				per[w] = append(per[w], es[i])
+			}
+		}
+		for i := range xs {
+			if o := d.pipes[0].Owner(&xs[i].Master); o < 0 || o == w {
+				perX[w] = append(perX[w], xs[i])
 			}
 		}
 	}
 	for w, pl := range d.pipes {
-		if len(per[w]) == 0 {
+		if len(per[w]) == 0 && len(perX[w]) == 0 {
 			continue
 		}
-		req := dataplane.NewInjectRequest(per[w])
+		req := dataplane.NewInjectRequest(per[w], perX[w])
 		if err := post(ctx, pl, req); err != nil {
 			return n, failed, fmt.Errorf("worker %d: %w", w, err)
 		}
@@ -182,7 +200,7 @@ func (d *Daemon) Promote(why string) (Promotion, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.listTimeout())
 	defer cancel()
-	n, failed, err := d.install(ctx, es)
+	n, failed, err := d.install(ctx, es, st.node.Expects.List(time.Now()))
 	st.roles.installed.Add(uint64(n))
 	st.roles.installFailed.Add(uint64(failed))
 	if err != nil {

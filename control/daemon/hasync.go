@@ -57,7 +57,7 @@ func (d *Daemon) startSync() error {
 	st := &syncState{zone: zone, link: link, started: time.Now()}
 	n, err := hasync.New(hasync.Config{Mode: s.Mode, Window: s.Window, ResendQueue: s.ResendQueue, Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer),
 		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log,
-		OnConn: st.onPeerConn})
+		OnConn: st.onPeerConn, OnExpect: st.onPeerExpect})
 	if err != nil {
 		return err
 	}
@@ -96,6 +96,12 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 	tick := time.NewTicker(syncTick)
 	defer tick.Stop()
 	n.RequestResync()
+	var expects *time.Ticker
+	if d.Config.Conntrack.FTP.Enabled {
+		expects = time.NewTicker(expectPoll)
+		defer expects.Stop()
+	}
+	sent := map[expectKey]conntrack.Expectation{}
 	seen, overflow := d.events.ringsLost(), uint64(0)
 	wantDump := false
 	for {
@@ -106,6 +112,8 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 			n.Offer(&e.v)
 		case <-n.ResyncRequests():
 			wantDump = true
+		case <-tickC(expects):
+			d.syncExpectations(st, sent)
 		case <-tick.C:
 			n.Tick()
 			d.watchPeer(st, n)
@@ -124,6 +132,56 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 			d.syncDump(st, l)
 		}
 	}
+}
+
+// expectPoll is how often the workers' FTP expectations are compared with
+// what the peer was told: an announced data connection reaches the peer
+// within it (a client opens it a round trip after the announcement).
+const expectPoll = 50 * time.Millisecond
+
+// expectKey identifies an expectation sent to the peer.
+type expectKey struct {
+	src, dst [16]byte
+	dport    uint16
+	master   conntrack.Tuple
+}
+
+func tickC(t *time.Ticker) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+// syncExpectations tells the peer of new expectations on the sync link,
+// and of those gone (opened or expired).
+func (d *Daemon) syncExpectations(st *syncState, sent map[expectKey]conntrack.Expectation) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	xs, err := d.Expectations(ctx)
+	if err != nil {
+		return
+	}
+	now := map[expectKey]bool{}
+	for i := range xs {
+		x := &xs[i]
+		if x.Zone != st.zone || x.Master.Family == 0 {
+			continue
+		}
+		k := expectKey{x.Src, x.Dst, x.DstPort, x.Master}
+		now[k] = true
+		if _, ok := sent[k]; !ok {
+			st.node.OfferExpect(wire.ExpNew, x)
+			sent[k] = *x
+		}
+	}
+	for k, x := range sent {
+		if !now[k] {
+			st.node.OfferExpect(wire.ExpDelete, &x)
+			delete(sent, k)
+		}
+	}
+	st.node.Flush()
 }
 
 // syncDump sends every connection of the sync link to the peer, at most
@@ -153,6 +211,15 @@ func (d *Daemon) syncDump(st *syncState, l *listener[conntrack.Event]) {
 		d.syncServe(n, l, time.Until(due))
 		return ctx.Err()
 	})
+	if err == nil && d.Config.Conntrack.FTP.Enabled {
+		xs, xerr := d.Expectations(ctx)
+		for i := range xs {
+			if xs[i].Zone == st.zone && xs[i].Master.Family != 0 {
+				n.OfferExpect(wire.ExpNew, &xs[i])
+			}
+		}
+		err = xerr
+	}
 	n.Flush()
 	if err != nil {
 		d.log.Warn("sync: dumping the connections to the peer", "err", err, "sent", sent)
@@ -344,7 +411,8 @@ func (d *Daemon) apiDemote(w http.ResponseWriter, r *http.Request) {
 
 // apiSyncExternal is GET /api/ha/external: the external cache, as
 // conntrack -L prints entries, each with how long ago the peer first
-// told of it (conntrackd -e's "[active since …]").
+// told of it (conntrackd -e's "[active since …]"); with ?expect=1 the
+// peer's expectations, as conntrack -L expect prints them.
 func (d *Daemon) apiSyncExternal(w http.ResponseWriter, r *http.Request) {
 	st := d.sync
 	if st == nil {
@@ -354,6 +422,14 @@ func (d *Daemon) apiSyncExternal(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	bw := bufio.NewWriter(w)
 	now, line := time.Now(), []byte(nil)
+	if r.URL.Query().Get("expect") != "" {
+		for _, x := range st.node.Expects.List(now) {
+			line = append(x.AppendText(line[:0]), '\n')
+			_, _ = bw.Write(line)
+		}
+		_ = bw.Flush()
+		return
+	}
 	for _, s := range st.node.External.List() {
 		line = s.Entry.AppendText(line[:0])
 		line = append(line, " [active since "...)

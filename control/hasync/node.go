@@ -56,6 +56,8 @@ type Config struct {
 	// the peer's connections the external cache took or dropped
 	// (active-active installs them at once).
 	OnConn func(t wire.Type, e *conntrack.Entry)
+	// OnExpect is OnConn for the peer's expectations.
+	OnExpect func(t wire.Type, x *conntrack.Expectation)
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }
@@ -81,6 +83,7 @@ type Node struct {
 	ftfw     *ftfwState
 
 	External *Cache
+	Expects  *ExpectCache
 	Stats    Stats
 
 	// resync is signalled when the peer asks for everything.
@@ -176,7 +179,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("sync: listening on %s: %w", cfg.Local, err)
 	}
 	n := &Node{cfg: cfg, conn: pc.(*net.UDPConn), peer: net.UDPAddrFromAddrPort(cfg.Peer),
-		External: NewCache(cfg.MaxEntries), resync: make(chan struct{}, 1),
+		External: NewCache(cfg.MaxEntries), Expects: NewExpectCache(max(cfg.MaxEntries/16, 1024)), resync: make(chan struct{}, 1),
 		seq: uint32(cfg.Now().Unix()), out: make([]byte, 0, cfg.Datagram)}
 	if cfg.Mode == FTFW {
 		n.ftfw = newFTFW(cfg.Window, cfg.ResendQueue)
@@ -402,9 +405,12 @@ func (n *Node) message(h *wire.Header, body []byte, now time.Time) {
 		}
 		n.take(h.Type, &c, now)
 	case h.Type.IsExpect():
-		if _, err := wire.ParseExpect(body); err != nil {
+		e, err := wire.ParseExpect(body)
+		if err != nil {
 			n.Stats.Malformed[malAttr].Add(1)
+			return
 		}
+		n.takeExpect(h.Type, &e, now)
 	default:
 		n.Stats.Malformed[malType].Add(1)
 	}
@@ -419,6 +425,11 @@ func (n *Node) take(t wire.Type, c *wire.Conn, now time.Time) {
 	if err == nil && n.cfg.OnConn != nil {
 		n.cfg.OnConn(t, &e)
 	}
+	n.refused(err)
+}
+
+// refused counts a message not taken, by its reason.
+func (n *Node) refused(err error) {
 	var r *refused
 	if errors.As(err, &r) {
 		for i, name := range RefusedNames {
