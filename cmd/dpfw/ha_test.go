@@ -139,6 +139,50 @@ func ftpPasv() int {
 	return 0
 }
 
+// udpEcho answers every datagram on DPFW_E2E_ADDR with itself, for 30 s.
+func udpEcho() int {
+	c, err := net.ListenPacket("udp", os.Getenv("DPFW_E2E_ADDR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	fmt.Println("listening")
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return 0
+		}
+		_, _ = c.WriteTo(buf[:n], from)
+	}
+}
+
+// udpPing sends DPFW_E2E_COUNT datagrams to DPFW_E2E_ADDR from one port,
+// one every 100 ms, and prints how many answers came back.
+func udpPing() int {
+	n, _ := strconv.Atoi(os.Getenv("DPFW_E2E_COUNT"))
+	c, err := net.Dial("udp", os.Getenv("DPFW_E2E_ADDR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	got, buf := 0, make([]byte, 2048)
+	for i := range n {
+		next := time.Now().Add(100 * time.Millisecond)
+		_, _ = c.Write([]byte{byte(i)})
+		_ = c.SetReadDeadline(next)
+		if k, err := c.Read(buf); err == nil && k == 1 && buf[0] == byte(i) {
+			got++
+		}
+		time.Sleep(time.Until(next))
+	}
+	fmt.Println(got)
+	return 0
+}
+
 // lossy makes both ends of the sync link drop one in every `every` of
 // the sync datagrams they send, at random (an nftables numgen rule in
 // each namespace: this kernel has no netem).
@@ -760,4 +804,125 @@ func ftpFailover(t *testing.T, h *haPair) {
 		t.Errorf("b matched %v expectations; want the data connection's", n)
 	}
 	h.b.stop()
+}
+
+// aaRules let the client open UDP port 7 and TCP port 5001 on the
+// server; replies pass only as ESTABLISHED.
+const aaRules = `-P INPUT DROP
+-P OUTPUT DROP
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -p udp --dport 7 -s 198.18.0.1 -m state --state NEW -j ACCEPT
+-A INPUT -p tcp --dport 5001 -s 198.18.0.1 -m state --state NEW -j ACCEPT
+`
+
+// startAsymmetric starts nodes a and b on an asymmetric path: the
+// client's packets to the server go through a, the server's replies
+// through b (routes and static neighbours in the end namespaces; no
+// bridges, so both nodes forward without a loop).
+func startAsymmetric(t *testing.T, l *syncLink, change func(c *config.Config, first bool)) *haPair {
+	t.Helper()
+	id := os.Getpid() % 100000
+	h := &haPair{link: l, cns: newNetns(t, fmt.Sprintf("dpfwt-c%d", id)), sns: newNetns(t, fmt.Sprintf("dpfwt-s%d", id))}
+	var taps [2][2]string // node, outside/inside
+	for i := range 2 {
+		node := string(rune('a' + i))
+		taps[i] = [2]string{fmt.Sprintf("aa%d%so", id, node), fmt.Sprintf("aa%d%si", id, node)}
+		cfg := e2e.Base()
+		e2e.TapPair(&cfg, taps[i][0], taps[i][1])
+		e2e.Iptables(&cfg, aaRules, "")
+		cfg.Conntrack.TCPLoose = false
+		change(&cfg, i == 0)
+		p := startDPFW(t, cfg)
+		if i == 0 {
+			h.a = p
+		} else {
+			h.b = p
+		}
+	}
+	mac := func(ns netns, iface string) string {
+		out, err := ns.Command("cat", "/sys/class/net/"+iface+"/address").Output()
+		if err != nil {
+			t.Fatalf("%s's address: %v", iface, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	for _, c := range [][]string{
+		{"link", "set", taps[0][0], "netns", string(h.cns)}, {"link", "set", taps[1][0], "netns", string(h.cns)},
+		{"link", "set", taps[0][1], "netns", string(h.sns)}, {"link", "set", taps[1][1], "netns", string(h.sns)},
+	} {
+		mustRun(t, "ip", c...)
+	}
+	for _, ns := range []netns{h.cns, h.sns} {
+		mustRun(t, "ip", "netns", "exec", string(ns), "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+		mustRun(t, "ip", "-n", string(ns), "link", "set", "lo", "up")
+	}
+	for _, c := range []struct {
+		ns          netns
+		iface, addr string
+	}{{h.cns, taps[0][0], "198.18.0.1/24"}, {h.cns, taps[1][0], ""}, {h.sns, taps[0][1], "198.18.0.2/24"}, {h.sns, taps[1][1], ""}} {
+		mustRun(t, "ip", "netns", "exec", string(c.ns), "sysctl", "-q", "-w", "net.ipv4.conf."+c.iface+".rp_filter=0")
+		if c.addr != "" {
+			mustRun(t, "ip", "-n", string(c.ns), "addr", "add", c.addr, "dev", c.iface)
+		}
+		mustRun(t, "ip", "-n", string(c.ns), "link", "set", c.iface, "up")
+	}
+	// To the server through a; back to the client through b.
+	mustRun(t, "ip", "-n", string(h.cns), "neigh", "replace", "198.18.0.2", "lladdr", mac(h.sns, taps[0][1]), "dev", taps[0][0])
+	mustRun(t, "ip", "-n", string(h.sns), "route", "add", "198.18.0.1/32", "dev", taps[1][1])
+	mustRun(t, "ip", "-n", string(h.sns), "neigh", "replace", "198.18.0.1", "lladdr", mac(h.cns, taps[1][0]), "dev", taps[1][1])
+	return h
+}
+
+// TestHAActiveActive: with the client's packets through node a and the
+// server's replies through node b, both active-active with tcp_loose
+// off, a UDP exchange gets its answers (b lets them through as
+// ESTABLISHED: it installed a's connection) and a TCP download completes
+// with the right sha256 (each node installs the state the other moved
+// the connection to). Without the sync, b drops every answer as NEW from
+// the inside.
+func TestHAActiveActive(t *testing.T) {
+	requireDPDK(t)
+	for _, synced := range []bool{true, false} {
+		t.Run(map[bool]string{true: "synced", false: "unsynced"}[synced], func(t *testing.T) {
+			l := newSyncLink(t)
+			h := startAsymmetric(t, l, func(c *config.Config, first bool) {
+				if synced {
+					l.syncNode(c, first, "active-active")
+				}
+			})
+			startHelperMode(t, h.sns, "udp-echo", "198.18.0.2:7")
+			ping := h.cns.Command(os.Args[0])
+			ping.Env = append(os.Environ(), "DPFW_E2E_HELPER=udp-ping", "DPFW_E2E_ADDR=198.18.0.2:7", "DPFW_E2E_COUNT=20")
+			out, err := ping.CombinedOutput()
+			if err != nil {
+				t.Fatalf("udp ping: %v\n%s", err, out)
+			}
+			answers, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+			if !synced {
+				if answers != 0 {
+					t.Fatalf("%d answers through b without the sync", answers)
+				}
+				if n := h.b.metric("dpfw_worker_dropped_packets_total", `reason="rule"`); n < 20 {
+					t.Errorf("b dropped %v answers by rule; want 20", n)
+				}
+				return
+			}
+			t.Logf("%d of 20 UDP answers came back through b", answers)
+			if answers < 18 {
+				t.Fatalf("%d of 20 answers through b\n%s", answers, h.b.dump())
+			}
+			startHelper(t, h.sns, "198.18.0.2:5001")
+			if got, err := fetchTimeout(h.cns, "198.18.0.2:5001", 10*time.Second); err != nil || got != expectedDigest() {
+				t.Fatalf("TCP download on the asymmetric path: %v %q\na:\n%s\nb:\n%s", err, got, h.a.dump(), h.b.dump())
+			}
+			for _, p := range []*proc{h.a, h.b} {
+				if p.metric("dpfw_sync_installed_total") < 1 {
+					t.Errorf("a node installed none of its peer's connections")
+				}
+			}
+			h.a.stop()
+			h.b.stop()
+		})
+	}
 }

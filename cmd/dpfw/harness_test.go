@@ -37,6 +37,10 @@ func TestMain(m *testing.M) {
 		os.Exit(udpFlows())
 	case "ftp-pasv":
 		os.Exit(ftpPasv())
+	case "udp-echo":
+		os.Exit(udpEcho())
+	case "udp-ping":
+		os.Exit(udpPing())
 	}
 	dir, err := os.MkdirTemp("", "dpfw-e2e-")
 	if err != nil {
