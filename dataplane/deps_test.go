@@ -93,7 +93,7 @@ var importRules = map[string][]string{
 	"perf/pcapgen": {"packet", "packet/header"},
 	"perf/rulegen": {},
 	"internal/e2e": {"control/config", "perf/pcapgen"},
-	"perf":         {"control/config", "internal/e2e", "perf/pcapgen", "perf/rulegen"},
+	"perf":         {"control/config", "control/hasync", "internal/e2e", "perf/pcapgen", "perf/rulegen"},
 }
 
 // TestLayers checks every package's project imports against importRules.

@@ -50,6 +50,7 @@ func main() {
 	controlLoad := flag.Duration("control-load", 0, "also run dpfw while scraping /metrics and listing every connection (dpfw conntrack list) at this interval, and report the throughput change")
 	ruleSizes := flag.String("rulesets", "", "instead of traffic: compare dpfw rules check with iptables-restore (in a throwaway network namespace) on generated rule sets of these sizes, comma-separated (e.g. 10000,100000)")
 	reloadPadN := flag.Int("reload-rules", 0, "with -reload-load: put this many non-matching rules first in INPUT of both reloaded rule sets (a reload at rule-set scale)")
+	syncFlag := flag.String("sync", "", "also run dpfw without and with state sync (notrack or ftfw) to a peer node on loopback that acknowledges, and report the forwarding change, the connections per second and the sync traffic per connection (use with -workloads churnmix)")
 	scaling := flag.Bool("scaling", false, "also run dpfw on a two-queue source (the frames split over two rx_pcap files) with one worker, two with steering and two without, and report two workers ÷ one")
 	flag.Parse()
 	if profileDir != "" {
@@ -57,7 +58,7 @@ func main() {
 	}
 	o := &runOpts{dpfw: *dpfwBin, testpmd: *testpmd, cpu: *cpu, noHuge: *noHuge, rounds: *rounds,
 		warmup: time.Duration(*warmup) * time.Second, window: time.Duration(*seconds) * time.Second,
-		controlLoad: *controlLoad, reloadLoad: *reloadLoadFlag, scaling: *scaling}
+		controlLoad: *controlLoad, reloadLoad: *reloadLoadFlag, scaling: *scaling, syncMode: *syncFlag}
 	dir, err := os.MkdirTemp("", "dpfw-perf-")
 	check(err)
 	defer os.RemoveAll(dir)
@@ -115,6 +116,7 @@ type runOpts struct {
 	warmup, window          time.Duration
 	controlLoad, reloadLoad time.Duration
 	scaling                 bool
+	syncMode                string
 }
 
 // workload builds a workload's frames for n flows and sets the globals
@@ -137,6 +139,15 @@ func workload(wl string, n int) (frames [][]byte, rules string, perConn int) {
 		rules = statefulRules
 		smallMbufs = n > 262144
 		settle = true
+	case "churnmix":
+		// n connections, each after 40 frames of established UDP flows:
+		// one frame in six is a connection's (some 100 K new connections
+		// a second at 6 Mpps).
+		frames = churnMix(n, 40)
+		rules = statefulRules
+		smallMbufs = len(frames) > 262144
+		ctCapacity = 4 * (n + 4096) // the filler's 4,096 flows, the connections and their TIME_WAIT: no early drops
+		perConn = 48                // for connections per second: 8 frames of a connection in every 48
 	case "churn":
 		frames = pcapgen.TCPChurn(n)
 		rules = statefulRules
@@ -187,6 +198,7 @@ func (o *runOpts) measure(wl string, n int) string {
 	}
 	io, d, ratio := median(ios), median(ds), median(ratios)
 	o.loads(name, dpfwRun)
+	o.syncLoad(name, dpfwRun, perConn)
 	if o.scaling {
 		o.scale(name, frames, n, rules)
 	}
@@ -435,6 +447,7 @@ func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, n
 		return 0, err
 	}
 	h0, c0 := judged(p)
+	w0 := windowStart(p)
 	t0 := time.Now()
 	stop := make(chan struct{})
 	if ctlRate > 0 {
@@ -468,6 +481,7 @@ func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, n
 		return 0, err
 	}
 	rate := (b - a) / time.Since(t0).Seconds() / 1e6
+	windowEnd(p, w0)
 	h1, c1 := judged(p)
 	if rx, _ := p.Metric("dpfw_worker_rx_packets_total"); rx > 0 {
 		st, _ := p.Metric("dpfw_worker_steered_packets_total")
@@ -522,6 +536,7 @@ func perfConfig(pcap string, packets, flows int, rules string, cpu int, noHuge b
 	} else {
 		e2e.Iptables(&cfg, rules, "")
 	}
+	syncConfig(&cfg)
 	return cfg
 }
 

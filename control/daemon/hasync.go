@@ -23,6 +23,10 @@ import (
 // The workers never wait for either: an event that finds the hub's rings
 // or this listener's queue full is lost, counted, and starts a dump.
 
+// syncQueue bounds the events waiting for the sync goroutine: at 100,000
+// new connections a second (some 900,000 events) a tick's worth.
+const syncQueue = 1 << 16
+
 // syncTick is how often queued messages go out, and heartbeats are due.
 const syncTick = 10 * time.Millisecond
 
@@ -41,6 +45,29 @@ type syncState struct {
 	lastDump atomic.Int64
 	dumping  atomic.Bool
 	roles    roles
+	// co merges each connection's events within a tick (the sync
+	// goroutine's); merged counts them for the metrics.
+	co     *hasync.Coalescer
+	merged atomic.Uint64
+}
+
+// coalesceMax flushes the coalescer before a tick when this many
+// connections wait.
+const coalesceMax = 65536
+
+// offer takes one event into the coalescer.
+func (st *syncState) offer(ev *conntrack.Event) {
+	st.co.Add(ev)
+	if st.co.Len() >= coalesceMax {
+		st.flushEvents()
+	}
+}
+
+// flushEvents sends what the coalescer holds.
+func (st *syncState) flushEvents() {
+	before := st.co.Merged
+	st.co.Flush(st.node)
+	st.merged.Add(st.co.Merged - before)
 }
 
 // startSync starts the sync when sync.mode is set.
@@ -54,7 +81,7 @@ func (d *Daemon) startSync() error {
 	if maxEntries == 0 {
 		maxEntries = d.Config.Conntrack.Capacity * len(d.Config.Workers.CPUs)
 	}
-	st := &syncState{zone: zone, link: link, started: time.Now()}
+	st := &syncState{zone: zone, link: link, started: time.Now(), co: hasync.NewCoalescer()}
 	n, err := hasync.New(hasync.Config{Mode: s.Mode, Window: s.Window, ResendQueue: s.ResendQueue, Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer),
 		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log,
 		OnConn: st.onPeerConn, OnExpect: st.onPeerExpect})
@@ -64,7 +91,7 @@ func (d *Daemon) startSync() error {
 	st.node = n
 	d.initRoles(st)
 	d.sync = st
-	l := d.events.listen(func(e *conntrack.Event) bool { return e.Entry.Orig.Zone == zone })
+	l := d.events.listenQueue(func(e *conntrack.Event) bool { return e.Entry.Orig.Zone == zone }, syncQueue)
 	go n.Receive()
 	go d.runSync(st, l)
 	d.log.Info("connection-state sync (conntrackd's protocol)", "mode", s.Mode, "role", s.Role, "local", s.Local, "peer", s.Peer, "link", link,
@@ -109,12 +136,14 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 		case <-d.quit:
 			return
 		case e := <-l.ch:
-			n.Offer(&e.v)
+			st.offer(&e.v)
+			drain(l, st)
 		case <-n.ResyncRequests():
 			wantDump = true
 		case <-tickC(expects):
 			d.syncExpectations(st, sent)
 		case <-tick.C:
+			st.flushEvents()
 			n.Tick()
 			d.watchPeer(st, n)
 			now := d.events.ringsLost()
@@ -208,7 +237,7 @@ func (d *Daemon) syncDump(st *syncState, l *listener[conntrack.Event]) {
 		}
 		n.Flush()
 		due := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
-		d.syncServe(n, l, time.Until(due))
+		d.syncServe(st, l, time.Until(due))
 		return ctx.Err()
 	})
 	if err == nil && d.Config.Conntrack.FTP.Enabled {
@@ -228,15 +257,28 @@ func (d *Daemon) syncDump(st *syncState, l *listener[conntrack.Event]) {
 	d.log.Info("sync: dumped the connections to the peer", "connections", sent, "took", time.Since(start).Round(time.Millisecond))
 }
 
+// drain takes the events already queued, without waiting.
+func drain(l *listener[conntrack.Event], st *syncState) {
+	for {
+		select {
+		case e := <-l.ch:
+			st.offer(&e.v)
+		default:
+			return
+		}
+	}
+}
+
 // syncServe sends the events that arrive for dur (at least once).
-func (d *Daemon) syncServe(n *hasync.Node, l *listener[conntrack.Event], dur time.Duration) {
+func (d *Daemon) syncServe(st *syncState, l *listener[conntrack.Event], dur time.Duration) {
 	end := time.After(max(dur, 0))
 	for {
 		select {
 		case e := <-l.ch:
-			n.Offer(&e.v)
+			st.offer(&e.v)
 		case <-end:
-			n.Tick()
+			st.flushEvents()
+			st.node.Tick()
 			return
 		case <-d.quit:
 			return
@@ -312,6 +354,7 @@ func syncCounters(st *syncState) []syncCounter {
 	s, r := &st.node.Stats, &st.roles
 	return []syncCounter{
 		{"promotions", "Promotions of this node from backup to active.", &r.promotions},
+		{"events_merged", "Connection events merged into another of the same connection within a send interval (not sent on their own).", &st.merged},
 		{"installed", "The peer's connections installed into the tables (promotion, active-active).", &r.installed},
 		{"install_failed", "The peer's connections the tables refused (full, no TCP state).", &r.installFailed},
 		{"install_lost", "The peer's connections active-active had no room to queue for installing.", &r.installLost},

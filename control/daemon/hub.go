@@ -47,10 +47,13 @@ type stamped[T any] struct {
 
 // listen registers a listener for the records want selects, and starts
 // the pump (and the rings) with the first one.
-func (h *hub[T]) listen(want func(*T) bool) *listener[T] {
+func (h *hub[T]) listen(want func(*T) bool) *listener[T] { return h.listenQueue(want, listenerQueue) }
+
+// listenQueue is listen with a queue of its own size.
+func (h *hub[T]) listenQueue(want func(*T) bool, queue int) *listener[T] {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	l := &listener[T]{ch: make(chan stamped[T], listenerQueue), want: want}
+	l := &listener[T]{ch: make(chan stamped[T], queue), want: want}
 	if h.listeners == nil {
 		h.listeners = map[*listener[T]]struct{}{}
 	}
@@ -79,10 +82,13 @@ func (h *hub[T]) unlisten(l *listener[T]) {
 	}
 }
 
-// pump drains the rings until stop.
+// pump drains the rings until stop. The listeners are taken once per
+// drain, as a slice: iterating the map for every record cost more than
+// delivering it.
 func (h *hub[T]) pump(stop <-chan struct{}) {
 	t := time.NewTicker(pumpEvery)
 	defer t.Stop()
+	var ls []*listener[T]
 	for {
 		select {
 		case <-stop:
@@ -92,8 +98,12 @@ func (h *hub[T]) pump(stop <-chan struct{}) {
 		now := time.Now()
 		for _, r := range h.rings {
 			h.mu.Lock()
+			ls = ls[:0]
+			for l := range h.listeners {
+				ls = append(ls, l)
+			}
 			r.Drain(func(v *T) {
-				for l := range h.listeners {
+				for _, l := range ls {
 					if l.want != nil && !l.want(v) {
 						continue
 					}

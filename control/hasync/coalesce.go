@@ -1,0 +1,85 @@
+package hasync
+
+import (
+	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/control/hasync/wire"
+)
+
+// Coalescer merges the events of one connection that come within one
+// send interval into one message, since the peer needs only the latest
+// state: NEW then UPDATEs is one NEW with the last state, UPDATEs are the
+// last one, anything then DESTROY is the DESTROY, and a connection both
+// created and destroyed within the interval is not sent at all. A short
+// connection (a DNS query, an HTTP request) then costs the sync link
+// nothing, and a long one a NEW, its state changes and its DESTROY.
+// conntrackd sends every event; a conntrackd peer reads the merged
+// stream as it would a burst of events of which it saw the last.
+type Coalescer struct {
+	pending map[conntrack.Tuple]int // index into order
+	order   []pendingEvent
+	// Merged counts events not sent as messages of their own.
+	Merged uint64
+}
+
+type pendingEvent struct {
+	t       wire.Type
+	gone    bool // created and destroyed within the interval: send nothing
+	e       conntrack.Entry
+	created bool // the first event was a NEW
+}
+
+// NewCoalescer returns an empty coalescer.
+func NewCoalescer() *Coalescer {
+	return &Coalescer{pending: map[conntrack.Tuple]int{}}
+}
+
+// Add takes one event.
+func (c *Coalescer) Add(ev *conntrack.Event) {
+	t := wire.CTUpdate
+	switch ev.Type {
+	case conntrack.EventNew:
+		t = wire.CTNew
+	case conntrack.EventDestroy:
+		t = wire.CTDelete
+	}
+	k := ev.Entry.Orig
+	i, ok := c.pending[k]
+	if !ok {
+		c.pending[k] = len(c.order)
+		c.order = append(c.order, pendingEvent{t: t, e: ev.Entry, created: t == wire.CTNew})
+		return
+	}
+	c.Merged++
+	p := &c.order[i]
+	switch {
+	case t == wire.CTDelete && p.created:
+		p.gone = true // the peer never heard of it
+	case t == wire.CTNew && p.t == wire.CTDelete:
+		p.t, p.gone = wire.CTNew, false // destroyed, then a new one on the tuple: the new one
+	case t == wire.CTDelete:
+		p.t = wire.CTDelete
+	case p.t == wire.CTNew && t == wire.CTUpdate:
+		// still a NEW for the peer, with the latest state
+	default:
+		p.t = t
+	}
+	if t == wire.CTNew && p.gone {
+		p.gone = false
+	}
+	p.e = ev.Entry
+}
+
+// Flush offers the merged messages to n, in the order their connections
+// first appeared, and empties the coalescer.
+func (c *Coalescer) Flush(n *Node) {
+	for i := range c.order {
+		if p := &c.order[i]; !p.gone {
+			n.OfferEntry(p.t, &p.e)
+		}
+	}
+	clear(c.pending)
+	c.order = c.order[:0]
+}
+
+// Len is how many connections wait.
+func (c *Coalescer) Len() int { return len(c.order) }
