@@ -81,7 +81,7 @@ var importRules = map[string][]string{
 	"configs":            {},
 	"control/config":     {},
 	"control/metrics":    {"conntrack", "conntrack/tcpstate", "dataplane", "dataplane/filter"},
-	"control/ruleset":    {"conntrack", "conntrack/tcpstate", "control/config", "dataplane", "dataplane/filter", "dataplane/rules"},
+	"control/ruleset":    {"conntrack", "conntrack/tcpstate", "control/config", "control/hasync", "dataplane", "dataplane/filter", "dataplane/rules"},
 	"control/daemon": {"cgo/dpdk", "conntrack", "conntrack/tcpstate", "control/config", "control/metrics", "control/ruleset",
 		"control/flowexport", "control/hasync", "control/hasync/wire", "dataplane", "dataplane/filter", "dataplane/rules", "dataplane/worker", "internal/ring", "packet", "packet/header"},
 	"control/hasync/wire": {},

@@ -2,6 +2,9 @@ package hasync
 
 import (
 	"time"
+	"unsafe"
+
+	"github.com/dpfw/dpfw/conntrack"
 
 	"github.com/dpfw/dpfw/control/hasync/wire"
 )
@@ -188,6 +191,13 @@ func (n *Node) ftfwControl(h *wire.Header) {
 // rsBody bounds a kept message's body: dpfw's CT messages are at most
 // 84 bytes (IPv6 TCP), control messages have none.
 const rsBody = 96
+
+// ResendEntryBytes is the memory each of sync.resend_queue's slots takes.
+const ResendEntryBytes = int(unsafe.Sizeof(rsEntry{}))
+
+// CachedBytes estimates the memory one of the peer's connections takes in
+// the external cache (its map entry: tuple, entry, times, overhead).
+const CachedBytes = int(unsafe.Sizeof(conntrack.Tuple{})+unsafe.Sizeof(Synced{})) * 3 / 2
 
 // rsEntry is one message kept until the peer acknowledges it.
 type rsEntry struct {

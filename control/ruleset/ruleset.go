@@ -14,6 +14,7 @@ import (
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
 	"github.com/dpfw/dpfw/control/config"
+	"github.com/dpfw/dpfw/control/hasync"
 	"github.com/dpfw/dpfw/dataplane"
 	"github.com/dpfw/dpfw/dataplane/filter"
 	"github.com/dpfw/dpfw/dataplane/rules"
@@ -206,6 +207,10 @@ type Memory struct {
 	// Sets is the part of Rules the address sets take (SetEntries
 	// entries).
 	Sets, SetEntries int64
+	// Sync is FTFW's resend queue (preallocated, in Total); SyncCache
+	// the most the peer's connections can take (sync.max_entries; grown
+	// as they come, not in Total).
+	Sync, SyncCache int64
 }
 
 // MemoryPlan computes the start-up memory of cfg with compiled rules f.
@@ -225,6 +230,16 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 		PerConn:   per / cfg.Conntrack.Capacity,
 		Workers:   nw * int64(dataplane.PipelineBytes()+dataplane.TraceBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)+conntrack.EventRingBytes()),
 	}
+	if s := &cfg.Sync; s.Enabled() {
+		if s.Mode == "ftfw" {
+			m.Sync = int64(s.ResendQueue) * int64(hasync.ResendEntryBytes)
+		}
+		entries := int64(s.MaxEntries)
+		if entries == 0 {
+			entries = int64(cfg.Conntrack.Capacity) * nw
+		}
+		m.SyncCache = entries * int64(hasync.CachedBytes)
+	}
 	if f != nil {
 		m.RateLimits = int64(f.LimitBytes(len(cfg.Workers.CPUs)))
 		m.Rules = int64(f.Stats.Bytes) + int64(f.NumDecisions())*int64(unsafe.Sizeof(filter.Counter{}))*nw
@@ -234,7 +249,7 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 }
 
 // Total is the sum.
-func (m Memory) Total() int64 { return m.Mbufs + m.Conntrack + m.Workers + m.RateLimits + m.Rules }
+func (m Memory) Total() int64 { return m.Mbufs + m.Conntrack + m.Workers + m.RateLimits + m.Rules + m.Sync }
 
 // Fits checks the plan against the machine's memory (MemTotal of
 // /proc/meminfo, or the value given, for tests): a plan larger than the
@@ -270,6 +285,9 @@ func (m Memory) String() string {
 		mb(m.Total()), mb(m.Mbufs), mb(m.Conntrack), m.PerConn, mb(m.Workers), mb(m.RateLimits), mb(m.Rules))
 	if m.SetEntries > 0 {
 		s += fmt.Sprintf(" (sets %s: %d entries, %.1f bytes each)", mb(m.Sets), m.SetEntries, float64(m.Sets)/float64(m.SetEntries))
+	}
+	if m.SyncCache > 0 {
+		s += fmt.Sprintf(", sync resend queue %s (and up to %s for the peer's connections as they come, sync.max_entries)", mb(m.Sync), mb(m.SyncCache))
 	}
 	return s
 }
