@@ -249,7 +249,9 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 }
 
 // Total is the sum.
-func (m Memory) Total() int64 { return m.Mbufs + m.Conntrack + m.Workers + m.RateLimits + m.Rules + m.Sync }
+func (m Memory) Total() int64 {
+	return m.Mbufs + m.Conntrack + m.Workers + m.RateLimits + m.Rules + m.Sync
+}
 
 // Fits checks the plan against the machine's memory (MemTotal of
 // /proc/meminfo, or the value given, for tests): a plan larger than the
