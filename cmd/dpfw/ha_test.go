@@ -382,6 +382,7 @@ func TestSyncConntrackd(t *testing.T) {
 	p, cns, sns := tapPair(t, func(c *config.Config) {
 		e2e.Iptables(c, statefulRules, "")
 		l.configure(c)
+		c.Sync.Refresh = 8 * time.Second
 	})
 	peerList := func() string { return mustRun(t, "ip", "netns", "exec", string(l.peer), "conntrack", "-L") }
 	external := func() string { out, _ := p.cli("ha", "external"); return out }
@@ -445,6 +446,11 @@ func TestSyncConntrackd(t *testing.T) {
 	}
 	if !regexp.MustCompile(`malformed: (\w+=0 ?)+\nrefused: (\w+=0 ?)+\n`).MatchString(status) {
 		t.Errorf("dpfw ha status: malformed or refused messages\n%s", status)
+	}
+	// The refresh dumps every connection again (sync.refresh).
+	refreshed := p.metric("dpfw_sync_dumps_sent_total")
+	if got := p.waitMetric("dpfw_sync_dumps_sent_total", "", refreshed+1, 12*time.Second); got < refreshed+1 {
+		t.Errorf("no refresh dump in 12 s with sync.refresh 8s: %v dumps", got)
 	}
 	p.stop()
 }

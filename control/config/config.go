@@ -210,6 +210,11 @@ type Sync struct {
 	// DumpRate bounds a dump (the answer to the peer's resync request),
 	// in connections per second.
 	DumpRate int `mapstructure:"dump_rate"`
+	// Refresh, if set, dumps every connection to the peer this often (at
+	// DumpRate), refreshing the timeouts the peer holds for connections
+	// whose state has not changed since (0: only on request and after
+	// lost events).
+	Refresh time.Duration `mapstructure:"refresh"`
 	// MTU is the sync link's MTU: a datagram carries up to MTU-28 bytes
 	// of messages.
 	MTU int `mapstructure:"mtu"`
@@ -604,6 +609,9 @@ func checkSync(v *validation) {
 	}
 	if !slices.Contains([]string{"active", "backup", "active-active"}, s.Role) {
 		v.add("sync.role", "%q: want active, backup or active-active", s.Role)
+	}
+	if s.Refresh != 0 && (s.Refresh < time.Second || s.Refresh > 24*time.Hour) {
+		v.add("sync.refresh", "%s: want 0 (off) or 1s to 24h", s.Refresh)
 	}
 	if s.FailoverAfter != 0 && (s.FailoverAfter < 2*time.Second || s.FailoverAfter > time.Hour) {
 		v.add("sync.failover_after", "%s: want 0 (only dpfw ha promote) or 2s to 1h: the peer's heartbeats come every second", s.FailoverAfter)

@@ -155,6 +155,9 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 			if o := n.Stats.ResendOverflow.Load(); o != overflow {
 				overflow, wantDump = o, true // FTFW can no longer resend what it forgot
 			}
+			if r := d.Config.Sync.Refresh; r > 0 && time.Since(time.Unix(0, max(st.lastDump.Load(), st.started.UnixNano()))) >= r {
+				wantDump = true // the peer's timeouts, refreshed
+			}
 		}
 		if wantDump && time.Since(time.Unix(0, st.lastDump.Load())) >= minDumpGap {
 			wantDump = false
