@@ -65,9 +65,8 @@ func (st *syncState) offer(ev *conntrack.Event) {
 
 // flushEvents sends what the coalescer holds.
 func (st *syncState) flushEvents() {
-	before := st.co.Merged
 	st.co.Flush(st.node)
-	st.merged.Add(st.co.Merged - before)
+	st.merged.Store(st.co.Merged) // cumulative
 }
 
 // startSync starts the sync when sync.mode is set.
