@@ -171,14 +171,18 @@ func TestTapEndToEnd(t *testing.T) {
 	p.stop()
 }
 
-// statefulRules: the tutorial's policy for the test hosts: the inside
-// (server, 198.18.0.2) accepts NEW TCP 5001 and ping only from the client
-// 198.18.0.1; replies flow back as ESTABLISHED; the inside may open nothing.
-const statefulRules = `-P INPUT DROP
+// establishedRules drop everything but what is ESTABLISHED or RELATED;
+// the tests' rule sets add what may open connections.
+const establishedRules = `-P INPUT DROP
 -P OUTPUT DROP
 -A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
 -A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
--A INPUT -p tcp --dport 5001 -s 198.18.0.1 -m state --state NEW -j ACCEPT
+`
+
+// statefulRules: the tutorial's policy for the test hosts: the inside
+// (server, 198.18.0.2) accepts NEW TCP 5001 and ping only from the client
+// 198.18.0.1; replies flow back as ESTABLISHED; the inside may open nothing.
+const statefulRules = establishedRules + `-A INPUT -p tcp --dport 5001 -s 198.18.0.1 -m state --state NEW -j ACCEPT
 -A INPUT -p icmp --icmp-type echo-request -m state --state NEW -j ACCEPT
 `
 
@@ -215,12 +219,12 @@ func startIperf(t *testing.T, cns, sns netns, secs int) (*exec.Cmd, <-chan error
 // startHelper runs the TCP server helper in ns on addr.
 func startHelper(t *testing.T, ns netns, addr string) { startHelperMode(t, ns, "tcp-server", addr) }
 
-// startHelperMode runs a helper (DPFW_E2E_HELPER=mode) in ns on addr and
-// waits until it listens.
-func startHelperMode(t *testing.T, ns netns, mode, addr string) {
+// startHelperMode runs a helper (DPFW_E2E_HELPER=mode) in ns on addr,
+// with env's further variables, and waits until it listens.
+func startHelperMode(t *testing.T, ns netns, mode, addr string, env ...string) {
 	t.Helper()
 	srv := ns.Command(os.Args[0])
-	srv.Env = append(os.Environ(), "DPFW_E2E_HELPER="+mode, "DPFW_E2E_ADDR="+addr)
+	srv.Env = append(append(os.Environ(), "DPFW_E2E_HELPER="+mode, "DPFW_E2E_ADDR="+addr), env...)
 	var out e2e.Buffer
 	srv.Stdout, srv.Stderr = &out, &out
 	if err := srv.Start(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dpfw/dpfw/control/daemon"
 	"github.com/spf13/cobra"
 )
 
@@ -25,22 +26,7 @@ func haStatusCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "status", Short: "The sync link: peer, last message, cache, counters (like conntrackd -s)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var s struct {
-				Mode      string            `json:"mode"`
-				Role      string            `json:"role"`
-				Standby   bool              `json:"standby"`
-				Local     string            `json:"local"`
-				Peer      string            `json:"peer"`
-				Link      string            `json:"link"`
-				PeerAgo   string            `json:"peer_last_message_ago"`
-				External  int               `json:"external_entries"`
-				Dumping   bool              `json:"dumping"`
-				Resend    int               `json:"resend_queue"`
-				Handshake string            `json:"handshake"`
-				Counters  map[string]uint64 `json:"counters"`
-				Malformed map[string]uint64 `json:"malformed"`
-				Refused   map[string]uint64 `json:"refused"`
-			}
+			var s daemon.SyncStatus // the API's answer
 			resp, err := do("GET", "/api/ha/status", nil)
 			if err != nil {
 				return err
@@ -69,7 +55,7 @@ func haStatusCmd() *cobra.Command {
 			fmt.Fprintf(w, "role %s, %s\n", s.Role, fwd)
 			fmt.Fprintf(w, "mode %s, link %s: %s <-> peer %s, last message from the peer %s\n", s.Mode, s.Link, s.Local, s.Peer, last)
 			fmt.Fprintf(w, "external cache: %d connections%s; resend queue: %d; FTFW handshake: %s\n", s.External,
-				map[bool]string{true: " (dumping ours to the peer)"}[s.Dumping], s.Resend, s.Handshake)
+				map[bool]string{true: " (dumping ours to the peer)"}[s.Dumping], s.ResendQueue, s.Handshake)
 			fmt.Fprintf(w, "counters: %s\nmalformed: %s\nrefused: %s\n", kv(s.Counters), kv(s.Malformed), kv(s.Refused))
 			return nil
 		},

@@ -548,27 +548,12 @@ func (l *syncLink) syncNode(c *config.Config, first bool, role string) {
 // about pace) and returns what the client ends with.
 func (h *haPair) download(t *testing.T, pace time.Duration) <-chan string {
 	t.Helper()
-	srv := h.sns.Command(os.Args[0])
-	srv.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-server", "DPFW_E2E_ADDR=198.18.0.2:5001", "DPFW_E2E_PACE="+pace.String())
-	var out e2e.Buffer
-	srv.Stdout, srv.Stderr = &out, &out
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	for i := 0; i < 100 && !strings.Contains(out.String(), "listening"); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
+	startHelperMode(t, h.sns, "tcp-server", "198.18.0.2:5001", "DPFW_E2E_PACE="+pace.String())
 	cli := h.cns.Command(os.Args[0])
 	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=tcp-client", "DPFW_E2E_ADDR=198.18.0.2:5001")
-	var cout e2e.Buffer
-	cli.Stdout, cli.Stderr = &cout, &cout
-	if err := cli.Start(); err != nil {
-		t.Fatal(err)
-	}
+	exited, out := background(t, cli)
 	done := make(chan string, 1)
-	go func() { _ = cli.Wait(); done <- strings.TrimSpace(cout.String()) }()
-	t.Cleanup(func() { _ = cli.Process.Kill() })
+	go func() { <-exited; done <- strings.TrimSpace(out.String()) }()
 	return done
 }
 
@@ -739,11 +724,7 @@ func TestSyncFTFWLossy(t *testing.T) {
 // ftpHARules let the client open FTP control connections to the server,
 // and everything else only as ESTABLISHED or RELATED: a passive data
 // connection passes only as the expectation it was announced as.
-const ftpHARules = `-P INPUT DROP
--P OUTPUT DROP
--A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
--A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
--A INPUT -p tcp --dport 21 -s 198.18.0.1 -m state --state NEW -j ACCEPT
+const ftpHARules = establishedRules + `-A INPUT -p tcp --dport 21 -s 198.18.0.1 -m state --state NEW -j ACCEPT
 `
 
 // ftpFailover: an FTP client logs in through node a and asks for a
@@ -763,14 +744,7 @@ func ftpFailover(t *testing.T, h *haPair) {
 	goFile := filepath.Join(t.TempDir(), "go")
 	cli := h.cns.Command(os.Args[0])
 	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=ftp-pasv", "DPFW_E2E_ADDR=198.18.0.2:21", "DPFW_E2E_FILE=file.bin", "DPFW_E2E_GO="+goFile)
-	var out e2e.Buffer
-	cli.Stdout, cli.Stderr = &out, &out
-	if err := cli.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cli.Wait() }()
-	t.Cleanup(func() { _ = cli.Process.Kill() })
+	done, out := background(t, cli)
 	for end := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "pasv "); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("no PASV answer through a: %s\n%s", out.String(), h.a.dump())
@@ -814,11 +788,7 @@ func ftpFailover(t *testing.T, h *haPair) {
 
 // aaRules let the client open UDP port 7 and TCP port 5001 on the
 // server; replies pass only as ESTABLISHED.
-const aaRules = `-P INPUT DROP
--P OUTPUT DROP
--A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
--A OUTPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
--A INPUT -p udp --dport 7 -s 198.18.0.1 -m state --state NEW -j ACCEPT
+const aaRules = establishedRules + `-A INPUT -p udp --dport 7 -s 198.18.0.1 -m state --state NEW -j ACCEPT
 -A INPUT -p tcp --dport 5001 -s 198.18.0.1 -m state --state NEW -j ACCEPT
 `
 

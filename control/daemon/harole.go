@@ -120,19 +120,25 @@ func (d *Daemon) runInstaller(st *syncState) {
 // workers that own them (every worker when the owner is the NIC's
 // choice), and says how many went in and how many were refused.
 func (d *Daemon) install(ctx context.Context, es []conntrack.Entry, xs []conntrack.Expectation) (n, failed int, err error) {
+	if len(d.pipes) == 0 {
+		return 0, 0, nil
+	}
 	per := make([][]conntrack.Entry, len(d.pipes))
 	perX := make([][]conntrack.Expectation, len(d.pipes))
-	for w := range d.pipes {
-		for i := range es {
-			if o := d.pipes[0].Owner(&es[i].Orig); o < 0 || o == w {
-				per[w] = append(per[w], es[i])
-			}
+	owners := func(t *conntrack.Tuple, add func(w int)) {
+		if o := d.pipes[0].Owner(t); o >= 0 {
+			add(o)
+			return
 		}
-		for i := range xs {
-			if o := d.pipes[0].Owner(&xs[i].Master); o < 0 || o == w {
-				perX[w] = append(perX[w], xs[i])
-			}
+		for w := range d.pipes {
+			add(w)
 		}
+	}
+	for i := range es {
+		owners(&es[i].Orig, func(w int) { per[w] = append(per[w], es[i]) })
+	}
+	for i := range xs {
+		owners(&xs[i].Master, func(w int) { perX[w] = append(perX[w], xs[i]) })
 	}
 	for w, pl := range d.pipes {
 		if len(per[w]) == 0 && len(perX[w]) == 0 {

@@ -76,12 +76,3 @@ func (c *Cache) List() []Synced {
 	})
 	return out
 }
-
-// Flush empties the cache and says how many connections it held.
-func (c *Cache) Flush() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := len(c.m)
-	clear(c.m)
-	return n
-}

@@ -35,13 +35,7 @@ func NewCoalescer() *Coalescer {
 
 // Add takes one event.
 func (c *Coalescer) Add(ev *conntrack.Event) {
-	t := wire.CTUpdate
-	switch ev.Type {
-	case conntrack.EventNew:
-		t = wire.CTNew
-	case conntrack.EventDestroy:
-		t = wire.CTDelete
-	}
+	t := MessageType(ev.Type)
 	k := ev.Entry.Orig
 	i, ok := c.pending[k]
 	if !ok {

@@ -255,9 +255,6 @@ func (q *resendQueue) take(match func(seq uint32) bool, f func(*rsEntry)) {
 	q.n = kept
 }
 
-// clear forgets everything.
-func (q *resendQueue) clear() { q.head, q.n = 0, 0 }
-
 // ResendQueueLen is how many messages wait for the peer's
 // acknowledgement (FTFW; 0 for NOTRACK).
 func (n *Node) ResendQueueLen() int {

@@ -212,15 +212,17 @@ func (n *Node) PeerSeen() time.Time {
 
 // Offer queues the message for a connection event (NEW, UPDATE or
 // DESTROY), sending the datagram it fills.
-func (n *Node) Offer(ev *conntrack.Event) {
-	t := wire.CTUpdate
-	switch ev.Type {
+func (n *Node) Offer(ev *conntrack.Event) { n.OfferEntry(MessageType(ev.Type), &ev.Entry) }
+
+// MessageType is the CT message a connection event becomes.
+func MessageType(t conntrack.EventType) wire.Type {
+	switch t {
 	case conntrack.EventNew:
-		t = wire.CTNew
+		return wire.CTNew
 	case conntrack.EventDestroy:
-		t = wire.CTDelete
+		return wire.CTDelete
 	}
-	n.OfferEntry(t, &ev.Entry)
+	return wire.CTUpdate
 }
 
 // OfferEntry queues a CT message of type t for entry e.

@@ -218,12 +218,28 @@ func TestIptablesDifferential(t *testing.T) {
 }
 
 // TestDeliberateRefusals: what iptables accepts and dpfw refuses on
-// purpose, each with its reason (the README lists them).
+// purpose, each with its reason (the README lists them); where the
+// kernel tools are, the real iptables-restore must accept each.
 func TestDeliberateRefusals(t *testing.T) {
 	for _, d := range deliberateRefusals {
 		_, err := dpfwAccepts(d.rule, 4)
 		if err == nil || !strings.Contains(err.Error(), d.reason) {
 			t.Errorf("%s\n  dpfw: %v\n  want a refusal saying %q", d.rule, err, d.reason)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	if _, err := exec.LookPath("iptables-restore"); err != nil {
+		return
+	}
+	rl := make([]string, len(deliberateRefusals))
+	for i, d := range deliberateRefusals {
+		rl[i] = d.rule
+	}
+	for i, ok := range newNetns(t).iptablesAccepts(t, "iptables-restore", rl) {
+		if !ok {
+			t.Errorf("iptables-restore refuses %s: it is no deliberate difference", rl[i])
 		}
 	}
 }
