@@ -90,7 +90,14 @@ func (tr *Tracker) event(t EventType, idx uint32) { tr.eventWhy(t, 0, idx) }
 func (tr *Tracker) destroyed(idx uint32, why EndReason) { tr.eventWhy(EventDestroy, why, idx) }
 
 func (tr *Tracker) eventWhy(t EventType, why EndReason, idx uint32) {
-	if !tr.events.On() || tr.Table.Conn(idx).flags&flagConfirmed == 0 {
+	c := tr.Table.Conn(idx)
+	if c.flags&flagConfirmed == 0 {
+		return
+	}
+	if tr.syncRing.On() {
+		tr.syncRecord(t, c)
+	}
+	if !tr.events.On() {
 		return
 	}
 	var ev Event

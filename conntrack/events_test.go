@@ -1,9 +1,11 @@
 package conntrack_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/dpfw/dpfw/conntrack"
 	"github.com/dpfw/dpfw/conntrack/tcpstate"
@@ -158,5 +160,59 @@ func TestIDs(t *testing.T) {
 	}
 	if id(0, 5000) != id(0, 5000) {
 		t.Error("ids are not a function of worker, slot and tuple")
+	}
+}
+
+// TestSyncRecords: with Config.Sync the same events go into the sync ring
+// as one-cache-line records (tuple, state, flags, time to live), while
+// the sync listens, and never when it does not; the events ring stays off
+// unless someone listens to it; writing a record does not allocate.
+func TestSyncRecords(t *testing.T) {
+	if s := unsafe.Sizeof(conntrack.SyncRecord{}); s != 64 {
+		t.Fatalf("a sync record is %d bytes; want 64 (one cache line)", s)
+	}
+	tr := conntrack.NewTracker(conntrack.Config{Capacity: 1024, Timeouts: conntrack.DefaultTimeouts(), TCP: tcpstate.Options{Loose: true}, Seed: 7, Sync: true})
+	tr.SetNow(int64(time.Hour))
+	ring := tr.SyncEvents()
+	if newTracker(tcpstate.Options{}).SyncEvents() != nil {
+		t.Fatal("a tracker without Config.Sync has a sync ring")
+	}
+	r := tr.Track(seg(t, cli, srv, 40000, 22, "S", 1000, 0, 64240, 0), 0)
+	tr.Confirm(r.Conn)
+	tr.Delete(r.Conn)
+	if n := ring.Drain(func(*conntrack.SyncRecord) {}); n != 0 {
+		t.Fatalf("%d sync records with the sync not listening", n)
+	}
+	ring.Listen(true)
+	defer ring.Listen(false)
+	for i, p := range handshake(3)(t) {
+		r := tr.Track(p, 0)
+		if i == 0 {
+			tr.Confirm(r.Conn)
+		}
+	}
+	tr.SetNow(tr.Now() + int64(6*24*time.Hour))
+	tr.Reap(1 << 20)
+	var got []string
+	ring.Drain(func(r *conntrack.SyncRecord) {
+		e := r.Entry()
+		got = append(got, fmt.Sprintf("%v %v reply=%v assured=%v ttl=%v", r.Type, e.TCPState, e.SeenReply, e.Assured, e.ExpiresIn))
+	})
+	want := []string{"NEW SYN_SENT reply=false assured=false ttl=2m0s", "UPDATE SYN_RECV reply=true assured=false ttl=1m0s",
+		"UPDATE ESTABLISHED reply=true assured=true ttl=120h0m0s", "DESTROY ESTABLISHED reply=true assured=true ttl=0s"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("sync records\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := tr.Events().Drain(func(*conntrack.Event) {}); n != 0 {
+		t.Errorf("%d events in the events ring, which nobody listens to", n)
+	}
+	p := udp(t, cli, srv, 999, 53)
+	if a := testing.AllocsPerRun(100, func() {
+		r := tr.Track(p, 0)
+		tr.Confirm(r.Conn)
+		tr.Delete(r.Conn)
+		ring.Drain(func(*conntrack.SyncRecord) {})
+	}); a != 0 {
+		t.Errorf("a connection's sync records allocate %v times", a)
 	}
 }

@@ -101,3 +101,8 @@ func lanes(x uint64) uint32 {
 func EventRingBytes() int {
 	return int(unsafe.Sizeof(EventRing{})) + EventRingSize*int(unsafe.Sizeof(Event{}))
 }
+
+// SyncRingBytes is the memory of a worker's sync ring (Config.Sync).
+func SyncRingBytes() int {
+	return int(unsafe.Sizeof(SyncRing{})) + SyncRingSize*int(unsafe.Sizeof(SyncRecord{}))
+}

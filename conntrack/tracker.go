@@ -77,6 +77,9 @@ type Config struct {
 	// Timestamps keeps when each connection started
 	// (nf_conntrack_timestamp), at StampBytes more per connection.
 	Timestamps bool
+	// Sync gives the tracker a ring of sync records (SyncEvents) for
+	// state sync, at SyncRingBytes.
+	Sync bool
 	// Worker is the worker the tracker belongs to: it goes into the
 	// connections' ids, so that they differ across workers.
 	Worker int
@@ -231,8 +234,10 @@ type Tracker struct {
 	expects    []expectation
 	expectMs   uint32
 
-	// events is where connection events go while someone listens.
-	events *EventRing
+	// events is where connection events go while someone listens;
+	// syncRing the same events for state sync (nil: Config.Sync off).
+	events   *EventRing
+	syncRing *SyncRing
 	// epoch is the wall-clock time of clock reading 0 (SetEpoch).
 	epoch time.Time
 }
@@ -240,6 +245,9 @@ type Tracker struct {
 // NewTracker returns a tracker with its table preallocated.
 func NewTracker(cfg Config) *Tracker {
 	tr := &Tracker{cfg: cfg, Table: NewTable(cfg.Capacity, cfg.Seed), events: ring.New[Event](EventRingSize)}
+	if cfg.Sync {
+		tr.syncRing = ring.New[SyncRecord](SyncRingSize)
+	}
 	if cfg.Accounting {
 		tr.Table.enableAcct()
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -501,6 +502,26 @@ func TestTapReloadUnderLoad(t *testing.T) {
 	}
 	if ok := p.metric("dpfw_config_reloads_total", `result="success"`); ok < 10 {
 		t.Errorf("successful reloads: %v; want at least 10 (the watcher may add more)", ok)
+	}
+	p.stop()
+}
+
+// TestSchedulerKeepsControlP: after the control threads leave the worker
+// CPUs, GOMAXPROCS stays one P per worker plus the housekeeping CPUs. Go's
+// runtime (≥ 1.25) would otherwise lower it, within a second, to the CPUs
+// its own thread may use, leaving the polling workers' Ps all there is:
+// the control plane (the sync's and the events' pumps, metrics, the API)
+// then ran tens of milliseconds late and the sync rings overflowed.
+func TestSchedulerKeepsControlP(t *testing.T) {
+	requireDPDK(t)
+	pass, _ := goldenFrames()
+	p := startPcap(t, pass, nil)
+	p.waitReceived()
+	time.Sleep(2500 * time.Millisecond) // past the runtime's once-a-second check
+	workers := 1                        // the default config's workers.cpus: [1]
+	want := float64(workers + max(runtime.NumCPU()-workers, 1))
+	if got := p.metric("go_sched_gomaxprocs_threads"); got != want {
+		t.Errorf("GOMAXPROCS %v after start-up; want %v (one P per worker plus the housekeeping CPUs)", got, want)
 	}
 	p.stop()
 }

@@ -48,3 +48,22 @@ func isolateWorkers(workerCPUs []int) ([]int, error) {
 	}
 	return house, nil
 }
+
+// fixProcs sets GOMAXPROCS to one P per worker (each holds its P for
+// good: it polls and never parks) plus one per housekeeping CPU (at least
+// one), unless the GOMAXPROCS variable sets it. Setting it also stops the
+// runtime's own updates (Go ≥ 1.25), which follow the CPU affinity of the
+// thread that checks: after isolateWorkers that is the housekeeping CPUs
+// alone, so the runtime would lower GOMAXPROCS to their number and leave
+// the workers' Ps all there is: the control plane (the sync's and the
+// events' pumps, metrics, the API) would then run only when sysmon takes
+// a P back from a worker's DPDK call, tens of milliseconds late. It
+// returns the value set, and whether it set one.
+func fixProcs(workers, house int) (int, bool) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return 0, false
+	}
+	n := workers + max(house, 1)
+	runtime.GOMAXPROCS(n)
+	return n, true
+}

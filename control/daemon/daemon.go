@@ -190,12 +190,16 @@ func (d *Daemon) initEAL() error {
 // isolate moves the control threads off the worker CPUs.
 func (d *Daemon) isolate() {
 	cfg, log := d.Config, d.log
-	if house, err := isolateWorkers(cfg.Workers.CPUs); err != nil {
+	house, err := isolateWorkers(cfg.Workers.CPUs)
+	if err != nil {
 		log.Warn("could not move control threads off the worker CPUs", "err", err)
 	} else if house == nil {
 		log.Warn("every CPU runs a worker: control threads share them", "cpus", cfg.Workers.CPUs)
 	} else {
 		log.Info("control threads on housekeeping CPUs", "cpus", house)
+	}
+	if n, ok := fixProcs(len(cfg.Workers.CPUs), len(house)); ok {
+		log.Info("Go scheduler: one P per polling worker plus the housekeeping CPUs", "gomaxprocs", n)
 	}
 }
 

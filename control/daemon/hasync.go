@@ -16,16 +16,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Connection-state sync (sync:): one goroutine sends the sync link's
-// connection events from the events hub to the peer, batched into
-// datagrams, and answers the peer's resync requests with a dump of the
-// tables; another receives the peer's messages into the external cache.
-// The workers never wait for either: an event that finds the hub's rings
-// or this listener's queue full is lost, counted, and starts a dump.
+// Connection-state sync (sync:): one goroutine drains the workers' sync
+// rings (conntrack.SyncRecord, one cache line per event) every
+// millisecond, sends the sync link's connection events to the peer,
+// batched into datagrams, and answers the peer's resync requests with a
+// dump of the tables; another receives the peer's messages into the
+// external cache. The workers never wait for either: an event that finds
+// its worker's sync ring full is lost, counted, and starts a dump.
 
-// syncQueue bounds the events waiting for the sync goroutine: at 100,000
-// new connections a second (some 900,000 events) a tick's worth.
-const syncQueue = 1 << 16
+// syncPump is how often the sync goroutine drains the workers' sync
+// rings: at a million events a second a ring (SyncRingSize) holds 8 ms.
+const syncPump = time.Millisecond
 
 // syncTick is how often queued messages go out, and heartbeats are due.
 const syncTick = 10 * time.Millisecond
@@ -49,17 +50,47 @@ type syncState struct {
 	// goroutine's); merged counts them for the metrics.
 	co     *hasync.Coalescer
 	merged atomic.Uint64
+	// rings are the workers' sync rings; take is offer as a func value,
+	// made once.
+	rings []*conntrack.SyncRing
+	take  func(*conntrack.SyncRecord)
 }
 
 // coalesceMax flushes the coalescer before a tick when this many
 // connections wait.
 const coalesceMax = 65536
 
-// offer takes one event into the coalescer.
-func (st *syncState) offer(ev *conntrack.Event) {
-	st.co.Add(ev)
+// offer takes one event of the sync link into the coalescer.
+func (st *syncState) offer(r *conntrack.SyncRecord) {
+	if r.Orig.Zone != st.zone {
+		return
+	}
+	st.co.Add(r)
 	if st.co.Len() >= coalesceMax {
 		st.flushEvents()
+	}
+}
+
+// pump takes what the workers' sync rings hold.
+func (st *syncState) pump() {
+	for _, r := range st.rings {
+		r.Drain(st.take)
+	}
+}
+
+// ringsLost sums the events the sync rings had no room for.
+func (st *syncState) ringsLost() uint64 {
+	var n uint64
+	for _, r := range st.rings {
+		n += r.Lost()
+	}
+	return n
+}
+
+// listen turns the workers' sync rings on (or off).
+func (st *syncState) listen(on bool) {
+	for _, r := range st.rings {
+		r.Listen(on)
 	}
 }
 
@@ -81,6 +112,10 @@ func (d *Daemon) startSync() error {
 		maxEntries = d.Config.Conntrack.Capacity * len(d.Config.Workers.CPUs)
 	}
 	st := &syncState{zone: zone, link: link, started: time.Now(), co: hasync.NewCoalescer()}
+	st.take = st.offer
+	for _, tr := range d.trackers {
+		st.rings = append(st.rings, tr.SyncEvents())
+	}
 	n, err := hasync.New(hasync.Config{Mode: s.Mode, Window: s.Window, ResendQueue: s.ResendQueue, Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer),
 		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log,
 		OnConn: st.onPeerConn, OnExpect: st.onPeerExpect})
@@ -90,9 +125,9 @@ func (d *Daemon) startSync() error {
 	st.node = n
 	d.initRoles(st)
 	d.sync = st
-	l := d.events.listenQueue(func(e *conntrack.Event) bool { return e.Entry.Orig.Zone == zone }, syncQueue)
+	st.listen(true)
 	go n.Receive()
-	go d.runSync(st, l)
+	go d.runSync(st)
 	d.log.Info("connection-state sync (conntrackd's protocol)", "mode", s.Mode, "role", s.Role, "local", s.Local, "peer", s.Peer, "link", link,
 		"interface", s.Interface, "netns", s.Netns, "max_entries", maxEntries)
 	return nil
@@ -112,15 +147,19 @@ func (d *Daemon) syncLink() (uint16, string) {
 }
 
 // runSync sends events, heartbeats and dumps until dpfw stops.
-func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
+func (d *Daemon) runSync(st *syncState) {
 	n := st.node
 	defer func() {
-		d.events.unlisten(l)
+		st.listen(false)
+		st.pump()
+		st.flushEvents()
 		n.Flush()
 		n.Close()
 	}()
 	tick := time.NewTicker(syncTick)
 	defer tick.Stop()
+	pump := time.NewTicker(syncPump)
+	defer pump.Stop()
 	n.RequestResync()
 	var expects *time.Ticker
 	if d.Config.Conntrack.FTP.Enabled {
@@ -128,25 +167,25 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 		defer expects.Stop()
 	}
 	sent := map[expectKey]conntrack.Expectation{}
-	seen, overflow := d.events.ringsLost(), uint64(0)
+	seen, overflow := st.ringsLost(), uint64(0)
 	wantDump := false
 	for {
 		select {
 		case <-d.quit:
 			return
-		case e := <-l.ch:
-			st.offer(&e.v)
-			drain(l, st)
+		case <-pump.C:
+			st.pump()
 		case <-n.ResyncRequests():
 			wantDump = true
 		case <-tickC(expects):
 			d.syncExpectations(st, sent)
 		case <-tick.C:
+			st.pump()
 			st.flushEvents()
 			n.Tick()
 			d.watchPeer(st, n)
-			now := d.events.ringsLost()
-			if lost := now - seen + uint64(d.events.takeLost(l)); lost > 0 {
+			now := st.ringsLost()
+			if lost := now - seen; lost > 0 {
 				n.Stats.EventsLost.Add(lost)
 				wantDump = true
 			}
@@ -160,7 +199,7 @@ func (d *Daemon) runSync(st *syncState, l *listener[conntrack.Event]) {
 		}
 		if wantDump && time.Since(time.Unix(0, st.lastDump.Load())) >= minDumpGap {
 			wantDump = false
-			d.syncDump(st, l)
+			d.syncDump(st)
 		}
 	}
 }
@@ -217,7 +256,7 @@ func (d *Daemon) syncExpectations(st *syncState, sent map[expectKey]conntrack.Ex
 
 // syncDump sends every connection of the sync link to the peer, at most
 // sync.dump_rate a second, serving events between chunks.
-func (d *Daemon) syncDump(st *syncState, l *listener[conntrack.Event]) {
+func (d *Daemon) syncDump(st *syncState) {
 	n := st.node
 	st.dumping.Store(true)
 	defer func() {
@@ -239,7 +278,7 @@ func (d *Daemon) syncDump(st *syncState, l *listener[conntrack.Event]) {
 		}
 		n.Flush()
 		due := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
-		d.syncServe(st, l, time.Until(due))
+		d.syncServe(st, time.Until(due))
 		return ctx.Err()
 	})
 	if err == nil && d.Config.Conntrack.FTP.Enabled {
@@ -259,26 +298,17 @@ func (d *Daemon) syncDump(st *syncState, l *listener[conntrack.Event]) {
 	d.log.Info("sync: dumped the connections to the peer", "connections", sent, "took", time.Since(start).Round(time.Millisecond))
 }
 
-// drain takes the events already queued, without waiting.
-func drain(l *listener[conntrack.Event], st *syncState) {
-	for {
-		select {
-		case e := <-l.ch:
-			st.offer(&e.v)
-		default:
-			return
-		}
-	}
-}
-
 // syncServe sends the events that arrive for dur (at least once).
-func (d *Daemon) syncServe(st *syncState, l *listener[conntrack.Event], dur time.Duration) {
+func (d *Daemon) syncServe(st *syncState, dur time.Duration) {
 	end := time.After(max(dur, 0))
+	pump := time.NewTicker(syncPump)
+	defer pump.Stop()
 	for {
 		select {
-		case e := <-l.ch:
-			st.offer(&e.v)
+		case <-pump.C:
+			st.pump()
 		case <-end:
+			st.pump()
 			st.flushEvents()
 			st.node.Tick()
 			return

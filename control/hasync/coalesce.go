@@ -24,8 +24,8 @@ type Coalescer struct {
 type pendingEvent struct {
 	t       wire.Type
 	gone    bool // created and destroyed within the interval: send nothing
-	e       conntrack.Entry
 	created bool // the first event was a NEW
+	r       conntrack.SyncRecord
 }
 
 // NewCoalescer returns an empty coalescer.
@@ -33,14 +33,13 @@ func NewCoalescer() *Coalescer {
 	return &Coalescer{pending: map[conntrack.Tuple]int{}}
 }
 
-// Add takes one event.
-func (c *Coalescer) Add(ev *conntrack.Event) {
-	t := MessageType(ev.Type)
-	k := ev.Entry.Orig
-	i, ok := c.pending[k]
+// Add takes one event, a worker's sync record.
+func (c *Coalescer) Add(r *conntrack.SyncRecord) {
+	t := MessageType(r.Type)
+	i, ok := c.pending[r.Orig]
 	if !ok {
-		c.pending[k] = len(c.order)
-		c.order = append(c.order, pendingEvent{t: t, e: ev.Entry, created: t == wire.CTNew})
+		c.pending[r.Orig] = len(c.order)
+		c.order = append(c.order, pendingEvent{t: t, r: *r, created: t == wire.CTNew})
 		return
 	}
 	c.Merged++
@@ -60,7 +59,7 @@ func (c *Coalescer) Add(ev *conntrack.Event) {
 	if t == wire.CTNew && p.gone {
 		p.gone = false
 	}
-	p.e = ev.Entry
+	p.r = *r
 }
 
 // Flush offers the merged messages to n, in the order their connections
@@ -68,7 +67,8 @@ func (c *Coalescer) Add(ev *conntrack.Event) {
 func (c *Coalescer) Flush(n *Node) {
 	for i := range c.order {
 		if p := &c.order[i]; !p.gone {
-			n.OfferEntry(p.t, &p.e)
+			e := p.r.Entry()
+			n.OfferEntry(p.t, &e)
 		}
 	}
 	clear(c.pending)

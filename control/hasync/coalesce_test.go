@@ -12,16 +12,15 @@ import (
 // latest state: NEW+UPDATEs a NEW, UPDATEs the last UPDATE, …+DESTROY a
 // DESTROY, and NEW…DESTROY nothing; destroyed then opened again, a NEW.
 func TestCoalescer(t *testing.T) {
-	ev := func(typ conntrack.EventType, e conntrack.Entry, st tcpstate.State) *conntrack.Event {
-		e.TCPState = st
-		return &conntrack.Event{Type: typ, Entry: e}
+	ev := func(typ conntrack.EventType, e conntrack.Entry, st tcpstate.State) *conntrack.SyncRecord {
+		return &conntrack.SyncRecord{Type: typ, Orig: e.Orig, TCPState: st}
 	}
 	a := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoTCP, 1, 80)
 	b := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoTCP, 2, 80)
 	c := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoTCP, 3, 80)
 	d := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoTCP, 4, 80)
 	co := NewCoalescer()
-	for _, e := range []*conntrack.Event{
+	for _, e := range []*conntrack.SyncRecord{
 		ev(conntrack.EventNew, a, tcpstate.SynSent), ev(conntrack.EventUpdate, a, tcpstate.Established), // a: NEW ESTABLISHED
 		ev(conntrack.EventUpdate, b, tcpstate.FinWait), ev(conntrack.EventUpdate, b, tcpstate.TimeWait), // b: UPDATE TIME_WAIT
 		ev(conntrack.EventNew, c, tcpstate.SynSent), ev(conntrack.EventDestroy, c, tcpstate.Close), // c: nothing
@@ -33,7 +32,7 @@ func TestCoalescer(t *testing.T) {
 	var got []string
 	for _, p := range co.order {
 		if !p.gone {
-			got = append(got, p.t.String()+" "+p.e.TCPState.String())
+			got = append(got, p.t.String()+" "+p.r.TCPState.String())
 		}
 	}
 	want := []string{"ct-new ESTABLISHED", "ct-update TIME_WAIT", "ct-new SYN_SENT"}

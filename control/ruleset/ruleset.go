@@ -182,6 +182,7 @@ func TrackerConfig(cfg *config.Config, seed uint64) conntrack.Config {
 		// Flow export reports counters and start times.
 		Accounting: cfg.Conntrack.Accounting || cfg.FlowExport.Enabled(),
 		Timestamps: cfg.Conntrack.Timestamps || cfg.FlowExport.Enabled(),
+		Sync:       cfg.Sync.Enabled(),
 	}
 }
 
@@ -197,7 +198,7 @@ type Memory struct {
 	Mbufs      int64 // the mempool: mbufs × (data room + mbuf header)
 	Conntrack  int64 // connection tables, all workers
 	PerConn    int   // bytes per tracked connection, all in
-	Workers    int64 // pipelines (fragment tables, bursts, trace rings), FTP helpers and event rings
+	Workers    int64 // pipelines (fragment tables, bursts, trace rings), FTP helpers, event and sync rings
 	RateLimits int64 // -m limit / -m hashlimit buckets (f may be nil)
 	// Rules is the compiled rule set (its classifier) and its counters,
 	// one pair per rule and chain and worker. A reload builds the new
@@ -231,6 +232,7 @@ func MemoryPlan(cfg *config.Config, f *filter.Filter) Memory {
 		Workers:   nw * int64(dataplane.PipelineBytes()+dataplane.TraceBytes()+conntrack.HelperBytes(TrackerConfig(cfg, 0).FTP)+conntrack.EventRingBytes()),
 	}
 	if s := &cfg.Sync; s.Enabled() {
+		m.Workers += nw * int64(conntrack.SyncRingBytes())
 		if s.Mode == "ftfw" {
 			m.Sync = int64(s.ResendQueue) * int64(hasync.ResendEntryBytes)
 		}
