@@ -52,6 +52,9 @@ func haStatusCmd() *cobra.Command {
 			if s.Standby {
 				fwd = "forwarding nothing (dpfw ha promote)"
 			}
+			if !s.Ready {
+				fwd += "; not ready: waiting for the peer's connections (its answer to our resync)"
+			}
 			fmt.Fprintf(w, "role %s, %s\n", s.Role, fwd)
 			fmt.Fprintf(w, "mode %s, link %s: %s <-> peer %s, last message from the peer %s\n", s.Mode, s.Link, s.Local, s.Peer, last)
 			fmt.Fprintf(w, "external cache: %d connections%s; resend queue: %d; FTFW handshake: %s\n", s.External,

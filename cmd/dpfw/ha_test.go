@@ -386,12 +386,18 @@ func TestSyncConntrackd(t *testing.T) {
 	})
 	peerList := func() string { return mustRun(t, "ip", "netns", "exec", string(l.peer), "conntrack", "-L") }
 	external := func() string { out, _ := p.cli("ha", "external"); return out }
-	// The resync at start brings the kernel's entries.
+	// The resync at start brings the kernel's entries, before dpfw
+	// reports ready (tapPair waited for its ready file).
 	want := keys(peerList())
 	if len(want) != 2 {
 		t.Fatalf("the peer's kernel lists %v", want)
 	}
-	waitKeys(t, "dpfw's external cache after its resync", external, want)
+	if got := keys(external()); !slices.Equal(got, want) {
+		t.Errorf("dpfw's external cache once dpfw is ready: %v; want the peer's %v", got, want)
+	}
+	if !p.waitLog("the peer's resync is in", time.Second) {
+		t.Errorf("dpfw did not log that the peer's resync is in")
+	}
 
 	// Later entries come with conntrackd's events; timeouts are the kernel's.
 	mustRun(t, "ip", "netns", "exec", string(l.peer), "conntrack", "-I", "-p", "icmp", "-s", "198.18.3.2", "-d", "198.18.4.1",

@@ -189,6 +189,10 @@ func run(ctx context.Context, cfg *config.Config, path, name, readyFile string, 
 			return err
 		}
 	}
+	if !waitSynced(ctx, d, sigs, log) {
+		_ = d.Stop()
+		return nil
+	}
 	if err := announceReady(cfg, d, readyFile, log); err != nil {
 		_ = d.Stop()
 		return err
@@ -217,6 +221,28 @@ func run(ctx context.Context, cfg *config.Config, path, name, readyFile string, 
 // announceReady tells systemd and the ready file that dpfw forwards: every
 // port started and every worker polling (daemon.Start returns then), the
 // metrics and API listening.
+// waitSynced waits for the sync's start-up resync (at once without
+// sync), or false on a stop signal or ctx's end first.
+func waitSynced(ctx context.Context, d *daemon.Daemon, sigs <-chan os.Signal, log *slog.Logger) bool {
+	select {
+	case <-d.SyncReady():
+		return true
+	default:
+	}
+	log.Info("waiting for the peer's connections (sync.ready_timeout bounds the wait)")
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	select {
+	case <-d.SyncReady():
+		return true
+	case <-sigs:
+	case <-done:
+	}
+	return false
+}
+
 func announceReady(cfg *config.Config, d *daemon.Daemon, readyFile string, log *slog.Logger) error {
 	status := fmt.Sprintf("forwarding: %d ports, %d links, %d workers", len(cfg.Ports), len(cfg.Links), len(cfg.Workers.CPUs))
 	if readyFile != "" {

@@ -218,6 +218,12 @@ type Sync struct {
 	// MTU is the sync link's MTU: a datagram carries up to MTU-28 bytes
 	// of messages.
 	MTU int `mapstructure:"mtu"`
+	// ReadyTimeout bounds how long a starting node waits for its peer's
+	// answer to the resync it asks for before it reports ready (ready
+	// file, /api/readyz, systemd): the peer must answer, and its dump
+	// settle (the external cache stops growing), within it; past it the
+	// node reports ready with what it has, and says so (0: do not wait).
+	ReadyTimeout time.Duration `mapstructure:"ready_timeout"`
 }
 
 // Enabled reports whether connection state is synced.
@@ -424,7 +430,7 @@ func Default() Config {
 		Rules:      Rules{MaxFileSize: DefaultMaxFileSize, ReloadTimeout: 30 * time.Second, Watch: "rename"},
 		Metrics:    Metrics{Listen: "127.0.0.1:9469", StatsInterval: 0, RuleSeries: 10000},
 		FlowExport: FlowExport{ActiveTimeout: 60 * time.Second, TemplateRefresh: 10 * time.Minute, ObservationDomain: 1},
-		Sync:       Sync{Role: "active", FailoverAfter: 3 * time.Second, Window: 300, ResendQueue: 131072, DumpRate: 100000, MTU: 1500},
+		Sync:       Sync{Role: "active", FailoverAfter: 3 * time.Second, Window: 300, ResendQueue: 131072, DumpRate: 100000, MTU: 1500, ReadyTimeout: 10 * time.Second},
 		Log:        Log{Level: "info", Format: "text"},
 	}
 }
@@ -612,6 +618,9 @@ func checkSync(v *validation) {
 	}
 	if s.Refresh != 0 && (s.Refresh < time.Second || s.Refresh > 24*time.Hour) {
 		v.add("sync.refresh", "%s: want 0 (off) or 1s to 24h", s.Refresh)
+	}
+	if s.ReadyTimeout < 0 || s.ReadyTimeout > 10*time.Minute {
+		v.add("sync.ready_timeout", "%s: want 0 (do not wait for the peer's resync) to 10m", s.ReadyTimeout)
 	}
 	if s.FailoverAfter != 0 && (s.FailoverAfter < 2*time.Second || s.FailoverAfter > time.Hour) {
 		v.add("sync.failover_after", "%s: want 0 (only dpfw ha promote) or 2s to 1h: the peer's heartbeats come every second", s.FailoverAfter)

@@ -51,10 +51,13 @@ type Daemon struct {
 	ready   atomic.Bool
 	reloads reloader
 	quit    chan struct{}
-	EAL     EALPlan
-	Pool    *dpdk.Mempool
-	Ports   []Port
-	Workers []*worker.Worker
+	// syncReady is closed once the sync's start-up resync is in (or at
+	// once without sync).
+	syncReady chan struct{}
+	EAL       EALPlan
+	Pool      *dpdk.Mempool
+	Ports     []Port
+	Workers   []*worker.Worker
 	// Rules is the compiled rule set the workers load once per burst.
 	Rules    atomic.Pointer[filter.Active]
 	trackers []*conntrack.Tracker
@@ -88,7 +91,10 @@ type Daemon struct {
 // Start initializes DPDK and starts every port and worker. On error, what was
 // started is stopped again.
 func Start(cfg *config.Config, path string, log *slog.Logger) (_ *Daemon, err error) {
-	d := &Daemon{Config: cfg, ConfigPath: path, EAL: PlanEAL(cfg), log: log, done: make(chan struct{}), quit: make(chan struct{})}
+	d := &Daemon{Config: cfg, ConfigPath: path, EAL: PlanEAL(cfg), log: log, done: make(chan struct{}), quit: make(chan struct{}), syncReady: make(chan struct{})}
+	if !cfg.Sync.Enabled() {
+		close(d.syncReady)
+	}
 	d.active.Store(cfg)
 	d.reloads.kick = make(chan struct{}, 1)
 	for _, w := range cfg.Warnings() {
@@ -386,8 +392,9 @@ func (d *Daemon) Err() error {
 }
 
 // Ready reports whether dpfw forwards: every port started, every worker
-// polling, not stopping.
-func (d *Daemon) Ready() bool { return d.ready.Load() }
+// polling, not stopping, and with sync, the peer's connections in
+// (SyncReady).
+func (d *Daemon) Ready() bool { return d.ready.Load() && (d.sync == nil || d.sync.ready.Load()) }
 
 // Healthy reports whether every worker is still running.
 func (d *Daemon) Healthy() bool {

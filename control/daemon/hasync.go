@@ -54,6 +54,8 @@ type syncState struct {
 	// made once.
 	rings []*conntrack.SyncRing
 	take  func(*conntrack.SyncRecord)
+	// ready is set once the start-up resync is in (syncready.go).
+	ready atomic.Bool
 }
 
 // coalesceMax flushes the coalescer before a tick when this many
@@ -161,6 +163,11 @@ func (d *Daemon) runSync(st *syncState) {
 	pump := time.NewTicker(syncPump)
 	defer pump.Stop()
 	n.RequestResync()
+	ready := readiness{asked: time.Now()}
+	if d.Config.Sync.ReadyTimeout == 0 {
+		st.ready.Store(true)
+		close(d.syncReady)
+	}
 	var expects *time.Ticker
 	if d.Config.Conntrack.FTP.Enabled {
 		expects = time.NewTicker(expectPoll)
@@ -183,6 +190,7 @@ func (d *Daemon) runSync(st *syncState) {
 			st.pump()
 			st.flushEvents()
 			n.Tick()
+			d.syncReadyCheck(st, &ready)
 			d.watchPeer(st, n)
 			now := st.ringsLost()
 			if lost := now - seen; lost > 0 {
@@ -331,6 +339,7 @@ type SyncStatus struct {
 	PeerAgo     string            `json:"peer_last_message_ago,omitempty"`
 	External    int               `json:"external_entries"`
 	Dumping     bool              `json:"dumping"`
+	Ready       bool              `json:"ready"`
 	ResendQueue int               `json:"resend_queue"`
 	Handshake   string            `json:"handshake"`
 	Counters    map[string]uint64 `json:"counters"`
@@ -347,7 +356,7 @@ func (d *Daemon) SyncStatus() (SyncStatus, bool) {
 	}
 	n, s := st.node, &d.Config.Sync
 	out := SyncStatus{Mode: s.Mode, Role: st.roles.get(), Standby: d.standby.Load(), Promoting: st.roles.promoting.Load(), Local: s.Local, Peer: s.Peer, Link: st.link, External: n.External.Len(),
-		Dumping: st.dumping.Load(), UptimeSince: st.started, Counters: map[string]uint64{},
+		Dumping: st.dumping.Load(), Ready: st.ready.Load(), UptimeSince: st.started, Counters: map[string]uint64{},
 		Malformed: map[string]uint64{}, Refused: map[string]uint64{}}
 	if t := n.PeerSeen(); !t.IsZero() {
 		out.PeerSeen, out.PeerAgo = &t, time.Since(t).Round(time.Millisecond).String()
