@@ -56,7 +56,11 @@ func haStatusCmd() *cobra.Command {
 				fwd += "; not ready: waiting for the peer's connections (its answer to our resync)"
 			}
 			fmt.Fprintf(w, "role %s, %s\n", s.Role, fwd)
-			fmt.Fprintf(w, "mode %s, link %s: %s <-> peer %s, last message from the peer %s\n", s.Mode, s.Link, s.Local, s.Peer, last)
+			via := ""
+			if s.Multicast != "" {
+				via = " via multicast group " + s.Multicast
+			}
+			fmt.Fprintf(w, "mode %s, link %s: %s <-> peer %s%s, last message from the peer %s\n", s.Mode, s.Link, s.Local, s.Peer, via, last)
 			fmt.Fprintf(w, "external cache: %d connections%s; resend queue: %d; FTFW handshake: %s\n", s.External,
 				map[bool]string{true: " (dumping ours to the peer)"}[s.Dumping], s.ResendQueue, s.Handshake)
 			fmt.Fprintf(w, "counters: %s\nmalformed: %s\nrefused: %s\n", kv(s.Counters), kv(s.Malformed), kv(s.Refused))

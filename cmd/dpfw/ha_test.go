@@ -231,18 +231,27 @@ func startConntrackd(t *testing.T, l *syncLink, dir string) *conntrackd {
 	return startConntrackdMode(t, l, dir, "NOTRACK {\n\t\tStartupResync on\n\t}")
 }
 
-// startConntrackdMode starts conntrackd with the given Mode block.
+// startConntrackdMode starts conntrackd with the given Mode block, over
+// UDP unicast to dpfw.
 func startConntrackdMode(t *testing.T, l *syncLink, dir, mode string) *conntrackd {
 	t.Helper()
-	conf := fmt.Sprintf(`Sync {
-	Mode %s
-	UDP {
+	udp := fmt.Sprintf(`UDP {
 		IPv4_address %s
 		IPv4_Destination_Address %s
 		Port 3780
 		Interface %s
 		Checksum on
-	}
+	}`, l.peerIP, l.dpfwAddr, l.peerIf)
+	return startConntrackdConf(t, l, dir, mode, udp)
+}
+
+// startConntrackdConf starts conntrackd with the given Mode block and
+// transport block (UDP or Multicast).
+func startConntrackdConf(t *testing.T, l *syncLink, dir, mode, transport string) *conntrackd {
+	t.Helper()
+	conf := fmt.Sprintf(`Sync {
+	Mode %s
+	%s
 }
 General {
 	HashSize 8192
@@ -256,7 +265,7 @@ General {
 	NetlinkBufferSize 2097152
 	NetlinkBufferSizeMaxGrowth 8388608
 }
-`, mode, l.peerIP, l.dpfwAddr, l.peerIf, dir, dir, dir)
+`, mode, transport, dir, dir, dir)
 	if err := os.WriteFile(filepath.Join(dir, "conntrackd.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -906,5 +915,48 @@ func TestHAActiveActive(t *testing.T) {
 			h.a.stop()
 			h.b.stop()
 		})
+	}
+}
+
+// TestSyncConntrackdMulticast pairs dpfw with conntrackd over a multicast
+// group (conntrackd's Multicast transport, FTFW): the kernel's entry is in
+// dpfw's external cache when dpfw reports ready, and dpfw's connection
+// reaches conntrackd's.
+func TestSyncConntrackdMulticast(t *testing.T) {
+	requireDPDK(t)
+	requireTool(t, "conntrackd")
+	requireTool(t, "conntrack")
+	l := newSyncLink(t)
+	dir := t.TempDir()
+	mustRun(t, "ip", "netns", "exec", string(l.peer), "conntrack", "-I", "-p", "tcp", "-s", "198.18.3.1", "-d", "198.18.4.1",
+		"--sport", "40001", "--dport", "443", "--state", "ESTABLISHED", "-t", "3000", "-u", "SEEN_REPLY,ASSURED")
+	const group = "225.0.0.50"
+	ctd := startConntrackdConf(t, l, dir, "FTFW {\n\t\tStartupResync on\n\t}", fmt.Sprintf(`Multicast {
+		IPv4_address %s
+		Group 3780
+		IPv4_interface %s
+		Interface %s
+		Checksum on
+	}`, group, l.peerIP, l.peerIf))
+	p, cns, _ := tapPair(t, func(c *config.Config) {
+		e2e.Iptables(c, statefulRules, "")
+		l.configure(c)
+		c.Sync.Mode, c.Sync.Multicast = "ftfw", group+":3780"
+	})
+	want := keys(mustRun(t, "ip", "netns", "exec", string(l.peer), "conntrack", "-L"))
+	if got, _ := p.cli("ha", "external"); !slices.Equal(keys(got), want) || len(want) != 1 {
+		t.Errorf("dpfw's external cache once dpfw is ready: %v; want the peer's %v", keys(got), want)
+	}
+	if out, err := cns.Command("ping", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.2").CombinedOutput(); err != nil {
+		t.Fatalf("ping: %v\n%s", err, out)
+	}
+	mine, err := p.cli("conntrack", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitKeys(t, "conntrackd -e", func() string { out, _ := ctd.ctl("-e"); return out }, keys(mine))
+	status, _ := p.cli("ha", "status")
+	if !strings.Contains(status, "via multicast group "+group+":3780") || !strings.Contains(status, "foreign_datagrams=0") {
+		t.Errorf("dpfw ha status:\n%s", status)
 	}
 }

@@ -197,6 +197,12 @@ type Sync struct {
 	// IPv4_Destination_Address with Port).
 	Local string `mapstructure:"local"`
 	Peer  string `mapstructure:"peer"`
+	// Multicast, if set, is the group:port messages go to and come from
+	// instead of Peer (conntrackd's Multicast IPv4_address or
+	// IPv6_address, and Group), joined on Local's address (conntrackd's
+	// IPv4_interface); Peer's address then only says whose messages are
+	// taken.
+	Multicast string `mapstructure:"multicast"`
 	// Interface, if set, binds the socket to that kernel interface.
 	Interface string `mapstructure:"interface"`
 	// Netns, if set, is the network namespace (ip netns) the socket is
@@ -658,6 +664,7 @@ func checkSyncLink(v *validation, s *Sync) {
 	if addrs[0].IsValid() && addrs[1].IsValid() && addrs[0].Addr().Unmap().Is4() != addrs[1].Addr().Unmap().Is4() {
 		v.add("sync.peer", "%s and sync.local %s are of two families", s.Peer, s.Local)
 	}
+	checkMulticast(v, s, addrs[0])
 	if s.Interface != "" && (len(s.Interface) > 15 || strings.ContainsAny(s.Interface, "/ :")) {
 		v.add("sync.interface", "%q: want a kernel interface name", s.Interface)
 	}
@@ -670,6 +677,23 @@ func checkSyncLink(v *validation, s *Sync) {
 			names[i] = l.Name
 		}
 		v.add("sync.link", "no link named %q%s", s.Link, suggest(s.Link, names))
+	}
+}
+
+// checkMulticast checks sync.multicast: a multicast group and port, of
+// local's family; IPv6 joins on sync.interface.
+func checkMulticast(v *validation, s *Sync, local netip.AddrPort) {
+	if s.Multicast == "" {
+		return
+	}
+	g, err := netip.ParseAddrPort(s.Multicast)
+	switch {
+	case err != nil || g.Port() == 0 || !g.Addr().IsMulticast() || g.Addr().Zone() != "":
+		v.add("sync.multicast", "%q: want a multicast group:port, e.g. 225.0.0.50:3780 (conntrackd's Multicast IPv4_address and Group)", s.Multicast)
+	case local.IsValid() && local.Addr().Unmap().Is4() != g.Addr().Unmap().Is4():
+		v.add("sync.multicast", "%s and sync.local %s are of two families", s.Multicast, s.Local)
+	case g.Addr().Is6() && s.Interface == "":
+		v.add("sync.interface", "IPv6 multicast (sync.multicast %s) joins the group on an interface: name it", s.Multicast)
 	}
 }
 

@@ -118,7 +118,7 @@ func (d *Daemon) startSync() error {
 	for _, tr := range d.trackers {
 		st.rings = append(st.rings, tr.SyncEvents())
 	}
-	n, err := hasync.New(hasync.Config{Mode: s.Mode, Window: s.Window, ResendQueue: s.ResendQueue, Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer),
+	n, err := hasync.New(hasync.Config{Mode: s.Mode, Window: s.Window, ResendQueue: s.ResendQueue, Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer), Group: group(s.Multicast),
 		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log,
 		OnConn: st.onPeerConn, OnExpect: st.onPeerExpect})
 	if err != nil {
@@ -130,9 +130,17 @@ func (d *Daemon) startSync() error {
 	st.listen(true)
 	go n.Receive()
 	go d.runSync(st)
-	d.log.Info("connection-state sync (conntrackd's protocol)", "mode", s.Mode, "role", s.Role, "local", s.Local, "peer", s.Peer, "link", link,
+	d.log.Info("connection-state sync (conntrackd's protocol)", "mode", s.Mode, "role", s.Role, "local", s.Local, "peer", s.Peer, "multicast", s.Multicast, "link", link,
 		"interface", s.Interface, "netns", s.Netns, "max_entries", maxEntries)
 	return nil
+}
+
+// group is sync.multicast's group (none if unset).
+func group(s string) netip.AddrPort {
+	if s == "" {
+		return netip.AddrPort{}
+	}
+	return netip.MustParseAddrPort(s)
 }
 
 // syncLink is the zone and name of the link whose connections sync.
@@ -334,6 +342,7 @@ type SyncStatus struct {
 	Promoting   bool              `json:"promoting"`
 	Local       string            `json:"local"`
 	Peer        string            `json:"peer"`
+	Multicast   string            `json:"multicast,omitempty"`
 	Link        string            `json:"link"`
 	PeerSeen    *time.Time        `json:"peer_last_message,omitempty"`
 	PeerAgo     string            `json:"peer_last_message_ago,omitempty"`
@@ -355,7 +364,7 @@ func (d *Daemon) SyncStatus() (SyncStatus, bool) {
 		return SyncStatus{}, false
 	}
 	n, s := st.node, &d.Config.Sync
-	out := SyncStatus{Mode: s.Mode, Role: st.roles.get(), Standby: d.standby.Load(), Promoting: st.roles.promoting.Load(), Local: s.Local, Peer: s.Peer, Link: st.link, External: n.External.Len(),
+	out := SyncStatus{Mode: s.Mode, Role: st.roles.get(), Standby: d.standby.Load(), Promoting: st.roles.promoting.Load(), Local: s.Local, Peer: s.Peer, Multicast: s.Multicast, Link: st.link, External: n.External.Len(),
 		Dumping: st.dumping.Load(), Ready: st.ready.Load(), UptimeSince: st.started, Counters: map[string]uint64{},
 		Malformed: map[string]uint64{}, Refused: map[string]uint64{}}
 	if t := n.PeerSeen(); !t.IsZero() {

@@ -1,7 +1,6 @@
 package hasync
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dpfw/dpfw/conntrack"
@@ -37,6 +35,13 @@ type Config struct {
 	// from); Peer the address:port they are sent to. Only datagrams
 	// from Peer's address are taken.
 	Local, Peer netip.AddrPort
+	// Group, if set, is a multicast group:port the messages go to and
+	// come from instead (conntrackd's Multicast: IPv4_address or
+	// IPv6_address, and Group): the node joins it on Local's address
+	// (IPv4_interface) or, for IPv6, on Interface, and sends from Local's
+	// address with multicast loopback off. Only the peer's address is
+	// then checked on what arrives.
+	Group netip.AddrPort
 	// Interface, if set, binds the socket to that kernel interface (the
 	// dedicated sync link, conntrackd's Interface).
 	Interface string
@@ -66,9 +71,10 @@ type Config struct {
 // one goroutine: Offer, Flush, Tick), the receiver (Receive, its own
 // goroutine) and the external cache.
 type Node struct {
-	cfg  Config
-	conn *net.UDPConn
-	peer *net.UDPAddr
+	cfg Config
+	// conn receives; send sends (the same socket, but with multicast).
+	conn, send *net.UDPConn
+	peer       *net.UDPAddr
 
 	// The sender's state (mu): the next sequence number, the datagram
 	// being filled, and FTFW's resend queue and HELLO handshake. Both
@@ -154,31 +160,25 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Alive <= 0 {
 		cfg.Alive = time.Second
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-			if serr == nil && cfg.Interface != "" {
-				serr = syscall.BindToDevice(int(fd), cfg.Interface)
-			}
-		})
-		return errors.Join(err, serr)
-	}}
-	var pc net.PacketConn
-	listen := func() (err error) {
-		pc, err = lc.ListenPacket(context.Background(), "udp", cfg.Local.String())
+	var recv, send *net.UDPConn
+	open := func() (err error) {
+		recv, send, err = openSockets(&cfg)
 		return err
 	}
 	var err error
 	if cfg.Netns != "" {
-		err = inNetns(cfg.Netns, listen)
+		err = inNetns(cfg.Netns, open)
 	} else {
-		err = listen()
+		err = open()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sync: listening on %s: %w", cfg.Local, err)
+		return nil, err
 	}
-	n := &Node{cfg: cfg, conn: pc.(*net.UDPConn), peer: net.UDPAddrFromAddrPort(cfg.Peer),
+	to := cfg.Peer
+	if cfg.Group.IsValid() {
+		to = cfg.Group
+	}
+	n := &Node{cfg: cfg, conn: recv, send: send, peer: net.UDPAddrFromAddrPort(to),
 		External: NewCache(cfg.MaxEntries), Expects: NewExpectCache(max(cfg.MaxEntries/16, 1024)), resync: make(chan struct{}, 1),
 		seq: uint32(cfg.Now().Unix()), out: make([]byte, 0, cfg.Datagram)}
 	if cfg.Mode == FTFW {
@@ -195,6 +195,9 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	if n.send != n.conn {
+		_ = n.send.Close()
+	}
 	return n.conn.Close()
 }
 
@@ -283,7 +286,7 @@ func (n *Node) flush() {
 	if len(n.out) == 0 {
 		return
 	}
-	if _, err := n.conn.WriteToUDP(n.out, n.peer); err != nil {
+	if _, err := n.send.WriteToUDP(n.out, n.peer); err != nil {
 		n.Stats.SendErrors.Add(1)
 	} else {
 		n.Stats.Datagrams.Add(1)
