@@ -960,3 +960,111 @@ func TestSyncConntrackdMulticast(t *testing.T) {
 		t.Errorf("dpfw ha status:\n%s", status)
 	}
 }
+
+// TestSyncConntrackdExpect: an FTP client asks for a passive data
+// connection through dpfw; the expectation dpfw's FTP helper makes reaches
+// conntrackd's external expectation cache (conntrackd -e expect, with
+// ExpectationSync on), and the transfer completes.
+func TestSyncConntrackdExpect(t *testing.T) {
+	requireDPDK(t)
+	requireTool(t, "conntrackd")
+	requireTool(t, "vsftpd")
+	l := newSyncLink(t)
+	dir := t.TempDir()
+	udp := fmt.Sprintf(`UDP {
+		IPv4_address %s
+		IPv4_Destination_Address %s
+		Port 3780
+		Interface %s
+		Checksum on
+	}
+	Options {
+		ExpectationSync On
+	}`, l.peerIP, l.dpfwAddr, l.peerIf)
+	ctd := startConntrackdConf(t, l, dir, "NOTRACK {\n\t\tStartupResync on\n\t}", udp)
+	p, cns, sns := tapPair(t, func(c *config.Config) {
+		e2e.Iptables(c, ftpHARules, "")
+		l.configure(c)
+	})
+	files := t.TempDir()
+	content := make([]byte, 64<<10)
+	_, _ = io.ReadFull(newDataSource(), content)
+	if err := os.WriteFile(filepath.Join(files, "file.bin"), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startVsftpd(t, sns, files)
+	goFile := filepath.Join(t.TempDir(), "go")
+	cli := cns.Command(os.Args[0])
+	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=ftp-pasv", "DPFW_E2E_ADDR=198.18.0.2:21", "DPFW_E2E_FILE=file.bin", "DPFW_E2E_GO="+goFile)
+	done, out := background(t, cli)
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "pasv "); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no PASV answer through dpfw: %s\n%s", out.String(), p.dump())
+		}
+	}
+	port := strings.Fields(out.String()[strings.Index(out.String(), "pasv "):])[1]
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		x, _ := ctd.ctl("-e", "expect")
+		if strings.Contains(x, "dst=198.18.0.2") && strings.Contains(x, "dport="+port) && strings.Contains(x, "dport=21") {
+			t.Logf("conntrackd -e expect:\n%s", x)
+			break
+		} else if time.Now().After(end) {
+			mine, _ := p.cli("conntrack", "expect")
+			t.Fatalf("conntrackd has no expectation for the data connection to port %s:\n%s\ndpfw's:\n%s\n%s", port, x, mine, ctd.out.String())
+		}
+	}
+	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the FTP transfer: %v\n%s", err, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the FTP transfer did not finish\n%s", out.String())
+	}
+
+	// The other way: an FTP session in the peer's own kernel (its FTP
+	// helper assigned by nftables) makes an expectation there, which
+	// conntrackd sends and dpfw's external cache takes.
+	mustRun(t, "ip", "-n", string(l.peer), "addr", "add", "198.18.0.2/32", "dev", "lo")
+	nft := l.peer.Command("nft", "-f", "-")
+	nft.Stdin = strings.NewReader(`table inet dpfwtest {
+	ct helper ftp-std { type "ftp" protocol tcp; }
+	chain out { type filter hook output priority 0; tcp dport 21 ct helper set "ftp-std"; }
+}
+`)
+	if b, err := nft.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, b)
+	}
+	startVsftpd(t, l.peer, files)
+	goFile2 := filepath.Join(t.TempDir(), "go")
+	kcli := l.peer.Command(os.Args[0])
+	kcli.Env = append(os.Environ(), "DPFW_E2E_HELPER=ftp-pasv", "DPFW_E2E_ADDR=198.18.0.2:21", "DPFW_E2E_FILE=file.bin", "DPFW_E2E_GO="+goFile2)
+	kdone, kout := background(t, kcli)
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(kout.String(), "pasv "); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no PASV answer in the peer's namespace: %s", kout.String())
+		}
+	}
+	kport := strings.Fields(kout.String()[strings.Index(kout.String(), "pasv "):])[1]
+	kernel := mustRun(t, "ip", "netns", "exec", string(l.peer), "conntrack", "-L", "expect")
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		x, _ := p.cli("ha", "external", "--expect")
+		if strings.Contains(x, "dport="+kport) && strings.Contains(x, "master-dst=198.18.0.2") && strings.Contains(x, "dport=21") {
+			t.Logf("the peer kernel's expectation:\n%sdpfw ha external --expect:\n%s", kernel, x)
+			break
+		} else if time.Now().After(end) {
+			t.Fatalf("dpfw's external cache has no expectation for port %s:\n%s\nthe peer's kernel:\n%s", kport, x, kernel)
+		}
+	}
+	if err := os.WriteFile(goFile2, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-kdone:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the peer's FTP transfer did not finish\n%s", kout.String())
+	}
+}
