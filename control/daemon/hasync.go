@@ -419,7 +419,7 @@ func syncCounters(st *syncState) []syncCounter {
 		{"messages_late", "Messages that arrived late or twice.", &s.SeqBefore},
 		{"resyncs_requested", "Dumps this node asked its peer for (at start).", &s.ResyncsAsked},
 		{"dumps_sent", "Dumps of this node's connections sent to the peer (its resync requests, lost events).", &s.ResyncsServed},
-		{"events_lost", "Connection events the sync could not send (a ring or its queue full); each starts a dump.", &s.EventsLost},
+		{"events_lost", "Connection events the sync could not send (a worker's sync ring full); each starts a dump.", &s.EventsLost},
 		{"acks_sent", "FTFW acknowledgements sent to the peer.", &s.AcksSent},
 		{"nacks_sent", "FTFW NACKs sent: gaps in the peer's sequence numbers.", &s.NacksSent},
 		{"messages_resent", "FTFW messages sent again (the peer NACKed them, or restarted).", &s.Resent},

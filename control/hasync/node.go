@@ -118,7 +118,7 @@ type Stats struct {
 	Refused   [numRefused]atomic.Uint64
 	// ResyncsAsked: resyncs this node asked for; ResyncsServed: dumps it
 	// sent; EventsLost: connection events the sync could not send (a
-	// ring or its queue full), each of which starts a dump.
+	// worker's sync ring full), each of which starts a dump.
 	ResyncsAsked, ResyncsServed, EventsLost atomic.Uint64
 	// FTFW: acknowledgements and NACKs sent, messages sent again, and
 	// messages the resend queue had no room for.
