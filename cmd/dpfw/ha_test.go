@@ -582,9 +582,17 @@ func (h *haPair) download(t *testing.T, pace time.Duration) <-chan string {
 func TestHAFailover(t *testing.T) {
 	requireDPDK(t)
 	t.Run("synced", func(t *testing.T) {
+		// Authenticated (sync.key_file), as two dpfw nodes can be.
 		l := newSyncLink(t)
-		h := startHAPair(t, l, func(c *config.Config) { l.syncNode(c, true, "active") },
-			func(c *config.Config) { l.syncNode(c, false, "backup"); c.Sync.FailoverAfter = 2 * time.Second })
+		key := filepath.Join(t.TempDir(), "sync.key")
+		if err := os.WriteFile(key, []byte("dpfw test key: 198.18.9.0/24 sync link\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h := startHAPair(t, l, func(c *config.Config) { l.syncNode(c, true, "active"); c.Sync.KeyFile = key },
+			func(c *config.Config) {
+				l.syncNode(c, false, "backup")
+				c.Sync.FailoverAfter, c.Sync.KeyFile = 2*time.Second, key
+			})
 		failover(t, h, true)
 	})
 	t.Run("ftp", func(t *testing.T) {
@@ -666,6 +674,9 @@ func failover(t *testing.T, h *haPair, synced bool) {
 	}
 	if n := h.b.metric("dpfw_worker_dropped_packets_total", `reason="ct_invalid"`); n != 0 {
 		t.Errorf("b dropped %v packets as INVALID after taking over", n)
+	}
+	if bad, stale := h.b.metric("dpfw_sync_auth_bad_total"), h.b.metric("dpfw_sync_auth_stale_total"); bad+stale != 0 {
+		t.Errorf("b refused %v datagrams as unauthenticated and %v as stale", bad, stale)
 	}
 	h.b.stop()
 }

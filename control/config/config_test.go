@@ -299,3 +299,36 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestSyncKeyFile: sync.key_file must exist, hold at least 16 bytes, and
+// not be readable by others; each refusal says how to fix it.
+func TestSyncKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good", "  c2VjcmV0IHNoYXJlZCBrZXkgb2YgMzIgYnl0ZXM=\n", 0o600)
+	for _, tc := range []struct {
+		path, want string
+	}{
+		{good, ""},
+		{write("short", "tooshort\n", 0o600), "holds 8 bytes of key: want at least 16"},
+		{write("open", "c2VjcmV0IHNoYXJlZCBrZXkgb2YgMzIgYnl0ZXM=", 0o644), "chmod 600"},
+		{filepath.Join(dir, "missing"), "head -c 32 /dev/urandom"},
+	} {
+		key, err := config.LoadSyncKey(tc.path)
+		switch {
+		case tc.want == "" && (err != nil || string(key) != "c2VjcmV0IHNoYXJlZCBrZXkgb2YgMzIgYnl0ZXM="):
+			t.Errorf("%s: %q, %v; want the trimmed key", tc.path, key, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v; want an error with %q", tc.path, err, tc.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/control/config"
 	"github.com/dpfw/dpfw/control/hasync"
 	"github.com/dpfw/dpfw/control/hasync/wire"
 	"github.com/prometheus/client_golang/prometheus"
@@ -113,12 +115,20 @@ func (d *Daemon) startSync() error {
 	if maxEntries == 0 {
 		maxEntries = d.Config.Conntrack.Capacity * len(d.Config.Workers.CPUs)
 	}
+	var key []byte
+	if s.KeyFile != "" {
+		k, err := config.LoadSyncKey(s.KeyFile)
+		if err != nil {
+			return fmt.Errorf("sync.key_file: %w", err)
+		}
+		key = k
+	}
 	st := &syncState{zone: zone, link: link, started: time.Now(), co: hasync.NewCoalescer()}
 	st.take = st.offer
 	for _, tr := range d.trackers {
 		st.rings = append(st.rings, tr.SyncEvents())
 	}
-	n, err := hasync.New(hasync.Config{Mode: s.Mode, Window: s.Window, ResendQueue: s.ResendQueue, Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer), Group: group(s.Multicast),
+	n, err := hasync.New(hasync.Config{Mode: s.Mode, Window: s.Window, ResendQueue: s.ResendQueue, Local: netip.MustParseAddrPort(s.Local), Peer: netip.MustParseAddrPort(s.Peer), Group: group(s.Multicast), Key: key,
 		Interface: s.Interface, Netns: s.Netns, Zone: zone, MaxEntries: maxEntries, Datagram: s.MTU - 28, Log: d.log,
 		OnConn: st.onPeerConn, OnExpect: st.onPeerExpect})
 	if err != nil {
@@ -130,7 +140,7 @@ func (d *Daemon) startSync() error {
 	st.listen(true)
 	go n.Receive()
 	go d.runSync(st)
-	d.log.Info("connection-state sync (conntrackd's protocol)", "mode", s.Mode, "role", s.Role, "local", s.Local, "peer", s.Peer, "multicast", s.Multicast, "link", link,
+	d.log.Info("connection-state sync (conntrackd's protocol)", "mode", s.Mode, "role", s.Role, "local", s.Local, "peer", s.Peer, "multicast", s.Multicast, "authenticated", key != nil, "link", link,
 		"interface", s.Interface, "netns", s.Netns, "max_entries", maxEntries)
 	return nil
 }
@@ -415,6 +425,8 @@ func syncCounters(st *syncState) []syncCounter {
 		{"messages_received", "Sync messages received from the peer.", &s.MsgsRecv},
 		{"bytes_received", "Bytes of sync datagrams received from the peer.", &s.BytesRecv},
 		{"foreign_datagrams", "Datagrams on the sync port from an address other than the peer's (dropped).", &s.Foreign},
+		{"auth_bad", "Datagrams refused for a missing or wrong MAC (sync.key_file).", &s.AuthBad},
+		{"auth_stale", "Authenticated datagrams refused as replayed, reordered, or too far from this node's clock (sync.key_file).", &s.AuthStale},
 		{"messages_lost", "Messages the peer sent that never arrived (gaps in its sequence numbers).", &s.SeqLost},
 		{"messages_late", "Messages that arrived late or twice.", &s.SeqBefore},
 		{"resyncs_requested", "Dumps this node asked its peer for (at start).", &s.ResyncsAsked},

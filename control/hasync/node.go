@@ -42,6 +42,10 @@ type Config struct {
 	// address with multicast loopback off. Only the peer's address is
 	// then checked on what arrives.
 	Group netip.AddrPort
+	// Key, if set, authenticates every datagram with HMAC-SHA256 and
+	// refuses replays (auth.go): between dpfw nodes only, as conntrackd
+	// has no such option.
+	Key []byte
 	// Interface, if set, binds the socket to that kernel interface (the
 	// dedicated sync link, conntrackd's Interface).
 	Interface string
@@ -87,6 +91,9 @@ type Node struct {
 	lastSend time.Time
 	scratch  []byte
 	ftfw     *ftfwState
+	// seal and unseal authenticate datagrams (nil without Config.Key):
+	// seal under mu, unseal on the receiving goroutine.
+	seal, unseal *auth
 
 	External *Cache
 	Expects  *ExpectCache
@@ -109,6 +116,10 @@ type Node struct {
 type Stats struct {
 	MsgsSent, BytesSent, Datagrams, SendErrors atomic.Uint64
 	MsgsRecv, BytesRecv, Foreign               atomic.Uint64
+	// AuthBad counts datagrams refused for a missing or wrong MAC,
+	// AuthStale ones refused as replayed, reordered or too far from this
+	// node's clock (Config.Key).
+	AuthBad, AuthStale atomic.Uint64
 	// SeqLost counts messages the peer sent that never arrived (gaps in
 	// its sequence numbers), SeqBefore ones that came late or twice.
 	SeqLost, SeqBefore atomic.Uint64
@@ -183,6 +194,10 @@ func New(cfg Config) (*Node, error) {
 		seq: uint32(cfg.Now().Unix()), out: make([]byte, 0, cfg.Datagram)}
 	if cfg.Mode == FTFW {
 		n.ftfw = newFTFW(cfg.Window, cfg.ResendQueue)
+	}
+	if len(cfg.Key) > 0 {
+		n.seal, n.unseal = newAuth(cfg.Key), newAuth(cfg.Key)
+		n.cfg.Datagram -= AuthLen
 	}
 	return n, nil
 }
@@ -286,14 +301,18 @@ func (n *Node) flush() {
 	if len(n.out) == 0 {
 		return
 	}
-	if _, err := n.send.WriteToUDP(n.out, n.peer); err != nil {
+	out := n.out
+	if n.seal != nil {
+		out = n.seal.seal(out, n.cfg.Now())
+	}
+	if _, err := n.send.WriteToUDP(out, n.peer); err != nil {
 		n.Stats.SendErrors.Add(1)
 	} else {
 		n.Stats.Datagrams.Add(1)
 		n.Stats.MsgsSent.Add(uint64(n.msgs))
-		n.Stats.BytesSent.Add(uint64(len(n.out)))
+		n.Stats.BytesSent.Add(uint64(len(out)))
 	}
-	n.out, n.msgs = n.out[:0], 0
+	n.out, n.msgs = out[:0], 0
 	n.lastSend = n.cfg.Now()
 }
 
@@ -341,6 +360,13 @@ func (n *Node) Receive() {
 // (acknowledgements, resends) go out at its end.
 func (n *Node) datagram(b []byte) {
 	now := n.cfg.Now()
+	if n.unseal != nil {
+		var why int
+		if b, why = n.unseal.open(b, now); why != authOK {
+			[2]*atomic.Uint64{&n.Stats.AuthBad, &n.Stats.AuthStale}[why-authBad].Add(1)
+			return
+		}
+	}
 	n.peerSeen.Store(now.UnixNano())
 	if n.ftfw != nil {
 		defer n.Flush()

@@ -14,7 +14,10 @@ import (
 )
 
 // pair opens two nodes on loopback, each the other's peer.
-func pair(t *testing.T) (a, b *Node) {
+func pair(t *testing.T) (a, b *Node) { return pairKeys(t, nil, nil) }
+
+// pairKeys is pair with the nodes' shared keys (nil: none).
+func pairKeys(t *testing.T, ka, kb []byte) (a, b *Node) {
 	t.Helper()
 	ports := make([]netip.AddrPort, 2)
 	for i := range ports {
@@ -26,10 +29,10 @@ func pair(t *testing.T) (a, b *Node) {
 		c.Close()
 	}
 	var err error
-	if a, err = New(Config{Local: ports[0], Peer: ports[1], MaxEntries: 100}); err != nil {
+	if a, err = New(Config{Local: ports[0], Peer: ports[1], MaxEntries: 100, Key: ka}); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = New(Config{Local: ports[1], Peer: ports[0], MaxEntries: 100, Zone: 2}); err != nil {
+	if b, err = New(Config{Local: ports[1], Peer: ports[0], MaxEntries: 100, Zone: 2, Key: kb}); err != nil {
 		t.Fatal(err)
 	}
 	go a.Receive()
@@ -237,4 +240,68 @@ func TestFTFWRecovers(t *testing.T) {
 			t.Logf("%d datagrams dropped, %d NACKs, %d messages resent, %d ACKs", dropped.Load(), b.Stats.NacksSent.Load(), a.Stats.Resent.Load(), b.Stats.AcksSent.Load())
 		})
 	}
+}
+
+// TestSyncAuth: with a shared key, datagrams carry a MAC and a clock and
+// the peer takes them; a datagram with a wrong key or none is refused as
+// bad, one replayed (or older than the last taken) as stale, and so is a
+// first one whose clock is far from the receiver's.
+func TestSyncAuth(t *testing.T) {
+	key := []byte("0123456789abcdef0123")
+	a, b := pairKeys(t, key, key)
+	e := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoUDP, 1000, 53)
+	a.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: e})
+	a.Flush()
+	waitFor(t, "the authenticated connection", func() bool { return b.External.Len() == 1 })
+	if got, want := a.Stats.BytesSent.Load(), uint64(len(encoded(t, &e))+wire.HeaderLen+AuthLen); got != want {
+		t.Errorf("sent %d bytes; want the message and the %d-byte trailer, %d", got, AuthLen, want)
+	}
+
+	// Datagrams from the peer's address (another port passes the address
+	// check): sealed with the key, replayed, sealed with another key, not
+	// sealed.
+	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, net.UDPAddrFromAddrPort(b.cfg.Local))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	alive := wire.AppendHeader(nil, wire.Header{Type: wire.Control, Flags: wire.FlagAlive}, nil)
+	good := newAuth(key).seal(append([]byte(nil), alive...), time.Now())
+	other := newAuth([]byte("another key, 16+")).seal(append([]byte(nil), alive...), time.Now())
+	recv := b.Stats.MsgsRecv.Load()
+	for _, d := range [][]byte{good, good, other, alive} {
+		c.Write(d)
+	}
+	waitFor(t, "the refusals", func() bool { return b.Stats.AuthBad.Load()+b.Stats.AuthStale.Load() == 3 })
+	if b.Stats.MsgsRecv.Load() != recv+1 || b.Stats.AuthStale.Load() != 1 || b.Stats.AuthBad.Load() != 2 {
+		t.Errorf("took %d messages (want 1), refused %d stale (want the replay), %d bad (want the wrong key and the unsealed)",
+			b.Stats.MsgsRecv.Load()-recv, b.Stats.AuthStale.Load(), b.Stats.AuthBad.Load())
+	}
+
+	// A node that has taken nothing yet refuses a first datagram from
+	// two minutes ago; an unauthenticated node refuses the trailer as
+	// malformed.
+	_, y := pairKeys(t, key, key)
+	old := newAuth(key).seal(append([]byte(nil), alive...), time.Now().Add(-2*time.Minute))
+	d, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, net.UDPAddrFromAddrPort(y.cfg.Local))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.Write(old)
+	waitFor(t, "the old datagram refused", func() bool { return y.Stats.AuthStale.Load() == 1 })
+	p, q := pairKeys(t, key, nil)
+	p.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: e})
+	p.Flush()
+	waitFor(t, "the trailer refused", func() bool { return q.Stats.Malformed[malTruncated].Load()+q.Stats.Malformed[malSize].Load() == 1 })
+}
+
+// encoded is e's CT message body.
+func encoded(t *testing.T, e *conntrack.Entry) []byte {
+	c := FromEntry(e)
+	b, err := wire.AppendConn(nil, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
