@@ -245,6 +245,7 @@ func (d *Daemon) reload(ctx context.Context) (ReloadResult, error) {
 		{"links", cur.Links, cfg.Links}, {"workers", cur.Workers, cfg.Workers},
 		{"dataplane", cur.Dataplane, cfg.Dataplane}, {"conntrack", cur.Conntrack, cfg.Conntrack},
 		{"metrics", cur.Metrics, cfg.Metrics}, {"log", cur.Log, cfg.Log}, {"flow_export", cur.FlowExport, cfg.FlowExport},
+		{"sync", cur.Sync, cfg.Sync},
 	} {
 		if !reflect.DeepEqual(ch.a, ch.b) {
 			res.Restart = append(res.Restart, ch.key)
