@@ -9,7 +9,7 @@ DEB_PKGS := dpdk dpdk-dev libdpdk-dev pkg-config libpcap-dev iproute2 iputils-pi
 # here); or a duration/count for every target, e.g. FUZZTIME=10m.
 FUZZTIME ?=
 
-.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf perf-smoke check-format vet clean install uninstall man
+.PHONY: all build deps hugepages run test test-unit test-race fuzz fuzz-corpus bench perf pgo perf-smoke check-format vet clean install uninstall man
 
 all: build
 
@@ -106,6 +106,11 @@ bench:
 # Throughput: dpfw vs dpdk-testpmd on the same net_pcap workload, same run.
 perf: build hugepages
 	$(GO) run ./perf -workloads pass,ct,churn -flows 1024,65536 -seconds 5
+
+# Profile-guided optimisation: profile dpfw's Go code on the perf
+# workloads and write cmd/dpfw/default.pgo, which go build then uses.
+pgo: build hugepages
+	$(GO) run ./perf -workloads pass,ct1,ct,churn -flows 65536 -seconds 4 -rounds 1 -pgo cmd/dpfw/default.pgo
 
 # Install the binary, the systemd unit (pointing at it), the reference
 # config with its rules file, and the README. An existing /etc/dpfw/dpfw.yaml

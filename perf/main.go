@@ -47,6 +47,7 @@ func main() {
 	flag.StringVar(&checksumMode, "checksum", "", "dataplane.checksum for dpfw (full, hardware, off; empty: dpfw's default)")
 	reloadLoadFlag := flag.Duration("reload-load", 0, "also run dpfw while reloading its rules (two rule sets allowing the same traffic) at this interval, and report throughput and drops")
 	flag.StringVar(&profileDir, "profile", "", "record the forwarding CPU with Linux perf (perf record -g) during each dpfw window, into DIR/<workload>-<flows>-<n>.data (read with perf report -i)")
+	flag.StringVar(&pgoFile, "pgo", "", "profile dpfw's Go code (run --cpuprofile) in every dpfw window, stop it with SIGINT, and merge the profiles into this file: the profile-guided optimisation input (make pgo writes cmd/dpfw/default.pgo)")
 	controlLoad := flag.Duration("control-load", 0, "also run dpfw while scraping /metrics and listing every connection (dpfw conntrack list) at this interval, and report the throughput change")
 	ruleSizes := flag.String("rulesets", "", "instead of traffic: compare dpfw rules check with iptables-restore (in a throwaway network namespace) on generated rule sets of these sizes, comma-separated (e.g. 10000,100000)")
 	reloadPadN := flag.Int("reload-rules", 0, "with -reload-load: put this many non-matching rules first in INPUT of both reloaded rule sets (a reload at rule-set scale)")
@@ -62,6 +63,9 @@ func main() {
 	dir, err := os.MkdirTemp("", "dpfw-perf-")
 	check(err)
 	defer os.RemoveAll(dir)
+	if pgoFile != "" {
+		defer mergePGO() // before the directory goes
+	}
 	o.dir = dir
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %d CPUs, %s; forwarding lcore on CPU %d; hugepages: %v\n",
@@ -433,11 +437,19 @@ func runDPFW(bin, dir, pcap string, packets, flows int, rules string, cpu int, n
 		}
 		cfg.Rules.Iptables, cfg.Rules.File = "", rulesPath
 	}
-	p, err := e2e.Start(bin, dir, cfg)
+	var extra []string
+	if pgoFile != "" {
+		pgoProfiles = append(pgoProfiles, filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", len(pgoProfiles))))
+		extra = []string{"--cpuprofile", pgoProfiles[len(pgoProfiles)-1]}
+	}
+	p, err := e2e.StartWith(bin, dir, cfg, extra...)
 	if err != nil {
 		return 0, err
 	}
 	defer p.Kill()
+	if pgoFile != "" {
+		defer func() { _ = p.Stop() }() // the profile is written on a clean stop
+	}
 	time.Sleep(warmup)
 	if settle {
 		waitSettled(p)
@@ -636,6 +648,10 @@ var (
 	// floodEst and floodLost are the flood workload's established-flow
 	// rule counters.
 	checksumMode string
+	// pgoFile, when set, makes runDPFW profile dpfw's Go code into
+	// pgoProfiles, merged into pgoFile at the end.
+	pgoFile     string
+	pgoProfiles []string
 	// profileDir, when set, makes runDPFW record the worker CPU with perf;
 	// profileName names the next recording.
 	profileDir, profileName string
@@ -672,4 +688,28 @@ func controlLoad(addr string, every time.Duration, stop <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// mergePGO merges the runs' CPU profiles into pgoFile (go tool pprof
+// -proto), the input of a profile-guided build.
+func mergePGO() {
+	var have []string
+	for _, f := range pgoProfiles {
+		if fi, err := os.Stat(f); err == nil && fi.Size() > 0 {
+			have = append(have, f)
+		}
+	}
+	if len(have) == 0 {
+		fmt.Fprintln(os.Stderr, "perf: -pgo: no profile was written")
+		return
+	}
+	out, err := exec.Command("go", append([]string{"tool", "pprof", "-proto"}, have...)...).Output()
+	if err == nil {
+		err = os.WriteFile(pgoFile, out, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "perf: -pgo:", err)
+		return
+	}
+	fmt.Printf("pgo: %d profiles merged into %s (%d bytes)\n", len(have), pgoFile, len(out))
 }

@@ -50,7 +50,10 @@ const StartTimeout = 20 * time.Second
 // never by waiting for interfaces to appear. It gives the process its own
 // EAL file prefix and, unless the API is disabled (metrics.listen ""), a
 // free loopback port.
-func Start(bin, dir string, cfg config.Config) (*Proc, error) {
+func Start(bin, dir string, cfg config.Config) (*Proc, error) { return StartWith(bin, dir, cfg) }
+
+// StartWith is Start with more arguments to dpfw run.
+func StartWith(bin, dir string, cfg config.Config, args ...string) (*Proc, error) {
 	if cfg.Metrics.Listen != "" {
 		addr, err := FreeAddr()
 		if err != nil {
@@ -70,7 +73,7 @@ func Start(bin, dir string, cfg config.Config) (*Proc, error) {
 	}
 	ready := filepath.Join(dir, "ready")
 	_ = os.Remove(ready)
-	p.cmd = exec.Command(bin, "run", "--config", p.Path, "--ready-file", ready)
+	p.cmd = exec.Command(bin, append([]string{"run", "--config", p.Path, "--ready-file", ready}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.Stdout, p.Stderr
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w (build it: make build)", bin, err)
