@@ -78,7 +78,7 @@ FUZZ_TARGETS = packet:FuzzDecode:250000 dataplane:FuzzTrack:15000 \
 	packet/header:FuzzSum:500000 control/daemon:FuzzRuleLabels:80000 \
 	dataplane:FuzzFragments:20000 dataplane/rules:FuzzApplyEdit:200000 \
 	control/ruleset:FuzzParseSetFile:200000 dataplane/filter:FuzzIndexed:20000 \
-	control/hasync/wire:FuzzParse:300000
+	control/hasync/wire:FuzzParse:300000 control/hasync:FuzzAuthOpen:100000
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
