@@ -306,7 +306,9 @@ func (n *Node) flush() {
 		out = n.seal.seal(out, n.cfg.Now())
 	}
 	if _, err := n.send.WriteToUDP(out, n.peer); err != nil {
-		n.Stats.SendErrors.Add(1)
+		if c := n.Stats.SendErrors.Add(1); c&(c-1) == 0 { // the 1st, 2nd, 4th, 8th…
+			n.cfg.Log.Warn("sync: sending to the peer", "err", err, "errors", c)
+		}
 	} else {
 		n.Stats.Datagrams.Add(1)
 		n.Stats.MsgsSent.Add(uint64(n.msgs))
