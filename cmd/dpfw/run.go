@@ -229,7 +229,12 @@ func waitSynced(ctx context.Context, d *daemon.Daemon, sigs <-chan os.Signal, lo
 		return true
 	default:
 	}
-	log.Info("waiting for the peer's connections (sync.ready_timeout bounds the wait)")
+	wait := d.Config.Sync.ReadyTimeout
+	log.Info("waiting for the peer's connections (sync.ready_timeout bounds the wait)", "ready_timeout", wait)
+	// systemd's start timeout must not run out first.
+	if err := sdNotify(fmt.Sprintf("STATUS=waiting for the peer's connections\nEXTEND_TIMEOUT_USEC=%d", (wait + 10*time.Second).Microseconds())); err != nil {
+		log.Warn("systemd notification", "err", err)
+	}
 	var done <-chan struct{}
 	if ctx != nil {
 		done = ctx.Done()
