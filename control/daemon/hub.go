@@ -47,13 +47,10 @@ type stamped[T any] struct {
 
 // listen registers a listener for the records want selects, and starts
 // the pump (and the rings) with the first one.
-func (h *hub[T]) listen(want func(*T) bool) *listener[T] { return h.listenQueue(want, listenerQueue) }
-
-// listenQueue is listen with a queue of its own size.
-func (h *hub[T]) listenQueue(want func(*T) bool, queue int) *listener[T] {
+func (h *hub[T]) listen(want func(*T) bool) *listener[T] {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	l := &listener[T]{ch: make(chan stamped[T], queue), want: want}
+	l := &listener[T]{ch: make(chan stamped[T], listenerQueue), want: want}
 	if h.listeners == nil {
 		h.listeners = map[*listener[T]]struct{}{}
 	}

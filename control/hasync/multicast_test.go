@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpfw/dpfw/conntrack"
+	"github.com/dpfw/dpfw/control/hasync/wire"
 	"github.com/dpfw/dpfw/packet/header"
 )
 
@@ -72,8 +72,8 @@ func TestMulticastIPv6(t *testing.T) {
 	ea := entry(t, "2001:2::10", "2001:2::20", header.ProtoUDP, 5000, 53)
 	eb := entry(t, "2001:2::30", "2001:2::40", header.ProtoTCP, 6000, 443)
 	eb.TCPState = 3 // ESTABLISHED
-	a.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: ea})
-	b.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: eb})
+	a.OfferEntry(wire.CTNew, &ea)
+	b.OfferEntry(wire.CTNew, &eb)
 	a.Flush()
 	b.Flush()
 	waitFor(t, "each node's connection at the other", func() bool { return a.External.Len() == 1 && b.External.Len() == 1 })

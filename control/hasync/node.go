@@ -72,7 +72,7 @@ type Config struct {
 }
 
 // Node is one end of a sync link: a socket, the sender's state (driven by
-// one goroutine: Offer, Flush, Tick), the receiver (Receive, its own
+// one goroutine: OfferEntry, Flush, Tick), the receiver (Receive, its own
 // goroutine) and the external cache.
 type Node struct {
 	cfg Config
@@ -227,10 +227,6 @@ func (n *Node) PeerSeen() time.Time {
 	}
 	return time.Time{}
 }
-
-// Offer queues the message for a connection event (NEW, UPDATE or
-// DESTROY), sending the datagram it fills.
-func (n *Node) Offer(ev *conntrack.Event) { n.OfferEntry(MessageType(ev.Type), &ev.Entry) }
 
 // MessageType is the CT message a connection event becomes.
 func MessageType(t conntrack.EventType) wire.Type {

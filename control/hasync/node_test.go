@@ -69,13 +69,13 @@ func TestSyncEvents(t *testing.T) {
 	udp := entry(t, "2001:2::1", "2001:2::2", header.ProtoUDP, 5353, 53)
 	icmp := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoICMP, 77, uint16(header.ICMPv4Echo)<<8)
 	for _, e := range []conntrack.Entry{tcp, udp, icmp} {
-		a.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: e})
+		a.OfferEntry(wire.CTNew, &e)
 	}
 	a.Flush()
 	waitFor(t, "three connections", func() bool { return b.External.Len() == 3 })
 	tcp.TCPState, tcp.SeenReply, tcp.Assured, tcp.ExpiresIn = tcpstate.Established, true, true, 432000*time.Second
-	a.Offer(&conntrack.Event{Type: conntrack.EventUpdate, Entry: tcp})
-	a.Offer(&conntrack.Event{Type: conntrack.EventDestroy, Entry: udp})
+	a.OfferEntry(wire.CTUpdate, &tcp)
+	a.OfferEntry(wire.CTDelete, &udp)
 	a.Flush()
 	waitFor(t, "the update and the destroy", func() bool { return b.External.Len() == 2 })
 	got := map[string]conntrack.Entry{}
@@ -210,7 +210,7 @@ func TestFTFWRecovers(t *testing.T) {
 			const conns = 2000
 			for i := range conns {
 				e := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoUDP, uint16(1000+i), 53)
-				a.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: e})
+				a.OfferEntry(wire.CTNew, &e)
 				if i%50 == 49 {
 					a.Flush()
 				}
@@ -250,7 +250,7 @@ func TestSyncAuth(t *testing.T) {
 	key := []byte("0123456789abcdef0123")
 	a, b := pairKeys(t, key, key)
 	e := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoUDP, 1000, 53)
-	a.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: e})
+	a.OfferEntry(wire.CTNew, &e)
 	a.Flush()
 	waitFor(t, "the authenticated connection", func() bool { return b.External.Len() == 1 })
 	if got, want := a.Stats.BytesSent.Load(), uint64(len(encoded(t, &e))+wire.HeaderLen+AuthLen); got != want {
@@ -291,7 +291,7 @@ func TestSyncAuth(t *testing.T) {
 	d.Write(old)
 	waitFor(t, "the old datagram refused", func() bool { return y.Stats.AuthStale.Load() == 1 })
 	p, q := pairKeys(t, key, nil)
-	p.Offer(&conntrack.Event{Type: conntrack.EventNew, Entry: e})
+	p.OfferEntry(wire.CTNew, &e)
 	p.Flush()
 	waitFor(t, "the trailer refused", func() bool { return q.Stats.Malformed[malTruncated].Load()+q.Stats.Malformed[malSize].Load() == 1 })
 }
