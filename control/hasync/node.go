@@ -90,6 +90,7 @@ type Node struct {
 	msgs     int // messages in out
 	lastSend time.Time
 	scratch  []byte
+	msg      wire.Conn
 	ftfw     *ftfwState
 	// seal and unseal authenticate datagrams (nil without Config.Key):
 	// seal under mu, unseal on the receiving goroutine.
@@ -241,10 +242,10 @@ func MessageType(t conntrack.EventType) wire.Type {
 
 // OfferEntry queues a CT message of type t for entry e.
 func (n *Node) OfferEntry(t wire.Type, e *conntrack.Entry) {
-	c := FromEntry(e)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	body, err := wire.AppendConn(n.scratch[:0], &c)
+	n.msg = FromEntry(e) // the node's, so that encoding it allocates nothing
+	body, err := wire.AppendConn(n.scratch[:0], &n.msg)
 	if err != nil { // FromEntry builds only what encodes
 		panic(fmt.Sprintf("hasync: %v", err))
 	}

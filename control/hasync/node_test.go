@@ -17,7 +17,10 @@ import (
 func pair(t *testing.T) (a, b *Node) { return pairKeys(t, nil, nil) }
 
 // pairKeys is pair with the nodes' shared keys (nil: none).
-func pairKeys(t *testing.T, ka, kb []byte) (a, b *Node) {
+func pairKeys(t *testing.T, ka, kb []byte) (a, b *Node) { return pairConf(t, "", ka, kb) }
+
+// pairConf is pair in mode (NoTrack if "") with the nodes' shared keys.
+func pairConf(t testing.TB, mode string, ka, kb []byte) (a, b *Node) {
 	t.Helper()
 	ports := make([]netip.AddrPort, 2)
 	for i := range ports {
@@ -29,10 +32,10 @@ func pairKeys(t *testing.T, ka, kb []byte) (a, b *Node) {
 		c.Close()
 	}
 	var err error
-	if a, err = New(Config{Local: ports[0], Peer: ports[1], MaxEntries: 100, Key: ka}); err != nil {
+	if a, err = New(Config{Mode: mode, Local: ports[0], Peer: ports[1], MaxEntries: 100, Key: ka}); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = New(Config{Local: ports[1], Peer: ports[0], MaxEntries: 100, Zone: 2, Key: kb}); err != nil {
+	if b, err = New(Config{Mode: mode, Local: ports[1], Peer: ports[0], MaxEntries: 100, Zone: 2, Key: kb}); err != nil {
 		t.Fatal(err)
 	}
 	go a.Receive()
@@ -41,7 +44,7 @@ func pairKeys(t *testing.T, ka, kb []byte) (a, b *Node) {
 	return a, b
 }
 
-func entry(t *testing.T, src, dst string, proto uint8, sp, dp uint16) conntrack.Entry {
+func entry(t testing.TB, src, dst string, proto uint8, sp, dp uint16) conntrack.Entry {
 	tu, ok := conntrack.MakeTuple(netip.MustParseAddr(src), netip.MustParseAddr(dst), proto, sp, dp, 0)
 	if !ok {
 		t.Fatal(src, dst)
