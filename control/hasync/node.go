@@ -63,7 +63,8 @@ type Config struct {
 	Log   *slog.Logger
 	// OnConn, if set, is called (on the receiving goroutine) with each of
 	// the peer's connections the external cache took or dropped
-	// (active-active installs them at once).
+	// (active-active installs them at once). *e is valid only during the
+	// call.
 	OnConn func(t wire.Type, e *conntrack.Entry)
 	// OnExpect is OnConn for the peer's expectations.
 	OnExpect func(t wire.Type, x *conntrack.Expectation)
@@ -91,7 +92,11 @@ type Node struct {
 	lastSend time.Time
 	scratch  []byte
 	msg      wire.Conn
-	ftfw     *ftfwState
+	// rmsg and rentry are the receiving goroutine's: each CT message is
+	// parsed into rmsg and becomes rentry.
+	rmsg   wire.Conn
+	rentry conntrack.Entry
+	ftfw   *ftfwState
 	// seal and unseal authenticate datagrams (nil without Config.Key):
 	// seal under mu, unseal on the receiving goroutine.
 	seal, unseal *auth
@@ -428,12 +433,11 @@ func (n *Node) message(h *wire.Header, body []byte, now time.Time) {
 	case !h.IsData():
 		n.Stats.Malformed[malType].Add(1)
 	case h.Type.IsConn():
-		c, err := wire.ParseConn(body)
-		if err != nil {
+		if err := wire.ParseConnInto(body, &n.rmsg); err != nil {
 			n.Stats.Malformed[malAttr].Add(1)
 			return
 		}
-		n.take(h.Type, &c, now)
+		n.take(h.Type, &n.rmsg, now)
 	case h.Type.IsExpect():
 		e, err := wire.ParseExpect(body)
 		if err != nil {
@@ -448,18 +452,23 @@ func (n *Node) message(h *wire.Header, body []byte, now time.Time) {
 
 // take puts one connection in the external cache, or counts why not.
 func (n *Node) take(t wire.Type, c *wire.Conn, now time.Time) {
-	e, err := ToEntry(c, n.cfg.Zone)
+	var err error
+	e := &n.rentry // the receiving goroutine's: no allocation per message
+	*e, err = ToEntry(c, n.cfg.Zone)
 	if err == nil {
-		err = n.External.apply(t, &e, now)
+		err = n.External.apply(t, e, now)
 	}
 	if err == nil && n.cfg.OnConn != nil {
-		n.cfg.OnConn(t, &e)
+		n.cfg.OnConn(t, e)
 	}
 	n.refused(err)
 }
 
 // refused counts a message not taken, by its reason.
 func (n *Node) refused(err error) {
+	if err == nil {
+		return
+	}
 	var r *refused
 	if errors.As(err, &r) {
 		for i, name := range RefusedNames {

@@ -308,3 +308,21 @@ func encoded(t *testing.T, e *conntrack.Entry) []byte {
 	}
 	return b
 }
+
+// TestReceiveAllocs: taking a CT message for a connection the external
+// cache holds allocates nothing (the backup's steady state: updates).
+func TestReceiveAllocs(t *testing.T) {
+	_, b := pair(t)
+	e := entry(t, "198.18.0.1", "198.19.0.1", header.ProtoTCP, 40000, 443)
+	e.TCPState = tcpstate.Established
+	body := encoded(t, &e)
+	h := wire.Header{Type: wire.CTUpdate}
+	now := time.Now()
+	b.message(&h, body, now)
+	if b.External.Len() != 1 {
+		t.Fatalf("cached %d connections; want 1", b.External.Len())
+	}
+	if n := testing.AllocsPerRun(1000, func() { b.message(&h, body, now) }); n != 0 {
+		t.Errorf("a CT message for a cached connection allocates %v times", n)
+	}
+}

@@ -167,14 +167,22 @@ var connAttrs = [numConnAttrs]codec[Conn]{
 // merge or drop.
 func ParseConn(body []byte) (Conn, error) {
 	var c Conn
-	err := parseAttrs(body, connAttrs[:], &c.Has, &c)
-	if err == nil && (c.HasAttr(AttrIPv4) && c.HasAttr(AttrIPv6) || c.HasAttr(AttrMasterIPv4) && c.HasAttr(AttrMasterIPv6)) {
-		err = fmt.Errorf("%w: addresses of both families", ErrBadAttr)
-	}
-	if err != nil {
+	if err := ParseConnInto(body, &c); err != nil {
 		return Conn{}, err
 	}
 	return c, nil
+}
+
+// ParseConnInto is ParseConn into *c (which it resets), for a caller
+// that keeps one Conn to parse every message into: nothing is allocated.
+// On error *c is unspecified.
+func ParseConnInto(body []byte, c *Conn) error {
+	*c = Conn{}
+	err := parseAttrs(body, connAttrs[:], &c.Has, c)
+	if err == nil && (c.HasAttr(AttrIPv4) && c.HasAttr(AttrIPv6) || c.HasAttr(AttrMasterIPv4) && c.HasAttr(AttrMasterIPv6)) {
+		err = fmt.Errorf("%w: addresses of both families", ErrBadAttr)
+	}
+	return err
 }
 
 // AppendConn appends c's attributes, for each marked present, in the
