@@ -34,9 +34,10 @@ const (
 	SyncRelated
 )
 
-// SyncRingSize is each worker's sync ring: at a million events a second
-// (some 110,000 new TCP connections) 8 ms of them.
-const SyncRingSize = 8192
+// SyncRingSize is each worker's sync ring (1 MB): at a million events a
+// second (some 110,000 new TCP connections) 16 ms of them, for a sync
+// goroutine that drains it every millisecond on a shared CPU.
+const SyncRingSize = 16384
 
 // SyncRing is a worker's sync records: single producer (the worker),
 // single consumer (the sync).

@@ -27,7 +27,7 @@ import (
 // its worker's sync ring full is lost, counted, and starts a dump.
 
 // syncPump is how often the sync goroutine drains the workers' sync
-// rings: at a million events a second a ring (SyncRingSize) holds 8 ms.
+// rings: at a million events a second a ring (SyncRingSize) holds 16 ms.
 const syncPump = time.Millisecond
 
 // syncTick is how often queued messages go out, and heartbeats are due.
