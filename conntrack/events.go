@@ -90,14 +90,18 @@ func (tr *Tracker) event(t EventType, idx uint32) { tr.eventWhy(t, 0, idx) }
 func (tr *Tracker) destroyed(idx uint32, why EndReason) { tr.eventWhy(EventDestroy, why, idx) }
 
 func (tr *Tracker) eventWhy(t EventType, why EndReason, idx uint32) {
+	toSync, toEvents := tr.syncRing.On(), tr.events.On()
+	if !toSync && !toEvents {
+		return // nobody listens: two atomic loads, nothing else
+	}
 	c := tr.Table.Conn(idx)
 	if c.flags&flagConfirmed == 0 {
 		return
 	}
-	if tr.syncRing.On() {
+	if toSync {
 		tr.syncRecord(t, c)
 	}
-	if !tr.events.On() {
+	if !toEvents {
 		return
 	}
 	var ev Event

@@ -235,14 +235,18 @@ func startConntrackd(t *testing.T, l *syncLink, dir string) *conntrackd {
 // UDP unicast to dpfw.
 func startConntrackdMode(t *testing.T, l *syncLink, dir, mode string) *conntrackd {
 	t.Helper()
-	udp := fmt.Sprintf(`UDP {
+	return startConntrackdConf(t, l, dir, mode, l.udpTransport())
+}
+
+// udpTransport is conntrackd's UDP block for the link, to dpfw.
+func (l *syncLink) udpTransport() string {
+	return fmt.Sprintf(`UDP {
 		IPv4_address %s
 		IPv4_Destination_Address %s
 		Port 3780
 		Interface %s
 		Checksum on
 	}`, l.peerIP, l.dpfwAddr, l.peerIf)
-	return startConntrackdConf(t, l, dir, mode, udp)
 }
 
 // startConntrackdConf starts conntrackd with the given Mode block and
@@ -753,29 +757,69 @@ func TestSyncFTFWLossy(t *testing.T) {
 const ftpHARules = establishedRules + `-A INPUT -p tcp --dport 21 -s 198.18.0.1 -m state --state NEW -j ACCEPT
 `
 
+// ftpFile writes a file of size bytes for vsftpd to serve, into a
+// directory of its own, and returns the directory and what the ftp-pasv
+// helper prints for it ("LEN SHA256").
+func ftpFile(t *testing.T, size int) (dir, want string) {
+	t.Helper()
+	dir = t.TempDir()
+	content := make([]byte, size)
+	_, _ = io.ReadFull(newDataSource(), content)
+	if err := os.WriteFile(filepath.Join(dir, "file.bin"), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, fmt.Sprintf("%d %x", len(content), sha256.Sum256(content))
+}
+
+// pasvClient is the ftp-pasv helper in a namespace: logged in to the FTP
+// server 198.18.0.2:21, it has asked for a passive data connection to
+// port and waits for fetch to open it and retrieve file.bin.
+type pasvClient struct {
+	goFile, port string
+	done         <-chan error
+	out          *e2e.Buffer
+}
+
+// startPasv starts the ftp-pasv helper in ns and waits for the PASV
+// answer; where names the path in the failure, with dump's text.
+func startPasv(t *testing.T, ns netns, where string, dump func() string) *pasvClient {
+	t.Helper()
+	c := &pasvClient{goFile: filepath.Join(t.TempDir(), "go")}
+	cli := ns.Command(os.Args[0])
+	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=ftp-pasv", "DPFW_E2E_ADDR=198.18.0.2:21", "DPFW_E2E_FILE=file.bin", "DPFW_E2E_GO="+c.goFile)
+	c.done, c.out = background(t, cli)
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(c.out.String(), "pasv "); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no PASV answer %s: %s\n%s", where, c.out.String(), dump())
+		}
+	}
+	c.port = strings.Fields(c.out.String()[strings.Index(c.out.String(), "pasv "):])[1]
+	return c
+}
+
+// fetch lets the client open the data connection.
+func (c *pasvClient) fetch(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(c.goFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// last is the client's last line (what it printed for the file).
+func (c *pasvClient) last() string {
+	o := strings.TrimSpace(c.out.String())
+	return o[strings.LastIndex(o, "\n")+1:]
+}
+
 // ftpFailover: an FTP client logs in through node a and asks for a
 // passive data connection (an expectation on a, synced to b); a is killed;
 // once b has taken over, the client opens the data connection, which b
 // lets through as RELATED, and the file arrives whole.
 func ftpFailover(t *testing.T, h *haPair) {
 	t.Helper()
-	dir := t.TempDir()
-	content := make([]byte, 1<<20)
-	_, _ = io.ReadFull(newDataSource(), content)
-	if err := os.WriteFile(filepath.Join(dir, "file.bin"), content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("%d %x", len(content), sha256.Sum256(content))
+	dir, want := ftpFile(t, 1<<20)
 	startVsftpd(t, h.sns, dir)
-	goFile := filepath.Join(t.TempDir(), "go")
-	cli := h.cns.Command(os.Args[0])
-	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=ftp-pasv", "DPFW_E2E_ADDR=198.18.0.2:21", "DPFW_E2E_FILE=file.bin", "DPFW_E2E_GO="+goFile)
-	done, out := background(t, cli)
-	for end := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "pasv "); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("no PASV answer through a: %s\n%s", out.String(), h.a.dump())
-		}
-	}
+	c := startPasv(t, h.cns, "through a", h.a.dump)
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		x, _ := h.b.cli("ha", "external", "--expect")
 		if strings.Contains(x, "dst=198.18.0.2") && strings.Contains(x, "master-dst=198.18.0.2 sport=") && strings.Contains(x, "dport=21") {
@@ -794,17 +838,15 @@ func ftpFailover(t *testing.T, h *haPair) {
 			t.Fatalf("b did not take over\n%s", h.b.dump())
 		}
 	}
-	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c.fetch(t)
 	select {
-	case err := <-done:
-		if got := strings.TrimSpace(out.String()[strings.LastIndex(strings.TrimSpace(out.String()), "\n")+1:]); err != nil || got != want {
+	case err := <-c.done:
+		if got := c.last(); err != nil || got != want {
 			t.Fatalf("the FTP transfer after the failover: %v %q; want %q\n%s", err, got, want, h.b.dump())
 		}
 	case <-time.After(30 * time.Second):
 		list, _ := h.b.cli("conntrack", "list")
-		t.Fatalf("the FTP transfer did not finish after the failover\n%s\n%s\nb's connections:\n%s\n%s", out.String(), before, list, h.b.dump())
+		t.Fatalf("the FTP transfer did not finish after the failover\n%s\n%s\nb's connections:\n%s\n%s", c.out.String(), before, list, h.b.dump())
 	}
 	if n := h.b.metric("dpfw_conntrack_expectations_matched_total"); n < 1 {
 		t.Errorf("b matched %v expectations; want the data connection's", n)
@@ -982,38 +1024,18 @@ func TestSyncConntrackdExpect(t *testing.T) {
 	requireTool(t, "vsftpd")
 	l := newSyncLink(t)
 	dir := t.TempDir()
-	udp := fmt.Sprintf(`UDP {
-		IPv4_address %s
-		IPv4_Destination_Address %s
-		Port 3780
-		Interface %s
-		Checksum on
-	}
+	ctd := startConntrackdConf(t, l, dir, "NOTRACK {\n\t\tStartupResync on\n\t}", l.udpTransport()+`
 	Options {
 		ExpectationSync On
-	}`, l.peerIP, l.dpfwAddr, l.peerIf)
-	ctd := startConntrackdConf(t, l, dir, "NOTRACK {\n\t\tStartupResync on\n\t}", udp)
+	}`)
 	p, cns, sns := tapPair(t, func(c *config.Config) {
 		e2e.Iptables(c, ftpHARules, "")
 		l.configure(c)
 	})
-	files := t.TempDir()
-	content := make([]byte, 64<<10)
-	_, _ = io.ReadFull(newDataSource(), content)
-	if err := os.WriteFile(filepath.Join(files, "file.bin"), content, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	files, want := ftpFile(t, 64<<10)
 	startVsftpd(t, sns, files)
-	goFile := filepath.Join(t.TempDir(), "go")
-	cli := cns.Command(os.Args[0])
-	cli.Env = append(os.Environ(), "DPFW_E2E_HELPER=ftp-pasv", "DPFW_E2E_ADDR=198.18.0.2:21", "DPFW_E2E_FILE=file.bin", "DPFW_E2E_GO="+goFile)
-	done, out := background(t, cli)
-	for end := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "pasv "); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("no PASV answer through dpfw: %s\n%s", out.String(), p.dump())
-		}
-	}
-	port := strings.Fields(out.String()[strings.Index(out.String(), "pasv "):])[1]
+	c := startPasv(t, cns, "through dpfw", p.dump)
+	port := c.port
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		x, _ := ctd.ctl("-e", "expect")
 		if strings.Contains(x, "dst=198.18.0.2") && strings.Contains(x, "dport="+port) && strings.Contains(x, "dport=21") {
@@ -1024,16 +1046,14 @@ func TestSyncConntrackdExpect(t *testing.T) {
 			t.Fatalf("conntrackd has no expectation for the data connection to port %s:\n%s\ndpfw's:\n%s\n%s", port, x, mine, ctd.out.String())
 		}
 	}
-	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c.fetch(t)
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the FTP transfer: %v\n%s", err, out.String())
+	case err := <-c.done:
+		if got := c.last(); err != nil || got != want {
+			t.Fatalf("the FTP transfer: %v %q; want %q", err, got, want)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("the FTP transfer did not finish\n%s", out.String())
+		t.Fatalf("the FTP transfer did not finish\n%s", c.out.String())
 	}
 
 	// The other way: an FTP session in the peer's own kernel (its FTP
@@ -1050,16 +1070,8 @@ func TestSyncConntrackdExpect(t *testing.T) {
 		t.Fatalf("nft: %v\n%s", err, b)
 	}
 	startVsftpd(t, l.peer, files)
-	goFile2 := filepath.Join(t.TempDir(), "go")
-	kcli := l.peer.Command(os.Args[0])
-	kcli.Env = append(os.Environ(), "DPFW_E2E_HELPER=ftp-pasv", "DPFW_E2E_ADDR=198.18.0.2:21", "DPFW_E2E_FILE=file.bin", "DPFW_E2E_GO="+goFile2)
-	kdone, kout := background(t, kcli)
-	for end := time.Now().Add(10 * time.Second); !strings.Contains(kout.String(), "pasv "); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("no PASV answer in the peer's namespace: %s", kout.String())
-		}
-	}
-	kport := strings.Fields(kout.String()[strings.Index(kout.String(), "pasv "):])[1]
+	k := startPasv(t, l.peer, "in the peer's namespace", func() string { return "" })
+	kport := k.port
 	kernel := mustRun(t, "ip", "netns", "exec", string(l.peer), "conntrack", "-L", "expect")
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		x, _ := p.cli("ha", "external", "--expect")
@@ -1070,12 +1082,10 @@ func TestSyncConntrackdExpect(t *testing.T) {
 			t.Fatalf("dpfw's external cache has no expectation for port %s:\n%s\nthe peer's kernel:\n%s", kport, x, kernel)
 		}
 	}
-	if err := os.WriteFile(goFile2, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	k.fetch(t)
 	select {
-	case <-kdone:
+	case <-k.done:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("the peer's FTP transfer did not finish\n%s", kout.String())
+		t.Fatalf("the peer's FTP transfer did not finish\n%s", k.out.String())
 	}
 }
