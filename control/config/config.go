@@ -661,6 +661,9 @@ func checkSync(v *validation) {
 	}
 }
 
+// maxKeyFile bounds sync.key_file.
+const maxKeyFile = 4096
+
 // LoadSyncKey reads sync.key_file's shared key: at least 16 bytes once
 // the surrounding white space is trimmed, in a file others cannot read.
 func LoadSyncKey(path string) ([]byte, error) {
@@ -670,6 +673,9 @@ func LoadSyncKey(path string) ([]byte, error) {
 	}
 	if fi.Mode().Perm()&0o007 != 0 {
 		return nil, fmt.Errorf("%s is accessible to others (mode %v): chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxKeyFile {
+		return nil, fmt.Errorf("%s: want a regular file of at most %d bytes holding the key (head -c 32 /dev/urandom | base64 > %s)", path, maxKeyFile, path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -322,6 +322,8 @@ func TestSyncKeyFile(t *testing.T) {
 		{write("short", "tooshort\n", 0o600), "holds 8 bytes of key: want at least 16"},
 		{write("open", "c2VjcmV0IHNoYXJlZCBrZXkgb2YgMzIgYnl0ZXM=", 0o644), "chmod 600"},
 		{filepath.Join(dir, "missing"), "head -c 32 /dev/urandom"},
+		{write("huge", strings.Repeat("k", 5000), 0o600), "at most 4096 bytes"},
+		{private(t, filepath.Join(dir, "adir")), "want a regular file"},
 	} {
 		key, err := config.LoadSyncKey(tc.path)
 		switch {
@@ -331,4 +333,13 @@ func TestSyncKeyFile(t *testing.T) {
 			t.Errorf("%s: %v; want an error with %q", tc.path, err, tc.want)
 		}
 	}
+}
+
+// private makes directory path, not accessible to others.
+func private(t *testing.T, path string) string {
+	t.Helper()
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
